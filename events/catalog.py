@@ -1,0 +1,150 @@
+"""The vid2mp3 event catalog: each CloudEvent type the pipeline emits, and its typed, validated payload.
+
+Conventions, the same for every event (events/README.md explains them to other subscribers):
+- `type`: reverse-DNS and versioned (`io.vid2mp3.<noun>.<verb>.v<N>`); a breaking payload change is a new version.
+- `source`: `/vid2mp3/<function>`, the function that emitted it.
+- `subject`: the job id, so a subscriber can filter or group on one job without parsing the data.
+- `id`: `<job id>.<event name>`, deterministic: an event re-emitted after a crash or by the reconcile step
+  carries the same id, so consumers deduplicate on `source` + `id`.
+- `dataschema`: the JSON Schema of the payload, published in `events/schemas/`.
+- `datacontenttype`: `application/json`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_BASE_URI = "https://github.com/vid2mp3/vid2mp3/raw/main/events/schemas/"
+SOURCE_PREFIX = "/vid2mp3/"
+
+VIDEO_UPLOADED = "io.vid2mp3.video.uploaded.v1"
+AUDIO_CONVERTED = "io.vid2mp3.audio.converted.v1"
+CONVERSION_FAILED = "io.vid2mp3.conversion.failed.v1"
+NOTIFICATION_SENT = "io.vid2mp3.notification.sent.v1"
+JOB_CANCELLED = "io.vid2mp3.job.cancelled.v1"
+
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, description="The job id: 32 lowercase hex digits.")]
+OwnerId = Annotated[str, Field(min_length=1, max_length=64, description="The owner's account id (JWT `sub`).")]
+MediaId = Annotated[str, Field(min_length=1, max_length=64, description="A GridFS file id.")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the stored bytes, hex.")]
+SUPPORTED_BITRATES_KBPS = (128, 192, 256, 320)
+BitrateKbps = Literal[128, 192, 256, 320]
+
+
+def is_job_id(value: str) -> bool:
+    return re.fullmatch(JOB_ID_PATTERN, value) is not None
+
+
+class FailureReason(StrEnum):
+    """Why a job failed: stable codes a subscriber can branch on; the message says it in words."""
+
+    NOT_MEDIA = "not_media"
+    NO_AUDIO = "no_audio"
+    TOO_LONG = "too_long"
+    TOO_MANY_STREAMS = "too_many_streams"
+    CONVERSION_ERROR = "conversion_error"
+    INVALID_OUTPUT = "invalid_output"
+    DELIVERY_FAILED = "delivery_failed"
+    STUCK = "stuck"
+    SOURCE_MISSING = "source_missing"
+
+
+class EventPayload(BaseModel):
+    """Base of every payload: frozen, no unknown fields, and the CloudEvent type it travels as."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_type: ClassVar[str]
+    # The last part of the event id (`<job id>.<event_name>`).
+    event_name: ClassVar[str]
+
+    job_id: JobId
+    owner_id: OwnerId
+
+    @classmethod
+    def schema_file_name(cls) -> str:
+        return cls.event_type.removeprefix("io.vid2mp3.") + ".json"
+
+    @classmethod
+    def schema_uri(cls) -> str:
+        return SCHEMA_BASE_URI + cls.schema_file_name()
+
+    def event_id(self) -> str:
+        return f"{self.job_id}.{self.event_name}"
+
+
+class VideoUploaded(EventPayload):
+    """A video is stored in GridFS and its job waits for conversion. Emitted by `upload`; consumed by `convert`."""
+
+    event_type: ClassVar[str] = VIDEO_UPLOADED
+    event_name: ClassVar[str] = "video-uploaded"
+
+    video_id: MediaId
+    filename: Annotated[str, Field(max_length=255, description="The sanitised original file name.")]
+    size_bytes: Annotated[int, Field(ge=1)]
+    sha256: Sha256
+    bitrate_kbps: BitrateKbps = 192
+    uploaded_at: datetime
+
+
+class AudioConverted(EventPayload):
+    """The MP3 of a job is stored in GridFS and the job is `done`. Emitted by `convert`; consumed by `notify`."""
+
+    event_type: ClassVar[str] = AUDIO_CONVERTED
+    event_name: ClassVar[str] = "audio-converted"
+
+    audio_id: MediaId
+    size_bytes: Annotated[int, Field(ge=1)]
+    sha256: Sha256
+    duration_seconds: Annotated[float, Field(gt=0)]
+    bitrate_kbps: Annotated[int | None, Field(description="Encoded bitrate; null when the MP3 stream was copied.")]
+    stream_copied: bool
+    converted_at: datetime
+
+
+class ConversionFailed(EventPayload):
+    """A job ended `failed`; `reason` is a stable code, `message` is for people. Emitted by `convert`,
+    `deadletter` and `reconcile`."""
+
+    event_type: ClassVar[str] = CONVERSION_FAILED
+    event_name: ClassVar[str] = "conversion-failed"
+
+    reason: FailureReason
+    message: Annotated[str, Field(max_length=1000)]
+    failed_at: datetime
+
+
+class NotificationSent(EventPayload):
+    """The owner was emailed the download link of the job's MP3. Emitted by `notify`."""
+
+    event_type: ClassVar[str] = NOTIFICATION_SENT
+    event_name: ClassVar[str] = "notification-sent"
+
+    audio_id: MediaId
+    channel: Literal["email", "log"]
+    sent_at: datetime
+
+
+class JobCancelled(EventPayload):
+    """The owner cancelled the job; its media are deleted. Emitted by `status`."""
+
+    event_type: ClassVar[str] = JOB_CANCELLED
+    event_name: ClassVar[str] = "job-cancelled"
+
+    cancelled_at: datetime
+
+
+PAYLOAD_MODELS: tuple[type[EventPayload], ...] = (
+    VideoUploaded,
+    AudioConverted,
+    ConversionFailed,
+    NotificationSent,
+    JobCancelled,
+)
+MODEL_BY_TYPE: dict[str, type[EventPayload]] = {model.event_type: model for model in PAYLOAD_MODELS}

@@ -1,0 +1,129 @@
+"""Reads each function's environment once, at start-up, into a typed settings object, failing fast on what is missing.
+
+A field's environment variable is its name in upper case; a field without a default is required.
+`SETTINGS_BY_FUNCTION` is the one list of what every function needs: the Knative manifests are checked against it.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FunctionSettings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+
+class MongoSettings(FunctionSettings):
+    # Secret in a cluster: a MongoDB URI may carry credentials.
+    mongo_uri: SecretStr
+    mongo_database: str = "vid2mp3"
+
+
+class EmitterSettings(FunctionSettings):
+    # Injected by a SinkBinding on Knative; the broker ingress URL in the local stack.
+    k_sink: AnyHttpUrl
+
+
+class TokenSettings(FunctionSettings):
+    jwt_issuer: str = "vid2mp3-auth"
+    jwt_audience: str = "vid2mp3"
+
+
+class TokenVerifierSettings(TokenSettings):
+    # The auth function's JWKS: tokens are verified locally against these public keys (cached).
+    jwks_url: AnyHttpUrl
+
+
+class AuthSettings(TokenSettings):
+    mysql_url: SecretStr
+    # PEM of an Ed25519 private key; its public half is published as the JWKS.
+    jwt_private_key: SecretStr
+    jwt_key_id: str = ""
+    jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    # Failed logins per account within the window before further attempts are refused (429).
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+
+
+class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings):
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    public_status_url: AnyHttpUrl
+
+
+class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings):
+    pass
+
+
+class DownloadSettings(MongoSettings, TokenVerifierSettings):
+    pass
+
+
+class ConvertSettings(MongoSettings, EmitterSettings):
+    max_duration_seconds: float = Field(default=3 * 3600, gt=0)
+    max_streams: int = Field(default=32, ge=1)
+    work_dir: str = "/tmp"  # noqa: S108 - a per-job private directory is made inside it
+    # Wall-clock budget of one ffmpeg run; the Trigger timeout (PT3M) must stay above it.
+    ffmpeg_timeout_seconds: float = Field(default=150, gt=0)
+
+
+class NotifySettings(MongoSettings, EmitterSettings):
+    mysql_url: SecretStr
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_api_host: AnyHttpUrl = AnyHttpUrl("https://api.sendgrid.com")
+    mail_from: str = "vid2mp3@example.com"
+    public_download_url: AnyHttpUrl
+
+
+class DeadLetterSettings(MongoSettings, EmitterSettings):
+    pass
+
+
+class ReconcileSettings(MongoSettings, EmitterSettings):
+    # A job that has not moved for this long is re-driven (or failed once it ran out of attempts).
+    stuck_after_seconds: float = Field(default=600, gt=0)
+    max_redrives: int = Field(default=3, ge=0)
+
+
+class WebSettings(FunctionSettings):
+    public_auth_url: AnyHttpUrl
+    public_upload_url: AnyHttpUrl
+    public_status_url: AnyHttpUrl
+    public_download_url: AnyHttpUrl
+
+
+SETTINGS_BY_FUNCTION: dict[str, type[FunctionSettings]] = {
+    "auth": AuthSettings,
+    "upload": UploadSettings,
+    "status": StatusSettings,
+    "download": DownloadSettings,
+    "convert": ConvertSettings,
+    "notify": NotifySettings,
+    "deadletter": DeadLetterSettings,
+    "reconcile": ReconcileSettings,
+    "web": WebSettings,
+}
+
+S = TypeVar("S", bound=FunctionSettings)
+
+
+class MissingSettings(SystemExit):
+    """Raised at start-up; names every missing or invalid variable so the operator can fix them at once."""
+
+
+def load_settings(settings_class: type[S]) -> S:
+    try:
+        return settings_class()
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(part) for part in item['loc']).upper()}: {item['msg']}" for item in error.errors()
+        ]
+        raise MissingSettings(
+            f"{settings_class.__name__}: fix these environment variables: " + "; ".join(problems)
+        ) from None
+
+
+def required_variables(settings_class: type[FunctionSettings]) -> set[str]:
+    return {name.upper() for name, field in settings_class.model_fields.items() if field.is_required()}
