@@ -1,0 +1,49 @@
+# vid2mp3: `make run` converts a video end to end on the local stack; `make test` runs the whole suite.
+# Both do all the set-up a fresh machine needs.
+
+SHELL := /bin/bash
+VENV := .local/venv
+PY := $(VENV)/bin/python
+VIDEO ?=
+OUT ?=
+
+.PHONY: help setup up down status logs test test-faults run bench lint schemas
+
+help:
+	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
+	@echo "make test                                  install, start the local stack, run the whole test suite"
+	@echo "make setup | up | down | status | logs | bench | lint | test-faults"
+
+setup:
+	@stack/setup.sh
+
+up: setup
+	@$(PY) -m stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m stack down; else echo "nothing to stop (no .local/venv)"; fi
+
+status:
+	@$(PY) -m stack status
+
+logs:
+	@$(PY) -m stack logs
+
+test: up
+	@$(PY) -m pytest
+
+test-faults: up
+	@$(PY) -m pytest -m slow --run-slow
+
+run: up
+	@$(VENV)/bin/vid2mp3 convert $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")
+
+bench: up
+	@$(PY) -m tests.bench
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+
+schemas: setup
+	@$(PY) -m events.publish_schemas

@@ -1,0 +1,266 @@
+"""`python -m stack up|down|status|logs`: the local stack behind `make up`, `make down`, `make status`, `make logs`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from stack import processes, servers
+from stack.config import (
+    BIN,
+    ENDPOINTS_FILE,
+    FUNCTION_PORTS,
+    HOST,
+    INGRESS_PORT,
+    KNATIVE_DIR,
+    LOCAL,
+    LOGS,
+    PUBLIC_FUNCTIONS,
+    RABBITMQ_NODE,
+    RECONCILE_INTERVAL_SECONDS,
+    ROOT,
+    SENDGRID_PORT,
+    function_url,
+    ingress_url,
+    server_urls,
+)
+from stack.manifests import ManifestError, load_routing
+from stack.processes import StackError
+from stack.topology import ObjectUids, Topology
+
+FUNCTION_READY_TIMEOUT_SECONDS = 60
+SECRETS = LOCAL / "secrets"
+
+
+def topology() -> Topology:
+    return Topology(load_routing(KNATIVE_DIR), ObjectUids(LOCAL / "state" / "uids.json"))
+
+
+def jwt_private_key_pem() -> str:
+    """The local stack's token signing key, made once; a cluster takes its key from a Secret instead."""
+    path = SECRETS / "jwt-ed25519.pem"
+    if not path.exists():
+        SECRETS.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path.write_bytes(pem)
+        path.chmod(0o600)
+    return path.read_text()
+
+
+def endpoints() -> dict[str, str]:
+    urls = server_urls()
+    return {
+        "AUTH_URL": function_url("auth"),
+        "JWKS_URL": function_url("auth") + "/.well-known/jwks.json",
+        "UPLOAD_URL": function_url("upload"),
+        "STATUS_URL": function_url("status"),
+        "DOWNLOAD_URL": function_url("download"),
+        "WEB_URL": function_url("web"),
+        **{f"{name.upper()}_FUNCTION_URL": function_url(name) for name in FUNCTION_PORTS},
+        "BROKER_INGRESS_URL": ingress_url(),
+        "BROKER_EXCHANGE": topology().exchange,
+        "AMQP_URL": urls.amqp,
+        "MONGO_URI": urls.mongo,
+        "MYSQL_URL": urls.mysql,
+        "SENDGRID_API_HOST": os.environ.get("VID2MP3_SENDGRID_API_HOST", f"http://{HOST}:{SENDGRID_PORT}"),
+    }
+
+
+def function_env(points: dict[str, str]) -> dict[str, str]:
+    """Every setting any function reads; each function takes what its settings class declares."""
+    (LOCAL / "work").mkdir(parents=True, exist_ok=True)
+    return {
+        "MONGO_URI": points["MONGO_URI"],
+        "MYSQL_URL": points["MYSQL_URL"],
+        "K_SINK": points["BROKER_INGRESS_URL"],
+        "JWKS_URL": points["JWKS_URL"],
+        "JWT_PRIVATE_KEY": jwt_private_key_pem(),
+        "PUBLIC_AUTH_URL": points["AUTH_URL"],
+        "PUBLIC_UPLOAD_URL": points["UPLOAD_URL"],
+        "PUBLIC_STATUS_URL": points["STATUS_URL"],
+        "PUBLIC_DOWNLOAD_URL": points["DOWNLOAD_URL"],
+        "SENDGRID_API_HOST": points["SENDGRID_API_HOST"],
+        # The stand-in checks that a key is sent, not which; a real key comes from the environment.
+        "SENDGRID_API_KEY": os.environ.get("VID2MP3_SENDGRID_API_KEY", "local-standin-key"),
+        "WORK_DIR": str(LOCAL / "work"),
+        "PYTHONUNBUFFERED": "1",
+        # Conversions in parallel up to the cores, as Knative scales convert pods out.
+        "THREADS": "8",
+    }
+
+
+class Startup:
+    """Remembers what ran before this `up`, so a failure part-way stops what it started and nothing else."""
+
+    def __init__(self) -> None:
+        self.running_before = {name for name in processes.managed_names() if processes.running_pid(name)}
+        self.rabbitmq_before = servers.RABBITMQ_PID.exists()
+
+    @staticmethod
+    def note(name: str, outcome: str) -> None:
+        print(f"  {name:<40} {outcome}")
+
+    def undo(self) -> None:
+        for name in reversed(processes.managed_names()):
+            if name not in self.running_before:
+                processes.stop(name)
+        if not self.rabbitmq_before:
+            servers.stop_rabbitmq()
+
+
+def start_process(startup: Startup, name: str, argv: list[str], env: dict[str, str] | None = None,
+                  port: int | None = None) -> None:
+    if processes.running_pid(name):
+        startup.note(name, "running")
+        return
+    if port is not None:
+        servers.refuse_foreign_port(port, name)
+    processes.start(name, argv, env=env, cwd=ROOT)
+    startup.note(name, "started")
+    if port is not None:
+        processes.wait_until(lambda: processes.port_open(port), name, FUNCTION_READY_TIMEOUT_SECONDS, name=name)
+
+
+def supervised(name: str, command: list[str]) -> list[str]:
+    """Restarted whenever it dies, as Kubernetes restarts a pod's container (the dispatcher, for one, exits when
+    it loses RabbitMQ for good)."""
+    return [processes.python(), "-m", "stack.supervise", name, "--", *command]
+
+
+def available_functions() -> list[str]:
+    return [name for name in FUNCTION_PORTS if (ROOT / "functions" / name / "main.py").exists()]
+
+
+def up() -> None:
+    urls = server_urls()
+    routing_topology = topology()  # a malformed manifest stops us before anything starts
+    for program in ("ingress", "dispatcher", "ferretdb"):
+        if not (BIN / program).exists():
+            raise StackError(f"{BIN / program} is missing: run `make setup` first")
+    startup = Startup()
+    try:
+        print("Data stores:")
+        startup.note("rabbitmq", servers.start_rabbitmq(urls.amqp, urls.amqp_given))
+        startup.note("mariadb", servers.start_mariadb(urls.mysql, urls.mysql_given))
+        startup.note("ferretdb", servers.start_ferretdb(urls.mongo, urls.mongo_given))
+        servers.migrate_accounts(urls.mysql)
+        declare_topology(routing_topology, urls.amqp, own_node=not urls.amqp_given)
+        points = endpoints()
+        env = function_env(points)
+        print("Functions:")
+        start_process(startup, "sendgrid-standin",
+                      [processes.python(), "-m", "stack.sendgrid_standin", str(SENDGRID_PORT)], port=SENDGRID_PORT)
+        for name in available_functions():
+            start_process(startup, name, supervised(name, [
+                str(Path(processes.python()).with_name("functions-framework")),
+                f"--source=functions/{name}/main.py", f"--target={name}", f"--host={HOST}",
+                f"--port={FUNCTION_PORTS[name]}",
+            ]), env=env, port=FUNCTION_PORTS[name])
+        print("Broker data plane:")
+        start_process(startup, "ingress", supervised("ingress", [str(BIN / "ingress")]), env={
+            "BROKER_URL": urls.amqp, "EXCHANGE_NAME": routing_topology.exchange, "PORT": str(INGRESS_PORT),
+        }, port=INGRESS_PORT)
+        for spec in routing_topology.dispatchers(urls.amqp, ingress_url(), function_url):
+            start_process(startup, spec.name, supervised(spec.name, [str(BIN / "dispatcher")]), env=spec.env)
+        if "reconcile" in available_functions():
+            start_process(startup, "reconcile-ticker", [
+                processes.python(), "-m", "stack.ticker", function_url("reconcile"), str(RECONCILE_INTERVAL_SECONDS),
+            ])
+    except BaseException:
+        print("Start-up failed: stopping what this run started.", file=sys.stderr)
+        startup.undo()
+        raise
+    write_endpoints(points)
+
+
+def declare_topology(routing_topology: Topology, amqp_url: str, own_node: bool) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        routing_topology.declare(connection.channel())
+    finally:
+        connection.close()
+    if own_node:  # policies need rabbitmqctl, which only reaches a node of our own
+        for name, pattern, dlx in routing_topology.dead_letter_policies():
+            result = servers.rabbitmqctl("set_policy", name, pattern, f'{{"dead-letter-exchange": "{dlx}"}}',
+                                         "--apply-to", "queues", "--priority", "1")
+            if result.returncode != 0:
+                raise StackError(f"could not set dead-letter policy {name}: {result.stderr}")
+
+
+def write_endpoints(points: dict[str, str]) -> None:
+    ENDPOINTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    ENDPOINTS_FILE.write_text("".join(f"{key}={value}\n" for key, value in points.items()))
+    print(f"\nEndpoints (also in {ENDPOINTS_FILE.relative_to(ROOT) if ENDPOINTS_FILE.is_relative_to(ROOT) else ENDPOINTS_FILE}):")
+    for key in ("AUTH_URL", "UPLOAD_URL", "STATUS_URL", "DOWNLOAD_URL", "WEB_URL", "JWKS_URL",
+                "BROKER_INGRESS_URL", "AMQP_URL", "MONGO_URI", "MYSQL_URL", "SENDGRID_API_HOST"):
+        print(f"  {key:<20} {servers.redact(points[key])}")
+
+
+def down() -> None:
+    stopped = [name for name in processes.managed_names()
+               if name not in ("mariadb", "ferretdb") and processes.stop(name)]
+    # Data stores last, so nothing is cut off mid-write.
+    stopped += [name for name in ("ferretdb", "mariadb") if processes.stop(name, timeout=30)]
+    if servers.stop_rabbitmq():
+        stopped.append("rabbitmq")
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def status() -> int:
+    urls = server_urls()
+    checks = {
+        "rabbitmq": servers.amqp_answers(urls.amqp),
+        "mariadb": servers.mysql_answers(urls.mysql),
+        "ferretdb": servers.mongo_answers(urls.mongo),
+        "ingress": processes.port_open(INGRESS_PORT),
+        **{name: processes.port_open(FUNCTION_PORTS[name]) for name in available_functions()},
+    }
+    for name in processes.managed_names():
+        checks.setdefault(name, processes.running_pid(name) is not None)
+    width = max(map(len, checks))
+    for name, ok in checks.items():
+        print(f"  {name:<{width}}  {'up' if ok else 'DOWN'}")
+    print(f"RabbitMQ node {RABBITMQ_NODE}; public functions: {', '.join(PUBLIC_FUNCTIONS)}")
+    return 0 if all(checks.values()) else 1
+
+
+@contextlib.contextmanager
+def explained_errors() -> Iterator[None]:
+    try:
+        yield
+    except (StackError, ManifestError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "logs", "endpoints"])
+    arguments = parser.parse_args()
+    with explained_errors():
+        if arguments.command == "up":
+            up()
+        elif arguments.command == "down":
+            down()
+        elif arguments.command == "status":
+            raise SystemExit(status())
+        elif arguments.command == "endpoints":
+            write_endpoints(endpoints())
+        else:
+            for log in sorted(LOGS.glob("*.log")):
+                print(f"==> {log.relative_to(ROOT) if log.is_relative_to(ROOT) else log} <==")
+                print(processes.tail(log, 20))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Where the local stack keeps its state, which ports it uses, and which URLs it serves."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = Path(os.environ.get("VID2MP3_LOCAL_DIR", ROOT / ".local"))
+BIN = LOCAL / "bin"
+LOGS = LOCAL / "logs"
+RUN = LOCAL / "run"
+DATA = LOCAL / "data"
+ENDPOINTS_FILE = LOCAL / "endpoints.env"
+KNATIVE_DIR = ROOT / "knative"
+ACCOUNTS_SCHEMA = ROOT / "functions" / "auth" / "schema.sql"
+
+HOST = "127.0.0.1"
+# One block of ports of our own, so the stack neither needs nor disturbs system-wide servers.
+PORT_BASE = int(os.environ.get("VID2MP3_PORT_BASE", "18000"))
+AMQP_PORT = PORT_BASE + 672
+RABBITMQ_DIST_PORT = PORT_BASE + 673
+MYSQL_PORT = PORT_BASE + 306
+MONGO_PORT = PORT_BASE + 17
+INGRESS_PORT = PORT_BASE + 80
+SENDGRID_PORT = PORT_BASE + 25  # not started by `make up`; tests run their own stand-in here
+
+# Every function the stack runs, with its port; Trigger subscribers name these as Knative Services.
+FUNCTION_PORTS = {
+    "auth": PORT_BASE + 101,
+    "upload": PORT_BASE + 102,
+    "status": PORT_BASE + 103,
+    "download": PORT_BASE + 104,
+    "convert": PORT_BASE + 105,
+    "notify": PORT_BASE + 106,
+    "deadletter": PORT_BASE + 107,
+    "reconcile": PORT_BASE + 108,
+    "web": PORT_BASE + 109,
+}
+PUBLIC_FUNCTIONS = ("auth", "upload", "status", "download", "web")
+
+RABBITMQ_NODE = f"vid2mp3-{PORT_BASE}@localhost"
+MYSQL_DATABASE = "vid2mp3"
+MYSQL_USER = "vid2mp3"
+# Development-only credentials of a loopback server that `make up` creates; production takes them from secrets.
+MYSQL_PASSWORD = os.environ.get("VID2MP3_MYSQL_PASSWORD", "vid2mp3-local")  # noqa: S105
+# How often the local stand-in for the PingSource drives the reconcile step.
+RECONCILE_INTERVAL_SECONDS = float(os.environ.get("VID2MP3_RECONCILE_INTERVAL", "60"))
+
+
+@dataclass(frozen=True)
+class ServerUrls:
+    """The data stores the stack uses: the ones given by environment, else the ones it starts itself."""
+
+    amqp: str
+    mongo: str
+    mysql: str
+
+    @property
+    def amqp_given(self) -> bool:
+        return "VID2MP3_AMQP_URL" in os.environ
+
+    @property
+    def mongo_given(self) -> bool:
+        return "VID2MP3_MONGO_URI" in os.environ
+
+    @property
+    def mysql_given(self) -> bool:
+        return "VID2MP3_MYSQL_URL" in os.environ
+
+
+def server_urls() -> ServerUrls:
+    return ServerUrls(
+        amqp=os.environ.get("VID2MP3_AMQP_URL", f"amqp://guest:guest@{HOST}:{AMQP_PORT}/%2F"),
+        mongo=os.environ.get("VID2MP3_MONGO_URI", f"mongodb://{HOST}:{MONGO_PORT}/"),
+        mysql=os.environ.get(
+            "VID2MP3_MYSQL_URL", f"mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@{HOST}:{MYSQL_PORT}/{MYSQL_DATABASE}"
+        ),
+    )
+
+
+def function_url(name: str) -> str:
+    return f"http://{HOST}:{FUNCTION_PORTS[name]}"
+
+
+def ingress_url() -> str:
+    return f"http://{HOST}:{INGRESS_PORT}/"

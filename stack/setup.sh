@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make setup`: installs everything the local stack and the tests need on a fresh Debian machine, and nothing that
+# is already there (a second run takes seconds). Tools built here go to .local/, which git ignores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LOCAL="$PWD/.local"
+mkdir -p "$LOCAL/bin"
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+# --- Debian packages: the servers and ffmpeg ----------------------------------------------------------------------
+missing=()
+[ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+{ command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || fail "install ${missing[*]} with your package manager (this script knows apt-get)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  # The packages' own services are not wanted: the stack runs project-local servers on ports of its own.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Go tools: FerretDB and the Knative RabbitMQ broker data plane ------------------------------------------------
+command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null 2>&1 || fail "Go 1.24 or newer is needed to build FerretDB and the broker data plane"
+export GOBIN="$LOCAL/bin"
+# stack/ferretdb wraps FerretDB v1.24.2's embeddable package (main.go says why) and pins it with go.sum.
+if [ ! -x "$GOBIN/ferretdb" ] || [ stack/ferretdb/go.sum -nt "$GOBIN/ferretdb" ] || [ stack/ferretdb/main.go -nt "$GOBIN/ferretdb" ]; then
+  say "building FerretDB v1.24.2 (go install)"
+  (cd stack/ferretdb && GOFLAGS=-mod=readonly go install .)
+  touch "$GOBIN/ferretdb"
+fi
+# stack/broker/go.mod pins eventing-rabbitmq and, through go.sum, every module it builds from. The sum database
+# has no entries for the knative.dev modules this proxy serves, so their hashes come from go.sum alone.
+if [ ! -x "$GOBIN/ingress" ] || [ ! -x "$GOBIN/dispatcher" ] || [ stack/broker/go.sum -nt "$GOBIN/dispatcher" ]; then
+  say "building the eventing-rabbitmq ingress and dispatcher (go install; a few minutes on a fresh machine)"
+  (cd stack/broker && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly \
+     go install knative.dev/eventing-rabbitmq/cmd/ingress knative.dev/eventing-rabbitmq/cmd/dispatcher)
+  touch "$GOBIN/ingress" "$GOBIN/dispatcher"
+fi
+
+# --- Python: a virtual environment with the project and its test dependencies ------------------------------------
+PYTHON="${PYTHON:-python3}"
+if [ ! -x "$LOCAL/venv/bin/python" ]; then
+  say "creating the virtual environment .local/venv"
+  "$PYTHON" -m venv "$LOCAL/venv"
+fi
+if [ ! -f "$LOCAL/venv/.installed" ] || [ pyproject.toml -nt "$LOCAL/venv/.installed" ]; then
+  say "installing vid2mp3 and its test dependencies into .local/venv"
+  "$LOCAL/venv/bin/pip" install -q --disable-pip-version-check -e '.[test]'
+  touch "$LOCAL/venv/.installed"
+fi
+say "ready"
