@@ -1,8 +1,9 @@
-"""Checks the cluster side of vid2mp3 (knative/, rabbitmq-source/, skaffold.yaml, functions/Dockerfile) offline.
+"""Checks the cluster side of vid2mp3 offline: knative/, rabbitmq-source/, skaffold.yaml, the Dockerfile.
 
-Against the released schemas in ../shared/schemas (the CRDs of Knative, eventing-rabbitmq and the RabbitMQ operators;
-skaffold v4beta14), the Kubernetes API schemas shipped by the kubernetes-validate package, and the code the
-manifests deploy (events.catalog, functions.shared.settings, functions/<name>/main.py). No cluster, no network.
+Against the released schemas in ../shared/schemas (the CRDs of Knative, eventing-rabbitmq and the RabbitMQ
+operators; skaffold v4beta14), the Kubernetes API schemas shipped by the kubernetes-validate package, and the
+code the manifests deploy (events.catalog, functions.shared.settings, functions/<name>/main.py). No cluster
+and no network needed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ SKAFFOLD_SCHEMA = SHARED_SCHEMAS / "skaffold" / "v4beta14.json"
 MANIFEST_DIRS = ("knative", "rabbitmq-source")
 DEPLOY_DOC = ROOT / "docs" / "DEPLOY.md"
 
-# The oldest Kubernetes minor a Knative 1.22 cluster runs; kubernetes-validate picks its newest schemas not newer.
+# The oldest Kubernetes minor for Knative 1.22; kubernetes-validate uses its newest schemas up to this one.
 KUBERNETES_VERSION = "1.33"
 NAMESPACE = "vid2mp3"
 BROKER = "vid2mp3"
@@ -46,21 +47,25 @@ KNATIVE_MAX_TIMEOUT_SECONDS = 600
 RABBITMQ_CONSUMER_TIMEOUT = timedelta(minutes=30)
 # How the eventing-rabbitmq controller labels the pods of Broker vid2mp3's ingress
 # (pkg/reconciler/broker/resources/ingress.go, IngressLabels): NetworkPolicies select them by these.
-BROKER_INGRESS_POD_LABELS = {"eventing.knative.dev/broker": BROKER, "eventing.knative.dev/brokerRole": "ingress"}
+BROKER_INGRESS_POD_LABELS = {
+    "eventing.knative.dev/broker": BROKER,
+    "eventing.knative.dev/brokerRole": "ingress",
+}
 # Fields Knative accepts behind a feature flag that is on by default but that the released CRD schema does not
 # list (the schema keeps such nodes open with x-kubernetes-preserve-unknown-fields; we close them, see below).
 FEATURE_GATED_FIELDS: dict[tuple[str, str], dict[tuple[str, ...], dict[str, Any]]] = {
-    # eventing `delivery-timeout`, enabled by default; eventing-rabbitmq passes it to the dispatcher as TIMEOUT.
+    # eventing's `delivery-timeout`, on by default; eventing-rabbitmq hands it to the dispatcher as TIMEOUT.
     ("eventing.knative.dev", "Trigger"): {("spec", "delivery"): {"timeout": {"type": "string"}}},
 }
 CORE_GROUPS = {"", "apps", "batch", "policy", "autoscaling"}
 
 needs_shared_schemas = pytest.mark.skipif(
-    not SHARED_SCHEMAS.is_dir(), reason=f"{SHARED_SCHEMAS} is absent: the released CRD and skaffold schemas live there"
+    not SHARED_SCHEMAS.is_dir(),
+    reason=f"{SHARED_SCHEMAS} is absent: the released CRD and skaffold schemas live there",
 )
 
 
-# --- the manifests ---------------------------------------------------------------------------------------------
+# --- the manifests ----------
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def iso_duration(text: str) -> timedelta:
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
-# --- schemas ---------------------------------------------------------------------------------------------------
+# --- schemas ----------
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # CRD schemas leave `metadata` to the API server (ObjectMeta); this is the part of it our manifests may use.
@@ -168,8 +173,8 @@ def closed(schema: dict[str, Any]) -> dict[str, Any]:
     """A copy of an OpenAPI v3 schema in which every object that lists its properties accepts no others.
 
     Stricter than the API server on purpose: where a node lists properties AND sets
-    x-kubernetes-preserve-unknown-fields (Trigger `spec`, `spec.delivery`), the server would keep a misspelt field
-    and ignore it; here it fails. Nodes that list no properties (free-form maps) stay open.
+    x-kubernetes-preserve-unknown-fields (Trigger `spec`, `spec.delivery`), the server would keep a misspelt
+    field and ignore it; here it fails. Nodes that list no properties (free-form maps) stay open.
     """
     schema = dict(schema)
     if "properties" in schema:
@@ -186,7 +191,7 @@ def closed(schema: dict[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(group, version, kind) -> openAPIV3Schema, for every served version of every CRD in ../shared/schemas."""
+    """(group, version, kind) -> openAPIV3Schema of every served version of every CRD in ../shared/schemas."""
     index = {}
     for path in sorted(SHARED_SCHEMAS.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -195,14 +200,18 @@ def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
             spec = doc["spec"]
             for version in spec["versions"]:
                 if version.get("served", True):
-                    index[(spec["group"], version["name"], spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+                    index[(spec["group"], version["name"], spec["names"]["kind"])] = version["schema"][
+                        "openAPIV3Schema"
+                    ]
     return index
 
 
 @functools.cache
 def strict_crd_validator(group: str, version: str, kind: str) -> jsonschema.protocols.Validator:
     schema = crd_schemas().get((group, version, kind))
-    assert schema is not None, f"no CRD for {kind} {group}/{version} in {SHARED_SCHEMAS}: wrong apiVersion or kind?"
+    assert schema is not None, (
+        f"no CRD for {kind} {group}/{version} in {SHARED_SCHEMAS}: wrong apiVersion or kind?"
+    )
     schema = copy.deepcopy(schema)
     for path, fields in FEATURE_GATED_FIELDS.get((group, kind), {}).items():
         node = schema
@@ -238,7 +247,7 @@ def kubernetes_errors(doc: dict[str, Any]) -> list[str]:
     return []
 
 
-# --- the Python side (written in parallel: skip until it is there) ---------------------------------------------
+# --- the Python side (written in parallel: skip until it is there) ----------
 
 
 def import_or_skip(module: str) -> Any:
@@ -268,7 +277,7 @@ def secret_variables(settings_class: Any) -> set[str]:
     }
 
 
-# --- skaffold and Dockerfiles ----------------------------------------------------------------------------------
+# --- skaffold and Dockerfiles ----------
 
 
 @functools.cache
@@ -315,7 +324,7 @@ class ImageEntry:
 
 
 def image_entry(artifact: dict[str, Any]) -> ImageEntry:
-    """What the image built for `artifact` runs: functions-framework's target and source, its user and base."""
+    """What the image built for `artifact` runs: the functions-framework target and source, user, base."""
     docker = artifact.get("docker") or {}
     dockerfile = ROOT / artifact.get("context", ".") / docker.get("dockerfile", "Dockerfile")
     assert dockerfile.is_file(), f"{artifact['image']}: {dockerfile} does not exist"
@@ -346,7 +355,9 @@ def image_entry(artifact: dict[str, Any]) -> ImageEntry:
         return command[command.index(flag) + 1] if flag in command else env.get(variable)
 
     assert base, f"{dockerfile}: no FROM"
-    assert command and command[0] == "functions-framework", f"{dockerfile}: the command must be functions-framework"
+    assert command and command[0] == "functions-framework", (
+        f"{dockerfile}: the command must be functions-framework"
+    )
     return ImageEntry(
         target=option("--target", "FUNCTION_TARGET"),
         source=option("--source", "FUNCTION_SOURCE"),
@@ -356,7 +367,7 @@ def image_entry(artifact: dict[str, Any]) -> ImageEntry:
     )
 
 
-# === schema validation ==========================================================================================
+# === schema validation ==========
 
 CUSTOM_RESOURCES = [m for m in manifests() if not is_core(m)]
 CORE_OBJECTS = [m for m in manifests() if is_core(m)]
@@ -400,39 +411,101 @@ def rename(*path: str | int, to: str) -> Callable[[dict[str, Any]], None]:
 
 # (what is wrong, kind, name, the change, a fragment of the expected error)
 BAD_MANIFESTS = [
-    ("misspelt Trigger delivery", "Trigger", "convert-on-video-uploaded",
-     rename("spec", "delivery", to="deliver"), "'deliver' was unexpected"),
-    ("retry as a string", "Trigger", "convert-on-video-uploaded",
-     set_path("spec", "delivery", "retry", value="6"), "is not of type 'integer'"),
-    ("unknown field in a delivery spec", "Trigger", "notify-on-audio-converted",
-     rename("spec", "delivery", "timeout", to="timeOut"), "'timeOut' was unexpected"),
-    ("annotation value not a string", "Service", "convert",
-     set_path("spec", "template", "metadata", "annotations", "autoscaling.knative.dev/min-scale", value=0),
-     "is not of type 'string'"),
-    ("unknown container field", "Service", "upload",
-     set_path("spec", "template", "spec", "containers", 0, "imagePullPolicyy", value="Always"),
-     "'imagePullPolicyy' was unexpected"),
-    ("queue type outside the enum", "RabbitmqBrokerConfig", "vid2mp3-broker-config",
-     set_path("spec", "queueType", value="lazy"), "is not one of"),
-    ("unknown metadata field", "Broker", BROKER, set_path("metadata", "annotation", value={}),
-     "'annotation' was unexpected"),
-    ("source without a sink", "RabbitmqSource", "vid2mp3-producers", lambda doc: doc["spec"].pop("sink"),
-     "'sink' is a required property"),
-    ("ping data as a mapping", "PingSource", "reconcile-every-minute", set_path("spec", "data", value={}),
-     "is not of type 'string'"),
-    ("misspelt StatefulSet field", "StatefulSet", "mongodb", rename("spec", "replicas", to="replica"),
-     "'replica' was unexpected"),
-    ("ConfigMap value not a string", "ConfigMap", SETTINGS_CONFIGMAP,
-     set_path("data", "JWT_TTL_SECONDS", value=3600), "is not of type 'string'"),
-    ("NetworkPolicy protocol as a list", "NetworkPolicy", "convert-egress",
-     set_path("spec", "egress", 0, "ports", 0, "protocol", value=["TCP"]), "is not of type"),
+    (
+        "misspelt Trigger delivery",
+        "Trigger",
+        "convert-on-video-uploaded",
+        rename("spec", "delivery", to="deliver"),
+        "'deliver' was unexpected",
+    ),
+    (
+        "retry as a string",
+        "Trigger",
+        "convert-on-video-uploaded",
+        set_path("spec", "delivery", "retry", value="6"),
+        "is not of type 'integer'",
+    ),
+    (
+        "unknown field in a delivery spec",
+        "Trigger",
+        "notify-on-audio-converted",
+        rename("spec", "delivery", "timeout", to="timeOut"),
+        "'timeOut' was unexpected",
+    ),
+    (
+        "annotation value not a string",
+        "Service",
+        "convert",
+        set_path("spec", "template", "metadata", "annotations", "autoscaling.knative.dev/min-scale", value=0),
+        "is not of type 'string'",
+    ),
+    (
+        "unknown container field",
+        "Service",
+        "upload",
+        set_path("spec", "template", "spec", "containers", 0, "imagePullPolicyy", value="Always"),
+        "'imagePullPolicyy' was unexpected",
+    ),
+    (
+        "queue type outside the enum",
+        "RabbitmqBrokerConfig",
+        "vid2mp3-broker-config",
+        set_path("spec", "queueType", value="lazy"),
+        "is not one of",
+    ),
+    (
+        "unknown metadata field",
+        "Broker",
+        BROKER,
+        set_path("metadata", "annotation", value={}),
+        "'annotation' was unexpected",
+    ),
+    (
+        "source without a sink",
+        "RabbitmqSource",
+        "vid2mp3-producers",
+        lambda doc: doc["spec"].pop("sink"),
+        "'sink' is a required property",
+    ),
+    (
+        "ping data as a mapping",
+        "PingSource",
+        "reconcile-every-minute",
+        set_path("spec", "data", value={}),
+        "is not of type 'string'",
+    ),
+    (
+        "misspelt StatefulSet field",
+        "StatefulSet",
+        "mongodb",
+        rename("spec", "replicas", to="replica"),
+        "'replica' was unexpected",
+    ),
+    (
+        "ConfigMap value not a string",
+        "ConfigMap",
+        SETTINGS_CONFIGMAP,
+        set_path("data", "JWT_TTL_SECONDS", value=3600),
+        "is not of type 'string'",
+    ),
+    (
+        "NetworkPolicy protocol as a list",
+        "NetworkPolicy",
+        "convert-egress",
+        set_path("spec", "egress", 0, "ports", 0, "protocol", value=["TCP"]),
+        "is not of type",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kind", "name", "change", "expected"), [case[1:] for case in BAD_MANIFESTS],
-                         ids=[case[0] for case in BAD_MANIFESTS])
-def test_a_bad_manifest_is_rejected(kind: str, name: str, change: Callable[[dict[str, Any]], None],
-                                    expected: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "name", "change", "expected"),
+    [case[1:] for case in BAD_MANIFESTS],
+    ids=[case[0] for case in BAD_MANIFESTS],
+)
+def test_a_bad_manifest_is_rejected(
+    kind: str, name: str, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
     doc = mutated(kind, name, change)
     manifest = Manifest(ROOT, 0, doc)
     if is_core(manifest):
@@ -452,10 +525,12 @@ def test_skaffold_config_matches_the_v4beta14_schema() -> None:
     assert [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(config)] == []
     bad = copy.deepcopy(config)
     bad["deploy"]["kubectll"] = bad["deploy"].pop("kubectl")
-    assert list(jsonschema.Draft7Validator(schema).iter_errors(bad)), "a misspelt skaffold field must be rejected"
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(bad)), (
+        "a misspelt skaffold field must be rejected"
+    )
 
 
-# === shape of the deployment =====================================================================================
+# === shape of the deployment ==========
 
 
 def test_every_object_is_named_once_and_lives_in_the_vid2mp3_namespace() -> None:
@@ -498,7 +573,8 @@ def test_knative_service_scales_to_zero_with_bounds_probes_and_limits(name: str)
 
 def test_public_functions_are_exposed_and_all_others_are_cluster_local() -> None:
     cluster_local = {
-        name for name, service in knative_services().items()
+        name
+        for name, service in knative_services().items()
         if (service["metadata"].get("labels") or {}).get(VISIBILITY_LABEL) == "cluster-local"
     }
     assert set(knative_services()) - cluster_local == PUBLIC_FUNCTIONS
@@ -524,7 +600,7 @@ def test_every_built_image_is_used_and_every_used_image_is_built_or_pinned() -> 
             assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), f"{image} is not pinned"
 
 
-# === events and delivery =========================================================================================
+# === events and delivery ==========
 
 
 def triggers() -> list[Manifest]:
@@ -533,7 +609,11 @@ def triggers() -> list[Manifest]:
 
 def test_triggers_filter_exactly_on_a_type_of_the_event_catalog() -> None:
     catalog = import_or_skip("events.catalog")
-    known = {value for value in vars(catalog).values() if isinstance(value, str) and value.startswith("io.vid2mp3.")}
+    known = {
+        value
+        for value in vars(catalog).values()
+        if isinstance(value, str) and value.startswith("io.vid2mp3.")
+    }
     assert triggers()
     for trigger in triggers():
         spec = trigger.doc["spec"]
@@ -545,14 +625,22 @@ def test_triggers_filter_exactly_on_a_type_of_the_event_catalog() -> None:
 
 
 @pytest.mark.parametrize("trigger", triggers(), ids=str)
-def test_trigger_delivery_retries_dead_letters_and_stays_within_the_consumer_timeout(trigger: Manifest) -> None:
+def test_trigger_delivery_retries_dead_letters_and_stays_within_the_consumer_timeout(
+    trigger: Manifest,
+) -> None:
     spec = trigger.doc["spec"]
     assert spec["broker"] == BROKER
     delivery = spec["delivery"]
     assert delivery["deadLetterSink"]["ref"] == {
-        "apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": DEAD_LETTER_SERVICE,
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "name": DEAD_LETTER_SERVICE,
     }
-    retry, delay, timeout = delivery["retry"], iso_duration(delivery["backoffDelay"]), iso_duration(delivery["timeout"])
+    retry, delay, timeout = (
+        delivery["retry"],
+        iso_duration(delivery["backoffDelay"]),
+        iso_duration(delivery["timeout"]),
+    )
     assert retry >= 1
     if delivery["backoffPolicy"] == "exponential":
         backoff = sum((delay * 2**attempt for attempt in range(1, retry + 1)), timedelta())
@@ -585,20 +673,33 @@ def test_every_destination_names_an_object_that_exists() -> None:
         for path, node in walk(manifest.doc.get("spec")):
             if path and path[-1] in ("sink", "subscriber", "deadLetterSink") and isinstance(node, dict):
                 ref = node["ref"]
-                key = (ref["apiVersion"].rpartition("/")[0], ref["kind"], ref["name"],
-                       ref.get("namespace", manifest.namespace))
-                assert key in present, f"{manifest}: {'.'.join(path)} names {key}, which is not in the manifests"
+                key = (
+                    ref["apiVersion"].rpartition("/")[0],
+                    ref["kind"],
+                    ref["name"],
+                    ref.get("namespace", manifest.namespace),
+                )
+                assert key in present, (
+                    f"{manifest}: {'.'.join(path)} names {key}, which is not in the manifests"
+                )
                 checked += 1
         if manifest.kind == "Trigger":
-            assert ("eventing.knative.dev", "Broker", manifest.doc["spec"]["broker"], manifest.namespace) in present
+            assert (
+                "eventing.knative.dev",
+                "Broker",
+                manifest.doc["spec"]["broker"],
+                manifest.namespace,
+            ) in present
     assert checked >= len(triggers()) * 2
 
 
 def test_every_rabbitmq_reference_names_the_cluster() -> None:
     clusters = {m.name for m in objects("RabbitmqCluster", "rabbitmq.com")}
     references = [
-        (str(manifest), node["name"]) for manifest in manifests()
-        for path, node in walk(manifest.doc.get("spec")) if path and path[-1] == "rabbitmqClusterReference"
+        (str(manifest), node["name"])
+        for manifest in manifests()
+        for path, node in walk(manifest.doc.get("spec"))
+        if path and path[-1] == "rabbitmqClusterReference"
     ]
     assert references and all(name in clusters for _, name in references), references
 
@@ -610,7 +711,7 @@ def test_the_local_stack_reads_the_same_broker_and_triggers() -> None:
     assert sorted(trigger.name for trigger in routing.triggers) == sorted(m.name for m in triggers())
 
 
-# === settings and secrets ========================================================================================
+# === settings and secrets ==========
 
 
 def sink_bound_services() -> set[str]:
@@ -645,7 +746,9 @@ def provided_variables(name: str) -> dict[str, Provided]:
         value_from = variable.get("valueFrom") or {}
         if "secretKeyRef" in value_from:
             ref = value_from["secretKeyRef"]
-            assert ref["name"] == SECRET, f"{name}: {variable['name']} from Secret {ref['name']}, not {SECRET}"
+            assert ref["name"] == SECRET, (
+                f"{name}: {variable['name']} from Secret {ref['name']}, not {SECRET}"
+            )
             provided[variable["name"]] = Provided(ref["key"], "secret", bool(ref.get("optional")))
         elif "configMapKeyRef" in value_from:
             ref = value_from["configMapKeyRef"]
@@ -662,16 +765,23 @@ def provided_variables(name: str) -> dict[str, Provided]:
 @pytest.mark.parametrize("name", sorted(knative_services()))
 def test_every_setting_a_function_requires_is_provided_by_its_service(name: str) -> None:
     settings_class = settings_by_function().get(name)
-    assert settings_class is not None, f"functions/shared/settings.py has no settings class for Service {name}"
+    assert settings_class is not None, (
+        f"functions/shared/settings.py has no settings class for Service {name}"
+    )
     provided = provided_variables(name)
     fields = {field.upper() for field in settings_class.model_fields}
-    missing = {variable for variable in required_variables(settings_class)
-               if variable not in provided or provided[variable].optional}
+    missing = {
+        variable
+        for variable in required_variables(settings_class)
+        if variable not in provided or provided[variable].optional
+    }
     assert missing == set(), f"{name} needs {sorted(missing)}"
     for variable in secret_variables(settings_class) & set(provided):
         assert provided[variable].source == "secret", f"{name}: {variable} is a secret: secretKeyRef only"
     explicit = {variable["name"] for variable in only_container(knative_services()[name]).get("env") or []}
-    assert explicit <= fields, f"{name}: {sorted(explicit - fields)} are not settings of {settings_class.__name__}"
+    assert explicit <= fields, (
+        f"{name}: {sorted(explicit - fields)} are not settings of {settings_class.__name__}"
+    )
 
 
 def test_settings_configmap_holds_only_known_non_secret_settings() -> None:
@@ -684,15 +794,21 @@ def test_settings_configmap_holds_only_known_non_secret_settings() -> None:
 
 
 def test_sinkbinding_gives_k_sink_to_exactly_the_functions_that_emit() -> None:
-    emitters = {name for name, settings_class in settings_by_function().items()
-                if "K_SINK" in required_variables(settings_class)}
+    emitters = {
+        name
+        for name, settings_class in settings_by_function().items()
+        if "K_SINK" in required_variables(settings_class)
+    }
     assert sink_bound_services() == emitters
 
 
 def test_every_secret_key_used_is_created_in_the_deploy_guide() -> None:
     used = {
-        node["secretKeyRef"]["key"] for manifest in manifests() for _, node in walk(manifest.doc)
-        if isinstance(node, dict) and isinstance(node.get("secretKeyRef"), dict)
+        node["secretKeyRef"]["key"]
+        for manifest in manifests()
+        for _, node in walk(manifest.doc)
+        if isinstance(node, dict)
+        and isinstance(node.get("secretKeyRef"), dict)
         and node["secretKeyRef"].get("name") == SECRET
     }
     documented = set(re.findall(r"--from-(?:literal|file)=([a-z0-9-]+)=", DEPLOY_DOC.read_text()))
@@ -704,11 +820,23 @@ def repository_files() -> list[Path]:
     try:
         listed = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=ROOT, capture_output=True, check=True, text=True,
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            text=True,
         ).stdout
         return [ROOT / name for name in listed.split("\0") if name and (ROOT / name).is_file()]
     except (OSError, subprocess.CalledProcessError):
-        skipped = {".git", ".local", ".venv", "node_modules", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+        skipped = {
+            ".git",
+            ".local",
+            ".venv",
+            "node_modules",
+            "__pycache__",
+            ".pytest_cache",
+            ".mypy_cache",
+            ".ruff_cache",
+        }
         return [p for p in ROOT.rglob("*") if p.is_file() and not skipped & set(p.relative_to(ROOT).parts)]
 
 
@@ -716,7 +844,9 @@ SECRET_PATTERNS = {
     "PEM private key": re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
     "SendGrid API key": re.compile(r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b"),
 }
-SECRET_LOOKING_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|MONGO_URI|MYSQL_URL", re.IGNORECASE)
+SECRET_LOOKING_NAME = re.compile(
+    r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|MONGO_URI|MYSQL_URL", re.IGNORECASE
+)
 CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s:/@$<{]+:[^\s@$<{]+@")
 
 
@@ -727,31 +857,46 @@ def test_no_secret_value_is_in_the_repository() -> None:
             text = path.read_text()
         except (UnicodeDecodeError, OSError):
             continue
-        found += [f"{path.relative_to(ROOT)}: {what}" for what, pattern in SECRET_PATTERNS.items()
-                  if pattern.search(text)]
+        found += [
+            f"{path.relative_to(ROOT)}: {what}"
+            for what, pattern in SECRET_PATTERNS.items()
+            if pattern.search(text)
+        ]
     for manifest in manifests():
         assert manifest.kind != "Secret", f"{manifest}: Secrets are created on the cluster (docs/DEPLOY.md)"
         for path, node in walk(manifest.doc):
-            if isinstance(node, dict) and "name" in node and "value" in node and SECRET_LOOKING_NAME.search(node["name"]):
+            if (
+                isinstance(node, dict)
+                and "name" in node
+                and "value" in node
+                and SECRET_LOOKING_NAME.search(node["name"])
+            ):
                 found.append(f"{manifest}: {node['name']} has a literal value")
-            if path and re.search(r"password|secret|token", path[-1], re.IGNORECASE) and isinstance(node, str):
+            if (
+                path
+                and re.search(r"password|secret|token", path[-1], re.IGNORECASE)
+                and isinstance(node, str)
+            ):
                 found.append(f"{manifest}: {'.'.join(path)} is a literal")
             if isinstance(node, str) and CREDENTIALS_IN_URL.search(node):
                 found.append(f"{manifest}: {'.'.join(path)} has credentials in a URL")
     assert found == []
 
 
-@pytest.mark.parametrize("text", [
-    # Split so that this file does not itself hold what the scan looks for.
-    "key: |\n  -----BEGIN " + "PRIVATE KEY-----\n  MC4CAQAwBQYDK2VwBCIEI\n",
-    "SENDGRID_API_KEY=SG." + "a" * 22 + "." + "b" * 43,
-    "MONGO_URI: mongodb://root:hunter2@mongodb:27017/",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Split so that this file does not itself hold what the scan looks for.
+        "key: |\n  -----BEGIN " + "PRIVATE KEY-----\n  MC4CAQAwBQYDK2VwBCIEI\n",
+        "SENDGRID_API_KEY=SG." + "a" * 22 + "." + "b" * 43,
+        "MONGO_URI: mongodb://root:hunter2@mongodb:27017/",
+    ],
+)
 def test_the_secret_scan_would_catch(text: str) -> None:
     assert any(pattern.search(text) for pattern in [*SECRET_PATTERNS.values(), CREDENTIALS_IN_URL])
 
 
-# === network policies ============================================================================================
+# === network policies ==========
 
 
 def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -786,13 +931,17 @@ def pod_labels() -> dict[str, dict[str, str]]:
 def test_network_policy_selectors_match_pods_that_exist(policy: Manifest) -> None:
     spec = policy.doc["spec"]
     selectors = [spec["podSelector"]] + [
-        peer["podSelector"] for rules in (spec.get("ingress") or [], spec.get("egress") or [])
-        for rule in rules for peer in rule.get("from", []) + rule.get("to", [])
+        peer["podSelector"]
+        for rules in (spec.get("ingress") or [], spec.get("egress") or [])
+        for rule in rules
+        for peer in rule.get("from", []) + rule.get("to", [])
         if peer.get("podSelector") and "namespaceSelector" not in peer
     ]
     for selector in selectors:
         if selector:
-            assert any(selects(selector, labels) for labels in pod_labels().values()), f"{selector} selects no pod"
+            assert any(selects(selector, labels) for labels in pod_labels().values()), (
+                f"{selector} selects no pod"
+            )
 
 
 def test_broker_ingress_and_convert_are_closed_to_other_namespaces_and_convert_egress_is_limited() -> None:
@@ -809,12 +958,15 @@ def test_broker_ingress_and_convert_are_closed_to_other_namespaces_and_convert_e
     [egress] = applying_to(convert_pod, "Egress")
     destinations = [peer for rule in egress["egress"] for peer in rule["to"]]
     pods = pod_labels()
-    reachable = {name for name, labels in pods.items()
-                 if any(selects(peer.get("podSelector"), labels) for peer in destinations)}
+    reachable = {
+        name
+        for name, labels in pods.items()
+        if any(selects(peer.get("podSelector"), labels) for peer in destinations)
+    }
     assert reachable == {"broker ingress", "statefulset mongodb"}
 
 
-# === images ======================================================================================================
+# === images ==========
 
 
 @pytest.mark.parametrize("image", sorted(artifacts()))
@@ -830,7 +982,8 @@ def test_image_runs_an_existing_function_target_as_non_root(image: str) -> None:
     if not main.is_file():
         pytest.skip(f"{main.relative_to(ROOT)} is not written yet")
     definitions = {
-        node.name: node for node in ast.parse(main.read_text()).body
+        node.name: node
+        for node in ast.parse(main.read_text()).body
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
     }
     assert function in definitions, f"{main.relative_to(ROOT)} defines no function {function}()"
