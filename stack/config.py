@@ -8,12 +8,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = Path(os.environ.get("VID2MP3_LOCAL_DIR", ROOT / ".local"))
-BIN = LOCAL / "bin"
+# The built tools can live apart from the state, so a second stack instance can reuse the first one's binaries.
+BIN = Path(os.environ.get("VID2MP3_BIN_DIR", LOCAL / "bin"))
 LOGS = LOCAL / "logs"
 RUN = LOCAL / "run"
 DATA = LOCAL / "data"
 ENDPOINTS_FILE = LOCAL / "endpoints.env"
-KNATIVE_DIR = ROOT / "knative"
+KNATIVE_DIR = Path(os.environ.get("VID2MP3_KNATIVE_DIR", ROOT / "knative"))
 ACCOUNTS_SCHEMA = ROOT / "functions" / "auth" / "schema.sql"
 
 HOST = "127.0.0.1"

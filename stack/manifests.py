@@ -68,11 +68,15 @@ def load_documents(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
     return documents
 
 
-def iso_duration(value: str, where: str) -> timedelta:
+def iso_duration(value: Any, where: str) -> timedelta:
+    # Knative accepts only ISO-8601 (`P...`); pydantic alone would also take 180 or "00:03:00".
+    problem = ManifestError(f"{where}: {value!r} is not an ISO-8601 duration such as PT0.5S")
+    if not isinstance(value, str) or not value.lstrip("+-").startswith("P"):
+        raise problem
     try:
         return _ISO_DURATION.validate_python(value)
     except ValidationError:
-        raise ManifestError(f"{where}: {value!r} is not an ISO-8601 duration such as PT0.5S") from None
+        raise problem from None
 
 
 def service_ref(destination: Any, where: str) -> str:

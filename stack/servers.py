@@ -11,6 +11,7 @@ import pika
 import pymongo
 import pymysql
 
+from functions.shared.mysql import apply_schema
 from stack import processes
 from stack.config import (
     ACCOUNTS_SCHEMA,
@@ -183,13 +184,9 @@ def _root_connect() -> pymysql.connections.Connection:
 
 
 def migrate_accounts(url: str, schema: Path = ACCOUNTS_SCHEMA) -> None:
-    """Applies the accounts schema; every statement in it is idempotent (CREATE ... IF NOT EXISTS)."""
-    if not schema.exists():
-        return
-    statements = [part.strip() for part in schema.read_text().split(";") if part.strip()]
-    with mysql_connect(url, autocommit=True) as connection, connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
+    """Applies the accounts schema, as the auth function also does at start-up."""
+    if schema.exists():
+        apply_schema(url, schema.read_text())
 
 
 # --- FerretDB ---------------------------------------------------------------------------------------------------

@@ -39,8 +39,30 @@ def child_name(parent: str, suffix: str) -> str:
 
 
 def go_duration(value: timedelta) -> str:
-    """A Go time.Duration string, as the controller writes BACKOFF_DELAY and TIMEOUT."""
-    return f"{round(value.total_seconds() * 1000)}ms"
+    """Go's time.Duration.String(), which the controller writes into BACKOFF_DELAY and TIMEOUT: 500ms, 30s, 3m0s."""
+    microseconds = abs(value // timedelta(microseconds=1))
+    sign = "-" if value < timedelta(0) else ""
+    if microseconds == 0:
+        return "0s"
+    if microseconds < 1_000:
+        return f"{sign}{microseconds}µs"
+    if microseconds < 1_000_000:
+        return f"{sign}{_decimal(microseconds, 1_000)}ms"
+    hours, rest = divmod(microseconds, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    text = f"{_decimal(rest, 1_000_000)}s"
+    if hours:
+        text = f"{hours}h{minutes}m{text}"
+    elif minutes:
+        text = f"{minutes}m{text}"
+    return sign + text
+
+
+def _decimal(value: int, unit: int) -> str:
+    """`value / unit` written as Go writes duration fields: no trailing zeros, no point when whole."""
+    whole, fraction = divmod(value, unit)
+    digits = str(fraction).rjust(len(str(unit)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
 
 
 class ObjectUids:
@@ -152,18 +174,10 @@ class Topology:
                     service_url: Callable[[str], str]) -> list[DispatcherSpec]:
         specs = []
         for trigger in self.routing.triggers:
-            specs.append(self._dispatcher(
-                f"dispatcher-{trigger.name}", trigger, self.trigger_queue(trigger), trigger.subscriber_service,
-                trigger.delivery or self.broker.delivery, rabbit_url, ingress_url, service_url,
-                dead_letter_mode=False, dlx_name=self.dead_letter_exchange(trigger),
-            ))
-            if trigger.delivery and trigger.delivery.dead_letter_service:
-                specs.append(self._dispatcher(
-                    f"dlq-dispatcher-{trigger.name}", trigger, self.trigger_dlq(trigger),
-                    trigger.delivery.dead_letter_service, trigger.delivery, rabbit_url, ingress_url, service_url,
-                    dead_letter_mode=True, dlx_name="",
-                ))
+            specs += self.trigger_dispatchers(trigger, rabbit_url, ingress_url, service_url)
         if self.broker.delivery and self.broker.delivery.dead_letter_service:
+            # The controller's Broker DLQ dispatcher takes the Broker's retry and backoff, but no timeout.
+            delivery = {key: value for key, value in delivery_env(self.broker.delivery).items() if key != "TIMEOUT"}
             specs.append(DispatcherSpec(
                 name=f"dlq-dispatcher-broker-{self.broker.name}",
                 queue=self.broker_dlq,
@@ -171,10 +185,26 @@ class Topology:
                 env={
                     **base_env(self.broker_dlq, rabbit_url, ingress_url,
                                service_url(self.broker.delivery.dead_letter_service), self.broker.namespace),
-                    **delivery_env(self.broker.delivery),
+                    **delivery,
                     "PARALLELISM": "1",
                     "DLX": "true",
                 },
+            ))
+        return specs
+
+    def trigger_dispatchers(self, trigger: Trigger, rabbit_url: str, ingress_url: str,
+                            service_url: Callable[[str], str]) -> list[DispatcherSpec]:
+        """The Trigger's dispatcher, and the one draining its dead-letter queue when it has a dead-letter sink."""
+        specs = [self._dispatcher(
+            f"dispatcher-{trigger.name}", trigger, self.trigger_queue(trigger), trigger.subscriber_service,
+            trigger.delivery or self.broker.delivery, rabbit_url, ingress_url, service_url,
+            dead_letter_mode=False, dlx_name=self.dead_letter_exchange(trigger),
+        )]
+        if trigger.delivery and trigger.delivery.dead_letter_service:
+            specs.append(self._dispatcher(
+                f"dlq-dispatcher-{trigger.name}", trigger, self.trigger_dlq(trigger),
+                trigger.delivery.dead_letter_service, trigger.delivery, rabbit_url, ingress_url, service_url,
+                dead_letter_mode=True, dlx_name="",
             ))
         return specs
 

@@ -54,7 +54,7 @@ class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings):
 
 
 class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings):
-    pass
+    public_download_url: AnyHttpUrl
 
 
 class DownloadSettings(MongoSettings, TokenVerifierSettings):
@@ -67,6 +67,10 @@ class ConvertSettings(MongoSettings, EmitterSettings):
     work_dir: str = "/tmp"  # noqa: S108 - a per-job private directory is made inside it
     # Wall-clock budget of one ffmpeg run; the Trigger timeout (PT3M) must stay above it.
     ffmpeg_timeout_seconds: float = Field(default=150, gt=0)
+    # How long an MP3 stays downloadable; the reconcile step deletes it afterwards.
+    audio_retention_seconds: int = Field(default=24 * 3600, ge=60)
+    # Keep the uploaded video after its MP3 is stored (deleted at once by default).
+    keep_source_video: bool = False
 
 
 class NotifySettings(MongoSettings, EmitterSettings):

@@ -1,0 +1,60 @@
+"""auth (HTTP): `POST /signup` and `POST /login` with `{"email", "password"}` against MySQL; login answers an
+EdDSA JWT. `GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+import functions_framework
+from pydantic import ValidationError
+
+from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
+from functions.shared.http import HttpError, answer_errors, json_response
+from functions.shared.settings import AuthSettings, load_settings
+from functions.shared.tokens import TokenIssuer
+
+settings = load_settings(AuthSettings)
+accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
+                    failure_window_seconds=settings.login_failure_window_seconds)
+accounts.apply_schema()
+issuer = TokenIssuer(settings.jwt_private_key.get_secret_value(), issuer=settings.jwt_issuer,
+                     audience=settings.jwt_audience, ttl_seconds=settings.jwt_ttl_seconds,
+                     key_id=settings.jwt_key_id)
+
+
+def credentials_from(request: flask.Request) -> Credentials:
+    body = request.get_json(silent=True)
+    try:
+        return Credentials.model_validate(body if isinstance(body, dict) else {})
+    except ValidationError as error:
+        # Every problem at once, without echoing the submitted password back.
+        problems = [f"{'.'.join(map(str, item['loc'])) or 'body'}: {item['msg']}" for item in error.errors()]
+        raise HttpError(422, "invalid_credentials_format", "; ".join(problems)) from None
+
+
+@functions_framework.http
+@answer_errors
+def auth(request: flask.Request) -> Any:
+    route = (request.method, request.path.rstrip("/"))
+    if route == ("GET", "/.well-known/jwks.json"):
+        return json_response(issuer.jwks(), headers={"Cache-Control": "public, max-age=300"})
+    if route == ("POST", "/signup"):
+        try:
+            account = accounts.sign_up(credentials_from(request))
+        except AccountExists:
+            raise HttpError(409, "account_exists", "an account with this email address exists; log in") from None
+        return json_response({"account_id": account.account_id, "email": account.email}, 201)
+    if route == ("POST", "/login"):
+        try:
+            account = accounts.log_in(credentials_from(request))
+        except LoginRefused:
+            raise HttpError(401, "login_refused", "wrong email address or password") from None
+        except LoginThrottled as throttled:
+            raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
+                            {"Retry-After": str(throttled.retry_after_seconds)}) from None
+        token = issuer.issue(account.account_id, account.email)
+        return json_response({"access_token": token, "token_type": "Bearer", "expires_in": issuer.ttl_seconds})
+    if route[1] in ("/signup", "/login", "/.well-known/jwks.json"):
+        raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    raise HttpError(404, "not_found", "try POST /signup, POST /login or GET /.well-known/jwks.json")

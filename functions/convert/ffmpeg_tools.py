@@ -1,0 +1,190 @@
+"""ffprobe and ffmpeg, locked down for untrusted input: local files only, accepted containers only, bounded in
+time, memory and output, and the result checked against the probe (ffmpeg exits 0 on some broken inputs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from events import FailureReason
+from functions.shared.media_formats import FORMAT_WHITELIST, PROTOCOL_WHITELIST
+
+PROBE_TIMEOUT_SECONDS = 30
+# Address space per ffmpeg/ffprobe process: ample for audio work, fatal for a decompression bomb.
+MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
+# An MP3 of the longest allowed duration at 320 kbit/s, with room to spare.
+BYTES_PER_SECOND_AT_MAX_BITRATE = 320_000 // 8
+# A finished MP3 may be this much shorter than its source's audio before it counts as truncated.
+DURATION_TOLERANCE_SECONDS = 0.5
+DURATION_TOLERANCE_RATIO = 0.02
+
+
+class Rejected(Exception):
+    """A permanent failure: the input is not something vid2mp3 can or may convert."""
+
+    def __init__(self, reason: FailureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+class Stopped(Exception):
+    """The conversion was stopped from outside (the job was cancelled or taken over)."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    container: str
+    audio_codec: str
+    audio_duration: float | None
+    stream_count: int
+
+
+def limited(command: list[str], cpu_seconds: int) -> list[str]:
+    """Runs `command` under address-space and CPU-time limits (prlimit from util-linux), where available."""
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        return command
+    return [prlimit, f"--as={MEMORY_LIMIT_BYTES}", f"--cpu={cpu_seconds}", "--", *command]
+
+
+def input_options() -> dict[str, str]:
+    return {"protocol_whitelist": PROTOCOL_WHITELIST, "format_whitelist": FORMAT_WHITELIST}
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def probe(path: Path, *, max_streams: int, max_duration: float) -> Probe:
+    command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json"]
+    for option, value in input_options().items():
+        command += [f"-{option}", value]
+    try:
+        result = subprocess.run(limited([*command, str(path)], PROBE_TIMEOUT_SECONDS), capture_output=True,
+                                timeout=PROBE_TIMEOUT_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        raise Rejected(FailureReason.NOT_MEDIA, "the file could not be read in time") from None
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unreadable"]
+        raise Rejected(FailureReason.NOT_MEDIA, f"not a video or audio file vid2mp3 reads ({detail[0][:200]})")
+    info = json.loads(result.stdout or b"{}")
+    streams = info.get("streams") or []
+    container = (info.get("format") or {}).get("format_name", "")
+    if len(streams) > max_streams:
+        raise Rejected(FailureReason.TOO_MANY_STREAMS, f"the file has {len(streams)} streams; at most "
+                                                       f"{max_streams} are accepted")
+    audio = [stream for stream in streams if stream.get("codec_type") == "audio"]
+    if not audio:
+        raise Rejected(FailureReason.NO_AUDIO, "the file has no audio track")
+    duration = _float(audio[0].get("duration")) or _float((info.get("format") or {}).get("duration"))
+    if duration is not None and duration > max_duration:
+        raise Rejected(FailureReason.TOO_LONG, f"the audio lasts {duration:.0f} s; at most {max_duration:.0f} s "
+                                               "are accepted")
+    return Probe(container=container, audio_codec=str(audio[0].get("codec_name", "")),
+                 audio_duration=duration, stream_count=len(streams))
+
+
+def conversion_command(source: Path, target: Path, *, copy: bool, bitrate_kbps: int,
+                       max_duration: float) -> list[str]:
+    audio_options: dict[str, Any] = {"acodec": "copy"} if copy else {"acodec": "libmp3lame",
+                                                                     "audio_bitrate": f"{bitrate_kbps}k"}
+    stream = ffmpeg.input(str(source), **input_options()).output(
+        str(target), f="mp3", map="0:a:0", map_metadata="-1", t=max_duration,
+        fs=int(max_duration * BYTES_PER_SECOND_AT_MAX_BITRATE) + 1_000_000, **audio_options,
+    )
+    stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
+                                "-progress", "pipe:1").overwrite_output()
+    return list(stream.compile(cmd="ffmpeg"))
+
+
+@dataclass
+class Progress:
+    percent: float = 0.0
+    eta_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"percent": round(self.percent, 1),
+                "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1)}
+
+
+def run(command: list[str], *, expected_duration: float | None, timeout: float,
+        heartbeat: Callable[[Progress], bool], heartbeat_seconds: float = 1.0) -> None:
+    """Runs ffmpeg; calls `heartbeat` about once a second with its progress, and stops ffmpeg when the heartbeat
+    answers False (Stopped) or the time runs out (Rejected)."""
+    started = time.monotonic()
+    process = subprocess.Popen(limited(command, int(timeout) + 5), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL)
+    progress = Progress()
+    errors: deque[str] = deque(maxlen=5)
+
+    def read_progress() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            key, _, value = line.decode(errors="replace").strip().partition("=")
+            if key == "out_time_us" and value.isdigit() and expected_duration:
+                fraction = min(1.0, int(value) / 1e6 / expected_duration)
+                elapsed = time.monotonic() - started
+                progress.percent = fraction * 100
+                progress.eta_seconds = elapsed / fraction - elapsed if fraction > 0 else None
+
+    def read_errors() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            errors.append(line.decode(errors="replace").strip())
+
+    readers = [threading.Thread(target=target, daemon=True) for target in (read_progress, read_errors)]
+    for reader in readers:
+        reader.start()
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=heartbeat_seconds)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() - started > timeout:
+                raise Rejected(FailureReason.CONVERSION_ERROR, f"the conversion took longer than {timeout:.0f} s")
+            if not heartbeat(progress):
+                raise Stopped()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for reader in readers:
+            reader.join(timeout=5)
+    if code != 0:
+        raise Rejected(FailureReason.CONVERSION_ERROR, "ffmpeg could not convert the audio: "
+                                                       + ("; ".join(errors) or f"exit status {code}")[:500])
+
+
+def verify(target: Path, *, expected_duration: float | None, max_duration: float) -> float:
+    """The MP3's duration, after checking it is an MP3 as long as its source's audio (or the cap)."""
+    try:
+        result = probe(target, max_streams=1, max_duration=max_duration + 60)
+    except Rejected as rejected:
+        raise Rejected(FailureReason.INVALID_OUTPUT, f"the conversion produced no valid MP3 ({rejected.message})")\
+            from None
+    if result.audio_codec != "mp3" or result.audio_duration is None:
+        raise Rejected(FailureReason.INVALID_OUTPUT, "the conversion produced no valid MP3")
+    if expected_duration is not None:
+        expected = min(expected_duration, max_duration)
+        shortfall = expected - result.audio_duration
+        if shortfall > max(DURATION_TOLERANCE_SECONDS, expected * DURATION_TOLERANCE_RATIO):
+            raise Rejected(FailureReason.INVALID_OUTPUT,
+                           f"the MP3 lasts {result.audio_duration:.1f} s but its source {expected:.1f} s: "
+                           "the input is damaged or truncated")
+    return result.audio_duration

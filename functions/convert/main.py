@@ -1,0 +1,35 @@
+"""convert (CloudEvent, triggered by io.vid2mp3.video.uploaded.v1): extracts the job's audio as MP3 into GridFS,
+then emits io.vid2mp3.audio.converted.v1, or io.vid2mp3.conversion.failed.v1 with the reason."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from events import VideoUploaded
+from events.transport import EventEmitter
+from functions.convert.conversion import Converter
+from functions.shared import mongo
+from functions.shared.consumer import consume
+from functions.shared.jobs import Jobs
+from functions.shared.media import AUDIO, VIDEOS, MediaStore
+from functions.shared.settings import ConvertSettings, load_settings
+
+settings = load_settings(ConvertSettings)
+database = mongo.database(settings)
+converter = Converter(
+    jobs=Jobs(database), videos=MediaStore(database, VIDEOS), audio=MediaStore(database, AUDIO),
+    emitter=EventEmitter(str(settings.k_sink), "convert"), work_dir=Path(settings.work_dir),
+    max_duration_seconds=settings.max_duration_seconds, max_streams=settings.max_streams,
+    ffmpeg_timeout_seconds=settings.ffmpeg_timeout_seconds,
+    audio_retention=timedelta(seconds=settings.audio_retention_seconds),
+    keep_source=settings.keep_source_video,
+)
+
+
+@functions_framework.cloud_event
+def convert(event: CloudEvent) -> None:
+    consume(event, VideoUploaded, converter.handle)

@@ -1,0 +1,42 @@
+"""download (HTTP): `GET /<job id>` streams the job's MP3 to its owner from GridFS, with Content-Length, an ETag,
+`Range` requests (206, 416) and a safe file name. Someone else's job answers exactly like a missing one."""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from events.catalog import is_job_id
+from functions.download.streaming import mp3_response
+from functions.shared import mongo
+from functions.shared.http import NOT_FOUND, HttpError, answer_errors, authenticate
+from functions.shared.jobs import Jobs, JobState
+from functions.shared.media import AUDIO, MediaStore
+from functions.shared.settings import DownloadSettings, load_settings
+from functions.shared.tokens import TokenVerifier
+
+settings = load_settings(DownloadSettings)
+database = mongo.database(settings)
+jobs = Jobs(database)
+audio = MediaStore(database, AUDIO)
+verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+
+
+@functions_framework.http
+@answer_errors
+def download(request: flask.Request) -> flask.Response:
+    identity = authenticate(request, verifier)
+    if request.method not in ("GET", "HEAD"):
+        raise HttpError(405, "method_not_allowed", "GET the MP3 of a job")
+    job_id = request.path.strip("/")
+    if not is_job_id(job_id):
+        raise NOT_FOUND
+    job = jobs.get_owned(job_id, identity.subject)
+    if job is None:
+        raise NOT_FOUND
+    if job["state"] != JobState.DONE:
+        raise HttpError(409, "not_ready", f"the job is {job['state']}; its MP3 is not available")
+    stored = audio.open(job["audio"]["audio_id"])
+    if stored is None:
+        raise HttpError(410, "gone", "the MP3 of this job has expired and was deleted")
+    return mp3_response(request, stored, job["audio"]["sha256"], job.get("filename") or "audio")

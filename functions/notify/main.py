@@ -1,0 +1,31 @@
+"""notify (CloudEvent, triggered by io.vid2mp3.audio.converted.v1): emails the owner the download link through
+SendGrid, once per MP3, then emits io.vid2mp3.notification.sent.v1."""
+
+from __future__ import annotations
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from events import AudioConverted, EventEmitter
+from functions.notify.notifier import Mailer, Notifier
+from functions.shared import mongo
+from functions.shared.consumer import consume
+from functions.shared.jobs import Jobs
+from functions.shared.settings import NotifySettings, load_settings
+
+settings = load_settings(NotifySettings)
+notifier = Notifier(
+    jobs=Jobs(mongo.database(settings)),
+    mailer=Mailer(
+        api_key=settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else None,
+        api_host=str(settings.sendgrid_api_host), sender=settings.mail_from,
+    ),
+    emitter=EventEmitter(str(settings.k_sink), "notify"),
+    mysql_url=settings.mysql_url.get_secret_value(),
+    public_download_url=str(settings.public_download_url),
+)
+
+
+@functions_framework.cloud_event
+def notify(event: CloudEvent) -> None:
+    consume(event, AudioConverted, notifier.handle)

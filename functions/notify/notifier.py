@@ -1,0 +1,104 @@
+"""Emails the owner of a converted job the download link, through SendGrid: exactly one email per MP3.
+
+The job record is the ledger: a notification is claimed on the job before sending (so a concurrent duplicate
+waits), and marked sent with its event in one write after the API accepted the mail. A redelivery after that
+only re-emits the event if it is still pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Mail
+
+from events import AudioConverted, EventEmitter, NotificationSent
+from functions.shared import mysql
+from functions.shared.consumer import RetryLater
+from functions.shared.jobs import Jobs, JobState, now
+
+log = logging.getLogger(__name__)
+
+# A send that has not finished within this long is assumed to have died with its process.
+SENDING_LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Mailer:
+    """SendGrid's v3 API when a key is configured; otherwise the message is logged, for development."""
+
+    api_key: str | None
+    api_host: str
+    sender: str
+
+    def send(self, recipient: str, subject: str, text: str) -> str:
+        if not self.api_key:
+            log.info("no SENDGRID_API_KEY: would send to %s: %s\n%s", recipient, subject, text)
+            return "log"
+        client = SendGridAPIClient(api_key=self.api_key, host=self.api_host.rstrip("/"))
+        response = client.send(Mail(from_email=self.sender, to_emails=recipient, subject=subject,
+                                    plain_text_content=text))
+        return "email" if 200 <= response.status_code < 300 else "failed"
+
+
+@dataclass
+class Notifier:
+    jobs: Jobs
+    mailer: Mailer
+    emitter: EventEmitter
+    mysql_url: str
+    public_download_url: str
+
+    def handle(self, event: AudioConverted) -> None:
+        job = self.jobs.get(event.job_id)
+        if (job is None or job["owner_id"] != event.owner_id or job["state"] != JobState.DONE
+                or job.get("audio", {}).get("audio_id") != event.audio_id):
+            log.warning("ignoring audio converted for job %s: no such finished job of that owner", event.job_id)
+            return
+        claimed = self.jobs.update(event.job_id, {"$or": [
+            {"notification": {"$exists": False}},
+            {"notification.state": "retry"},
+            {"notification.state": "sending", "notification.lease_until": {"$lt": now()}},
+        ]}, {"notification": {"state": "sending", "lease_until": now() + SENDING_LEASE}})
+        if claimed is None:
+            current = self.jobs.get(event.job_id) or {}
+            if current.get("notification", {}).get("state") == "sending":
+                raise RetryLater(f"job {event.job_id}: another delivery is sending its email")
+            self.jobs.flush_pending(current, self.emitter)  # sent or failed already: nothing more to send
+            return
+        self.send(claimed, event)
+
+    def send(self, job: dict[str, Any], event: AudioConverted) -> None:
+        recipient = mysql.owner_email(self.mysql_url, event.owner_id)
+        if recipient is None:
+            self.record(event.job_id, {"state": "failed", "reason": "the owner's account no longer exists"})
+            return
+        link = f"{self.public_download_url.rstrip('/')}/{event.job_id}"
+        text = (f"Your MP3 of {job.get('filename', 'your video')} is ready ({event.duration_seconds:.0f} s).\n\n"
+                f"Download it (log in first) at:\n{link}\n\nIt is kept for 24 hours.\n")
+        try:
+            channel = self.mailer.send(recipient, "Your MP3 is ready", text)
+        except HTTPError as error:
+            status = int(getattr(error, "status_code", 0) or 0)
+            if status == 429 or status >= 500:
+                self.record(event.job_id, {"state": "retry", "last_error": f"mail API answered {status}"})
+                raise RetryLater(f"mail API answered {status}") from None
+            self.record(event.job_id, {"state": "failed", "reason": f"mail API refused the message ({status})"})
+            return
+        except OSError as error:  # connection refused, timeouts: the mail API is away
+            self.record(event.job_id, {"state": "retry", "last_error": type(error).__name__})
+            raise RetryLater(f"mail API unreachable: {error}") from None
+        sent = NotificationSent(job_id=event.job_id, owner_id=event.owner_id, audio_id=event.audio_id,
+                                channel="log" if channel == "log" else "email", sent_at=now())
+        updated = self.jobs.update(event.job_id, {"notification.state": "sending"},
+                                   {"notification": {"state": "sent", "channel": sent.channel, "at": sent.sent_at}},
+                                   sent)
+        if updated is not None:
+            self.jobs.flush_pending(updated, self.emitter)
+
+    def record(self, job_id: str, notification: dict[str, Any]) -> None:
+        self.jobs.update(job_id, {}, {"notification": notification})

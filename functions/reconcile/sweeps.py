@@ -1,0 +1,110 @@
+"""The reconcile sweeps. The broker can lose an event in narrow windows (it acks before a dead-letter publish is
+confirmed) and a converter can die with its pod; the job records say what should have happened next."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pymongo.database import Database
+
+from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
+from functions.shared.jobs import Job, Jobs, JobState, now
+from functions.shared.media import AUDIO, VIDEOS, MediaStore
+
+log = logging.getLogger(__name__)
+
+# An event still pending this long after its write was not emitted by the function that wrote it.
+PENDING_GRACE = timedelta(seconds=30)
+
+
+@dataclass
+class SweepReport:
+    reemitted: int = 0
+    redriven: int = 0
+    failed: int = 0
+    expired: int = 0
+    orphans_removed: int = 0
+
+
+@dataclass
+class Reconciler:
+    database: Database[dict[str, Any]]
+    jobs: Jobs
+    emitter: EventEmitter
+    stuck_after: timedelta
+    max_redrives: int
+    pending_grace: timedelta = PENDING_GRACE
+    # Orphan chunk owners seen by the previous sweep, with their chunk counts (an upload still writing changes its).
+    previous_orphans: dict[tuple[str, Any], int] = field(default_factory=dict)
+
+    def run(self) -> SweepReport:
+        report = SweepReport()
+        for job in self.jobs.with_pending_older_than(self.pending_grace):
+            try:
+                self.jobs.flush_pending(job, self.emitter)
+                report.reemitted += 1
+            except EmitError as error:
+                log.warning("job %s: pending event still not emitted: %s", job["_id"], error)
+        for job in self.jobs.stalled(self.stuck_after):
+            if self.redrive_or_fail(job):
+                report.redriven += 1
+            else:
+                report.failed += 1
+        report.expired = self.delete_expired_audio()
+        report.orphans_removed = self.remove_orphan_chunks()
+        log.info("reconcile: %s", report)
+        return report
+
+    def redrive_or_fail(self, job: Job) -> bool:
+        """True when the job was sent round again, False when it ran out of redrives and was failed."""
+        if job.get("redrives", 0) < self.max_redrives:
+            claimed = self.jobs.update(job["_id"], {"state": job["state"], "updated_at": job["updated_at"]},
+                                       {"updated_at": now(), "redrives": job.get("redrives", 0) + 1})
+            if claimed is not None:
+                self.emitter.emit(VideoUploaded(
+                    job_id=job["_id"], owner_id=job["owner_id"], video_id=job["video_id"], filename=job["filename"],
+                    size_bytes=job["size_bytes"], sha256=job["sha256"], bitrate_kbps=job["bitrate_kbps"],
+                    uploaded_at=job["created_at"],
+                ))
+            return True
+        message = f"the job made no progress for {self.stuck_after.total_seconds():.0f} s, " \
+                  f"{self.max_redrives} times over"
+        failed = self.jobs.fail(
+            job["_id"], (JobState.UPLOADED, JobState.CONVERTING),
+            {"reason": FailureReason.STUCK, "message": message},
+            ConversionFailed(job_id=job["_id"], owner_id=job["owner_id"], reason=FailureReason.STUCK,
+                             message=message, failed_at=now()),
+        )
+        if failed is not None:
+            self.jobs.flush_pending(failed, self.emitter)
+        return False
+
+    def delete_expired_audio(self) -> int:
+        audio = MediaStore(self.database, AUDIO)
+        expired = self.jobs.collection.find({"state": JobState.DONE, "audio.expires_at": {"$lt": now()},
+                                             "audio.deleted_at": {"$exists": False}})
+        count = 0
+        for job in expired:
+            audio.remove(job["audio"]["audio_id"])
+            self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"audio.deleted_at": now()}})
+            count += 1
+        return count
+
+    def remove_orphan_chunks(self) -> int:
+        """Removes chunks without a files document that were already orphaned, unchanged, at the last sweep."""
+        seen: dict[tuple[str, Any], int] = {}
+        removed = 0
+        for bucket in (VIDEOS, AUDIO):
+            store = MediaStore(self.database, bucket)
+            for owner in store.orphan_chunk_owners():
+                count = self.database[f"{bucket}.chunks"].count_documents({"files_id": owner})
+                if self.previous_orphans.get((bucket, owner)) == count:
+                    store.remove(owner)
+                    removed += 1
+                else:
+                    seen[(bucket, owner)] = count
+        self.previous_orphans = seen
+        return removed

@@ -1,0 +1,46 @@
+"""How every CloudEvent consumer answers the broker's dispatcher.
+
+- A payload that breaks its schema, or names a job that does not fit: logged and acknowledged (2xx), since
+  sending it again cannot help and the dispatcher would only dead-letter it.
+- A transient fault (a database or the broker away, another attempt still running): 503, so the dispatcher
+  retries per the Trigger's delivery spec and dead-letters after the last try.
+- Done, or a permanent failure recorded on the job: 2xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import pymongo.errors
+import pymysql
+import werkzeug.exceptions
+from cloudevents.http import CloudEvent
+
+from events import EmitError, EventPayload, InvalidEvent, parse_event
+
+log = logging.getLogger(__name__)
+Payload = TypeVar("Payload", bound=EventPayload)
+
+
+class RetryLater(Exception):
+    """Not now: answer 503 so the dispatcher delivers the event again after its backoff."""
+
+
+TRANSIENT_ERRORS = (RetryLater, EmitError, pymongo.errors.PyMongoError, pymysql.err.OperationalError,
+                    pymysql.err.InterfaceError)
+
+
+def consume(event: CloudEvent, model: type[Payload], handle: Callable[[Payload], None]) -> None:
+    try:
+        payload = parse_event(event, model)
+    except InvalidEvent as error:
+        log.warning("dropping event id=%s source=%s: %s", event["id"], event["source"], error)
+        return
+    try:
+        handle(payload)
+    except TRANSIENT_ERRORS as error:
+        log.warning("event id=%s for job %s will be retried: %s: %s", event["id"], payload.job_id,
+                    type(error).__name__, error)
+        raise werkzeug.exceptions.ServiceUnavailable(f"{type(error).__name__}: retry later") from None

@@ -1,0 +1,41 @@
+"""What a job looks like to its owner: the JSON that the status endpoint answers and the client prints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from functions.shared.jobs import Job, JobState
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "job_id": job["_id"],
+        "state": job["state"],
+        "filename": job.get("filename"),
+        "size_bytes": job.get("size_bytes"),
+        "bitrate_kbps": job.get("bitrate_kbps"),
+        "created_at": iso(job.get("created_at")),
+        "updated_at": iso(job.get("updated_at")),
+        "history": [{"state": step["state"], "at": iso(step["at"])} for step in job.get("history", [])],
+    }
+    if job["state"] == JobState.CONVERTING and job.get("progress"):
+        view["progress"] = job["progress"]
+    if job["state"] == JobState.DONE and job.get("audio"):
+        audio = job["audio"]
+        view["audio"] = {
+            "audio_id": audio["audio_id"], "size_bytes": audio["size_bytes"], "sha256": audio["sha256"],
+            "duration_seconds": audio["duration_seconds"], "stream_copied": audio["stream_copied"],
+            "expires_at": iso(audio.get("expires_at")),
+        }
+        if public_download_url:
+            view["audio"]["download_url"] = f"{public_download_url.rstrip('/')}/{job['_id']}"
+    if job["state"] == JobState.FAILED and job.get("failure"):
+        view["failure"] = job["failure"]
+    if job.get("notification"):
+        view["notification"] = {"state": job["notification"].get("state")}
+    return view

@@ -1,0 +1,130 @@
+"""Reads an upload request as a stream: a multipart form with one file part (and optional fields), or a raw body.
+
+Nothing is buffered beyond one read: the file's bytes are handed on chunk by chunk as they arrive, and the form's
+fields are collected as they pass (they may come before or after the file).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+
+from functions.shared.media_formats import SNIFF_BYTES, sniff_container
+
+READ_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 1024
+MAX_PARTS = 16
+MAX_FILENAME_CHARS = 120
+
+
+class BadUpload(ValueError):
+    """The request is not an upload we can take; the message says why."""
+
+
+def safe_filename(name: str | None) -> str:
+    """The original name, kept only as a label: no directories, control characters, quotes or odd spaces."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] not in ("C", "Z") or ch == " ")
+    name = re.sub(r"[\"'`<>|:*?;]", "_", name).strip(" .")
+    return name[:MAX_FILENAME_CHARS] or "video"
+
+
+@dataclass
+class Upload:
+    filename: str
+    fields: dict[str, str] = field(default_factory=dict)
+    chunks: Iterator[bytes] = field(default_factory=lambda: iter(()))
+    container: str | None = None
+
+
+def read_stream(stream: BinaryIO) -> Iterator[bytes]:
+    return iter(lambda: stream.read(READ_BYTES), b"")
+
+
+def open_upload(stream: BinaryIO, content_type: str, query_filename: str | None) -> Upload:
+    """Starts reading the request: returns once the file's first bytes are known (to tell its container)."""
+    mimetype, options = parse_options_header(content_type)
+    if mimetype == "multipart/form-data":
+        boundary = options.get("boundary")
+        if not boundary:
+            raise BadUpload("multipart/form-data without a boundary")
+        upload = Upload(filename="video")
+        upload.chunks = multipart_file(read_stream(stream), boundary.encode(), upload)
+    else:
+        upload = Upload(filename=safe_filename(query_filename), chunks=read_stream(stream))
+    upload.chunks, head = peek(upload.chunks, SNIFF_BYTES)
+    if not head:
+        raise BadUpload("the upload is empty")
+    upload.container = sniff_container(head)
+    return upload
+
+
+def peek(chunks: Iterator[bytes], size: int) -> tuple[Iterator[bytes], bytes]:
+    """The first `size` bytes (fewer at the end of the stream), and an iterator that still yields everything."""
+    head = b""
+    taken: list[bytes] = []
+    for chunk in chunks:
+        taken.append(chunk)
+        head += chunk
+        if len(head) >= size:
+            break
+
+    def replay() -> Iterator[bytes]:
+        yield from taken
+        yield from chunks
+
+    return replay(), head[:size]
+
+
+def next_event(decoder: MultipartDecoder) -> object:
+    try:
+        return decoder.next_event()
+    except BadUpload:
+        raise
+    except ValueError as error:
+        raise BadUpload(f"the multipart body is malformed: {error}") from None
+
+
+def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Iterator[bytes]:
+    """Yields the data of the form's one file part; fills upload.fields and upload.filename on the way."""
+    # Field sizes are limited below; the decoder holds one read at a time, so its own memory cap is not needed.
+    decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
+    current: str | None = None  # "file", or the name of the field being read
+    files_seen = 0
+    field_value = bytearray()
+    for chunk in itertools.chain(raw, [None]):
+        decoder.receive_data(chunk)
+        while not isinstance(event := next_event(decoder), NeedData):
+            if isinstance(event, File):
+                files_seen += 1
+                if files_seen > 1:
+                    raise BadUpload("send exactly one file per upload")
+                upload.filename = safe_filename(event.filename)
+                current = "file"
+            elif isinstance(event, Field):
+                current, field_value = event.name, bytearray()
+            elif isinstance(event, Data):
+                if current == "file":
+                    if event.data:
+                        yield bytes(event.data)
+                elif current is not None:
+                    field_value += event.data
+                    if len(field_value) > MAX_FIELD_BYTES:
+                        raise BadUpload(f"form field {current!r} is too long")
+                    if not event.more_data:
+                        upload.fields[current] = field_value.decode("utf-8", "replace")
+            elif isinstance(event, Epilogue):
+                if files_seen == 0:
+                    raise BadUpload("the form has no file part")
+                return
+        if chunk is None:
+            break
+    raise BadUpload("the multipart body ended early")

@@ -1,0 +1,35 @@
+"""upload (HTTP, the public upload function URL): `POST /` with a bearer token and a video (multipart form with one
+file, or a raw body; optional `bitrate` 128/192/256/320) answers 202 with the job id and its status URL."""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from events import EventEmitter
+from functions.shared import mongo
+from functions.shared.http import HttpError, authenticate
+from functions.shared.jobs import Jobs
+from functions.shared.media import VIDEOS, MediaStore
+from functions.shared.settings import UploadSettings, load_settings
+from functions.shared.tokens import TokenVerifier
+from functions.upload.uploads import Uploads
+
+settings = load_settings(UploadSettings)
+database = mongo.database(settings)
+verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+uploads = Uploads(
+    videos=MediaStore(database, VIDEOS), jobs=Jobs(database), emitter=EventEmitter(str(settings.k_sink), "upload"),
+    max_upload_bytes=settings.max_upload_bytes, public_status_url=str(settings.public_status_url),
+)
+
+
+@functions_framework.http
+def upload(request: flask.Request) -> flask.Response:
+    try:
+        if request.method != "POST":
+            raise HttpError(405, "method_not_allowed", "POST a video to this URL")
+        return uploads.accept(request, authenticate(request, verifier))
+    except HttpError as error:
+        # The body may be partly unread: answer without letting the framework read the rest into memory.
+        return error.response_leaving_body_unread()

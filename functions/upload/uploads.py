@@ -1,0 +1,119 @@
+"""Takes an upload: stores the video in GridFS as it streams in, records the job and emits video uploaded.
+
+Either all three happen or none does: a video without a job, or a job whose event never left, is removed before
+the request fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+import pymongo.errors
+
+from events import EmitError, EventEmitter, VideoUploaded
+from events.catalog import SUPPORTED_BITRATES_KBPS
+from functions.shared.http import HttpError, json_response
+from functions.shared.jobs import Jobs, JobState, now
+from functions.shared.media import MediaStore, TooLarge
+from functions.shared.media_formats import DEMUXERS
+from functions.shared.tokens import Identity
+from functions.upload.intake import BadUpload, open_upload
+
+log = logging.getLogger(__name__)
+
+# Room for multipart boundaries and headers around a file of the maximum size.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+DEFAULT_BITRATE_KBPS = 192
+
+
+def parse_bitrate(value: str | None) -> int:
+    if value in (None, ""):
+        return DEFAULT_BITRATE_KBPS
+    text = value.strip().lower().removesuffix("k")
+    if not text.isdigit() or int(text) not in SUPPORTED_BITRATES_KBPS:
+        raise HttpError(422, "unsupported_bitrate",
+                        f"bitrate must be one of {', '.join(map(str, SUPPORTED_BITRATES_KBPS))} (kbit/s)")
+    return int(text)
+
+
+@dataclass
+class Uploads:
+    videos: MediaStore
+    jobs: Jobs
+    emitter: EventEmitter
+    max_upload_bytes: int
+    public_status_url: str
+
+    def accept(self, request: flask.Request, identity: Identity) -> flask.Response:
+        if request.content_length is not None and \
+                request.content_length > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise too_large(self.max_upload_bytes)
+        query_bitrate = parse_bitrate(request.args.get("bitrate"))
+        try:
+            upload = open_upload(request.stream, request.content_type or "", request.args.get("filename"))
+        except BadUpload as error:
+            raise HttpError(400, "bad_upload", str(error)) from None
+        if upload.container is None:
+            raise HttpError(415, "not_media", "the file is not a video or audio container vid2mp3 reads "
+                                              f"({', '.join(DEMUXERS)})")
+        job_id = uuid.uuid4().hex
+        try:
+            stored = self.videos.store(
+                job_id, upload.chunks, filename=upload.filename, max_bytes=self.max_upload_bytes,
+                metadata={"owner_id": identity.subject, "job_id": job_id, "container": upload.container},
+            )
+        except TooLarge:
+            raise too_large(self.max_upload_bytes) from None
+        except BadUpload as error:
+            raise HttpError(400, "bad_upload", str(error)) from None
+        except pymongo.errors.PyMongoError as error:
+            log.error("storing the upload of job %s failed: %s", job_id, error)
+            raise HttpError(503, "storage_unavailable", "the video could not be stored; try again",
+                            {"Retry-After": "5"}) from None
+        try:
+            bitrate = parse_bitrate(upload.fields.get("bitrate")) if "bitrate" in upload.fields else query_bitrate
+        except HttpError:
+            self.videos.remove(job_id)
+            raise
+        event = VideoUploaded(
+            job_id=job_id, owner_id=identity.subject, video_id=stored.file_id, filename=upload.filename,
+            size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=bitrate,  # type: ignore[arg-type]
+            uploaded_at=now(),
+        )
+        self.record_and_emit(event, upload.container)
+        status_url = f"{self.public_status_url.rstrip('/')}/{job_id}"
+        return json_response({
+            "job_id": job_id, "state": JobState.UPLOADED, "status_url": status_url, "filename": upload.filename,
+            "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate,
+        }, 202, {"Location": status_url})
+
+    def record_and_emit(self, event: VideoUploaded, container: str) -> None:
+        job: dict[str, Any] = {
+            "_id": event.job_id, "owner_id": event.owner_id, "video_id": event.video_id,
+            "filename": event.filename, "size_bytes": event.size_bytes, "sha256": event.sha256,
+            "bitrate_kbps": event.bitrate_kbps, "container": container,
+        }
+        try:
+            self.jobs.create(job, event)
+            self.emitter.emit(event)
+            self.jobs.clear_pending(event.job_id, event.event_id())
+        except (EmitError, pymongo.errors.PyMongoError) as error:
+            log.error("job %s could not be queued, removing it: %s", event.job_id, error)
+            self.undo(event.job_id)
+            raise HttpError(503, "queue_unavailable", "the conversion could not be queued and nothing was kept; "
+                                                      "try again", {"Retry-After": "5"}) from None
+
+    def undo(self, job_id: str) -> None:
+        try:
+            self.jobs.delete(job_id)
+            self.videos.remove(job_id)
+        except pymongo.errors.PyMongoError as error:  # the reconcile sweep removes what is left
+            log.error("could not remove the remains of job %s: %s", job_id, error)
+
+
+def too_large(limit: int) -> HttpError:
+    return HttpError(413, "too_large", f"uploads are limited to {limit} bytes")
