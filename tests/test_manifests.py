@@ -729,7 +729,6 @@ def sink_bound_services() -> set[str]:
 
 @dataclass(frozen=True)
 class Provided:
-    name: str
     source: str  # value | configmap | secret | sinkbinding
     optional: bool = False
 
@@ -741,7 +740,7 @@ def provided_variables(name: str) -> dict[str, Provided]:
         assert "secretRef" not in source, f"{name}: secrets one by one through secretKeyRef, not envFrom"
         config_map = source["configMapRef"]["name"]
         for key in config_map_data(config_map):
-            provided[source.get("prefix", "") + key] = Provided(key, "configmap")
+            provided[source.get("prefix", "") + key] = Provided("configmap")
     for variable in container.get("env") or []:
         value_from = variable.get("valueFrom") or {}
         if "secretKeyRef" in value_from:
@@ -749,16 +748,16 @@ def provided_variables(name: str) -> dict[str, Provided]:
             assert ref["name"] == SECRET, (
                 f"{name}: {variable['name']} from Secret {ref['name']}, not {SECRET}"
             )
-            provided[variable["name"]] = Provided(ref["key"], "secret", bool(ref.get("optional")))
+            provided[variable["name"]] = Provided("secret", bool(ref.get("optional")))
         elif "configMapKeyRef" in value_from:
             ref = value_from["configMapKeyRef"]
             assert ref["key"] in config_map_data(ref["name"]), f"{name}: {ref} names no ConfigMap key"
-            provided[variable["name"]] = Provided(ref["key"], "configmap", bool(ref.get("optional")))
+            provided[variable["name"]] = Provided("configmap", bool(ref.get("optional")))
         else:
             assert "value" in variable, f"{name}: {variable['name']} has neither value nor valueFrom"
-            provided[variable["name"]] = Provided(variable["name"], "value")
+            provided[variable["name"]] = Provided("value")
     if name in sink_bound_services():
-        provided["K_SINK"] = Provided("K_SINK", "sinkbinding")
+        provided["K_SINK"] = Provided("sinkbinding")
     return provided
 
 
