@@ -1,6 +1,7 @@
 """Writes the published JSON Schema of each event payload (events/schemas/*.json) from the models in the catalog.
 
-Run `python -m events.publish_schemas` after changing a payload; a test fails while a published schema and its model differ.
+Run `python -m events.publish_schemas` (`make schemas`) after changing a payload; a test fails while a
+published schema and its model differ.
 """
 
 from __future__ import annotations

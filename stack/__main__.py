@@ -200,7 +200,7 @@ def declare_topology(routing_topology: Topology, amqp_url: str, own_node: bool) 
 def write_endpoints(points: dict[str, str]) -> None:
     ENDPOINTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     ENDPOINTS_FILE.write_text("".join(f"{key}={value}\n" for key, value in points.items()))
-    print(f"\nEndpoints (also in {ENDPOINTS_FILE.relative_to(ROOT) if ENDPOINTS_FILE.is_relative_to(ROOT) else ENDPOINTS_FILE}):")
+    print(f"\nEndpoints (also in {ENDPOINTS_FILE}):")
     for key in ("AUTH_URL", "UPLOAD_URL", "STATUS_URL", "DOWNLOAD_URL", "WEB_URL", "JWKS_URL",
                 "BROKER_INGRESS_URL", "AMQP_URL", "MONGO_URI", "MYSQL_URL", "SENDGRID_API_HOST"):
         print(f"  {key:<20} {servers.redact(points[key])}")

@@ -45,7 +45,7 @@ RABBITMQ_NODE = f"vid2mp3-{PORT_BASE}@localhost"
 MYSQL_DATABASE = "vid2mp3"
 MYSQL_USER = "vid2mp3"
 # Development-only credentials of a loopback server that `make up` creates; production takes them from secrets.
-MYSQL_PASSWORD = os.environ.get("VID2MP3_MYSQL_PASSWORD", "vid2mp3-local")  # noqa: S105
+MYSQL_PASSWORD = os.environ.get("VID2MP3_MYSQL_PASSWORD", "vid2mp3-local")
 # How often the local stand-in for the PingSource drives the reconcile step.
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("VID2MP3_RECONCILE_INTERVAL", "60"))
 

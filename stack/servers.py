@@ -11,7 +11,7 @@ import pika
 import pymongo
 import pymysql
 
-from functions.shared.mysql import apply_schema
+from functions.shared import mysql
 from stack import processes
 from stack.config import (
     ACCOUNTS_SCHEMA,
@@ -131,18 +131,9 @@ MARIADB_DIR = DATA / "mariadb"
 MARIADB_SOCKET = RUN / "mariadb.sock"
 
 
-def mysql_connect(url: str, **extra: object) -> pymysql.connections.Connection:
-    parts = urllib.parse.urlsplit(url)
-    return pymysql.connect(
-        host=parts.hostname or HOST, port=parts.port or 3306, user=urllib.parse.unquote(parts.username or ""),
-        password=urllib.parse.unquote(parts.password or ""), database=parts.path.lstrip("/") or None,
-        connect_timeout=3, **extra,  # type: ignore[arg-type]
-    )
-
-
 def mysql_answers(url: str) -> bool:
     try:
-        mysql_connect(url).close()
+        mysql.connect(url).close()
     except pymysql.MySQLError:
         return False
     return True
@@ -186,7 +177,7 @@ def _root_connect() -> pymysql.connections.Connection:
 def migrate_accounts(url: str, schema: Path = ACCOUNTS_SCHEMA) -> None:
     """Applies the accounts schema, as the auth function also does at start-up."""
     if schema.exists():
-        apply_schema(url, schema.read_text())
+        mysql.apply_schema(url, schema.read_text())
 
 
 # --- FerretDB ---------------------------------------------------------------------------------------------------

@@ -35,4 +35,5 @@ def mp3_response(request: flask.Request, stored: GridOut, sha256: str, original_
     response.last_modified = stored.upload_date
     response.content_length = stored.length
     # Answers If-None-Match (304), Range (206) and unsatisfiable ranges (416), and sets Content-Length.
-    return response.make_conditional(request, accept_ranges=True, complete_length=stored.length)
+    response.make_conditional(request, accept_ranges=True, complete_length=stored.length)
+    return response

@@ -8,7 +8,7 @@ import pymysql
 import pymysql.cursors
 
 
-def connect(url: str) -> pymysql.connections.Connection:
+def connect(url: str) -> pymysql.connections.Connection[pymysql.cursors.DictCursor]:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "mysql" or not parts.hostname:
         raise ValueError("MYSQL_URL must look like mysql://user:password@host:port/database")

@@ -86,8 +86,9 @@ class DeadLetterSettings(MongoSettings, EmitterSettings):
 
 
 class ReconcileSettings(MongoSettings, EmitterSettings):
-    # A job that has not moved for this long is re-driven (or failed once it ran out of attempts).
-    stuck_after_seconds: float = Field(default=600, gt=0)
+    # A job that has not moved for this long is re-driven (or failed once it ran out of attempts): longer than
+    # the convert Trigger's whole retry budget (about 22 min), so the broker's own retries come first.
+    stuck_after_seconds: float = Field(default=1800, gt=0)
     max_redrives: int = Field(default=3, ge=0)
 
 

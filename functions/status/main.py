@@ -1,5 +1,6 @@
 """status (HTTP): `GET /<job id>` answers the owner's job (state, timestamps, history, progress, the MP3 when done,
-the reason when failed); `GET /` lists the owner's recent jobs. Someone else's job answers exactly like a missing one."""
+the reason when failed); `GET /` lists the owner's recent jobs. Someone else's job answers exactly like a missing
+one."""
 
 from __future__ import annotations
 

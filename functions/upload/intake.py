@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
@@ -45,11 +45,11 @@ class Upload:
     container: str | None = None
 
 
-def read_stream(stream: BinaryIO) -> Iterator[bytes]:
+def read_stream(stream: IO[bytes]) -> Iterator[bytes]:
     return iter(lambda: stream.read(READ_BYTES), b"")
 
 
-def open_upload(stream: BinaryIO, content_type: str, query_filename: str | None) -> Upload:
+def open_upload(stream: IO[bytes], content_type: str, query_filename: str | None) -> Upload:
     """Starts reading the request: returns once the file's first bytes are known (to tell its container)."""
     mimetype, options = parse_options_header(content_type)
     if mimetype == "multipart/form-data":

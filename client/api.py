@@ -1,0 +1,119 @@
+"""A small client of vid2mp3's public function URLs: auth, upload, status, download."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import requests
+
+FINAL_STATES = ("done", "failed", "cancelled")
+READ_BYTES = 1024 * 1024
+
+
+class ClientError(Exception):
+    """A request vid2mp3 refused; the message is its answer."""
+
+
+def read_endpoints(path: Path) -> dict[str, str]:
+    if not path.exists():
+        raise ClientError(f"{path} does not exist: start the local stack with `make up`")
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def answer(response: requests.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"message": response.text[:200]}
+    if response.status_code >= 400:
+        raise ClientError(f"HTTP {response.status_code}: {body.get('message') or body.get('error') or body}")
+    return body
+
+
+class ProgressReader:
+    """Wraps a file so that each read reports how many bytes went out (for an upload progress bar); its length
+    lets requests send a Content-Length, so the server can refuse an oversized upload before it is sent."""
+
+    def __init__(self, file: BinaryIO, size: int, on_read: Callable[[int], object]) -> None:
+        self.file, self.size, self.on_read = file, size, on_read
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, size: int = READ_BYTES) -> bytes:
+        chunk = self.file.read(size)
+        self.on_read(len(chunk))
+        return chunk
+
+
+@dataclass
+class Vid2mp3:
+    auth_url: str
+    upload_url: str
+    status_url: str
+    download_url: str
+    token: str = ""
+    timeout: float = 30
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def sign_up_or_log_in(self, email: str, password: str) -> None:
+        credentials = {"email": email, "password": password}
+        response = self.session.post(f"{self.auth_url}/signup", json=credentials, timeout=self.timeout)
+        if response.status_code not in (201, 409):
+            answer(response)
+        self.token = answer(self.session.post(f"{self.auth_url}/login", json=credentials,
+                                              timeout=self.timeout))["access_token"]
+
+    def upload(self, video: Path, bitrate_kbps: int | None = None,
+               on_bytes: Callable[[int], object] = lambda _: None) -> dict[str, Any]:
+        params: dict[str, str] = {"filename": video.name}
+        if bitrate_kbps:
+            params["bitrate"] = str(bitrate_kbps)
+        with video.open("rb") as file:
+            response = self.session.post(
+                self.upload_url, params=params, data=ProgressReader(file, video.stat().st_size, on_bytes),
+                headers={**self._headers(), "Content-Type": "application/octet-stream"},
+                timeout=(self.timeout, 600),
+            )
+        return dict(answer(response))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(answer(self.session.get(f"{self.status_url}/{job_id}", headers=self._headers(),
+                                            timeout=self.timeout)))
+
+    def follow(self, job_id: str, on_change: Callable[[dict[str, Any]], object], timeout: float = 900,
+               interval: float = 0.5) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            on_change(job)
+            if job["state"] in FINAL_STATES:
+                return job
+            if time.monotonic() > deadline:
+                raise ClientError(f"job {job_id} is still {job['state']} after {timeout:.0f} s")
+            time.sleep(interval)
+
+    def download(self, job_id: str, target: Path, on_bytes: Callable[[int], object] = lambda _: None) -> int:
+        with self.session.get(f"{self.download_url}/{job_id}", headers=self._headers(), stream=True,
+                              timeout=self.timeout) as response:
+            if response.status_code != 200:
+                answer(response)
+            size = 0
+            partial = target.with_name(target.name + ".part")
+            with partial.open("wb") as file:
+                for chunk in response.iter_content(READ_BYTES):
+                    file.write(chunk)
+                    size += len(chunk)
+                    on_bytes(len(chunk))
+            partial.replace(target)
+        return size

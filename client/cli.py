@@ -1,0 +1,112 @@
+"""`vid2mp3 convert VIDEO [-o OUT.mp3]`: signs up or logs in a local user, uploads with a progress bar, follows the
+job, downloads the MP3 and prints where it is and what the job went through. `--sample` makes a test clip first."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from client.api import ClientError, Vid2mp3, read_endpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = Path(os.environ.get("VID2MP3_LOCAL_DIR", ROOT / ".local"))
+SAMPLE_SECONDS = 10
+
+
+def local_credentials() -> tuple[str, str]:
+    """The local user's email and a password made on first use (kept under .local/, which git ignores)."""
+    path = LOCAL / "client-credentials"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"you@vid2mp3.local\n{secrets.token_urlsafe(18)}\n")
+        path.chmod(0o600)
+    email, password = path.read_text().split()[:2]
+    return email, password
+
+
+def make_sample(seconds: int = SAMPLE_SECONDS) -> Path:
+    """A short H.264 + AAC clip made with ffmpeg: a test picture and a 440 Hz tone."""
+    target = LOCAL / "samples" / f"sample-{seconds}s.mp4"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([
+            "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=30:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:v", "libx264",
+            "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-shortest", str(target),
+        ], check=True)
+    return target
+
+
+def describe(job: dict[str, Any]) -> str:
+    lines = [f"job {job['job_id']}: {job['state']}"]
+    start = job["history"][0]["at"] if job.get("history") else None
+    for step in job.get("history", []):
+        lines.append(f"  {step['at']}  {step['state']}")
+    if job.get("failure"):
+        lines.append(f"  reason: {job['failure']['reason']}: {job['failure']['message']}")
+    if job.get("audio"):
+        audio = job["audio"]
+        how = "stream copied" if audio["stream_copied"] else f"encoded at {job['bitrate_kbps']} kbit/s"
+        lines.append(f"  MP3: {audio['duration_seconds']:.2f} s, {audio['size_bytes']} bytes, {how}")
+    if job.get("notification"):
+        lines.append(f"  email: {job['notification']['state']}")
+    if start:
+        lines.append(f"  (times are UTC; the job started {start})")
+    return "\n".join(lines)
+
+
+def convert(arguments: argparse.Namespace) -> int:
+    video = make_sample() if arguments.sample else Path(arguments.video)
+    if not video.is_file():
+        print(f"vid2mp3: {video} is not a file", file=sys.stderr)
+        return 2
+    target = Path(arguments.output) if arguments.output else Path.cwd() / f"{video.stem}.mp3"
+    endpoints = read_endpoints(Path(arguments.endpoints))
+    client = Vid2mp3(endpoints["AUTH_URL"], endpoints["UPLOAD_URL"], endpoints["STATUS_URL"],
+                     endpoints["DOWNLOAD_URL"])
+    client.sign_up_or_log_in(*local_credentials())
+    with tqdm(total=video.stat().st_size, unit="B", unit_scale=True, desc="upload") as bar:
+        accepted = client.upload(video, arguments.bitrate, bar.update)
+    job_id = accepted["job_id"]
+    with tqdm(total=100, unit="%", desc="convert", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
+        def show(job: dict[str, Any]) -> None:
+            percent = 100.0 if job["state"] == "done" else job.get("progress", {}).get("percent", 0.0)
+            bar.update(max(0.0, percent - bar.n))
+            bar.set_postfix_str(job["state"])
+
+        job = client.follow(job_id, show)
+    if job["state"] != "done":
+        print(describe(job))
+        return 1
+    with tqdm(total=job["audio"]["size_bytes"], unit="B", unit_scale=True, desc="download") as bar:
+        client.download(job_id, target, bar.update)
+    print(describe(job))
+    print(f"MP3 written to {target}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="vid2mp3", description="Convert videos to MP3 with vid2mp3.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert_parser = commands.add_parser("convert", help="convert one video end to end")
+    convert_parser.add_argument("video", nargs="?", help="the video file")
+    convert_parser.add_argument("--sample", action="store_true", help=f"make and convert a {SAMPLE_SECONDS} s clip")
+    convert_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3)")
+    convert_parser.add_argument("--bitrate", type=int, choices=(128, 192, 256, 320), help="kbit/s (default 192)")
+    convert_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
+                                help="KEY=VALUE file of the public URLs (written by `make up`)")
+    arguments = parser.parse_args(argv)
+    if not arguments.sample and not arguments.video:
+        parser.error("name a VIDEO, or give --sample")
+    try:
+        raise SystemExit(convert(arguments))
+    except ClientError as error:
+        print(f"vid2mp3: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
