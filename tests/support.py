@@ -1,0 +1,114 @@
+"""Helpers for tests that drive the pipeline: generated media, users of the running stack, a tap on the broker."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pika
+
+from client.api import Vid2mp3
+
+TEST_PASSWORD = "correct horse battery"  # noqa: S105 - a throwaway account on the local test stack
+
+
+def make_clip(target: Path, seconds: float = 3, audio: str | None = "aac", video: bool = True,
+              extra: tuple[str, ...] = ()) -> Path:
+    """A small clip made with ffmpeg: a test picture (unless video=False) and a 440 Hz tone encoded with `audio`
+    (None for no audio track). The container follows the file name's extension."""
+    command = ["ffmpeg", "-v", "error", "-y"]
+    if video:
+        command += ["-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=15:duration={seconds}"]
+    if audio:
+        command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+    if video:
+        command += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    if audio:
+        codec = {"aac": "aac", "mp3": "libmp3lame", "opus": "libopus"}[audio]
+        command += ["-c:a", codec]
+    command += [*extra, str(target)]
+    subprocess.run(command, check=True)
+    return target
+
+
+def probe(path: Path) -> dict[str, Any]:
+    result = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+                            capture_output=True, check=True)
+    return dict(json.loads(result.stdout))
+
+
+def audio_duration(path: Path) -> float:
+    info = probe(path)
+    audio = [stream for stream in info["streams"] if stream["codec_type"] == "audio"][0]
+    return float(audio.get("duration") or info["format"]["duration"])
+
+
+def new_user(endpoints: dict[str, str]) -> tuple[Vid2mp3, str]:
+    client = Vid2mp3(endpoints["AUTH_URL"], endpoints["UPLOAD_URL"], endpoints["STATUS_URL"],
+                     endpoints["DOWNLOAD_URL"])
+    email = f"user-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
+    client.sign_up_or_log_in(email, TEST_PASSWORD)
+    return client, email
+
+
+class EventTap:
+    """A private queue bound to the broker's exchange, as a Trigger's is: sees every event of the given types."""
+
+    def __init__(self, amqp_url: str, exchange: str, types: list[str]) -> None:
+        self.received: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        channel = self._connection.channel()
+        self._queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        for event_type in types:
+            channel.queue_bind(self._queue, exchange, routing_key="",
+                               arguments={"x-match": "all", "type": event_type})
+        channel.basic_consume(self._queue, self._on_message, auto_ack=True)
+        self._channel = channel
+        self._thread = threading.Thread(target=self._consume, daemon=True)
+        self._thread.start()
+
+    def _on_message(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        headers = {key: (value.decode() if isinstance(value, bytes) else value)
+                   for key, value in (properties.headers or {}).items()}
+        self.received.put({"attributes": headers, "data": json.loads(body) if body else None})
+
+    def _consume(self) -> None:
+        try:
+            self._channel.start_consuming()
+        except Exception:  # noqa: S110 - the connection closes under us at teardown
+            pass
+
+    def events_for(self, job_id: str) -> list[dict[str, Any]]:
+        """Everything received so far for the job (drains the internal queue into a per-tap list)."""
+        if not hasattr(self, "_seen"):
+            self._seen: list[dict[str, Any]] = []
+        while True:
+            try:
+                self._seen.append(self.received.get_nowait())
+            except queue.Empty:
+                break
+        return [event for event in self._seen if event["attributes"].get("subject") == job_id]
+
+    def close(self) -> None:
+        self._connection.add_callback_threadsafe(self._channel.stop_consuming)
+        self._thread.join(timeout=5)
+        try:
+            self._connection.close()
+        except Exception:  # noqa: S110
+            pass
+
+
+@contextmanager
+def event_tap(endpoints: dict[str, str], types: list[str]) -> Iterator[EventTap]:
+    tap = EventTap(endpoints["AMQP_URL"], endpoints["BROKER_EXCHANGE"], types)
+    try:
+        yield tap
+    finally:
+        tap.close()
