@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pika
 
 from client.api import Vid2mp3
 
-TEST_PASSWORD = "correct horse battery"  # noqa: S105 - a throwaway account on the local test stack
+TEST_PASSWORD = "correct horse battery"
 
 
 def make_clip(target: Path, seconds: float = 3, audio: str | None = "aac", video: bool = True,
@@ -46,7 +47,7 @@ def probe(path: Path) -> dict[str, Any]:
 
 def audio_duration(path: Path) -> float:
     info = probe(path)
-    audio = [stream for stream in info["streams"] if stream["codec_type"] == "audio"][0]
+    audio = next(stream for stream in info["streams"] if stream["codec_type"] == "audio")
     return float(audio.get("duration") or info["format"]["duration"])
 
 
@@ -56,6 +57,40 @@ def new_user(endpoints: dict[str, str]) -> tuple[Vid2mp3, str]:
     email = f"user-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
     client.sign_up_or_log_in(email, TEST_PASSWORD)
     return client, email
+
+
+class Sink:
+    """A local HTTP server standing in for the broker ingress: answers each POST with the next scripted status."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = sink.statuses.pop(0) if len(sink.statuses) > 1 else sink.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The CloudEvents received so far (binary mode), as attributes + data."""
+        return [{"attributes": {k[3:]: v for k, v in headers.items() if k.startswith("ce-")},
+                 "data": json.loads(body) if body else None} for headers, body in self.requests]
 
 
 class EventTap:

@@ -4,10 +4,7 @@ the emit helper speaks binary-mode CloudEvents and retries only what can succeed
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jsonschema
@@ -28,6 +25,7 @@ from events import (
     to_cloud_event,
 )
 from events.publish_schemas import SCHEMA_DIR, published_schema, render
+from tests.support import Sink
 
 JOB = "0123456789abcdef0123456789abcdef"
 SHA = "a" * 64
@@ -112,51 +110,13 @@ def test_model_registry_covers_every_type() -> None:
     assert set(MODEL_BY_TYPE) == {model.event_type for model in PAYLOAD_MODELS}
 
 
-class Sink:
-    """A local HTTP server standing in for the broker ingress: answers each POST with the next scripted status."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                sink.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = sink.statuses.pop(0) if len(sink.statuses) > 1 else sink.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def sink_factory() -> Iterator[Any]:
-    sinks: list[Sink] = []
-
-    def make(statuses: list[int]) -> Sink:
-        sinks.append(Sink(statuses))
-        return sinks[-1]
-
-    yield make
-    for sink in sinks:
-        sink.server.shutdown()
-
-
 def converted() -> AudioConverted:
     return AudioConverted(job_id=JOB, owner_id="7", audio_id=JOB, size_bytes=5, sha256=SHA, duration_seconds=1.5,
                           bitrate_kbps=192, stream_copied=False, converted_at=datetime.now(UTC))
 
 
-def test_emit_posts_a_binary_mode_cloud_event(sink_factory: Any) -> None:
-    sink = sink_factory([202])
+def test_emit_posts_a_binary_mode_cloud_event() -> None:
+    sink = Sink([202])
     EventEmitter(sink.url, "convert").emit(converted())
     [(headers, body)] = sink.requests
     assert headers["ce-type"] == AUDIO_CONVERTED and headers["ce-source"] == "/vid2mp3/convert"
@@ -164,21 +124,21 @@ def test_emit_posts_a_binary_mode_cloud_event(sink_factory: Any) -> None:
     assert json.loads(body)["audio_id"] == JOB
 
 
-def test_emit_retries_server_errors_then_succeeds(sink_factory: Any) -> None:
-    sink = sink_factory([503, 500, 202])
+def test_emit_retries_server_errors_then_succeeds() -> None:
+    sink = Sink([503, 500, 202])
     EventEmitter(sink.url, "convert", first_backoff_seconds=0.01).emit(converted())
     assert len(sink.requests) == 3
 
 
-def test_emit_gives_up_after_its_attempts(sink_factory: Any) -> None:
-    sink = sink_factory([500])
+def test_emit_gives_up_after_its_attempts() -> None:
+    sink = Sink([500])
     with pytest.raises(EmitError, match="HTTP 500"):
         EventEmitter(sink.url, "convert", attempts=3, first_backoff_seconds=0.01).emit(converted())
     assert len(sink.requests) == 3
 
 
-def test_emit_does_not_retry_a_refusal(sink_factory: Any) -> None:
-    sink = sink_factory([400])
+def test_emit_does_not_retry_a_refusal() -> None:
+    sink = Sink([400])
     with pytest.raises(EmitError, match="HTTP 400"):
         EventEmitter(sink.url, "convert", first_backoff_seconds=0.01).emit(converted())
     assert len(sink.requests) == 1
