@@ -333,3 +333,19 @@ def test_status_and_download_for_the_owner_only(app: Callable[[str], FlaskClient
             answer = client.get(f"/{job_id}", headers=stranger)
             assert answer.status_code == 404 and answer.json == {"error": "not_found", "message": "no such job"}
     assert MediaStore(database, AUDIO).exists(event.job_id)
+
+
+# --- settings -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["auth", "upload", "status", "download", "convert", "notify", "deadletter",
+                                  "reconcile"])
+def test_a_function_without_its_settings_refuses_to_start_naming_them(name: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.shared.settings import SETTINGS_BY_FUNCTION, MissingSettings, required_variables
+
+    for variable in ("MONGO_URI", "MYSQL_URL", "K_SINK", "JWKS_URL", "JWT_PRIVATE_KEY", "PUBLIC_STATUS_URL",
+                     "PUBLIC_DOWNLOAD_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(MissingSettings) as refusal:
+        create_app(target=name, source=str(ROOT / "functions" / name / "main.py"))
+    assert all(variable in str(refusal.value) for variable in required_variables(SETTINGS_BY_FUNCTION[name]))
