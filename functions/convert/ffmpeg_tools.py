@@ -50,11 +50,14 @@ class Probe:
 
 
 def limited(command: list[str], cpu_seconds: int) -> list[str]:
-    """Runs `command` under address-space and CPU-time limits (prlimit from util-linux), where available."""
-    prlimit = shutil.which("prlimit")
-    if prlimit is None:
-        return command
-    return [prlimit, f"--as={MEMORY_LIMIT_BYTES}", f"--cpu={cpu_seconds}", "--", *command]
+    """Runs `command` under address-space and CPU-time limits (prlimit from util-linux), and killed if the
+    function process dies first (setpriv --pdeathsig), so a crashed converter leaves no ffmpeg behind."""
+    prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
+    if prlimit is not None:
+        command = [prlimit, f"--as={MEMORY_LIMIT_BYTES}", f"--cpu={cpu_seconds}", "--", *command]
+    if setpriv is not None:
+        command = [setpriv, "--pdeathsig", "KILL", "--", *command]
+    return command
 
 
 def input_options() -> dict[str, str]:
@@ -138,7 +141,8 @@ def run(command: list[str], *, expected_duration: float | None, timeout: float,
             if key == "out_time_us" and value.isdigit() and expected_duration:
                 fraction = min(1.0, int(value) / 1e6 / expected_duration)
                 elapsed = time.monotonic() - started
-                progress.percent = fraction * 100
+                # Never backwards: the status and its live stream promise a percentage that only rises.
+                progress.percent = max(progress.percent, fraction * 100)
                 progress.eta_seconds = elapsed / fraction - elapsed if fraction > 0 else None
 
     def read_errors() -> None:
