@@ -72,6 +72,14 @@ def _float(value: Any) -> float | None:
     return number if number > 0 else None
 
 
+def without_paths(message: str, arguments: list[str]) -> str:
+    """ffmpeg's words for the owner of the job, without the converter's own file paths."""
+    for argument in arguments:
+        if argument.startswith("/"):
+            message = message.replace(argument, Path(argument).name)
+    return message
+
+
 def probe(path: Path, *, max_streams: int, max_duration: float) -> Probe:
     command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json"]
     for option, value in input_options().items():
@@ -83,7 +91,8 @@ def probe(path: Path, *, max_streams: int, max_duration: float) -> Probe:
         raise Rejected(FailureReason.NOT_MEDIA, "the file could not be read in time") from None
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unreadable"]
-        raise Rejected(FailureReason.NOT_MEDIA, f"not a video or audio file vid2mp3 reads ({detail[0][:200]})")
+        raise Rejected(FailureReason.NOT_MEDIA, "not a video or audio file vid2mp3 reads "
+                                                f"({without_paths(detail[0], [str(path)])[:200]})")
     info = json.loads(result.stdout or b"{}")
     streams = info.get("streams") or []
     container = (info.get("format") or {}).get("format_name", "")
@@ -172,7 +181,8 @@ def run(command: list[str], *, expected_duration: float | None, timeout: float,
             reader.join(timeout=5)
     if code != 0:
         raise Rejected(FailureReason.CONVERSION_ERROR, "ffmpeg could not convert the audio: "
-                                                       + ("; ".join(errors) or f"exit status {code}")[:500])
+                                                       + without_paths("; ".join(errors) or f"exit status {code}",
+                                                                       command)[:500])
 
 
 def verify(target: Path, *, expected_duration: float | None, max_duration: float) -> float:
