@@ -62,6 +62,9 @@ class Converter:
 
     def convert(self, job: Job, attempt_id: str) -> None:
         job_id = job["_id"]
+        # What an attempt killed mid-conversion left behind (a copy of the video): this attempt holds the job now.
+        for stale in self.work_dir.glob(f"{job_id}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"{job_id}.", dir=self.work_dir))
         try:
             source, target = workdir / "input", workdir / "audio.mp3"
