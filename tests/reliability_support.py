@@ -248,16 +248,24 @@ def descendants(pid: int) -> list[int]:
 
 
 def kill_function(name: str) -> list[int]:
-    """kill -9 of a function as a crashing container dies: its process and every process under it (the gunicorn
-    worker, ffmpeg). Its supervisor, like the kubelet, starts it again."""
+    """kill -9 of a function, as when its container crashes: the functions-framework process and its gunicorn
+    worker. Whatever they started (ffmpeg) is left to die with them; the supervisor, like the kubelet, starts the
+    function again."""
     pid = function_pid(name)
-    victims = [pid, *descendants(pid)]
+    victims = [pid] + [child for child in descendants(pid) if _is_python(child)]
     for victim in victims:
         try:
             os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
             pass
     return victims
+
+
+def _is_python(pid: int) -> bool:
+    try:
+        return b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def processes_with(*needles: str) -> list[int]:
