@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import urllib.parse
 from pathlib import PurePosixPath
+from typing import IO, cast
 
 import flask
-from gridfs.grid_file import GridOut
 from werkzeug.wsgi import wrap_file
+
+from functions.shared.media import StoredMedia
 
 CHUNK_BYTES = 256 * 1024
 
@@ -24,9 +26,9 @@ def content_disposition(name: str) -> str:
     return f'attachment; filename="{ascii_name}"; filename*=UTF-8\'\'{urllib.parse.quote(name, safe="")}'
 
 
-def mp3_response(request: flask.Request, stored: GridOut, sha256: str, original_name: str) -> flask.Response:
+def mp3_response(request: flask.Request, stored: StoredMedia, sha256: str, original_name: str) -> flask.Response:
     response = flask.Response(
-        wrap_file(request.environ, stored, buffer_size=CHUNK_BYTES), mimetype="audio/mpeg", direct_passthrough=True,
+        wrap_file(request.environ, cast(IO[bytes], stored), buffer_size=CHUNK_BYTES), mimetype="audio/mpeg", direct_passthrough=True,
     )
     response.headers["Content-Disposition"] = content_disposition(download_name(original_name))
     response.headers["Cache-Control"] = "private, no-cache"

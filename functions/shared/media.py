@@ -8,13 +8,16 @@ a file together with any such orphan chunks before a retry writes again.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO
 
-import gridfs
+import gridfs.synchronous.grid_file
 from gridfs import GridFSBucket
-from gridfs.grid_file import GridOut
+from pymongo.collection import Collection
+from pymongo.cursor import Cursor
 from pymongo.database import Database
 
 VIDEOS = "videos"
@@ -22,6 +25,12 @@ AUDIO = "audio"
 # Larger than GridFS's 255 KiB default: fewer round trips per file; well under the 16 MiB document limit.
 CHUNK_BYTES = 1024 * 1024
 COPY_BYTES = 1024 * 1024
+# Chunks fetched per round trip when reading. A server may answer a query with more than one reply can carry
+# (FerretDB does not cap a batch at 16 MiB), so reads ask for small batches themselves.
+READ_BATCH_CHUNKS = 8
+# pymongo buffers up to 48 MB of chunks per insert while writing a file, which costs an upload several times
+# that in memory; a few chunks per insert keep an upload's footprint flat at no cost in speed (docs/BENCHMARKS.md).
+gridfs.synchronous.grid_file._UPLOAD_BUFFER_SIZE = 4 * CHUNK_BYTES
 
 
 class TooLarge(Exception):
@@ -66,11 +75,11 @@ class MediaStore:
     def store_file(self, file_id: str, source: BinaryIO, *, filename: str, metadata: dict[str, Any]) -> StoredFile:
         return self.store(file_id, read_chunks(source), filename=filename, metadata=metadata)
 
-    def open(self, file_id: str) -> GridOut | None:
-        try:
-            return self.bucket.open_download_stream(file_id)
-        except gridfs.errors.NoFile:
+    def open(self, file_id: str) -> StoredMedia | None:
+        document = self.db[f"{self.bucket_name}.files"].find_one({"_id": file_id})
+        if document is None:
             return None
+        return StoredMedia(self.db[f"{self.bucket_name}.chunks"], document)
 
     def exists(self, file_id: str) -> bool:
         return self.db[f"{self.bucket_name}.files"].count_documents({"_id": file_id}, limit=1) == 1
@@ -96,5 +105,77 @@ class MediaStore:
         return sorted(chunk_owners - file_ids, key=str)
 
 
-def read_chunks(stream: BinaryIO, size: int = COPY_BYTES) -> Iterator[bytes]:
+def read_chunks(stream: BinaryIO | io.RawIOBase, size: int = COPY_BYTES) -> Iterator[bytes]:
     return iter(lambda: stream.read(size), b"")
+
+
+def remove_job_media(db: Database[dict[str, Any]], job: dict[str, Any]) -> None:
+    """Deletes every stored byte of a job: its video and its MP3 (whose id is the job's), with any chunks an
+    interrupted write left. Safe to repeat."""
+    MediaStore(db, VIDEOS).remove(job["video_id"])
+    MediaStore(db, AUDIO).remove(job["_id"])
+
+
+class StoredMedia(io.RawIOBase):
+    """A stored file, read chunk by chunk in small batches; seekable, for ranged downloads."""
+
+    def __init__(self, chunks: Collection[dict[str, Any]], document: dict[str, Any]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self.file_id = document["_id"]
+        self.length: int = document["length"]
+        self.chunk_size: int = document["chunkSize"]
+        self.upload_date: datetime = document["uploadDate"]
+        self._position = 0
+        self._cursor: Cursor[dict[str, Any]] | None = None
+        self._buffer = b""
+        self._buffer_start = 0  # file offset of self._buffer[0]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
+        self._position = max(0, min(self.length, base + offset))
+        return self._position
+
+    def _next_chunk(self) -> bytes:
+        index = self._position // self.chunk_size
+        if self._cursor is None or self._buffer_start + len(self._buffer) != index * self.chunk_size:
+            if self._cursor is not None:
+                self._cursor.close()
+            self._cursor = self._chunks.find({"files_id": self.file_id, "n": {"$gte": index}},
+                                             sort=[("n", 1)], batch_size=READ_BATCH_CHUNKS)
+        chunk = next(self._cursor, None)
+        if chunk is None or chunk["n"] != index:
+            raise OSError(f"stored file {self.file_id!r} is missing chunk {index}")
+        self._buffer, self._buffer_start = bytes(chunk["data"]), index * self.chunk_size
+        return self._buffer
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.length if size is None or size < 0 else min(self.length, self._position + size)
+        parts = []
+        while self._position < end:
+            inside = self._buffer_start <= self._position < self._buffer_start + len(self._buffer)
+            buffer = self._buffer if inside else self._next_chunk()
+            offset = self._position - self._buffer_start
+            part = buffer[offset:offset + end - self._position]
+            parts.append(part)
+            self._position += len(part)
+        return b"".join(parts)
+
+    def readinto(self, target: Any) -> int:
+        data = self.read(len(target))
+        target[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
+        super().close()
