@@ -24,6 +24,8 @@ import pymongo
 import pytest
 import requests
 from cloudevents.conversion import to_binary
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from events import EventPayload, VideoUploaded, to_cloud_event
 from stack.config import LOCAL, LOGS, RUN
@@ -50,8 +52,15 @@ class Figures(dict[str, Any]):
     def publish(self, config: pytest.Config) -> None:
         FIGURES_DIR.mkdir(parents=True, exist_ok=True)
         path = FIGURES_DIR / f"{self.suite}.json"
-        document = {"suite": self.suite, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "figures": dict(self)}
+        # A run of some of the suite's tests (-k) updates their figures and keeps the others' last ones.
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            document = {}
+        moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        document = {"suite": self.suite, "figures": {**document.get("figures", {}), **self},
+                    "measured_at": {**document.get("measured_at", {}), **dict.fromkeys(self, moment)}
+                    if isinstance(document.get("measured_at"), dict) else dict.fromkeys(self, moment)}
         path.write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
         lines = [f"figures of {self.suite} (also in {path.relative_to(LOCAL.parent)}):"]
         lines += [f"  {key}: {json.dumps(value, sort_keys=True, default=str)}" for key, value in sorted(self.items())]
@@ -80,6 +89,12 @@ class Stack:
     points: dict[str, str]
     session: requests.Session = field(default_factory=requests.Session)
     redriven: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Reads are retried on a connection the server closed meanwhile (a function restarted under the test, an
+        # idle keep-alive timed out); uploads and other writes never are: a test counts each of their answers.
+        retries = Retry(total=3, connect=3, read=3, status=0, backoff_factor=0.3, allowed_methods={"GET", "HEAD"})
+        self.session.mount("http://", HTTPAdapter(max_retries=retries))
 
     @property
     def db(self) -> Any:
