@@ -27,9 +27,8 @@ def content_disposition(name: str) -> str:
 
 
 def mp3_response(request: flask.Request, stored: StoredMedia, sha256: str, original_name: str) -> flask.Response:
-    response = flask.Response(
-        wrap_file(request.environ, cast(IO[bytes], stored), buffer_size=CHUNK_BYTES), mimetype="audio/mpeg", direct_passthrough=True,
-    )
+    body = wrap_file(request.environ, cast(IO[bytes], stored), buffer_size=CHUNK_BYTES)
+    response = flask.Response(body, mimetype="audio/mpeg", direct_passthrough=True)
     response.headers["Content-Disposition"] = content_disposition(download_name(original_name))
     response.headers["Cache-Control"] = "private, no-cache"
     response.headers["X-Content-Type-Options"] = "nosniff"
