@@ -89,6 +89,8 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "PUBLIC_UPLOAD_URL": points["UPLOAD_URL"],
         "PUBLIC_STATUS_URL": points["STATUS_URL"],
         "PUBLIC_DOWNLOAD_URL": points["DOWNLOAD_URL"],
+        # The web page calls auth, upload, status and download from its own origin.
+        "CORS_ALLOWED_ORIGINS": points["WEB_URL"],
         "SENDGRID_API_HOST": points["SENDGRID_API_HOST"],
         # The stand-in checks that a key is sent, not which; a real key comes from the environment.
         "SENDGRID_API_KEY": os.environ.get("VID2MP3_SENDGRID_API_KEY", "local-standin-key"),

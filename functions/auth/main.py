@@ -10,7 +10,7 @@ import functions_framework
 from pydantic import ValidationError
 
 from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
-from functions.shared.http import HttpError, answer_errors, json_response
+from functions.shared.http import HttpError, allow_cross_origin, answer_errors, json_response
 from functions.shared.settings import AuthSettings, load_settings
 from functions.shared.tokens import TokenIssuer
 
@@ -34,6 +34,7 @@ def credentials_from(request: flask.Request) -> Credentials:
 
 
 @functions_framework.http
+@allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def auth(request: flask.Request) -> Any:
     route = (request.method, request.path.rstrip("/"))

@@ -9,7 +9,8 @@ import functions_framework
 from events.catalog import is_job_id
 from functions.download.streaming import mp3_response
 from functions.shared import mongo
-from functions.shared.http import NOT_FOUND, HttpError, answer_errors, authenticate
+from functions.shared.http import NOT_FOUND, HttpError, allow_cross_origin, answer_errors, authenticate
+from functions.shared.job_view import is_expired
 from functions.shared.jobs import Jobs, JobState
 from functions.shared.media import AUDIO, MediaStore
 from functions.shared.settings import DownloadSettings, load_settings
@@ -23,6 +24,7 @@ verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, aud
 
 
 @functions_framework.http
+@allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def download(request: flask.Request) -> flask.Response:
     identity = authenticate(request, verifier)
@@ -36,7 +38,8 @@ def download(request: flask.Request) -> flask.Response:
         raise NOT_FOUND
     if job["state"] != JobState.DONE:
         raise HttpError(409, "not_ready", f"the job is {job['state']}; its MP3 is not available")
-    stored = audio.open(job["audio"]["audio_id"])
+    # Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet.
+    stored = None if is_expired(job["audio"]) else audio.open(job["audio"]["audio_id"])
     if stored is None:
         raise HttpError(410, "gone", "the MP3 of this job has expired and was deleted")
     return mp3_response(request, stored, job["audio"]["sha256"], job.get("filename") or "audio")

@@ -1,11 +1,12 @@
-"""The answers HTTP functions give: JSON bodies, one error shape (`{"error": code, "message": words}`), and the
-bearer-token check every owner-only endpoint starts with."""
+"""The answers HTTP functions give: JSON bodies, one error shape (`{"error": code, "message": words}`), the
+bearer-token check every owner-only endpoint starts with, and CORS for the web page that calls the public functions
+from its own origin."""
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import flask
@@ -60,3 +61,43 @@ def answer_errors(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Re
             return error.response()
 
     return wrapper
+
+
+# What the web page sends (a bearer token, JSON or a raw video, byte ranges) and what it must be able to read.
+CORS_ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Range, If-None-Match"
+CORS_EXPOSED_HEADERS = "Content-Disposition, Content-Length, Content-Range, ETag, Retry-After"
+CORS_PREFLIGHT_MAX_AGE_SECONDS = 600
+
+
+def allow_cross_origin(allowed_origins: Collection[str]) -> Callable[[Callable[[flask.Request], Any]],
+                                                                     Callable[[flask.Request], Any]]:
+    """Decorator, outermost on a public HTTP function: answers CORS preflights itself and lets the listed origins
+    read every answer, errors included. No cookies are involved (tokens travel in `Authorization`), so credentials
+    are never allowed; other origins get no CORS headers and the browser keeps the answer from them."""
+
+    def decorate(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
+        @functools.wraps(handler)
+        def wrapper(request: flask.Request) -> Any:
+            origin = request.headers.get("Origin")
+            allowed = origin is not None and origin in allowed_origins
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                if not allowed:
+                    response = HttpError(403, "origin_not_allowed", "this origin may not call vid2mp3").response()
+                else:
+                    response = flask.Response(status=204, headers={
+                        "Access-Control-Allow-Methods": CORS_ALLOWED_METHODS,
+                        "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS,
+                        "Access-Control-Max-Age": str(CORS_PREFLIGHT_MAX_AGE_SECONDS),
+                    })
+            else:
+                response = flask.make_response(handler(request))
+            if allowed:
+                response.headers["Access-Control-Allow-Origin"] = str(origin)
+                response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+            response.vary.add("Origin")
+            return response
+
+        return wrapper
+
+    return decorate

@@ -37,7 +37,17 @@ class TokenVerifierSettings(TokenSettings):
     jwks_url: AnyHttpUrl
 
 
-class AuthSettings(TokenSettings):
+class CorsSettings(FunctionSettings):
+    # Origins (comma-separated, e.g. the web page's `https://web.example.com`) allowed to call a public function
+    # from a browser; empty allows none.
+    cors_allowed_origins: str = ""
+
+    def allowed_origins(self) -> frozenset[str]:
+        return frozenset(origin.strip().rstrip("/") for origin in self.cors_allowed_origins.split(",")
+                         if origin.strip())
+
+
+class AuthSettings(TokenSettings, CorsSettings):
     mysql_url: SecretStr
     # PEM of an Ed25519 private key; its public half is published as the JWKS.
     jwt_private_key: SecretStr
@@ -48,16 +58,22 @@ class AuthSettings(TokenSettings):
     login_failure_window_seconds: int = Field(default=900, ge=1)
 
 
-class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings):
+class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     public_status_url: AnyHttpUrl
 
 
-class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings):
+class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings):
     public_download_url: AnyHttpUrl
+    # A job's live event stream ends after this long (the client reconnects): each open stream holds one of the
+    # server's threads, and Knative ends a request at the Service's timeoutSeconds.
+    events_stream_max_seconds: float = Field(default=900, gt=0)
+    # Open streams allowed at once; the rest are answered 503 (clients poll instead), so plain requests always
+    # find a free thread (functions-framework runs THREADS of them, 8 in the local stack).
+    events_max_streams: int = Field(default=6, ge=1)
 
 
-class DownloadSettings(MongoSettings, TokenVerifierSettings):
+class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings):
     pass
 
 
@@ -69,8 +85,9 @@ class ConvertSettings(MongoSettings, EmitterSettings):
     ffmpeg_timeout_seconds: float = Field(default=150, gt=0)
     # How long an MP3 stays downloadable; the reconcile step deletes it afterwards.
     audio_retention_seconds: int = Field(default=24 * 3600, ge=60)
-    # Keep the uploaded video after its MP3 is stored (deleted at once by default).
-    keep_source_video: bool = False
+    # How long the uploaded video is kept once its MP3 is stored: 0 deletes it at once; otherwise the reconcile
+    # step deletes it when the time is up.
+    source_video_retention_seconds: int = Field(default=0, ge=0)
 
 
 class NotifySettings(MongoSettings, EmitterSettings):
