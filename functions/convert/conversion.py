@@ -39,7 +39,8 @@ class Converter:
     max_streams: int
     ffmpeg_timeout_seconds: float
     audio_retention: timedelta
-    keep_source: bool = False
+    # How long the source video outlives its MP3 (zero: deleted as soon as the MP3 is stored).
+    source_retention: timedelta = timedelta(0)
 
     def handle(self, event: VideoUploaded) -> None:
         job = self.jobs.get(event.job_id)
@@ -58,6 +59,11 @@ class Converter:
             self.convert(claimed, attempt_id)
         except Exception:
             self.jobs.release(event.job_id, attempt_id)
+            current = self.jobs.get(event.job_id)
+            if current is not None and current["state"] == JobState.CANCELLED:
+                # Cancelled under our feet (its video deleted mid-read, say): nothing left to retry.
+                log.info("job %s was cancelled during its conversion", event.job_id)
+                return
             raise
 
     def convert(self, job: Job, attempt_id: str) -> None:
@@ -115,15 +121,16 @@ class Converter:
         finished = self.jobs.finish(job_id, attempt_id, {
             "audio_id": stored.file_id, "size_bytes": stored.size_bytes, "sha256": stored.sha256,
             "duration_seconds": duration, "stream_copied": copied, "expires_at": now() + self.audio_retention,
-        }, event)
+        }, event, {"video_expires_at": now() + self.source_retention})
         if finished is None:
             current = self.jobs.get(job_id)
             if current is not None and current["state"] == JobState.CANCELLED:
                 self.audio.remove(job_id)
             log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
             return
-        if not self.keep_source:
+        if not self.source_retention:
             self.videos.remove(job["video_id"])
+            self.jobs.update(job_id, {"state": JobState.DONE}, {"video_deleted_at": now()})
         self.jobs.flush_pending(finished, self.emitter)
 
     def fail(self, job: Job, attempt_id: str, reason: FailureReason, message: str) -> None:

@@ -26,7 +26,7 @@ converter = Converter(
     max_duration_seconds=settings.max_duration_seconds, max_streams=settings.max_streams,
     ffmpeg_timeout_seconds=settings.ffmpeg_timeout_seconds,
     audio_retention=timedelta(seconds=settings.audio_retention_seconds),
-    keep_source=settings.keep_source_video,
+    source_retention=timedelta(seconds=settings.source_video_retention_seconds),
 )
 
 

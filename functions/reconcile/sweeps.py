@@ -12,12 +12,15 @@ from pymongo.database import Database
 
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from functions.shared.jobs import Job, Jobs, JobState, now
-from functions.shared.media import AUDIO, VIDEOS, MediaStore
+from functions.shared.media import AUDIO, VIDEOS, MediaStore, remove_job_media
 
 log = logging.getLogger(__name__)
 
 # An event still pending this long after its write was not emitted by the function that wrote it.
 PENDING_GRACE = timedelta(seconds=30)
+# A converter may still be writing for this long after its job was cancelled (until its ffmpeg deadline passes),
+# so a recently cancelled job's media are deleted again at every sweep.
+CANCELLED_RECHECK = timedelta(hours=1)
 
 
 @dataclass
@@ -26,6 +29,8 @@ class SweepReport:
     redriven: int = 0
     failed: int = 0
     expired: int = 0
+    videos_deleted: int = 0
+    cancelled_cleaned: int = 0
     orphans_removed: int = 0
 
 
@@ -54,6 +59,8 @@ class Reconciler:
             else:
                 report.failed += 1
         report.expired = self.delete_expired_audio()
+        report.videos_deleted = self.delete_expired_videos()
+        report.cancelled_cleaned = self.delete_cancelled_media()
         report.orphans_removed = self.remove_orphan_chunks()
         log.info("reconcile: %s", report)
         return report
@@ -90,6 +97,35 @@ class Reconciler:
         for job in expired:
             audio.remove(job["audio"]["audio_id"])
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"audio.deleted_at": now()}})
+            count += 1
+        return count
+
+    def delete_expired_videos(self) -> int:
+        """Source videos kept past their MP3 (`source_video_retention_seconds`) whose time is up."""
+        videos = MediaStore(self.database, VIDEOS)
+        expired = self.jobs.collection.find({"state": JobState.DONE, "video_expires_at": {"$lt": now()},
+                                             "video_deleted_at": {"$exists": False}})
+        count = 0
+        for job in expired:
+            videos.remove(job["video_id"])
+            self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"video_deleted_at": now()}})
+            count += 1
+        return count
+
+    def delete_cancelled_media(self) -> int:
+        """Media of cancelled jobs: what a cancel request that died before deleting them left, and what a
+        converter still at work when its job was cancelled wrote afterwards."""
+        cancelled = self.jobs.collection.find({"state": JobState.CANCELLED, "$or": [
+            {"media_deleted_at": {"$exists": False}}, {"finished_at": {"$gt": now() - CANCELLED_RECHECK}},
+        ]})
+        videos, audio = MediaStore(self.database, VIDEOS), MediaStore(self.database, AUDIO)
+        count = 0
+        for job in cancelled:
+            # Chunks left without their files document are the orphan sweep's; a file still listed is ours.
+            if "media_deleted_at" in job and not videos.exists(job["video_id"]) and not audio.exists(job["_id"]):
+                continue
+            remove_job_media(self.database, job)
+            self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"media_deleted_at": now()}})
             count += 1
         return count
 

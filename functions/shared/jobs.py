@@ -116,10 +116,12 @@ class Jobs:
         self.collection.update_one({"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id},
                                    {"$set": {"lease_until": now()}})
 
-    def finish(self, job_id: str, attempt_id: str, audio: dict[str, Any], event: EventPayload) -> Job | None:
+    def finish(self, job_id: str, attempt_id: str, audio: dict[str, Any], event: EventPayload,
+               fields: dict[str, Any] | None = None) -> Job | None:
         return self._transition(
             {"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id},
-            JobState.DONE, {"audio": audio, "finished_at": now()}, event, unset=("progress", "lease_until"),
+            JobState.DONE, {**(fields or {}), "audio": audio, "finished_at": now()}, event,
+            unset=("progress", "lease_until"),
         )
 
     def fail(self, job_id: str, from_states: tuple[JobState, ...], failure: dict[str, str],
