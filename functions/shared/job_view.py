@@ -5,11 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from functions.shared.jobs import Job, JobState
+from functions.shared.jobs import Job, JobState, now
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def is_expired(audio: dict[str, Any]) -> bool:
+    """The MP3 is past its retention (the reconcile step deletes it within a minute, if it has not yet)."""
+    expires_at = audio.get("expires_at")
+    return bool(audio.get("deleted_at")) or (expires_at is not None and expires_at <= now())
 
 
 def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]:
@@ -25,14 +31,18 @@ def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]
     }
     if job["state"] == JobState.CONVERTING and job.get("progress"):
         view["progress"] = job["progress"]
+    if job["state"] == JobState.DONE:
+        # ffmpeg's last progress report may come just short of the end; a finished job is all done.
+        view["progress"] = {"percent": 100.0, "eta_seconds": 0.0}
     if job["state"] == JobState.DONE and job.get("audio"):
         audio = job["audio"]
         view["audio"] = {
             "audio_id": audio["audio_id"], "size_bytes": audio["size_bytes"], "sha256": audio["sha256"],
             "duration_seconds": audio["duration_seconds"], "stream_copied": audio["stream_copied"],
             "expires_at": iso(audio.get("expires_at")),
+            "expired": is_expired(audio),
         }
-        if public_download_url:
+        if public_download_url and not view["audio"]["expired"]:
             view["audio"]["download_url"] = f"{public_download_url.rstrip('/')}/{job['_id']}"
     if job["state"] == JobState.FAILED and job.get("failure"):
         view["failure"] = job["failure"]

@@ -1,39 +1,87 @@
-"""status (HTTP): `GET /<job id>` answers the owner's job (state, timestamps, history, progress, the MP3 when done,
-the reason when failed); `GET /` lists the owner's recent jobs. Someone else's job answers exactly like a missing
-one."""
+"""status (HTTP): the owner's jobs. `GET /<job id>` answers a job (state, timestamps, history, progress while
+converting, the MP3 and when it expires once done, the reason when failed); `GET /<job id>/events` streams its
+changes as Server-Sent Events until it ends; `POST /<job id>/cancel` cancels it; `GET /` lists recent jobs.
+Someone else's job answers exactly like a missing one."""
 
 from __future__ import annotations
+
+import threading
 
 import flask
 import functions_framework
 
+from events import EventEmitter
 from events.catalog import is_job_id
 from functions.shared import mongo
-from functions.shared.http import NOT_FOUND, HttpError, answer_errors, authenticate, json_response
+from functions.shared.http import NOT_FOUND, HttpError, allow_cross_origin, answer_errors, authenticate, json_response
 from functions.shared.job_view import job_view
-from functions.shared.jobs import Jobs
+from functions.shared.jobs import Job, Jobs
 from functions.shared.settings import StatusSettings, load_settings
-from functions.shared.tokens import TokenVerifier
+from functions.shared.tokens import Identity, TokenVerifier
+from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
+from functions.status.live import JobStream
 
 settings = load_settings(StatusSettings)
-jobs = Jobs(mongo.database(settings))
+database = mongo.database(settings)
+jobs = Jobs(database)
 jobs.ensure_indexes()
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
+download_url = str(settings.public_download_url)
+# Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
+open_streams = threading.BoundedSemaphore(settings.events_max_streams)
 
 
 @functions_framework.http
+@allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def status(request: flask.Request) -> flask.Response:
     identity = authenticate(request, verifier)
     parts = [part for part in request.path.split("/") if part]
-    if request.method != "GET":
-        raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed here")
-    if not parts:
-        return json_response({"jobs": [job_view(job, str(settings.public_download_url))
-                                        for job in jobs.list_owned(identity.subject)]})
-    if len(parts) != 1 or not is_job_id(parts[0]):
+    route = (request.method, len(parts), parts[1] if len(parts) == 2 else None)
+    if len(parts) > 2 or (parts and not is_job_id(parts[0])):
         raise NOT_FOUND
-    job = jobs.get_owned(parts[0], identity.subject)
+    if route == ("GET", 0, None):
+        return json_response({"jobs": [job_view(job, download_url) for job in jobs.list_owned(identity.subject)]})
+    if route == ("GET", 1, None):
+        return json_response(job_view(owned(parts[0], identity), download_url))
+    if route == ("GET", 2, "events"):
+        return event_stream(parts[0], identity)
+    if route == ("POST", 2, "cancel"):
+        try:
+            return json_response(job_view(cancellation.cancel(parts[0], identity.subject), download_url))
+        except JobNotFound:
+            raise NOT_FOUND from None
+        except NotCancellable as refused:
+            raise HttpError(409, "not_cancellable", str(refused)) from None
+    if len(parts) <= 1 or parts[1] in ("events", "cancel"):
+        raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    raise NOT_FOUND
+
+
+def owned(job_id: str, identity: Identity) -> Job:
+    job = jobs.get_owned(job_id, identity.subject)
     if job is None:
         raise NOT_FOUND
-    return json_response(job_view(job, str(settings.public_download_url)))
+    return job
+
+
+def event_stream(job_id: str, identity: Identity) -> flask.Response:
+    owned(job_id, identity)
+    if not open_streams.acquire(blocking=False):
+        raise HttpError(503, "too_many_streams", f"too many live streams; poll GET /{job_id} instead",
+                        {"Retry-After": "5"})
+    released = threading.Event()
+
+    def release() -> None:
+        if not released.is_set():
+            released.set()
+            open_streams.release()
+
+    stream = JobStream(load=lambda: jobs.get_owned(job_id, identity.subject),
+                       render=lambda job: job_view(job, download_url), max_seconds=settings.events_stream_max_seconds)
+    response = flask.Response(iter(stream), mimetype="text/event-stream", headers={
+        "Cache-Control": "no-store", "X-Accel-Buffering": "no",
+    })
+    response.call_on_close(release)
+    return response
