@@ -1,9 +1,12 @@
-"""A small client of vid2mp3's public function URLs: auth, upload, status, download."""
+"""A small client of vid2mp3's public function URLs: auth, upload, status (with its live event stream and
+cancel), download."""
 
 from __future__ import annotations
 
+import codecs
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,6 +36,35 @@ def answer(response: requests.Response) -> Any:
     if response.status_code >= 400:
         raise ClientError(f"HTTP {response.status_code}: {body.get('message') or body.get('error') or body}")
     return body
+
+
+class StreamUnavailable(Exception):
+    """The event stream was refused or broke: poll instead."""
+
+
+def server_sent_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, str]]:
+    """(event name, data) for each event of a text/event-stream body; comments (keep-alives) are skipped."""
+    decoder, buffer = codecs.getincrementaldecoder("utf-8")(), ""
+    for chunk in chunks:
+        buffer += decoder.decode(chunk).replace("\r\n", "\n").replace("\r", "\n")
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            name, data = "message", []
+            for line in block.split("\n"):
+                field, _, value = line.partition(":")
+                if field == "event":
+                    name = value.removeprefix(" ")
+                elif field == "data":
+                    data.append(value.removeprefix(" "))
+            if data:
+                yield name, "\n".join(data)
+
+
+def until(deadline: float | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+        if deadline is not None and time.monotonic() > deadline:
+            return
 
 
 class ProgressReader:
@@ -91,16 +123,55 @@ class Vid2mp3:
         return dict(answer(self.session.get(f"{self.status_url}/{job_id}", headers=self._headers(),
                                             timeout=self.timeout)))
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(answer(self.session.post(f"{self.status_url}/{job_id}/cancel", headers=self._headers(),
+                                             timeout=self.timeout)))
+
     def follow(self, job_id: str, on_change: Callable[[dict[str, Any]], object], timeout: float = 900,
                interval: float = 0.5) -> dict[str, Any]:
+        """Calls `on_change` with each new view of the job until it is final, and answers the final view: from the
+        status function's event stream, reconnecting when a stream ends early, or by polling if streams fail."""
         deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                job = self.stream_until_final(job_id, on_change, deadline)
+                if job is not None and job["state"] in FINAL_STATES:
+                    return job
+                time.sleep(interval)  # the stream's time was up: connect again
+        except StreamUnavailable:
+            pass
+        return self.poll(job_id, on_change, deadline, interval)
+
+    def stream_until_final(self, job_id: str, on_change: Callable[[dict[str, Any]], object],
+                           deadline: float | None = None) -> dict[str, Any] | None:
+        """Follows one event stream to its end (or `deadline`, checked at least at every keep-alive); answers the
+        last view it carried (None if none)."""
+        last: dict[str, Any] | None = None
+        try:
+            with self.session.get(f"{self.status_url}/{job_id}/events", stream=True, timeout=(self.timeout, 30),
+                                  headers={**self._headers(), "Accept": "text/event-stream"}) as response:
+                if response.status_code in (401, 404):
+                    answer(response)
+                if response.status_code != 200:
+                    raise StreamUnavailable(f"HTTP {response.status_code}")
+                chunks = until(deadline, response.iter_content(chunk_size=None))
+                for name, data in server_sent_events(chunks):
+                    if name == "job":
+                        last = json.loads(data)
+                        on_change(last)
+        except requests.RequestException as error:
+            raise StreamUnavailable(str(error)) from None
+        return last
+
+    def poll(self, job_id: str, on_change: Callable[[dict[str, Any]], object], deadline: float,
+             interval: float) -> dict[str, Any]:
         while True:
             job = self.job(job_id)
             on_change(job)
             if job["state"] in FINAL_STATES:
                 return job
             if time.monotonic() > deadline:
-                raise ClientError(f"job {job_id} is still {job['state']} after {timeout:.0f} s")
+                raise ClientError(f"job {job_id} is still {job['state']}: gave up waiting")
             time.sleep(interval)
 
     def download(self, job_id: str, target: Path, on_bytes: Callable[[int], object] = lambda _: None) -> int:

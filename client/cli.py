@@ -1,5 +1,6 @@
 """`vid2mp3 convert VIDEO [-o OUT.mp3]`: signs up or logs in a local user, uploads with a progress bar, follows the
-job, downloads the MP3 and prints where it is and what the job went through. `--sample` makes a test clip first."""
+job live, downloads the MP3 and prints where it is and what the job went through. `--sample` makes a test clip
+first. `vid2mp3 cancel JOB_ID` cancels one of the local user's jobs."""
 
 from __future__ import annotations
 
@@ -55,11 +56,27 @@ def describe(job: dict[str, Any]) -> str:
         audio = job["audio"]
         how = "stream copied" if audio["stream_copied"] else f"encoded at {job['bitrate_kbps']} kbit/s"
         lines.append(f"  MP3: {audio['duration_seconds']:.2f} s, {audio['size_bytes']} bytes, {how}")
+        if audio.get("expires_at"):
+            until = "expired at" if audio.get("expired") else "downloadable until"
+            lines.append(f"  MP3 {until} {audio['expires_at']}")
     if job.get("notification"):
         lines.append(f"  email: {job['notification']['state']}")
     if start:
         lines.append(f"  (times are UTC; the job started {start})")
     return "\n".join(lines)
+
+
+def signed_in_client(arguments: argparse.Namespace) -> Vid2mp3:
+    endpoints = read_endpoints(Path(arguments.endpoints))
+    client = Vid2mp3(endpoints["AUTH_URL"], endpoints["UPLOAD_URL"], endpoints["STATUS_URL"],
+                     endpoints["DOWNLOAD_URL"])
+    client.sign_up_or_log_in(*local_credentials())
+    return client
+
+
+def cancel(arguments: argparse.Namespace) -> int:
+    print(describe(signed_in_client(arguments).cancel(arguments.job_id)))
+    return 0
 
 
 def convert(arguments: argparse.Namespace) -> int:
@@ -68,13 +85,11 @@ def convert(arguments: argparse.Namespace) -> int:
         print(f"vid2mp3: {video} is not a file", file=sys.stderr)
         return 2
     target = Path(arguments.output) if arguments.output else Path.cwd() / f"{video.stem}.mp3"
-    endpoints = read_endpoints(Path(arguments.endpoints))
-    client = Vid2mp3(endpoints["AUTH_URL"], endpoints["UPLOAD_URL"], endpoints["STATUS_URL"],
-                     endpoints["DOWNLOAD_URL"])
-    client.sign_up_or_log_in(*local_credentials())
+    client = signed_in_client(arguments)
     with tqdm(total=video.stat().st_size, unit="B", unit_scale=True, desc="upload") as bar:
         accepted = client.upload(video, arguments.bitrate, bar.update)
     job_id = accepted["job_id"]
+    print(f"job {job_id} (to stop it: vid2mp3 cancel {job_id})")
     with tqdm(total=100, unit="%", desc="convert", bar_format="{l_bar}{bar}| {n:.0f}%") as bar:
         def show(job: dict[str, Any]) -> None:
             percent = 100.0 if job["state"] == "done" else job.get("progress", {}).get("percent", 0.0)
@@ -100,13 +115,16 @@ def main(argv: list[str] | None = None) -> None:
     convert_parser.add_argument("--sample", action="store_true", help=f"make and convert a {SAMPLE_SECONDS} s clip")
     convert_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3)")
     convert_parser.add_argument("--bitrate", type=int, choices=(128, 192, 256, 320), help="kbit/s (default 192)")
-    convert_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
-                                help="KEY=VALUE file of the public URLs (written by `make up`)")
+    cancel_parser = commands.add_parser("cancel", help="cancel a job that is still uploaded or converting")
+    cancel_parser.add_argument("job_id", help="the job id `convert` printed")
+    for command_parser in (convert_parser, cancel_parser):
+        command_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
+                                    help="KEY=VALUE file of the public URLs (written by `make up`)")
     arguments = parser.parse_args(argv)
-    if not arguments.sample and not arguments.video:
+    if arguments.command == "convert" and not arguments.sample and not arguments.video:
         parser.error("name a VIDEO, or give --sample")
     try:
-        raise SystemExit(convert(arguments))
+        raise SystemExit(convert(arguments) if arguments.command == "convert" else cancel(arguments))
     except ClientError as error:
         print(f"vid2mp3: {error}", file=sys.stderr)
         raise SystemExit(1) from None
