@@ -9,11 +9,13 @@ mkdir -p "$LOCAL/bin"
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
-# --- Debian packages: the servers and ffmpeg ----------------------------------------------------------------------
+# --- Debian packages: the servers, ffmpeg and Chromium ------------------------------------------------------------
 missing=()
 [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 { command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || missing+=(ffmpeg)
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`'s own download).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || fail "install ${missing[*]} with your package manager (this script knows apt-get)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,0 +1,63 @@
+"""web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
+the public function URLs the page calls straight from the browser: auth, upload, status and download. No build
+step, no third-party code; a strict Content-Security-Policy lets the page talk to those four origins only."""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+import flask
+import functions_framework
+
+from functions.shared.http import HttpError, answer_errors, json_response
+from functions.shared.settings import WebSettings, load_settings
+
+settings = load_settings(WebSettings)
+STATIC = Path(__file__).with_name("static")
+PAGES = {
+    "/": ("index.html", "text/html"),
+    "/index.html": ("index.html", "text/html"),
+    "/app.js": ("app.js", "text/javascript"),
+    "/style.css": ("style.css", "text/css"),
+}
+# Read once: three small files, the same for every request.
+CONTENTS = {name: (STATIC / name).read_bytes() for name, _ in PAGES.values()}
+API = {
+    "auth_url": str(settings.public_auth_url).rstrip("/"),
+    "upload_url": str(settings.public_upload_url).rstrip("/"),
+    "status_url": str(settings.public_status_url).rstrip("/"),
+    "download_url": str(settings.public_download_url).rstrip("/"),
+}
+
+
+def origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+    "connect-src 'self' " + " ".join(sorted({origin(url) for url in API.values()})),
+    "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
+])
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@functions_framework.http
+@answer_errors
+def web(request: flask.Request) -> flask.Response:
+    if request.method not in ("GET", "HEAD"):
+        raise HttpError(405, "method_not_allowed", "the web page is read-only")
+    if request.path == "/config.json":
+        return json_response(API, headers=SECURITY_HEADERS)
+    page = PAGES.get(request.path)
+    if page is None:
+        raise HttpError(404, "not_found", "no such page")
+    name, mimetype = page
+    return flask.Response(CONTENTS[name], mimetype=mimetype, headers=SECURITY_HEADERS)

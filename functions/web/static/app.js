@@ -1,0 +1,360 @@
+// vid2mp3's web page: sign up or log in, upload a video (with its upload progress), follow the job live, download
+// the MP3, see why a job failed, or cancel it. It talks only to the public function URLs named by config.json.
+// The access token lives in this tab's sessionStorage and travels only in Authorization headers, never in a URL.
+"use strict";
+
+const FINAL_STATES = new Set(["done", "failed", "cancelled"]);
+const CANCELLABLE_STATES = new Set(["uploaded", "converting"]);
+const POLL_MILLISECONDS = 1000;
+const byId = (id) => document.getElementById(id);
+
+let api = null;          // {auth_url, upload_url, status_url, download_url}
+let following = null;    // AbortController of the job being followed
+let upload = null;       // the XMLHttpRequest of an upload under way
+let currentJob = null;   // the last view of the current job
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && (body.message || body.error)) || `the server answered HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+// --- Session --------------------------------------------------------------------------------------------------
+
+function session() {
+  return { token: sessionStorage.getItem("vid2mp3.token"), email: sessionStorage.getItem("vid2mp3.email") };
+}
+
+function authorization() {
+  return { Authorization: `Bearer ${session().token}` };
+}
+
+function showSignedIn() {
+  const { token, email } = session();
+  byId("account").hidden = Boolean(token);
+  byId("convert").hidden = !token;
+  byId("who").hidden = !token;
+  byId("who-email").textContent = email || "";
+  if (!token) byId("job").hidden = true;
+}
+
+function signOut(message) {
+  stopFollowing();
+  sessionStorage.removeItem("vid2mp3.token");
+  sessionStorage.removeItem("vid2mp3.email");
+  showSignedIn();
+  say("account-message", message || "");
+}
+
+function say(id, text, ok = false) {
+  const element = byId(id);
+  element.textContent = text;
+  element.classList.toggle("ok", ok);
+  element.hidden = !text;
+}
+
+async function call(method, url, { json, headers } = {}) {
+  const response = await fetch(url, {
+    method,
+    headers: { ...(json ? { "Content-Type": "application/json" } : {}), ...(headers || {}) },
+    body: json ? JSON.stringify(json) : undefined,
+    cache: "no-store",
+  });
+  const body = await response.json().catch(() => null);
+  if (response.status === 401 && headers && headers.Authorization) {
+    signOut("Your session has ended: log in again.");
+  }
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+async function logIn(email, password) {
+  const answer = await call("POST", `${api.auth_url}/login`, { json: { email, password } });
+  sessionStorage.setItem("vid2mp3.token", answer.access_token);
+  sessionStorage.setItem("vid2mp3.email", email);
+  showSignedIn();
+}
+
+async function signUp(email, password) {
+  await call("POST", `${api.auth_url}/signup`, { json: { email, password } });
+  await logIn(email, password);
+}
+
+function accountAction(action) {
+  return async (event) => {
+    if (event) event.preventDefault();
+    const form = byId("account-form");
+    if (!form.reportValidity()) return;
+    say("account-message", "");
+    const email = byId("email").value.trim();
+    const password = byId("password").value;
+    for (const button of form.querySelectorAll("button")) button.disabled = true;
+    try {
+      await action(email, password);
+      byId("password").value = "";
+    } catch (error) {
+      say("account-message", error.message);
+    } finally {
+      for (const button of form.querySelectorAll("button")) button.disabled = false;
+    }
+  };
+}
+
+// --- Upload ---------------------------------------------------------------------------------------------------
+
+function showUploadProgress(percent) {
+  byId("upload-progress").value = percent;
+  byId("upload-percent").textContent = `${Math.floor(percent)} %`;
+}
+
+function sendVideo(file, bitrate) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(api.upload_url);
+    url.searchParams.set("filename", file.name);
+    url.searchParams.set("bitrate", bitrate);
+    const request = new XMLHttpRequest();
+    upload = request;
+    request.open("POST", url);
+    request.setRequestHeader("Authorization", authorization().Authorization);
+    request.setRequestHeader("Content-Type", "application/octet-stream");
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) showUploadProgress((100 * event.loaded) / event.total);
+    };
+    request.onload = () => {
+      let body = null;
+      try { body = JSON.parse(request.responseText); } catch { /* not JSON: the status says enough */ }
+      if (request.status === 202) resolve(body);
+      else reject(new ApiError(request.status, body));
+    };
+    request.onerror = () => reject(new Error("the upload did not get through: check the connection and try again"));
+    request.onabort = () => reject(Object.assign(new Error("you cancelled the upload"), { aborted: true }));
+    request.onloadend = () => { upload = null; };
+    request.send(file);
+  });
+}
+
+async function start(file) {
+  if (!file) return;
+  stopFollowing();
+  currentJob = null;
+  byId("job").hidden = false;
+  byId("convert").hidden = true;
+  byId("job-title").textContent = file.name;
+  showUploadProgress(0);
+  showJob({ state: "uploading" });
+  byId("cancel").hidden = false;
+  let accepted;
+  try {
+    accepted = await sendVideo(file, byId("bitrate").value);
+  } catch (error) {
+    showJob({ state: error.aborted ? "cancelled" : "upload failed" });
+    say("job-message", error.aborted ? "Upload cancelled: nothing was stored." : `The upload failed: ${error.message}`);
+    byId("again").hidden = false;
+    return;
+  }
+  showUploadProgress(100);
+  showJob({ job_id: accepted.job_id, state: accepted.state || "uploaded" });
+  follow(accepted.job_id);
+}
+
+// --- Following a job ------------------------------------------------------------------------------------------
+
+function stopFollowing() {
+  if (following) following.abort();
+  following = null;
+  if (upload) upload.abort();
+}
+
+const sleep = (milliseconds, signal) => new Promise((resolve) => {
+  const timer = setTimeout(resolve, milliseconds);
+  signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+});
+
+// Reads a text/event-stream body, calling onJob with each `job` event's view; answers the last view seen.
+async function readEvents(body, onJob) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let last = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return last;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;  // a keep-alive comment
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") name = text;
+        if (field === "data") data.push(text);
+      }
+      if (name === "job" && data.length) {
+        last = JSON.parse(data.join("\n"));
+        onJob(last);
+      }
+    }
+  }
+}
+
+// Follows the job through status's event stream (fetch, so the token stays in a header), reconnecting when a
+// stream ends early; falls back to polling when streams are refused or break.
+async function follow(jobId) {
+  const controller = new AbortController();
+  following = controller;
+  const { signal } = controller;
+  const shown = (job) => { if (!signal.aborted) showJob(job); };
+  let streaming = true;
+  while (streaming && !signal.aborted) {
+    try {
+      const response = await fetch(`${api.status_url}/${jobId}/events`, {
+        headers: { ...authorization(), Accept: "text/event-stream" }, cache: "no-store", signal,
+      });
+      if (response.status === 401) return signOut("Your session has ended: log in again.");
+      if (!response.ok || !response.body) { streaming = false; break; }
+      const last = await readEvents(response.body, shown);
+      if (last && FINAL_STATES.has(last.state)) return;
+    } catch (error) {
+      if (signal.aborted) return;
+      streaming = false;
+    }
+  }
+  while (!signal.aborted) {
+    try {
+      const job = await call("GET", `${api.status_url}/${jobId}`, { headers: authorization() });
+      shown(job);
+      if (FINAL_STATES.has(job.state)) return;
+    } catch (error) {
+      if (error.status === 401 || error.status === 404) return say("job-message", error.message);
+    }
+    await sleep(POLL_MILLISECONDS, signal);
+  }
+}
+
+function formatSeconds(seconds) {
+  const whole = Math.max(0, Math.round(seconds));
+  return whole >= 60 ? `${Math.floor(whole / 60)} min ${whole % 60} s` : `${whole} s`;
+}
+
+function showJob(job) {
+  currentJob = job.job_id ? job : currentJob;
+  byId("state").textContent = job.state;
+  const percent = job.progress ? job.progress.percent : (job.state === "done" ? 100 : 0);
+  if (job.progress || FINAL_STATES.has(job.state)) {
+    byId("convert-progress").value = percent;
+    byId("convert-percent").textContent = `${Math.floor(percent)} %`;
+  }
+  const eta = job.state === "converting" && job.progress && job.progress.eta_seconds != null
+    ? `about ${formatSeconds(job.progress.eta_seconds)} left` : "";
+  byId("eta").textContent = eta;
+  byId("cancel").hidden = !(job.state === "uploading" || CANCELLABLE_STATES.has(job.state));
+  byId("again").hidden = !(FINAL_STATES.has(job.state));
+  const audio = job.state === "done" ? job.audio : null;
+  byId("download").hidden = !audio || audio.expired;
+  byId("expires").hidden = !audio;
+  if (audio) {
+    byId("expires").textContent = audio.expired
+      ? "This MP3 has expired and was deleted."
+      : `The MP3 can be downloaded until ${new Date(audio.expires_at).toLocaleString()}.`;
+  }
+  if (job.state === "failed" && job.failure) {
+    say("job-message", `The conversion failed: ${job.failure.message}`);
+  } else if (job.state === "cancelled") {
+    say("job-message", "Cancelled: the video and anything made from it are deleted.", true);
+  } else if (FINAL_STATES.has(job.state) || CANCELLABLE_STATES.has(job.state)) {
+    say("job-message", "");
+  }
+}
+
+async function cancel() {
+  if (upload) { upload.abort(); return; }
+  if (!currentJob) return;
+  byId("cancel").disabled = true;
+  try {
+    showJob(await call("POST", `${api.status_url}/${currentJob.job_id}/cancel`, { headers: authorization() }));
+  } catch (error) {
+    say("job-message", error.message);
+  } finally {
+    byId("cancel").disabled = false;
+  }
+}
+
+function fileNameOf(disposition, fallback) {
+  const exact = /filename\*=UTF-8''([^;]+)/i.exec(disposition || "");
+  if (exact) return decodeURIComponent(exact[1]);
+  const plain = /filename="([^"]+)"/i.exec(disposition || "");
+  return plain ? plain[1] : fallback;
+}
+
+async function download() {
+  if (!currentJob) return;
+  const button = byId("download");
+  button.disabled = true;
+  try {
+    const response = await fetch(`${api.download_url}/${currentJob.job_id}`, { headers: authorization() });
+    if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+    const blob = await response.blob();
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = fileNameOf(response.headers.get("Content-Disposition"), "audio.mp3");
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  } catch (error) {
+    say("job-message", `The download failed: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function again() {
+  stopFollowing();
+  currentJob = null;
+  byId("job").hidden = true;
+  byId("convert").hidden = false;
+  say("job-message", "");
+  byId("file").value = "";
+}
+
+// --- Wiring ---------------------------------------------------------------------------------------------------
+
+function wireDropZone() {
+  const zone = byId("drop");
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("over"); });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) start(file);
+  });
+  byId("file").addEventListener("change", (event) => start(event.target.files[0]));
+  // A file dropped beside the zone must not make the browser navigate away to it.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+}
+
+async function main() {
+  api = await (await fetch("config.json", { cache: "no-store" })).json();
+  byId("account-form").addEventListener("submit", accountAction(logIn));
+  byId("signup").addEventListener("click", accountAction(signUp));
+  byId("logout").addEventListener("click", () => signOut(""));
+  byId("cancel").addEventListener("click", cancel);
+  byId("download").addEventListener("click", download);
+  byId("again").addEventListener("click", again);
+  wireDropZone();
+  showSignedIn();
+  document.body.dataset.ready = "true";
+}
+
+main().catch((error) => {
+  document.body.textContent = `vid2mp3 could not start: ${error.message}`;
+});
