@@ -1,0 +1,275 @@
+"""The web page (issue 7): CORS on the public functions, the `web` function's files, and the page itself in a real
+headless Chromium (Debian's, driven by Playwright): sign up, upload a generated clip, watch the conversion reach
+100 %, download the MP3 and check it with ffprobe; a file that is not media shows why; a conversion is cancelled
+from the page. A failing browser test leaves a screenshot in .local/screenshots/."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import flask
+import pymongo
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+from functions.shared.http import allow_cross_origin, json_response
+from stack.config import LOCAL
+from tests.lost_claims import redrive_if_claim_lost
+from tests.support import TEST_PASSWORD, audio_duration, make_clip, probe
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = LOCAL / "screenshots"
+PUBLIC_FUNCTIONS = ("AUTH_URL", "UPLOAD_URL", "STATUS_URL", "DOWNLOAD_URL")
+
+# --- CORS, without a server ------------------------------------------------------------------------------------
+
+PAGE_ORIGIN = "https://web.example.test"
+
+
+@pytest.fixture
+def cors_app() -> flask.Flask:
+    app = flask.Flask(__name__)
+
+    @allow_cross_origin({PAGE_ORIGIN})
+    def handler(request: flask.Request) -> flask.Response:
+        return json_response({"ok": True})
+
+    app.add_url_rule("/", "handler", lambda: handler(flask.request), methods=["GET", "POST", "OPTIONS"])
+    return app
+
+
+def test_preflight_from_the_page_is_answered(cors_app: flask.Flask) -> None:
+    answer = cors_app.test_client().options("/", headers={
+        "Origin": PAGE_ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert answer.status_code == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == PAGE_ORIGIN
+    assert {"Authorization", "Content-Type"} <= {name.strip() for name in
+                                                answer.headers["Access-Control-Allow-Headers"].split(",")}
+    assert "POST" in answer.headers["Access-Control-Allow-Methods"]
+    assert "Access-Control-Allow-Credentials" not in answer.headers
+    assert "Origin" in answer.headers["Vary"]
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example.test", "null", PAGE_ORIGIN + ".evil.test"])
+def test_preflight_from_another_origin_is_refused(cors_app: flask.Flask, origin: str) -> None:
+    answer = cors_app.test_client().options("/", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+    assert answer.status_code == 403
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+@pytest.mark.parametrize(("origin", "allowed"), [(PAGE_ORIGIN, True), ("https://evil.example.test", False),
+                                                 (None, False)])
+def test_answers_name_only_the_allowed_origin(cors_app: flask.Flask, origin: str | None, allowed: bool) -> None:
+    answer = cors_app.test_client().get("/", headers={"Origin": origin} if origin else {})
+    assert answer.status_code == 200 and answer.json == {"ok": True}
+    assert answer.headers.get("Access-Control-Allow-Origin") == (PAGE_ORIGIN if allowed else None)
+    if allowed:
+        assert "Content-Disposition" in answer.headers["Access-Control-Expose-Headers"]
+
+
+# --- The stack's public functions and the web function ----------------------------------------------------------
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("function", PUBLIC_FUNCTIONS)
+def test_public_functions_let_the_web_page_call_them(endpoints: dict[str, str], function: str) -> None:
+    url = endpoints[function]
+    allowed = requests.options(url, timeout=10, headers={
+        "Origin": endpoints["WEB_URL"], "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert allowed.status_code == 204, (
+        f"{function} refuses the web page's origin: was the stack started before CORS_ALLOWED_ORIGINS existed? "
+        "(`make down && make up` gives every function the new environment)")
+    assert allowed.headers["Access-Control-Allow-Origin"] == endpoints["WEB_URL"]
+    refused = requests.options(url, timeout=10, headers={
+        "Origin": "http://evil.example.test", "Access-Control-Request-Method": "POST"})
+    assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
+    # Errors are readable by the page too (here: no token).
+    error = requests.get(url + "/x", timeout=10, headers={"Origin": endpoints["WEB_URL"]})
+    assert error.headers.get("Access-Control-Allow-Origin") == endpoints["WEB_URL"]
+
+
+@pytest.mark.stack
+def test_web_function_serves_the_page_and_names_the_public_urls(endpoints: dict[str, str]) -> None:
+    web = endpoints["WEB_URL"]
+    page = requests.get(web + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<script src="app.js"' in page.text and "https://" not in page.text  # no CDN
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy
+    for function in PUBLIC_FUNCTIONS:
+        assert endpoints[function] in policy
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        answer = requests.get(f"{web}/{name}", timeout=10)
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith(kind)
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert requests.get(f"{web}/config.json", timeout=10).json() == {
+        "auth_url": endpoints["AUTH_URL"], "upload_url": endpoints["UPLOAD_URL"],
+        "status_url": endpoints["STATUS_URL"], "download_url": endpoints["DOWNLOAD_URL"]}
+    assert requests.get(f"{web}/../functions/web/main.py", timeout=10).status_code == 404
+    assert requests.post(f"{web}/", timeout=10).status_code == 405
+
+
+# --- The page in a real browser ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Tab:
+    page: Any
+    # Console errors that mean the page cannot talk to the functions (CORS) or broke its own policy (CSP).
+    problems: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium", pytrace=False)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def tab(browser: Any, endpoints: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Tab]:
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    opened = Tab(page)
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and any(word in message.text for word in (
+                "CORS", "Access-Control", "Content Security Policy")):
+            opened.problems.append(message.text)
+
+    page.on("console", on_console)
+    failed_before = request.session.testsfailed
+    page.goto(endpoints["WEB_URL"] + "/")
+    page.wait_for_selector("body[data-ready=true]", state="attached")
+    yield opened
+    # The call's report is in by now: a failure counted means this test failed.
+    if request.session.testsfailed > failed_before:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def database(endpoints: dict[str, str]) -> Iterator[Any]:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)
+    yield client["vid2mp3"]
+    client.close()
+
+
+def sign_up(tab: Tab) -> str:
+    email = f"web-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
+    tab.page.fill("#email", email)
+    tab.page.fill("#password", TEST_PASSWORD)
+    tab.page.click("#signup")
+    tab.page.wait_for_selector("#convert", state="visible")
+    assert tab.page.text_content("#who-email") == email
+    return email
+
+
+def record_progress(tab: Tab) -> None:
+    """Notes every state and conversion percentage the page shows, in order, in `window.seen`."""
+    tab.page.evaluate("""() => {
+        window.seen = [];
+        const note = () => {
+            const entry = [document.getElementById("state").textContent,
+                           document.getElementById("convert-percent").textContent,
+                           document.getElementById("upload-percent").textContent];
+            const last = window.seen[window.seen.length - 1];
+            if (!last || last.join() !== entry.join()) window.seen.push(entry);
+        };
+        new MutationObserver(note).observe(document.getElementById("job"),
+            {subtree: true, childList: true, characterData: true, attributes: true});
+    }""")
+
+
+def job_named(database: Any, filename: str) -> Any:
+    return lambda: database["jobs"].find_one({"filename": filename})
+
+
+@pytest.mark.stack
+def test_sign_up_upload_follow_and_download_in_a_browser(tab: Tab, endpoints: dict[str, str], database: Any,
+                                                         tmp_path: Path) -> None:
+    video = make_clip(tmp_path / f"holiday {uuid.uuid4().hex[:8]}.mp4", seconds=20)
+    sign_up(tab)
+    record_progress(tab)
+    with redrive_if_claim_lost(endpoints, job_named(database, video.name)):
+        tab.page.set_input_files("#file", str(video))
+        expect(tab.page.locator("#state")).to_have_text("done", timeout=120_000)
+    seen = tab.page.evaluate("window.seen")
+    print("page showed (state, conversion, upload):", seen)
+    assert tab.page.text_content("#convert-percent") == "100 %"
+    assert tab.page.text_content("#upload-percent") == "100 %"
+    percents = [int(entry[1].removesuffix(" %")) for entry in seen]
+    assert percents == sorted(percents), "the conversion bar went backwards"
+    assert any(entry[0] == "uploading" for entry in seen)
+    assert "can be downloaded until" in (tab.page.text_content("#expires") or "")
+
+    with tab.page.expect_download() as download:
+        tab.page.click("#download")
+    target = tmp_path / "downloaded.mp3"
+    download.value.save_as(str(target))
+    assert download.value.suggested_filename == video.with_suffix(".mp3").name
+    info = probe(target)
+    assert [stream["codec_name"] for stream in info["streams"]] == ["mp3"]
+    assert abs(float(info["format"]["duration"]) - audio_duration(video)) <= 0.1
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_a_file_that_is_not_media_shows_why(tab: Tab) -> None:
+    sign_up(tab)
+    # Dropped on the drop zone, as a person would drag it there: a text file wearing a video's name.
+    tab.page.evaluate("""([name, text]) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([text], name, {type: "video/mp4"}));
+        document.getElementById("drop").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", ["holiday.mp4", "these are my holiday notes, not a video\n" * 50])
+    expect(tab.page.locator("#state")).to_have_text("upload failed")
+    message = tab.page.text_content("#job-message") or ""
+    assert message.startswith("The upload failed: the file is not a video or audio container"), message
+    assert tab.page.is_visible("#again") and not tab.page.is_visible("#download")
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_wrong_password_is_shown(tab: Tab, endpoints: dict[str, str]) -> None:
+    email = f"web-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
+    requests.post(endpoints["AUTH_URL"] + "/signup", json={"email": email, "password": TEST_PASSWORD}, timeout=30)
+    tab.page.fill("#email", email)
+    tab.page.fill("#password", "not the password")
+    tab.page.click("#login")
+    expect(tab.page.locator("#account-message")).to_have_text("wrong email address or password")
+    assert not tab.page.is_visible("#convert")
+
+
+@pytest.mark.stack
+def test_a_conversion_is_cancelled_from_the_page(tab: Tab, endpoints: dict[str, str], database: Any,
+                                                 tmp_path: Path) -> None:
+    video = make_clip(tmp_path / f"long {uuid.uuid4().hex[:8]}.mp4", seconds=1200)
+    sign_up(tab)
+    with redrive_if_claim_lost(endpoints, job_named(database, video.name)):
+        tab.page.set_input_files("#file", str(video))
+        expect(tab.page.locator("#state")).to_have_text("converting", timeout=90_000)
+        expect(tab.page.locator("#convert-percent")).not_to_have_text("0 %", timeout=60_000)
+    tab.page.click("#cancel")
+    expect(tab.page.locator("#state")).to_have_text("cancelled", timeout=30_000)
+    assert "Cancelled" in (tab.page.text_content("#job-message") or "")
+    assert not tab.page.is_visible("#cancel") and not tab.page.is_visible("#download")
+    record = database["jobs"].find_one({"filename": video.name})
+    assert record["state"] == "cancelled"
+    assert database["videos.files"].count_documents({"_id": record["video_id"]}) == 0
+    assert tab.problems == []
