@@ -86,6 +86,11 @@ class Converter:
                 log.info("job %s: conversion stopped (cancelled or taken over)", job_id)
                 return None
             self.store_and_finish(job, attempt_id, target, audio)
+        except FileNotFoundError:
+            if workdir.exists():
+                raise
+            # A newer attempt took the job over (this one's lease ran out) and cleared this folder: nothing to do.
+            log.info("job %s: taken over by a newer attempt, which removed this attempt's work folder", job_id)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return None
