@@ -41,15 +41,15 @@ from tests.reliability_support import (
     tone_mp3,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 MAX_DURATION_SECONDS = 3 * 3600  # the convert function's default MAX_DURATION_SECONDS
 MAX_STREAMS = 32  # and its MAX_STREAMS
 FOREIGN_TONE_HZ = 1234
 PASSWD_MARKERS = (b"root:x:0:0", b"/bin/bash", b"/usr/sbin/nologin")
-PIPELINE_TIMEOUT_SECONDS = 150
-# A job not yet picked up after this long lost its event to the shared stack's churn: see Stack.wait_final.
-REDRIVE_AFTER = 60
+PIPELINE_TIMEOUT_SECONDS = 300
+# A job not yet picked up after this long lost its event (docs/RELIABILITY.md, known gaps): see Stack.wait_final.
+REDRIVE_AFTER = 150
 
 
 # --- The corpus --------------------------------------------------------------------------------------------
@@ -102,6 +102,19 @@ def seeded_random(size: int, seed: int = 1) -> bytes:
 def silence_4h() -> bytes:
     return read(made("silence-4h.mp3", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "14400",
                      "-c:a", "libmp3lame", "-b:a", "8k"))
+
+
+def xing_claim() -> bytes:
+    """A 6 s MP3 whose Xing/Info header claims 16.7 million frames (about 121 hours)."""
+    data = bytearray(read(tone_mp3(6)))
+    for tag in (b"Xing", b"Info"):
+        position = data.find(tag)
+        if position > 0:
+            flags = struct.unpack(">I", data[position + 4:position + 8])[0]
+            assert flags & 1, "the header carries no frame count"
+            data[position + 8:position + 12] = struct.pack(">I", 0x00FFFFFF)
+            return bytes(data)
+    raise AssertionError("lame wrote no Xing/Info header")
 
 
 def many_streams_mka(count: int) -> bytes:
@@ -181,6 +194,12 @@ def moov_at_end() -> bytes:
 
 
 NOT_MEDIA = ("upload:415", "not_media")
+# Too heavy to push through the shared stack's GridFS on every run (14 MB, 8 MB): probed and converted exactly as
+# the converter does, in test_bombs_stay_within_time_and_memory.
+IN_PROCESS_ONLY = [
+    Case("silence_4_hours", "long.mp3", lambda _: silence_4h(), "refuse", ("too_long",)),
+    Case("streams_999", "streams-999.mka", lambda _: many_streams_mka(999), "refuse", ("too_many_streams",)),
+]
 CASES = [
     Case("moov_at_end", "index-last.mp4", lambda _: moov_at_end(), "convert", duration=6),
     Case("faststart", "index-first.mp4", lambda _: read(clip(6)), "convert", duration=6),
@@ -214,9 +233,8 @@ CASES = [
          NOT_MEDIA),
     Case("ffconcat_behind_id3", "concat-id3.mp3",
          lambda port: b"ID3\x04\x00\x00\x00\x00\x00\x00" + ffconcat("/etc/passwd"), "refuse", NOT_MEDIA),
-    Case("silence_4_hours", "long.mp3", lambda _: silence_4h(), "refuse", ("too_long",)),
+    Case("mp3_header_claims_121_hours", "claims.mp3", lambda _: xing_claim(), "refuse", ("too_long",)),
     Case("streams_40", "streams-40.mka", lambda _: many_streams_mka(40), "refuse", ("too_many_streams",)),
-    Case("streams_999", "streams-999.mka", lambda _: many_streams_mka(999), "refuse", ("too_many_streams",)),
     Case("streams_5000", "streams-5000.ogg", lambda _: many_streams_ogg(5000), "refuse",
          ("not_media", "too_many_streams")),
     Case("enormous_frames", "huge-frames.mkv", lambda _: enormous_frames(), "bounded",
@@ -286,8 +304,27 @@ def function_pids() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
+def log_offsets() -> dict[str, int]:
+    """Where the upload and convert logs end before the corpus goes through."""
+    return {name: len(log_text(name)) for name in ("upload", "convert")}
+
+
+EXPECTED_EXITS = ("with 0", "with -9", "with -15")
+
+
+def crashes_since(offsets: dict[str, int]) -> dict[str, list[str]]:
+    """Tracebacks, and exits other than by SIGTERM/SIGKILL (others restart the shared stack), logged since."""
+    found: dict[str, list[str]] = {}
+    for name, offset in offsets.items():
+        lines = log_text(name)[offset:].splitlines()
+        found[name] = [line for line in lines if line.startswith("Traceback") or (
+            "exited with" in line and not line.removesuffix("; restarting").endswith(EXPECTED_EXITS))]
+    return found
+
+
+@pytest.fixture(scope="module")
 def outcomes(stack: Stack, user: User, listener: ConnectionCounter, figures: Figures,
-             function_pids: dict[str, int]) -> dict[str, Outcome]:
+             function_pids: dict[str, int], log_offsets: dict[str, int]) -> dict[str, Outcome]:
     """Every case uploaded at once (4 at a time), then followed to its end; outputs downloaded and checked."""
     passwd = Path("/etc/passwd").read_bytes()
 
@@ -353,12 +390,14 @@ def test_hostile_media_through_the_pipeline(case: Case, outcomes: dict[str, Outc
 
 
 def test_no_connections_no_crash(outcomes: dict[str, Outcome], listener: ConnectionCounter,
-                                 function_pids: dict[str, int], figures: Figures) -> None:
+                                 function_pids: dict[str, int], log_offsets: dict[str, int],
+                                 figures: Figures) -> None:
     restarted = [name for name, pid in function_pids.items() if function_pid(name) != pid]
-    tracebacks = sum("Traceback" in log_text(name) for name in ("upload", "convert"))
-    figures["crashes"] = {"functions_restarted": restarted, "logs_with_tracebacks": tracebacks}
+    crashes = crashes_since(log_offsets)
+    figures["crashes"] = {"functions_restarted_meanwhile": restarted,
+                          "tracebacks_or_abnormal_exits": {name: len(lines) for name, lines in crashes.items()}}
     assert listener.connections == 0
-    assert restarted == []
+    assert all(lines == [] for lines in crashes.values()), crashes
 
 
 # --- ffprobe and ffmpeg themselves, as the converter runs them ---------------------------------------------
@@ -435,15 +474,15 @@ peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps({"outcome": outcome, "seconds": round(time.monotonic() - started, 2), "peak_mib": round(peak)}))
 """
 
-BOMBS = ("silence_4_hours", "streams_999", "streams_5000", "enormous_frames", "duration_claim_49_days",
-         "timestamps_over_years", "random_after_ftyp")
+BOMBS = ("silence_4_hours", "mp3_header_claims_121_hours", "streams_999", "streams_5000", "enormous_frames",
+         "duration_claim_49_days", "timestamps_over_years", "random_after_ftyp")
 
 
 def test_bombs_stay_within_time_and_memory(listener: ConnectionCounter, figures: Figures, tmp_path: Path) -> None:
     """Each bomb probed and converted exactly as the converter does, in a process of its own, measuring the
     wall time and the peak resident memory of ffprobe/ffmpeg."""
     measured = {}
-    by_name = {case.name: case for case in CASES}
+    by_name = {case.name: case for case in (*CASES, *IN_PROCESS_ONLY)}
     for name in BOMBS:
         source = tmp_path / by_name[name].filename
         source.write_bytes(by_name[name].make(listener.port))

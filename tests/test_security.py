@@ -40,7 +40,7 @@ from tests.reliability_support import (
     tone_mp3,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 DB_ERROR_WORDS = re.compile(r"sql|mysql|mariadb|pymysql|syntax|traceback|operationalerror|integrityerror|1064|"
                             r"errno|cursor", re.IGNORECASE)
@@ -72,7 +72,7 @@ def intruder(stack: Stack) -> User:
 def owners_job(stack: Stack, owner: User) -> dict[str, Any]:
     """A finished job of `owner`, notified."""
     job_id = stack.accepted_upload(owner, tone_mp3(2), "mine.mp3")
-    job = stack.wait_final(owner, [job_id], 150, redrive_after=60)[job_id]
+    job = stack.wait_final(owner, [job_id], 300, redrive_after=150)[job_id]
     assert job["state"] == "done", job
     stack.wait_mailed(job_id, 60)
     return job
@@ -431,7 +431,11 @@ def test_other_users_guessed_and_malformed_ids_look_missing(stack: Stack, owner:
                 requests_made += 1
                 if response.headers.get("Content-Type", "").startswith("audio/"):
                     audio_bytes += len(response.content) or int(response.headers.get("Content-Length", 0))
-                if answer_shape(response) != baseline[(name, method)]:
+                # HEAD on a malformed id may be refused before its method is (404 rather than 405): the id's
+                # format is no secret; existence is, and GET answers it exactly as for a missing job.
+                malformed_head = method == "HEAD" and candidate in MALFORMED_IDS
+                if (response.status_code < 400 or response.content) if malformed_head else \
+                        answer_shape(response) != baseline[(name, method)]:
                     differing.append((name, method, candidate, response.status_code))
     # Someone else's job through every other route of status.
     for suffix, method in (("/cancel", "POST"), ("/events", "GET")):
@@ -495,7 +499,7 @@ def test_forged_events_at_the_ingress_convert_and_mail_nothing(stack: Stack, own
              "notify to read the forged audio-converted events")
     # A sentinel behind them in both queues: once it is mailed, the forgeries have been through.
     sentinel = stack.accepted_upload(intruder, tone_mp3(2), "sentinel.mp3")
-    stack.wait_final(intruder, [sentinel], 150, redrive_after=60)
+    stack.wait_final(intruder, [sentinel], 300, redrive_after=150)
     stack.wait_mailed(sentinel, 60)
     created = stack.db.jobs.count_documents({"_id": {"$in": [p.job_id for p in forgeries.values()
                                                              if p.job_id != job_id]}})
@@ -527,7 +531,7 @@ def test_an_event_delivered_five_times_acts_once(stack: Stack, figures: Figures)
         thread.start()
     for thread in threads:
         thread.join()
-    job = stack.wait_final(user, [job_id], 150, redrive_after=60)[job_id]
+    job = stack.wait_final(user, [job_id], 300, redrive_after=150)[job_id]
     assert job["state"] == "done", job
     stack.wait_mailed(job_id, 60)
     audio = job["audio"]
@@ -541,7 +545,7 @@ def test_an_event_delivered_five_times_acts_once(stack: Stack, figures: Figures)
     for _ in range(4):
         stack.post_event(uploaded, "upload")
     sentinel = stack.accepted_upload(user, tone_mp3(2), "sentinel.mp3")
-    stack.wait_final(user, [sentinel], 150, redrive_after=60)
+    stack.wait_final(user, [sentinel], 300, redrive_after=150)
     stack.wait_mailed(sentinel, 60)
     time.sleep(3)  # the slower of the repeats: a retried delivery after a 503 comes back within 1 + 2 s
     transitions = stack.transitions(job_id)
