@@ -55,6 +55,9 @@ def running_pid(name: str) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
+    if not any(cmdline):
+        # Read mid-exec (just after `start`), /proc shows an empty command line: alive, not yet identifiable.
+        return pid
     # Guard against a recycled pid: the process must still be the program we recorded.
     return pid if any(program.strip().encode() in part for part in cmdline[:3]) else None
 
