@@ -162,7 +162,8 @@ def test_upload_multipart_stores_records_and_emits(app: Callable[[str], FlaskCli
     assert response.headers["Location"].endswith(job_id)
     assert response.json["filename"] == "my_clip.mp4"
     job = Jobs(database).get(job_id)
-    assert job["state"] == "uploaded" and job["owner_id"] == owner_of(token) and "pending_event" not in job
+    assert job["state"] == "uploaded" and job["owner_id"] == owner_of(token)
+    assert job["pending_event"]["type"] == "io.vid2mp3.video.uploaded.v1"  # until the converter claims the job
     assert MediaStore(database, VIDEOS).exists(job_id)
     [event] = sink.events()
     assert event["attributes"]["type"] == "io.vid2mp3.video.uploaded.v1"

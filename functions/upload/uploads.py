@@ -99,8 +99,9 @@ class Uploads:
         }
         try:
             self.jobs.create(job, event)
+            # Left pending on purpose: the converter's claim clears it (see Jobs.claim_conversion), and if the
+            # event is lost on its way, the reconcile sweep emits it again.
             self.emitter.emit(event)
-            self.jobs.clear_pending(event.job_id, event.event_id())
         except (EmitError, pymongo.errors.PyMongoError) as error:
             log.error("job %s could not be queued, removing it: %s", event.job_id, error)
             self.undo(event.job_id)
