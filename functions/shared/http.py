@@ -10,6 +10,8 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import flask
+import pymongo.errors
+import pymysql
 
 from functions.shared.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 
@@ -50,8 +52,13 @@ def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
                         {"WWW-Authenticate": 'Bearer realm="vid2mp3"'}) from None
 
 
+STORE_UNAVAILABLE = HttpError(503, "unavailable", "a data store is not answering; try again shortly",
+                              {"Retry-After": "5"})
+
+
 def answer_errors(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
-    """Decorator: turns HttpError raised by an HTTP handler into its JSON answer."""
+    """Decorator: turns HttpError raised by an HTTP handler into its JSON answer, and a data store that does not
+    answer into 503 (retry later) rather than a crash's 500."""
 
     @functools.wraps(handler)
     def wrapper(request: flask.Request) -> Any:
@@ -59,6 +66,8 @@ def answer_errors(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Re
             return handler(request)
         except HttpError as error:
             return error.response()
+        except (pymongo.errors.PyMongoError, pymysql.err.OperationalError, pymysql.err.InterfaceError):
+            return STORE_UNAVAILABLE.response()
 
     return wrapper
 
