@@ -29,8 +29,9 @@ fi
 command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || fail "Go 1.24 or newer is needed to build FerretDB and the broker data plane"
 export GOBIN="$LOCAL/bin"
-# stack/ferretdb wraps FerretDB v1.24.2's embeddable package (main.go says why) and pins it with go.sum.
-if [ ! -x "$GOBIN/ferretdb" ] || [ stack/ferretdb/go.sum -nt "$GOBIN/ferretdb" ] || [ stack/ferretdb/main.go -nt "$GOBIN/ferretdb" ]; then
+# stack/ferretdb wraps FerretDB v1.24.2's embeddable package (main.go says why) and pins it with go.sum; it is
+# rebuilt whenever a file of it is newer than the binary.
+if [ ! -x "$GOBIN/ferretdb" ] || [ -n "$(find stack/ferretdb -newer "$GOBIN/ferretdb" -print -quit)" ]; then
   say "building FerretDB v1.24.2 (go install)"
   (cd stack/ferretdb && GOFLAGS=-mod=readonly go install .)
   touch "$GOBIN/ferretdb"

@@ -27,7 +27,7 @@ from cloudevents.conversion import to_binary
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from events import EventPayload, VideoUploaded, to_cloud_event
+from events import EventPayload, to_cloud_event
 from stack.config import LOCAL, LOGS, RUN
 from tests.conftest import wait_for
 
@@ -88,7 +88,6 @@ class User:
 class Stack:
     points: dict[str, str]
     session: requests.Session = field(default_factory=requests.Session)
-    redriven: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Reads are retried on a connection the server closed meanwhile (a function restarted under the test, an
@@ -134,13 +133,8 @@ class Stack:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    def wait_final(self, user: User, job_ids: Iterable[str], timeout: float,
-                   redrive_after: float | None = None) -> dict[str, dict[str, Any]]:
-        """The job records once every job is done, failed or cancelled (fails the test naming those that are not).
-
-        With `redrive_after`, a job still waiting for its first conversion attempt that long gets its
-        video-uploaded event again, as the reconcile step would after its (30 min) deadline: for suites about
-        something else than delivery, on a stack others restart under them. Each such job is in `self.redriven`."""
+    def wait_final(self, user: User, job_ids: Iterable[str], timeout: float) -> dict[str, dict[str, Any]]:
+        """The job records once every job is done, failed or cancelled (fails the test naming those that are not)."""
         waiting = set(job_ids)
         final: dict[str, dict[str, Any]] = {}
         started = time.monotonic()
@@ -150,24 +144,11 @@ class Stack:
                 if job["state"] in FINAL_STATES:
                     final[job_id] = job
                     waiting.discard(job_id)
-                elif (redrive_after is not None and job["state"] == "uploaded" and job_id not in self.redriven
-                      and time.monotonic() - started > redrive_after):
-                    self.redrive(job_id)
             if waiting and time.monotonic() - started > timeout:
                 raise AssertionError(f"not final after {timeout:g} s: {sorted(waiting)}")
             if waiting:
                 time.sleep(0.3)
         return final
-
-    def redrive(self, job_id: str) -> None:
-        """Emits the job's video-uploaded event again from its record (what the reconcile sweep does)."""
-        job = self.db.jobs.find_one({"_id": job_id})
-        assert job is not None
-        self.redriven.append(job_id)
-        self.post_event(VideoUploaded(
-            job_id=job_id, owner_id=job["owner_id"], video_id=job["video_id"], filename=job["filename"],
-            size_bytes=job["size_bytes"], sha256=job["sha256"], bitrate_kbps=job["bitrate_kbps"],
-            uploaded_at=job["created_at"]), source_function="reconcile")
 
     def wait_notified(self, job_id: str, timeout: float) -> dict[str, Any]:
         def notification() -> dict[str, Any] | None:

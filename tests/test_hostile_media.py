@@ -361,7 +361,6 @@ def outcomes(stack: Stack, user: User, listener: ConnectionCounter, figures: Fig
         "refusals_without_reason": sum(o.refusal is not None and not o.reason_message for o in results.values()),
         "outputs_with_foreign_bytes": sum(o.foreign_bytes for o in results.values()),
         "connections_to_listener": listener.connections,
-        "events_redriven_by_the_test": len(stack.redriven),
         "slowest_case_seconds": max(o.seconds for o in results.values()),
         "whole_corpus_seconds": timer.seconds,
         "cases": {name: {"expected": o.case.expect, "got": o.refusal or "done", "seconds": o.seconds}
@@ -661,6 +660,5 @@ def test_hostile_file_names_are_neutralised(stack: Stack, user: User, figures: F
     strays = [str(path) for path in (LOCAL / "work").rglob("*")
               if any(word in path.name for word in ("passwd", "win.ini", "evil", "cron"))]
     figures["file_names"] = {"tried": len(accepted), "unsafe_names_kept": len(unsafe),
-                             "events_redriven_by_the_test": len(stack.redriven),
                              "broken_download_headers": len(headers_broken), "stray_files": len(strays)}
     assert unsafe == [] and headers_broken == [] and strays == []

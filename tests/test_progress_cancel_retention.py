@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from events import JOB_CANCELLED, VideoUploaded, to_cloud_event
 from functions.shared.jobs import JobState
 from functions.status.live import JobStream
 from stack.config import LOCAL
-from tests import lost_claims
 from tests.conftest import processes_mentioning, wait_for
 from tests.support import event_tap, make_clip, new_user
 
@@ -125,14 +123,9 @@ def user(endpoints: dict[str, str]) -> Vid2mp3:
     return new_user(endpoints)[0]
 
 
-def redrive_if_claim_lost(endpoints: dict[str, str], database: Any, job_id: str) -> AbstractContextManager[None]:
-    return lost_claims.redrive_if_claim_lost(endpoints, lambda: database["jobs"].find_one({"_id": job_id}))
-
-
 def converted(client: Vid2mp3, endpoints: dict[str, str], database: Any, video: Path) -> dict[str, Any]:
     job_id = client.upload(video)["job_id"]
-    with redrive_if_claim_lost(endpoints, database, job_id):
-        return client.follow(job_id, lambda _: None, timeout=90)
+    return client.follow(job_id, lambda _: None, timeout=90)
 
 
 def follow_stream(client: Vid2mp3, job_id: str, timeout: float = 120) -> list[dict[str, Any]]:
@@ -196,8 +189,7 @@ def test_progress_rises_monotonically_to_100(endpoints: dict[str, str], user: Vi
                                              database: Any, clip: str) -> None:
     """The 60 s clip takes ffmpeg under a second (0 then 100 %); the 20 min one shows the steps in between."""
     accepted = user.upload(clips[clip])
-    with redrive_if_claim_lost(endpoints, database, accepted["job_id"]):
-        views = follow_stream(user, accepted["job_id"])
+    views = follow_stream(user, accepted["job_id"])
     percents = [view["progress"]["percent"] for view in views if "progress" in view]
     print(f"{clip}: states {[view['state'] for view in views]}, percents {percents}")
     if clip == "long":
@@ -223,8 +215,7 @@ def test_the_client_follows_a_job_through_its_event_stream(endpoints: dict[str, 
     assert response.headers["Cache-Control"] == "no-store"
     response.close()
     seen: list[str] = []
-    with redrive_if_claim_lost(endpoints, database, accepted["job_id"]):
-        job = user.follow(accepted["job_id"], lambda view: seen.append(view["state"]), timeout=60)
+    job = user.follow(accepted["job_id"], lambda view: seen.append(view["state"]), timeout=60)
     assert job["state"] == "done" and seen[-1] == "done"
 
 
@@ -240,8 +231,7 @@ def test_cancel_mid_conversion_ends_ffmpeg_within_2_s_and_leaves_no_media(
             assert view["state"] in ("uploaded", "converting"), view
             return view if view.get("progress", {}).get("percent", 0) > 0 else {}
 
-        with redrive_if_claim_lost(endpoints, database, job_id):
-            before = wait_for(converting_with_progress, 60, "the conversion to report progress", interval=0.2)
+        before = wait_for(converting_with_progress, 60, "the conversion to report progress", interval=0.2)
         assert ffmpeg_processes_for(job_id), "ffmpeg should be converting the job"
         watch = FfmpegWatch(job_id)
         watch.start()

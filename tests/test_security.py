@@ -72,7 +72,7 @@ def intruder(stack: Stack) -> User:
 def owners_job(stack: Stack, owner: User) -> dict[str, Any]:
     """A finished job of `owner`, notified."""
     job_id = stack.accepted_upload(owner, tone_mp3(2), "mine.mp3")
-    job = stack.wait_final(owner, [job_id], 300, redrive_after=150)[job_id]
+    job = stack.wait_final(owner, [job_id], 300)[job_id]
     assert job["state"] == "done", job
     stack.wait_mailed(job_id, 60)
     return job
@@ -499,7 +499,7 @@ def test_forged_events_at_the_ingress_convert_and_mail_nothing(stack: Stack, own
              "notify to read the forged audio-converted events")
     # A sentinel behind them in both queues: once it is mailed, the forgeries have been through.
     sentinel = stack.accepted_upload(intruder, tone_mp3(2), "sentinel.mp3")
-    stack.wait_final(intruder, [sentinel], 300, redrive_after=150)
+    stack.wait_final(intruder, [sentinel], 300)
     stack.wait_mailed(sentinel, 60)
     created = stack.db.jobs.count_documents({"_id": {"$in": [p.job_id for p in forgeries.values()
                                                              if p.job_id != job_id]}})
@@ -531,7 +531,7 @@ def test_an_event_delivered_five_times_acts_once(stack: Stack, figures: Figures)
         thread.start()
     for thread in threads:
         thread.join()
-    job = stack.wait_final(user, [job_id], 300, redrive_after=150)[job_id]
+    job = stack.wait_final(user, [job_id], 300)[job_id]
     assert job["state"] == "done", job
     stack.wait_mailed(job_id, 60)
     audio = job["audio"]
@@ -545,7 +545,7 @@ def test_an_event_delivered_five_times_acts_once(stack: Stack, figures: Figures)
     for _ in range(4):
         stack.post_event(uploaded, "upload")
     sentinel = stack.accepted_upload(user, tone_mp3(2), "sentinel.mp3")
-    stack.wait_final(user, [sentinel], 300, redrive_after=150)
+    stack.wait_final(user, [sentinel], 300)
     stack.wait_mailed(sentinel, 60)
     time.sleep(3)  # the slower of the repeats: a retried delivery after a 503 comes back within 1 + 2 s
     transitions = stack.transitions(job_id)
@@ -560,9 +560,6 @@ def test_an_event_delivered_five_times_acts_once(stack: Stack, figures: Figures)
 
 # --- The job record: every guard above is an atomic compare-and-set on it ---------------------------------
 
-@pytest.mark.xfail(reason="FerretDB v1.24.2, the local stack's MongoDB, applies an update as read-modify-write "
-                          "outside a transaction (FerretDB#3040); MongoDB, which a cluster runs, passes. The figure "
-                          "is kept to show it; see docs/RELIABILITY.md, known gaps.", strict=False)
 def test_concurrent_updates_of_one_job_record_are_all_kept(stack: Stack, figures: Figures) -> None:
     """What the job state machine rests on: two functions updating different fields of one job at the same moment
     (the upload clearing its sent event while the converter claims the job; the converter clearing its event while

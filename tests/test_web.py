@@ -19,7 +19,6 @@ from playwright.sync_api import expect, sync_playwright
 
 from functions.shared.http import allow_cross_origin, json_response
 from stack.config import LOCAL
-from tests.lost_claims import redrive_if_claim_lost
 from tests.support import TEST_PASSWORD, audio_duration, make_clip, probe
 
 CHROMIUM = "/usr/bin/chromium"
@@ -195,19 +194,14 @@ def record_progress(tab: Tab) -> None:
     }""")
 
 
-def job_named(database: Any, filename: str) -> Any:
-    return lambda: database["jobs"].find_one({"filename": filename})
-
-
 @pytest.mark.stack
 def test_sign_up_upload_follow_and_download_in_a_browser(tab: Tab, endpoints: dict[str, str], database: Any,
                                                          tmp_path: Path) -> None:
     video = make_clip(tmp_path / f"holiday {uuid.uuid4().hex[:8]}.mp4", seconds=20)
     sign_up(tab)
     record_progress(tab)
-    with redrive_if_claim_lost(endpoints, job_named(database, video.name)):
-        tab.page.set_input_files("#file", str(video))
-        expect(tab.page.locator("#state")).to_have_text("done", timeout=120_000)
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=120_000)
     seen = tab.page.evaluate("window.seen")
     print("page showed (state, conversion, upload):", seen)
     assert tab.page.text_content("#convert-percent") == "100 %"
@@ -261,10 +255,9 @@ def test_a_conversion_is_cancelled_from_the_page(tab: Tab, endpoints: dict[str, 
                                                  tmp_path: Path) -> None:
     video = make_clip(tmp_path / f"long {uuid.uuid4().hex[:8]}.mp4", seconds=1200)
     sign_up(tab)
-    with redrive_if_claim_lost(endpoints, job_named(database, video.name)):
-        tab.page.set_input_files("#file", str(video))
-        expect(tab.page.locator("#state")).to_have_text("converting", timeout=90_000)
-        expect(tab.page.locator("#convert-percent")).not_to_have_text("0 %", timeout=60_000)
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#state")).to_have_text("converting", timeout=90_000)
+    expect(tab.page.locator("#convert-percent")).not_to_have_text("0 %", timeout=60_000)
     tab.page.click("#cancel")
     expect(tab.page.locator("#state")).to_have_text("cancelled", timeout=30_000)
     assert "Cancelled" in (tab.page.text_content("#job-message") or "")

@@ -5,6 +5,9 @@
 // start-up because the release-version stamp (build/version/version.txt) is generated in FerretDB's own
 // repository and is not part of the module. The embeddable package is the same server without that stamp,
 // with telemetry disabled and no debug listener.
+//
+// FerretDB itself listens on a Unix socket in a private directory; the public address is a writeSerializer
+// (writelock.go says why).
 package main
 
 import (
@@ -12,8 +15,10 @@ import (
 	"flag"
 	"log"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -30,9 +35,19 @@ func main() {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		log.Fatalf("-log-level: %v", err)
 	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	// A private directory keeps the socket's path short (the kernel allows 107 bytes) and away from other users.
+	socketDir, err := os.MkdirTemp("", "vid2mp3-ferretdb-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(socketDir)
+	socket := filepath.Join(socketDir, "ferretdb.sock")
+
 	config := &ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listenAddr},
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Listener:  ferretdb.ListenerConfig{Unix: socket},
+		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: *sqliteURL,
 	}
@@ -43,8 +58,27 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	public, err := net.Listen("tcp", *listenAddr)
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	serializer := &writeSerializer{
+		backend: func() (net.Conn, error) { return net.Dial("unix", socket) },
+		logger:  logger,
+	}
+	go func() {
+		<-ctx.Done()
+		public.Close()
+	}()
+	go func() {
+		if err := serializer.serve(public); err != nil {
+			log.Printf("write serializer: %v", err)
+			stop()
+		}
+	}()
 	log.Printf("FerretDB listening on %s", *listenAddr)
 	if err := server.Run(ctx); err != nil {
 		log.Fatal(err)
