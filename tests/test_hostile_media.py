@@ -48,8 +48,6 @@ MAX_STREAMS = 32  # and its MAX_STREAMS
 FOREIGN_TONE_HZ = 1234
 PASSWD_MARKERS = (b"root:x:0:0", b"/bin/bash", b"/usr/sbin/nologin")
 PIPELINE_TIMEOUT_SECONDS = 300
-# A job not yet picked up after this long lost its event (docs/RELIABILITY.md, known gaps): see Stack.wait_final.
-REDRIVE_AFTER = 150
 
 
 # --- The corpus --------------------------------------------------------------------------------------------
@@ -334,7 +332,7 @@ def outcomes(stack: Stack, user: User, listener: ConnectionCounter, figures: Fig
         outcome = Outcome(case, response.status_code, response.json() if response.content else {})
         if response.status_code == 202:
             job_id = response.json()["job_id"]
-            outcome.job = stack.wait_final(user, [job_id], PIPELINE_TIMEOUT_SECONDS, REDRIVE_AFTER)[job_id]
+            outcome.job = stack.wait_final(user, [job_id], PIPELINE_TIMEOUT_SECONDS)[job_id]
             if outcome.job["state"] == "done":
                 mp3 = stack.download(user, job_id).content
                 outcome.output_duration = duration_of(mp3)
@@ -643,8 +641,7 @@ def test_hostile_file_names_are_neutralised(stack: Stack, user: User, figures: F
                                       files={"video": (HOSTILE_NAMES[label], media.read_bytes(), "audio/mpeg")})
         assert response.status_code == 202, (label, response.text)
         accepted[f"multipart_{label}"] = (response.json()["job_id"], response.json()["filename"])
-    jobs = stack.wait_final(user, [job_id for job_id, _ in accepted.values()], PIPELINE_TIMEOUT_SECONDS,
-                            REDRIVE_AFTER)
+    jobs = stack.wait_final(user, [job_id for job_id, _ in accepted.values()], PIPELINE_TIMEOUT_SECONDS)
     unsafe, headers_broken = [], []
     for label, (job_id, filename) in accepted.items():
         stored = stack.db["audio.files"].find_one({"_id": job_id}, {"filename": 1}) or {}

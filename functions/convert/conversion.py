@@ -114,7 +114,8 @@ class Converter:
     def store_and_finish(self, job: Job, attempt_id: str, target: Path, audio: tuple[float, bool]) -> None:
         job_id = job["_id"]
         duration, copied = audio
-        self.audio.remove(job_id)  # what an attempt that died mid-write left behind
+        if job.get("attempts", 1) > 1:
+            self.audio.remove(job_id)  # what an earlier attempt that died mid-write may have left behind
         with target.open("rb") as file:
             stored = self.audio.store_file(job_id, file, filename=f"{job_id}.mp3",
                                            metadata={"owner_id": job["owner_id"], "job_id": job_id})
@@ -133,10 +134,11 @@ class Converter:
                 self.audio.remove(job_id)
             log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
             return
+        self.jobs.flush_pending(finished, self.emitter)
+        # After the event, off its path: should this process die first, the expiry sweep deletes the video.
         if not self.source_retention:
             self.videos.remove(job["video_id"])
             self.jobs.update(job_id, {"state": JobState.DONE}, {"video_deleted_at": now()})
-        self.jobs.flush_pending(finished, self.emitter)
 
     def fail(self, job: Job, attempt_id: str, reason: FailureReason, message: str) -> None:
         log.info("job %s failed: %s: %s", job["_id"], reason, message)

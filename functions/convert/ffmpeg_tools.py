@@ -159,16 +159,19 @@ def run(command: list[str], *, expected_duration: float | None, timeout: float,
         for line in process.stderr:
             errors.append(line.decode(errors="replace").strip())
 
-    readers = [threading.Thread(target=target, daemon=True) for target in (read_progress, read_errors)]
+    progress_reader, errors_reader = (threading.Thread(target=target, daemon=True)
+                                      for target in (read_progress, read_errors))
+    readers = [progress_reader, errors_reader]
     for reader in readers:
         reader.start()
     try:
         while True:
-            try:
-                code = process.wait(timeout=heartbeat_seconds)
+            # Wait on the progress reader, which ends when ffmpeg exits and closes its stdout: a thread's join
+            # wakes at once, where Popen.wait(timeout) polls and notices an exit up to 50 ms late.
+            progress_reader.join(timeout=heartbeat_seconds)
+            if not progress_reader.is_alive():
+                code = process.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
                 break
-            except subprocess.TimeoutExpired:
-                pass
             if time.monotonic() - started > timeout:
                 raise Rejected(FailureReason.CONVERSION_ERROR, f"the conversion took longer than {timeout:.0f} s")
             if not heartbeat(progress):

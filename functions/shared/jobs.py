@@ -100,8 +100,8 @@ class Jobs:
             JobState.CONVERTING,
             {"attempt_id": attempt_id, "lease_until": moment + lease, "started_at": moment,
              "progress": {"percent": 0.0, "eta_seconds": None}},
-            # The claim itself proves the video-uploaded event went out: it clears it, not the upload. A second
-            # writer right after the emit would race this claim, and FerretDB applies updates as read-modify-write.
+            # The claim itself proves the video-uploaded event went out: it clears it, not the upload, so one
+            # write fewer touches the job at the moment the converter claims it.
             unset=("pending_event",),
             increment={"attempts": 1},
         )
