@@ -1,22 +1,17 @@
 """Shared pytest set-up: an isolated environment per test, the `--run-slow` switch, the running local stack's
-endpoints, and a bounded poll for whatever a test waits on."""
+endpoints, and the fixtures of the reliability and security suites (helpers live in support modules)."""
 
 from __future__ import annotations
 
 import os
-import time
-import urllib.parse
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Iterator
 
-import pymysql
 import pytest
 import requests
 
 from stack.config import ENDPOINTS_FILE
-
-T = TypeVar("T")
+from tests.reliability_support import Figures, Stack
+from tests.support import read_endpoints_file
 
 STACK_NOT_RUNNING = "local stack not running: run `make up`"
 
@@ -49,26 +44,7 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Mon
     os.environ.update(snapshot)
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Polls `predicate` until it returns something truthy and returns that; after `timeout` seconds fails
-    the test naming `what`. Exceptions from `predicate` propagate: a broken check is not a slow one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
 # --- The local stack ---------------------------------------------------------------------------------------
-
-def read_endpoints_file(path: os.PathLike[str] | str) -> dict[str, str]:
-    """KEY=VALUE lines, as `python -m stack up` writes them."""
-    with open(path) as lines:
-        return dict(line.rstrip("\n").split("=", 1) for line in lines if "=" in line)
-
 
 @pytest.fixture(scope="session")
 def endpoints() -> dict[str, str]:
@@ -87,25 +63,16 @@ def endpoints() -> dict[str, str]:
     return points
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Pids of the processes whose command line or environment contains `text` (say, a stack instance's state
-    folder: supervisors and dispatchers carry it only in their environment)."""
-    found = []
-    for process in Path("/proc").glob("[0-9]*"):
-        try:
-            if any(text.encode() in (process / part).read_bytes() for part in ("cmdline", "environ")):
-                found.append(int(process.name))
-        except OSError:
-            continue
-    return found
+# --- The reliability and security suites ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stack(endpoints: dict[str, str]) -> Stack:
+    return Stack(endpoints)
 
 
-def mysql_connect(url: str) -> pymysql.connections.Connection:
-    """A pymysql connection from a `mysql://user:password@host:port/database` URL, as MYSQL_URL is written."""
-    parts = urllib.parse.urlsplit(url)
-    assert parts.scheme == "mysql", url
-    return pymysql.connect(
-        host=parts.hostname, port=parts.port or 3306, user=urllib.parse.unquote(parts.username or ""),
-        password=urllib.parse.unquote(parts.password or ""), database=parts.path.lstrip("/") or None,
-        connect_timeout=5,
-    )
+@pytest.fixture(scope="module")
+def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
+    """The figures of the suite (its module's FIGURES_SUITE), printed and written once its tests have run."""
+    collected = Figures(request.module.FIGURES_SUITE)
+    yield collected
+    collected.publish(request.config)

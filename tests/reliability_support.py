@@ -29,7 +29,7 @@ from urllib3.util.retry import Retry
 
 from events import EventPayload, to_cloud_event
 from stack.config import LOCAL, LOGS, RUN
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 FIGURES_DIR = LOCAL / "figures"
 MEDIA_DIR = LOCAL / "samples" / "reliability"

@@ -1,23 +1,74 @@
-"""Helpers for tests that drive the pipeline: generated media, users of the running stack, a tap on the broker."""
+"""Helpers for tests: a bounded poll, the running stack's endpoints, processes and MariaDB, generated media, users
+of the running stack, a tap on the broker."""
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import threading
+import time
+import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
+import pymysql
 
 from client.api import Vid2mp3
 
 TEST_PASSWORD = "correct horse battery"
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Polls `predicate` until it returns something truthy and returns that; after `timeout` seconds fails
+    the test naming `what`. Exceptions from `predicate` propagate: a broken check is not a slow one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_endpoints_file(path: os.PathLike[str] | str) -> dict[str, str]:
+    """KEY=VALUE lines, as `python -m stack up` writes them."""
+    with open(path) as lines:
+        return dict(line.rstrip("\n").split("=", 1) for line in lines if "=" in line)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of the processes whose command line or environment contains `text` (say, a stack instance's state
+    folder: supervisors and dispatchers carry it only in their environment)."""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if any(text.encode() in (process / part).read_bytes() for part in ("cmdline", "environ")):
+                found.append(int(process.name))
+        except OSError:
+            continue
+    return found
+
+
+def mysql_connect(url: str) -> pymysql.connections.Connection:
+    """A pymysql connection from a `mysql://user:password@host:port/database` URL, as MYSQL_URL is written."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.scheme == "mysql", url
+    return pymysql.connect(
+        host=parts.hostname, port=parts.port or 3306, user=urllib.parse.unquote(parts.username or ""),
+        password=urllib.parse.unquote(parts.password or ""), database=parts.path.lstrip("/") or None,
+        connect_timeout=5,
+    )
+
 
 
 def make_clip(target: Path, seconds: float = 3, audio: str | None = "aac", video: bool = True,

@@ -27,7 +27,7 @@ from stack import processes
 from stack.config import BIN, KNATIVE_DIR, LOCAL
 from stack.manifests import Delivery, Routing, Trigger, load_routing
 from stack.topology import DispatcherSpec, ObjectUids, Topology
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.stack
 

@@ -15,7 +15,7 @@ import pymongo
 import pymysql
 import pytest
 
-from tests.conftest import mysql_connect
+from tests.support import mysql_connect
 
 pytestmark = pytest.mark.stack
 

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +32,6 @@ from functions.shared.jobs import Jobs
 from stack import processes, servers
 from stack.__main__ import topology
 from stack.config import BIN, LOCAL, ROOT, function_url, ingress_url, server_urls
-from tests.conftest import wait_for
 from tests.reliability_support import (
     Figures,
     Stack,
@@ -45,6 +43,9 @@ from tests.reliability_support import (
     processes_with,
     tone_mp3,
 )
+from tests.support import wait_for
+
+FIGURES_SUITE = "faults"  # the figures fixture writes .local/figures/faults.json
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack, pytest.mark.timeout(900)]
 
@@ -53,18 +54,6 @@ CONVERT_DISPATCHER = "dispatcher-convert-on-video-uploaded"
 DISPATCH_TIMEOUT_SECONDS = 6
 FINAL_TIMEOUT_SECONDS = 90
 MAIL_TIMEOUT_SECONDS = 300
-
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
-    collected = Figures("faults")
-    yield collected
-    collected.publish(request.config)
-
-
-@pytest.fixture(scope="module")
-def stack(endpoints: dict[str, str]) -> Stack:
-    return Stack(endpoints)
 
 
 def bring_stack_up() -> None:

@@ -41,6 +41,8 @@ from tests.reliability_support import (
     tone_mp3,
 )
 
+FIGURES_SUITE = "hostile_media"  # the figures fixture writes .local/figures/hostile_media.json
+
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 MAX_DURATION_SECONDS = 3 * 3600  # the convert function's default MAX_DURATION_SECONDS
@@ -271,18 +273,6 @@ class Outcome:
 
 
 # --- Fixtures ----------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
-    collected = Figures("hostile_media")
-    yield collected
-    collected.publish(request.config)
-
-
-@pytest.fixture(scope="module")
-def stack(endpoints: dict[str, str]) -> Stack:
-    return Stack(endpoints)
-
 
 @pytest.fixture(scope="module")
 def user(stack: Stack) -> User:

@@ -25,7 +25,7 @@ from stack.config import ROOT
 from stack.manifests import Broker, Delivery, ManifestError, Trigger, load_routing
 from stack.processes import port_open
 from stack.topology import Topology, child_name, go_duration
-from tests.conftest import processes_mentioning
+from tests.support import processes_mentioning
 
 KNATIVE = ROOT / "knative"
 BROKER_UID = "0b4f2c1e-6a3d-4e59-9c1a-7d2e8f0a1b3c"

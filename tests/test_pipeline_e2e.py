@@ -11,8 +11,7 @@ import requests
 
 from client.api import ClientError
 from events import AUDIO_CONVERTED, CONVERSION_FAILED, NOTIFICATION_SENT
-from tests.conftest import wait_for
-from tests.support import audio_duration, event_tap, make_clip, new_user, probe
+from tests.support import audio_duration, event_tap, make_clip, new_user, probe, wait_for
 
 pytestmark = pytest.mark.stack
 

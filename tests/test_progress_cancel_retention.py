@@ -25,8 +25,7 @@ from events import JOB_CANCELLED, VideoUploaded, to_cloud_event
 from functions.shared.jobs import JobState
 from functions.status.live import JobStream
 from stack.config import LOCAL
-from tests.conftest import processes_mentioning, wait_for
-from tests.support import event_tap, make_clip, new_user
+from tests.support import event_tap, make_clip, new_user, processes_mentioning, wait_for
 
 # --- The job stream, without a server ----------------------------------------------------------------------------
 

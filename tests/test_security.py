@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from events import AudioConverted, ConversionFailed, FailureReason, VideoUploaded
 from functions.shared.tokens import TokenIssuer
 from stack.config import LOGS, ROOT
-from tests.conftest import wait_for
 from tests.reliability_support import (
     PASSWORDS_USED,
     Figures,
@@ -39,23 +38,14 @@ from tests.reliability_support import (
     median,
     tone_mp3,
 )
+from tests.support import wait_for
+
+FIGURES_SUITE = "security"  # the figures fixture writes .local/figures/security.json
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 DB_ERROR_WORDS = re.compile(r"sql|mysql|mariadb|pymysql|syntax|traceback|operationalerror|integrityerror|1064|"
                             r"errno|cursor", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
-    collected = Figures("security")
-    yield collected
-    collected.publish(request.config)
-
-
-@pytest.fixture(scope="module")
-def stack(endpoints: dict[str, str]) -> Stack:
-    return Stack(endpoints)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from stack.config import BIN, ROOT
 from stack.processes import port_open
-from tests.conftest import mysql_connect, processes_mentioning, read_endpoints_file, wait_for
+from tests.support import mysql_connect, processes_mentioning, read_endpoints_file, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack, pytest.mark.timeout(900)]
 
