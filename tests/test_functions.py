@@ -272,6 +272,25 @@ def test_convert_asks_for_a_retry_while_the_database_is_away(app: Callable[[str]
     assert post_event(app("convert"), event, "binary").status_code == 503
 
 
+def test_public_functions_answer_retry_later_while_a_data_store_is_away(
+        app: Callable[[str], FlaskClient], bearer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens on port 9: MongoDB and MySQL are both away. A caller gets 503 with a reason it can show,
+    not a crash's 500, and never a hang."""
+    monkeypatch.setenv("MONGO_URI", "mongodb://127.0.0.1:9/")
+    monkeypatch.setenv("MYSQL_URL", "mysql://vid2mp3:secret@127.0.0.1:9/vid2mp3")
+    headers, _ = bearer
+    answers = {
+        "status": app("status").get(f"/{uuid.uuid4().hex}", headers=headers),
+        "download": app("download").get(f"/{uuid.uuid4().hex}", headers=headers),
+        "upload": app("upload").post("/?filename=a.mp3", data=b"ID3" + b"\0" * 64, headers=headers),
+        "login": app("auth").post("/login", json={"email": "someone@test.vid2mp3.dev", "password": "x" * 12}),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 503, (name, answer.status_code, answer.get_data(as_text=True))
+        assert answer.get_json()["error"] in ("unavailable", "storage_unavailable"), name
+        assert "try again" in answer.get_json()["message"] and answer.headers["Retry-After"], name
+
+
 # --- notify -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])

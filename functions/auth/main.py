@@ -10,14 +10,14 @@ import functions_framework
 from pydantic import ValidationError
 
 from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
-from functions.shared.http import HttpError, allow_cross_origin, answer_errors, json_response
+from functions.shared.http import HttpError, SetUpOnce, allow_cross_origin, answer_errors, json_response
 from functions.shared.settings import AuthSettings, load_settings
 from functions.shared.tokens import TokenIssuer
 
 settings = load_settings(AuthSettings)
 accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
                     failure_window_seconds=settings.login_failure_window_seconds)
-accounts.apply_schema()
+schema = SetUpOnce("the accounts schema", accounts.apply_schema).at_start()
 issuer = TokenIssuer(settings.jwt_private_key.get_secret_value(), issuer=settings.jwt_issuer,
                      audience=settings.jwt_audience, ttl_seconds=settings.jwt_ttl_seconds,
                      key_id=settings.jwt_key_id)
@@ -40,6 +40,8 @@ def auth(request: flask.Request) -> Any:
     route = (request.method, request.path.rstrip("/"))
     if route == ("GET", "/.well-known/jwks.json"):
         return json_response(issuer.jwks(), headers={"Cache-Control": "public, max-age=300"})
+    if route in (("POST", "/signup"), ("POST", "/login")):
+        schema()
     if route == ("POST", "/signup"):
         try:
             account = accounts.sign_up(credentials_from(request))

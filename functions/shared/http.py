@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import threading
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -14,6 +16,8 @@ import pymongo.errors
 import pymysql
 
 from functions.shared.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
+
+log = logging.getLogger(__name__)
 
 
 class HttpError(Exception):
@@ -52,6 +56,8 @@ def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
                         {"WWW-Authenticate": 'Bearer realm="vid2mp3"'}) from None
 
 
+# What a data store that is down, restarting or unreachable raises.
+STORE_ERRORS = (pymongo.errors.PyMongoError, pymysql.err.OperationalError, pymysql.err.InterfaceError)
 STORE_UNAVAILABLE = HttpError(503, "unavailable", "a data store is not answering; try again shortly",
                               {"Retry-After": "5"})
 
@@ -66,10 +72,38 @@ def answer_errors(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Re
             return handler(request)
         except HttpError as error:
             return error.response()
-        except (pymongo.errors.PyMongoError, pymysql.err.OperationalError, pymysql.err.InterfaceError):
+        except STORE_ERRORS:
             return STORE_UNAVAILABLE.response()
 
     return wrapper
+
+
+class SetUpOnce:
+    """Set-up a function needs from a data store (a schema, indexes). A scale-to-zero function may start while its
+    store is restarting: it starts anyway, and the set-up runs again before each request until it has succeeded
+    once (until then requests answer 503 through `answer_errors`)."""
+
+    def __init__(self, what: str, action: Callable[[], None]) -> None:
+        self.what = what
+        self._action = action
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        with self._lock:
+            if not self._done:
+                self._action()
+                self._done = True
+
+    def at_start(self) -> SetUpOnce:
+        try:
+            self()
+        except STORE_ERRORS as error:
+            log.warning("%s: not set up at start (%s); trying again at the next request", self.what,
+                        type(error).__name__)
+        return self
 
 
 # What the web page sends (a bearer token, JSON or a raw video, byte ranges) and what it must be able to read.

@@ -13,7 +13,15 @@ import functions_framework
 from events import EventEmitter
 from events.catalog import is_job_id
 from functions.shared import mongo
-from functions.shared.http import NOT_FOUND, HttpError, allow_cross_origin, answer_errors, authenticate, json_response
+from functions.shared.http import (
+    NOT_FOUND,
+    HttpError,
+    SetUpOnce,
+    allow_cross_origin,
+    answer_errors,
+    authenticate,
+    json_response,
+)
 from functions.shared.job_view import job_view
 from functions.shared.jobs import Job, Jobs
 from functions.shared.settings import StatusSettings, load_settings
@@ -24,7 +32,7 @@ from functions.status.live import JobStream
 settings = load_settings(StatusSettings)
 database = mongo.database(settings)
 jobs = Jobs(database)
-jobs.ensure_indexes()
+indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
 download_url = str(settings.public_download_url)
@@ -37,6 +45,7 @@ open_streams = threading.BoundedSemaphore(settings.events_max_streams)
 @answer_errors
 def status(request: flask.Request) -> flask.Response:
     identity = authenticate(request, verifier)
+    indexes()
     parts = [part for part in request.path.split("/") if part]
     route = (request.method, len(parts), parts[1] if len(parts) == 2 else None)
     if len(parts) > 2 or (parts and not is_job_id(parts[0])):
