@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 VIDEO ?=
 OUT ?=
 
-.PHONY: help setup up down status logs test test-faults run bench lint schemas
+.PHONY: help setup up down status logs test test-quick test-faults run bench lint schemas
 
 help:
 	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
 	@echo "make test                                  install, start the local stack, run the whole test suite"
-	@echo "make setup | up | down | status | logs | bench | lint | test-faults"
+	@echo "make setup | up | down | status | logs | bench | lint | test-quick (no slow tests) | test-faults (only them)"
 
 setup:
 	@stack/setup.sh
@@ -29,7 +29,11 @@ status:
 logs:
 	@$(PY) -m stack logs
 
+# The whole suite: the fault-injection and life-cycle tests (marked slow) run last.
 test: up
+	@$(PY) -m pytest --run-slow
+
+test-quick: up
 	@$(PY) -m pytest
 
 test-faults: up

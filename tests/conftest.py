@@ -20,13 +20,15 @@ STACK_NOT_RUNNING = "local stack not running: run `make up`"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", default=False,
-                     help="also run the tests marked `slow` (fault injection; `make test-faults`)")
+                     help="also run the tests marked `slow`: fault injection, stack life cycle (`make test` does)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--run-slow"):
+        # Last: they kill and restart the stack's servers and functions, which no other test should run beside.
+        items.sort(key=lambda item: "slow" in item.keywords)
         return
-    skip_slow = pytest.mark.skip(reason="slow: runs only with --run-slow (`make test-faults`)")
+    skip_slow = pytest.mark.skip(reason="slow: runs only with --run-slow (`make test`, `make test-faults`)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)

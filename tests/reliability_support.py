@@ -91,8 +91,10 @@ class Stack:
 
     def __post_init__(self) -> None:
         # Reads are retried on a connection the server closed meanwhile (a function restarted under the test, an
-        # idle keep-alive timed out); uploads and other writes never are: a test counts each of their answers.
-        retries = Retry(total=3, connect=3, read=3, status=0, backoff_factor=0.3, allowed_methods={"GET", "HEAD"})
+        # idle keep-alive timed out); never on an answer (a 503 with Retry-After included), and uploads and other
+        # writes never are: a test counts each answer.
+        retries = Retry(total=3, connect=3, read=3, status=0, backoff_factor=0.3, allowed_methods={"GET", "HEAD"},
+                        respect_retry_after_header=False)
         self.session.mount("http://", HTTPAdapter(max_retries=retries))
 
     @property

@@ -3,8 +3,10 @@ through pymysql as the application user (MYSQL_URL), and RabbitMQ through pika (
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +17,9 @@ import pymongo
 import pymysql
 import pytest
 
-from tests.support import mysql_connect
+from stack.config import server_urls
+from stack.servers import FERRETDB_DIR
+from tests.support import mysql_connect, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -113,3 +117,26 @@ def test_broker_exchange_is_a_headers_exchange(endpoints: dict[str, str], amqp_c
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
         amqp_channel.exchange_declare(exchange, exchange_type="topic", durable=True, auto_delete=False)
     assert refused.value.reply_code == 406
+
+
+def test_local_ferretdb_answers_id_lookups_from_an_index(mongo_database: Any) -> None:
+    """FerretDB on SQLite looks a document up by `_id` with an expression its own `_id` index is not built on;
+    stack/ferretdb adds one that is (idindex.go). Without it, reading a GridFS chunk passes over every chunk."""
+    if server_urls().mongo_given:
+        pytest.skip("MongoDB is given by VID2MP3_MONGO_URI: not the local FerretDB")
+    mongo_database["media.chunks"].insert_one({"_id": "f/0", "files_id": "f", "n": 0, "data": b"x"})
+    sqlite_file = FERRETDB_DIR / "sqlite" / f"{mongo_database.name}.sqlite"
+
+    def id_lookup_plan() -> str:
+        with contextlib.closing(sqlite3.connect(f"file:{sqlite_file}?mode=ro", uri=True)) as connection:
+            (table,) = connection.execute("SELECT table_name FROM _ferretdb_collections WHERE name = ?",
+                                          ("media.chunks",)).fetchone()
+            # The statement FerretDB v1.24.2 runs for find({_id: <string>}) (backends/sqlite/collection.go).
+            query = f"""EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM "{table}" WHERE _ferretdb_sjson->'$._id' = ?"""  # noqa: S608
+            plan = connection.execute(query, ('"f/0"',)).fetchall()
+        return " ".join(str(row[-1]) for row in plan)
+
+    plan = wait_for(lambda: "USING INDEX" in id_lookup_plan() and id_lookup_plan(), 10,
+                    "an index on FerretDB's _id lookup")
+    print(f"\nFerretDB's _id lookup on SQLite: {plan}")
+    assert mongo_database["media.chunks"].find_one({"_id": "f/0"})["data"] == b"x"

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import gridfs
 import pymongo
 import pytest
 
@@ -65,5 +66,50 @@ def test_orphan_chunks_are_found_and_removed(database: Any) -> None:
     store.store("kept", [b"a" * 10], filename="kept", metadata={})
     database["videos.chunks"].insert_one({"files_id": "orphan", "n": 0, "data": b"left behind"})
     assert store.orphan_chunk_owners() == ["orphan"]
-    store.remove("orphan")
+    store.remove_chunks_of("orphan")
     assert store.orphan_chunk_owners() == [] and store.exists("kept")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_remove_clears_what_a_write_killed_before_its_files_document_left(database: Any,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MediaStore(database, "audio")
+
+    def pieces_then_killed() -> Iterator[bytes]:
+        yield os.urandom(40 * CHUNK_BYTES)  # more chunks than one batch of deletes by _id
+        raise Interrupted
+
+    with monkeypatch.context() as killed:
+        killed.setattr(store, "remove", lambda file_id: None)  # a killed process cleans nothing up
+        with pytest.raises(Interrupted):
+            store.store("cut", pieces_then_killed(), filename="cut.mp3", metadata={})
+    assert database["audio.chunks"].count_documents({"files_id": "cut"}) == 40
+    assert store.orphan_chunk_owners() == ["cut"]
+    store.remove("cut")
+    assert database["audio.chunks"].count_documents({}) == 0
+
+
+def test_files_are_gridfs_both_ways(database: Any) -> None:
+    """Any driver's GridFS reads what MediaStore writes, and MediaStore reads and removes what a GridFS writer
+    with ObjectId chunk ids wrote."""
+    data = os.urandom(2 * CHUNK_BYTES + 77)
+    ours = MediaStore(database, "audio")
+    ours.store("ours", [data], filename="ours.mp3", metadata={"owner": "u"})
+    bucket = gridfs.GridFSBucket(database, bucket_name="audio")
+    assert bucket.open_download_stream("ours").read() == data
+    chunk_ids = [chunk["_id"] for chunk in database["audio.chunks"].find({"files_id": "ours"}, sort=[("n", 1)])]
+    assert chunk_ids == ["ours/0", "ours/1", "ours/2"]
+
+    bucket.upload_from_stream_with_id("theirs", "theirs.mp3", data, chunk_size_bytes=CHUNK_BYTES)
+    theirs = ours.open("theirs")
+    assert theirs is not None
+    theirs.seek(CHUNK_BYTES + 5)
+    assert theirs.read(10) == data[CHUNK_BYTES + 5:CHUNK_BYTES + 15]
+    theirs.seek(0)
+    assert theirs.read() == data
+    ours.remove("theirs")
+    assert database["audio.chunks"].count_documents({"files_id": "theirs"}) == 0 and not ours.exists("theirs")
+    assert ours.exists("ours")

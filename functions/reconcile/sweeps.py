@@ -138,7 +138,7 @@ class Reconciler:
             for owner in store.orphan_chunk_owners():
                 count = self.database[f"{bucket}.chunks"].count_documents({"files_id": owner})
                 if self.previous_orphans.get((bucket, owner)) == count:
-                    store.remove(owner)
+                    store.remove_chunks_of(owner)
                     removed += 1
                 else:
                     seen[(bucket, owner)] = count

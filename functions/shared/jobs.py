@@ -100,8 +100,7 @@ class Jobs:
             JobState.CONVERTING,
             {"attempt_id": attempt_id, "lease_until": moment + lease, "started_at": moment,
              "progress": {"percent": 0.0, "eta_seconds": None}},
-            # The claim itself proves the video-uploaded event went out: it clears it, not the upload, so one
-            # write fewer touches the job at the moment the converter claims it.
+            # The claim proves the video-uploaded event went out, should the upload have died before clearing it.
             unset=("pending_event",),
             increment={"attempts": 1},
         )

@@ -1,6 +1,14 @@
 """Media in GridFS: videos and MP3s in buckets of their own, each file's id the id of its job.
 
-GridFS writes chunks first and the files document last, so an interrupted write leaves chunks no file owns.
+The layout is GridFS's (a `<bucket>.files` document per file; `<bucket>.chunks` documents with `files_id`, `n`
+and `data`), so any driver's GridFS reads it. One thing is chosen: a chunk's `_id` is `<file id>/<n>`, not an
+ObjectId, and this module reads and deletes chunks one `_id` at a time. A lookup by `_id` alone is the one query
+every MongoDB server answers from its primary index. FerretDB 1.x, the local stack's, answers a query on
+`files_id` by decoding every chunk of the bucket, so its cost grows with all the media stored, not with the file
+read (docs/BENCHMARKS.md). Files written with ObjectId chunk ids (by another GridFS writer) are still read and
+removed, by `files_id`.
+
+Chunks are written first and the files document last, so an interrupted write leaves chunks no file owns.
 Deterministic ids make a second write of the same media collide instead of duplicating it, and `remove` clears
 a file together with any such orphan chunks before a retry writes again.
 """
@@ -11,11 +19,11 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-import gridfs.synchronous.grid_file
-from gridfs import GridFSBucket
+from bson import Binary
+from pymongo import ASCENDING, DeleteOne
 from pymongo.collection import Collection
 from pymongo.cursor import Cursor
 from pymongo.database import Database
@@ -25,12 +33,18 @@ AUDIO = "audio"
 # Larger than GridFS's 255 KiB default: fewer round trips per file; well under the 16 MiB document limit.
 CHUNK_BYTES = 1024 * 1024
 COPY_BYTES = 1024 * 1024
-# Chunks fetched per round trip when reading. A server may answer a query with more than one reply can carry
-# (FerretDB does not cap a batch at 16 MiB), so reads ask for small batches themselves.
+# Chunks per insert while writing: few round trips, and a writer's memory stays at a few MiB whatever the size
+# (pymongo's own GridFS writer buffers up to 48 MB per insert).
+WRITE_BATCH_CHUNKS = 4
+# Chunks per delete command: one round trip deletes this many, each by its _id.
+DELETE_BATCH_CHUNKS = 32
+# Chunks fetched per round trip when reading a file by files_id. A server may answer a query with more than one
+# reply can carry (FerretDB does not cap a batch at 16 MiB), so reads ask for small batches themselves.
 READ_BATCH_CHUNKS = 8
-# pymongo buffers up to 48 MB of chunks per insert while writing a file, which costs an upload several times
-# that in memory; a few chunks per insert keep an upload's footprint flat at no cost in speed (docs/BENCHMARKS.md).
-gridfs.synchronous.grid_file._UPLOAD_BUFFER_SIZE = 4 * CHUNK_BYTES
+
+
+def chunk_id(file_id: str, n: int) -> str:
+    return f"{file_id}/{n}"
 
 
 class TooLarge(Exception):
@@ -48,41 +62,69 @@ class MediaStore:
     def __init__(self, db: Database[dict[str, Any]], bucket_name: str) -> None:
         self.db = db
         self.bucket_name = bucket_name
-        self.bucket = GridFSBucket(db, bucket_name=bucket_name, chunk_size_bytes=CHUNK_BYTES)
+        self.files = db[f"{bucket_name}.files"]
+        self.chunks = db[f"{bucket_name}.chunks"]
+        self._indexed = False
 
-    def store(self, file_id: str, chunks: Iterable[bytes], *, filename: str, metadata: dict[str, Any],
+    def store(self, file_id: str, pieces: Iterable[bytes], *, filename: str, metadata: dict[str, Any],
               max_bytes: int | None = None) -> StoredFile:
-        """Streams `chunks` into GridFS under `file_id`, hashing as it goes; on any failure removes what it wrote."""
+        """Streams `pieces` into GridFS under `file_id`, hashing as it goes; on any failure removes what it wrote."""
+        self._ensure_indexes()
         digest = hashlib.sha256()
-        size = 0
-        stream = self.bucket.open_upload_stream_with_id(file_id, filename, metadata=metadata)
+        size = chunk_count = 0
+        unwritten: list[dict[str, Any]] = []
+        buffer = bytearray()
+
+        def add_chunk(data: bytes) -> None:
+            nonlocal chunk_count
+            unwritten.append({"_id": chunk_id(file_id, chunk_count), "files_id": file_id, "n": chunk_count,
+                              "data": Binary(data)})
+            chunk_count += 1
+            if len(unwritten) == WRITE_BATCH_CHUNKS:
+                self.chunks.insert_many(unwritten)
+                unwritten.clear()
+
         try:
-            for chunk in chunks:
-                size += len(chunk)
+            for piece in pieces:
+                size += len(piece)
                 if max_bytes is not None and size > max_bytes:
                     raise TooLarge(f"more than {max_bytes} bytes")
-                digest.update(chunk)
-                stream.write(chunk)
+                digest.update(piece)
+                buffer += piece
+                while len(buffer) >= CHUNK_BYTES:
+                    add_chunk(bytes(buffer[:CHUNK_BYTES]))
+                    del buffer[:CHUNK_BYTES]
+            if buffer:
+                add_chunk(bytes(buffer))
+            if unwritten:
+                self.chunks.insert_many(unwritten)
             # sha256 travels in the files document; GridFS's md5 is deprecated.
-            setattr(stream, "sha256", digest.hexdigest())  # noqa: B010 - GridIn stores extra attributes
-            stream.close()
+            self.files.insert_one({"_id": file_id, "length": size, "chunkSize": CHUNK_BYTES,
+                                   "uploadDate": datetime.now(UTC), "filename": filename, "metadata": metadata,
+                                   "sha256": digest.hexdigest()})
         except BaseException:
-            stream.abort()
             self.remove(file_id)
             raise
         return StoredFile(file_id=file_id, size_bytes=size, sha256=digest.hexdigest())
+
+    def _ensure_indexes(self) -> None:
+        """The indexes the GridFS spec asks of every writer, so that other drivers' reads (by files_id) use one."""
+        if not self._indexed:
+            self.chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
+            self.files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
+            self._indexed = True
 
     def store_file(self, file_id: str, source: BinaryIO, *, filename: str, metadata: dict[str, Any]) -> StoredFile:
         return self.store(file_id, read_chunks(source), filename=filename, metadata=metadata)
 
     def open(self, file_id: str) -> StoredMedia | None:
-        document = self.db[f"{self.bucket_name}.files"].find_one({"_id": file_id})
+        document = self.files.find_one({"_id": file_id})
         if document is None:
             return None
-        return StoredMedia(self.db[f"{self.bucket_name}.chunks"], document)
+        return StoredMedia(self.chunks, document)
 
     def exists(self, file_id: str) -> bool:
-        return self.db[f"{self.bucket_name}.files"].count_documents({"_id": file_id}, limit=1) == 1
+        return self.files.count_documents({"_id": file_id}, limit=1) == 1
 
     def copy_to(self, file_id: str, destination: BinaryIO) -> bool:
         """Writes the stored file to `destination`; False when there is no such file."""
@@ -94,14 +136,35 @@ class MediaStore:
         return True
 
     def remove(self, file_id: str) -> None:
-        """Deletes the file and every chunk that names it, whether or not its files document was ever written."""
-        self.db[f"{self.bucket_name}.files"].delete_one({"_id": file_id})
-        self.db[f"{self.bucket_name}.chunks"].delete_many({"files_id": file_id})
+        """Deletes the file and every chunk that names it, whether or not its files document was ever written.
+
+        The files document goes first: a reader then finds no file, never a file with chunks missing."""
+        document = self.files.find_one({"_id": file_id}, {"length": 1, "chunkSize": 1})
+        self.files.delete_one({"_id": file_id})
+        expected = -(-document["length"] // document["chunkSize"]) if document else 0
+        if self._delete_chunks_by_id(file_id, expected) < expected:
+            self.remove_chunks_of(file_id)  # written with other chunk ids
+
+    def _delete_chunks_by_id(self, file_id: str, expected: int) -> int:
+        """Deletes chunks 0, 1, ... of the file by _id: at least `expected` of them, then on until a batch finds
+        gaps (chunks are written in order, so an interrupted write left a prefix of them)."""
+        deleted = start = 0
+        while True:
+            batch = [DeleteOne({"_id": chunk_id(file_id, n)}) for n in range(start, start + DELETE_BATCH_CHUNKS)]
+            found = self.chunks.bulk_write(batch, ordered=False).deleted_count
+            deleted += found
+            start += DELETE_BATCH_CHUNKS
+            if start >= expected and found < DELETE_BATCH_CHUNKS:
+                return deleted
+
+    def remove_chunks_of(self, file_id: Any) -> None:
+        """Deletes every chunk naming `file_id`, whatever its _id (for orphans found by `orphan_chunk_owners`)."""
+        self.chunks.delete_many({"files_id": file_id})
 
     def orphan_chunk_owners(self) -> list[Any]:
         """Ids that chunks name but no files document has: what interrupted writes left behind."""
-        chunk_owners = set(self.db[f"{self.bucket_name}.chunks"].distinct("files_id"))
-        file_ids = set(self.db[f"{self.bucket_name}.files"].distinct("_id"))
+        chunk_owners = set(self.chunks.distinct("files_id"))
+        file_ids = set(self.files.distinct("_id"))
         return sorted(chunk_owners - file_ids, key=str)
 
 
@@ -147,16 +210,22 @@ class StoredMedia(io.RawIOBase):
 
     def _next_chunk(self) -> bytes:
         index = self._position // self.chunk_size
+        chunk = None if self._cursor is not None else self._chunks.find_one({"_id": chunk_id(self.file_id, index)})
+        if chunk is None:
+            chunk = self._next_chunk_by_files_id(index)
+        if chunk is None or chunk["n"] != index:
+            raise OSError(f"stored file {self.file_id!r} is missing chunk {index}")
+        self._buffer, self._buffer_start = bytes(chunk["data"]), index * self.chunk_size
+        return self._buffer
+
+    def _next_chunk_by_files_id(self, index: int) -> dict[str, Any] | None:
+        """For a file whose chunks have other ids: a cursor over its chunks by files_id and n, from `index` on."""
         if self._cursor is None or self._buffer_start + len(self._buffer) != index * self.chunk_size:
             if self._cursor is not None:
                 self._cursor.close()
             self._cursor = self._chunks.find({"files_id": self.file_id, "n": {"$gte": index}},
                                              sort=[("n", 1)], batch_size=READ_BATCH_CHUNKS)
-        chunk = next(self._cursor, None)
-        if chunk is None or chunk["n"] != index:
-            raise OSError(f"stored file {self.file_id!r} is missing chunk {index}")
-        self._buffer, self._buffer_start = bytes(chunk["data"]), index * self.chunk_size
-        return self._buffer
+        return next(self._cursor, None)
 
     def read(self, size: int = -1) -> bytes:
         end = self.length if size is None or size < 0 else min(self.length, self._position + size)

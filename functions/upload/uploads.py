@@ -98,15 +98,18 @@ class Uploads:
             "bitrate_kbps": event.bitrate_kbps, "container": container,
         }
         try:
-            self.jobs.create(job, event)
-            # Left pending on purpose: the converter's claim clears it (see Jobs.claim_conversion), and if the
-            # event is lost on its way, the reconcile sweep emits it again.
+            self.jobs.create(job, event)  # with the event pending: the reconcile sweep emits it should we die
             self.emitter.emit(event)
         except (EmitError, pymongo.errors.PyMongoError) as error:
             log.error("job %s could not be queued, removing it: %s", event.job_id, error)
             self.undo(event.job_id)
             raise HttpError(503, "queue_unavailable", "the conversion could not be queued and nothing was kept; "
                                                       "try again", {"Retry-After": "5"}) from None
+        try:
+            # The broker has it. Left pending, the sweep would send it again while it waits in a long queue.
+            self.jobs.clear_pending(event.job_id, event.event_id())
+        except pymongo.errors.PyMongoError as error:  # then the sweep sends a duplicate, which convert ignores
+            log.warning("job %s: its sent event is still marked pending: %s", event.job_id, error)
 
     def undo(self, job_id: str) -> None:
         try:

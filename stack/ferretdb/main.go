@@ -7,7 +7,7 @@
 // with telemetry disabled and no debug listener.
 //
 // FerretDB itself listens on a Unix socket in a private directory; the public address is a writeSerializer
-// (writelock.go says why).
+// (writelock.go says why). On SQLite, an idIndexer adds the index FerretDB's _id lookups need (idindex.go).
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -73,6 +74,10 @@ func main() {
 		<-ctx.Done()
 		public.Close()
 	}()
+	if config.Handler == "sqlite" {
+		indexer := &idIndexer{dir: sqliteDir(*sqliteURL), writes: &serializer.writes, logger: logger}
+		go indexer.run(ctx)
+	}
 	go func() {
 		if err := serializer.serve(public); err != nil {
 			log.Printf("write serializer: %v", err)
@@ -83,4 +88,10 @@ func main() {
 	if err := server.Run(ctx); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// sqliteDir is the directory of a `file:` URL such as `file:data/` or `file:/var/lib/ferretdb/?mode=rwc`.
+func sqliteDir(sqliteURL string) string {
+	path, _, _ := strings.Cut(strings.TrimPrefix(sqliteURL, "file:"), "?")
+	return path
 }
