@@ -96,6 +96,8 @@ def stop(name: str, timeout: float = 15.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    # A supervisor removes its child's pid file as it exits, but not when it is killed after the timeout.
+    pid_file(f"{name}.child").unlink(missing_ok=True)
     return True
 
 

@@ -12,6 +12,7 @@ Figures, each a median of a few runs where cheap:
   256 MiB and a 1 GiB body (an MP4 header and filler: accepted, stored, then failing conversion as not media);
   the convert worker's peak beside its idle RSS over one job.
 - upload throughput into GridFS against a bare pymongo GridFSBucket upload of the same bytes.
+- GridFS lookups: reading a 1 MiB file with 0, 32 and 64 MiB beside it, pymongo's GridFSBucket against MediaStore.
 """
 
 from __future__ import annotations
@@ -366,8 +367,7 @@ class ConvertBench:
         return elapsed, phases, job
 
     def discard(self, job_id: str) -> None:
-        """Leaves nothing of a bench job behind: every GridFS read and delete on FerretDB/SQLite scans the whole
-        chunks collection, so what is left there slows down everyone's conversions."""
+        """Leaves nothing of a bench job behind, so that every measurement starts from the same stored media."""
         MediaStore.remove(self.audio, job_id)
         MediaStore.remove(self.videos, job_id)
         Jobs.delete(self.jobs, job_id)
@@ -487,7 +487,7 @@ class EndToEnd:
         answered = time.monotonic()
         arrived, arrived_wall, event_type = self.watch.wait([job_id])[job_id]
         job = self.jobs.get(job_id) or {}
-        self.audio.remove(job_id)  # stored MP3s slow every later GridFS lookup on FerretDB/SQLite: see discard
+        self.audio.remove(job_id)  # each measurement starts from the same stored media: see discard
         if event_type != AUDIO_CONVERTED:
             raise RuntimeError(f"job {job_id}: {event_type}: {job.get('failure')}")
         history = {step["state"]: step["at"].timestamp() for step in job["history"]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ from events import (
     CONVERSION_FAILED,
     NOTIFICATION_SENT,
     AudioConverted,
+    EventEmitter,
     EventPayload,
     VideoUploaded,
     to_cloud_event,
 )
+from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
 from stack.config import LOCAL, ROOT
@@ -353,6 +355,27 @@ def test_status_and_download_for_the_owner_only(app: Callable[[str], FlaskClient
             answer = client.get(f"/{job_id}", headers=stranger)
             assert answer.status_code == 404 and answer.json == {"error": "not_found", "message": "no such job"}
     assert MediaStore(database, AUDIO).exists(event.job_id)
+
+
+# --- reconcile ----------------------------------------------------------------------------------------------
+
+def test_orphan_chunks_unchanged_over_two_sweeps_are_removed_by_a_new_process_each_time(database: Any,
+                                                                                         sink: Sink) -> None:
+    store = MediaStore(database, VIDEOS)
+    store.store("kept", [b"kept"], filename="kept", metadata={})
+    database["videos.chunks"].insert_one({"_id": "orphan/0", "files_id": "orphan", "n": 0, "data": b"x"})
+
+    def sweep() -> int:  # a reconcile function scaled to zero between sweeps: a new process each time
+        return Reconciler(database=database, jobs=Jobs(database), emitter=EventEmitter(sink.url, "reconcile"),
+                          stuck_after=timedelta(minutes=30), max_redrives=3).remove_orphan_chunks()
+
+    assert sweep() == 0  # first seen
+    database["videos.chunks"].insert_one({"_id": "orphan/1", "files_id": "orphan", "n": 1, "data": b"y"})
+    assert sweep() == 0  # still growing: an upload may be writing it
+    assert store.orphan_chunk_owners() == ["orphan"]
+    assert sweep() == 1  # unchanged since the last sweep
+    assert store.orphan_chunk_owners() == [] and store.exists("kept")
+    assert sweep() == 0
 
 
 # --- settings -----------------------------------------------------------------------------------------------

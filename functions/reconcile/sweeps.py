@@ -4,7 +4,7 @@ confirmed) and a converter can die with its pod; the job records say what should
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +21,8 @@ PENDING_GRACE = timedelta(seconds=30)
 # A converter may still be writing for this long after its job was cancelled (until its ffmpeg deadline passes),
 # so a recently cancelled job's media are deleted again at every sweep.
 CANCELLED_RECHECK = timedelta(hours=1)
+# Where the orphan sweep remembers what it saw, for the next sweep to compare.
+ORPHAN_SIGHTINGS = "orphan_sightings"
 
 
 @dataclass
@@ -42,8 +44,6 @@ class Reconciler:
     stuck_after: timedelta
     max_redrives: int
     pending_grace: timedelta = PENDING_GRACE
-    # Orphan chunk owners seen by the previous sweep, with their chunk counts (an upload still writing changes its).
-    previous_orphans: dict[tuple[str, Any], int] = field(default_factory=dict)
 
     def run(self) -> SweepReport:
         report = SweepReport()
@@ -130,17 +130,24 @@ class Reconciler:
         return count
 
     def remove_orphan_chunks(self) -> int:
-        """Removes chunks without a files document that were already orphaned, unchanged, at the last sweep."""
-        seen: dict[tuple[str, Any], int] = {}
+        """Removes chunks without a files document that were already orphaned, unchanged, at the last sweep (an
+        upload still writing adds chunks between sweeps). The sightings are kept in the database, not in this
+        process: a scale-to-zero reconcile function is a new process at most sweeps."""
+        sightings = self.database[ORPHAN_SIGHTINGS]
+        previous = {sighting["_id"]: sighting["chunks"] for sighting in sightings.find()}
+        current: dict[str, int] = {}
         removed = 0
         for bucket in (VIDEOS, AUDIO):
             store = MediaStore(self.database, bucket)
             for owner in store.orphan_chunk_owners():
+                key = f"{bucket}:{owner}"
                 count = self.database[f"{bucket}.chunks"].count_documents({"files_id": owner})
-                if self.previous_orphans.get((bucket, owner)) == count:
+                if previous.get(key) == count:
                     store.remove_chunks_of(owner)
                     removed += 1
                 else:
-                    seen[(bucket, owner)] = count
-        self.previous_orphans = seen
+                    current[key] = count
+        sightings.delete_many({})
+        if current:
+            sightings.insert_many([{"_id": key, "chunks": count, "seen_at": now()} for key, count in current.items()])
         return removed
