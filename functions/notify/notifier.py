@@ -94,8 +94,8 @@ class Notifier:
             raise RetryLater(f"mail API unreachable: {error}") from None
         sent = NotificationSent(job_id=event.job_id, owner_id=event.owner_id, audio_id=event.audio_id,
                                 channel="log" if channel == "log" else "email", sent_at=now())
-        # A claim wiped by a concurrent read-modify-write (FerretDB, see docs/RELIABILITY.md) still gets its record:
-        # the email went out, and a redelivery must find it sent.
+        # Recorded even over a claim that has gone (a store that loses concurrent updates, as FerretDB does without
+        # the local stack's write serializer: docs/RELIABILITY.md): the email went out; a redelivery must see it.
         updated = self.jobs.update(event.job_id, {"$or": [{"notification.state": "sending"},
                                                           {"notification": {"$exists": False}}]},
                                    {"notification": {"state": "sent", "channel": sent.channel, "at": sent.sent_at}},
