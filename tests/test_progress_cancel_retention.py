@@ -122,7 +122,7 @@ def user(endpoints: dict[str, str]) -> Vid2mp3:
     return new_user(endpoints)[0]
 
 
-def converted(client: Vid2mp3, endpoints: dict[str, str], database: Any, video: Path) -> dict[str, Any]:
+def converted(client: Vid2mp3, video: Path) -> dict[str, Any]:
     job_id = client.upload(video)["job_id"]
     return client.follow(job_id, lambda _: None, timeout=90)
 
@@ -184,8 +184,7 @@ def status_request(client: Vid2mp3, method: str, path: str) -> requests.Response
 
 @pytest.mark.stack
 @pytest.mark.parametrize("clip", ["minute", "long"])
-def test_progress_rises_monotonically_to_100(endpoints: dict[str, str], user: Vid2mp3, clips: dict[str, Path],
-                                             database: Any, clip: str) -> None:
+def test_progress_rises_monotonically_to_100(user: Vid2mp3, clips: dict[str, Path], clip: str) -> None:
     """The 60 s clip takes ffmpeg under a second (0 then 100 %); the 20 min one shows the steps in between."""
     accepted = user.upload(clips[clip])
     views = follow_stream(user, accepted["job_id"])
@@ -204,8 +203,7 @@ def test_progress_rises_monotonically_to_100(endpoints: dict[str, str], user: Vi
 
 
 @pytest.mark.stack
-def test_the_client_follows_a_job_through_its_event_stream(endpoints: dict[str, str], user: Vid2mp3,
-                                                          clips: dict[str, Path], database: Any) -> None:
+def test_the_client_follows_a_job_through_its_event_stream(user: Vid2mp3, clips: dict[str, Path]) -> None:
     accepted = user.upload(clips["short"])
     response = requests.get(f"{user.status_url}/{accepted['job_id']}/events", headers=user._headers(),
                             stream=True, timeout=30)
@@ -278,7 +276,7 @@ def test_cancel_mid_conversion_ends_ffmpeg_within_2_s_and_leaves_no_media(
 @pytest.mark.stack
 def test_cancel_of_a_finished_job_is_refused_and_owner_only(endpoints: dict[str, str], user: Vid2mp3,
                                                             clips: dict[str, Path], database: Any) -> None:
-    job = converted(user, endpoints, database, clips["short"])
+    job = converted(user, clips["short"])
     assert job["state"] == "done"
     refused = status_request(user, "POST", f"{job['job_id']}/cancel")
     assert refused.status_code == 409
@@ -300,7 +298,7 @@ def test_cancel_of_a_finished_job_is_refused_and_owner_only(endpoints: dict[str,
 def test_an_expired_mp3_answers_410_and_its_chunks_are_gone(endpoints: dict[str, str], user: Vid2mp3,
                                                            clips: dict[str, Path], database: Any,
                                                            tmp_path: Path) -> None:
-    job = converted(user, endpoints, database, clips["short"])
+    job = converted(user, clips["short"])
     assert job["state"] == "done"
     job_id = job["job_id"]
     record = database["jobs"].find_one({"_id": job_id})

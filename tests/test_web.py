@@ -195,8 +195,7 @@ def record_progress(tab: Tab) -> None:
 
 
 @pytest.mark.stack
-def test_sign_up_upload_follow_and_download_in_a_browser(tab: Tab, endpoints: dict[str, str], database: Any,
-                                                         tmp_path: Path) -> None:
+def test_sign_up_upload_follow_and_download_in_a_browser(tab: Tab, tmp_path: Path) -> None:
     video = make_clip(tmp_path / f"holiday {uuid.uuid4().hex[:8]}.mp4", seconds=20)
     sign_up(tab)
     record_progress(tab)
@@ -251,8 +250,7 @@ def test_wrong_password_is_shown(tab: Tab, endpoints: dict[str, str]) -> None:
 
 
 @pytest.mark.stack
-def test_a_conversion_is_cancelled_from_the_page(tab: Tab, endpoints: dict[str, str], database: Any,
-                                                 tmp_path: Path) -> None:
+def test_a_conversion_is_cancelled_from_the_page(tab: Tab, database: Any, tmp_path: Path) -> None:
     video = make_clip(tmp_path / f"long {uuid.uuid4().hex[:8]}.mp4", seconds=1200)
     sign_up(tab)
     tab.page.set_input_files("#file", str(video))
