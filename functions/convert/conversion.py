@@ -114,7 +114,7 @@ class Converter:
     def store_and_finish(self, job: Job, attempt_id: str, target: Path, audio: tuple[float, bool]) -> None:
         job_id = job["_id"]
         duration, copied = audio
-        if job.get("attempts", 1) > 1:
+        if job["attempts"] > 1:  # the claim counted this attempt
             self.audio.remove(job_id)  # what an earlier attempt that died mid-write may have left behind
         with target.open("rb") as file:
             stored = self.audio.store_file(job_id, file, filename=f"{job_id}.mp3",

@@ -159,9 +159,8 @@ def run(command: list[str], *, expected_duration: float | None, timeout: float,
         for line in process.stderr:
             errors.append(line.decode(errors="replace").strip())
 
-    progress_reader, errors_reader = (threading.Thread(target=target, daemon=True)
-                                      for target in (read_progress, read_errors))
-    readers = [progress_reader, errors_reader]
+    progress_reader = threading.Thread(target=read_progress, daemon=True)
+    readers = [progress_reader, threading.Thread(target=read_errors, daemon=True)]
     for reader in readers:
         reader.start()
     try:

@@ -60,8 +60,6 @@ class StoredFile:
 
 class MediaStore:
     def __init__(self, db: Database[dict[str, Any]], bucket_name: str) -> None:
-        self.db = db
-        self.bucket_name = bucket_name
         self.files = db[f"{bucket_name}.files"]
         self.chunks = db[f"{bucket_name}.chunks"]
         self._indexed = False
