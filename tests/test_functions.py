@@ -30,6 +30,7 @@ from events import (
     VideoUploaded,
     to_cloud_event,
 )
+from functions.notify.notifier import Mailer, Notifier
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
@@ -327,6 +328,44 @@ def test_notify_retries_later_when_the_mail_api_fails(app: Callable[[str], Flask
     assert Jobs(database).get(event.job_id)["notification"]["state"] == "retry"
     assert post_event(notify, converted, "binary").status_code == 200
     assert Jobs(database).get(event.job_id)["notification"]["state"] == "sent"
+
+
+class StoreAwayOnce(Jobs):
+    """The job store dropping the connection the first time the notifier records a sent email, as it did while
+    FerretDB restarted in the fault suite (the write may or may not have been applied)."""
+
+    def __init__(self, database: Any, *, applied: bool) -> None:
+        super().__init__(database)
+        self.applied, self.failures = applied, 0
+
+    def update(self, job_id: str, query: dict[str, Any], fields: dict[str, Any], event: Any = None) -> Any:
+        if self.failures == 0 and fields.get("notification", {}).get("state") == "sent":
+            self.failures += 1
+            if self.applied:
+                super().update(job_id, query, fields, event)
+            raise pymongo.errors.AutoReconnect("connection closed")
+        return super().update(job_id, query, fields, event)
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["write-lost", "answer-lost"])
+def test_notify_keeps_one_email_when_the_store_drops_its_sent_record(
+        app: Callable[[str], FlaskClient], endpoints: dict[str, str], function_env: dict[str, str], bearer: Any,
+        sink: Sink, database: Any, tmp_path: Path, applied: bool) -> None:
+    _, token = bearer
+    event = seed_job(database, owner_of(token), make_clip(tmp_path / "clip.mp4", seconds=1))
+    post_event(app("convert"), event, "binary")
+    converted = AudioConverted.model_validate(sink.events()[0]["data"])
+    jobs = StoreAwayOnce(database, applied=applied)
+    notifier = Notifier(jobs=jobs, mailer=Mailer(api_key="local-standin-key", api_host=endpoints["SENDGRID_API_HOST"],
+                                                 sender="vid2mp3@test.vid2mp3.dev"),
+                        emitter=EventEmitter(sink.url, "notify"), mysql_url=endpoints["MYSQL_URL"],
+                        public_download_url=function_env["PUBLIC_DOWNLOAD_URL"])
+    notifier.handle(converted)
+    notifier.handle(converted)  # a redelivery
+    messages = requests.get(f"{endpoints['SENDGRID_API_HOST']}/_standin/messages", timeout=5).json()
+    assert len([m for m in messages if event.job_id in m["body"]["content"][0]["value"]]) == 1
+    assert jobs.failures == 1 and jobs.get(event.job_id)["notification"]["state"] == "sent"
+    assert [e["attributes"]["type"] for e in sink.events()] == [AUDIO_CONVERTED, NOTIFICATION_SENT]
 
 
 # --- status and download ------------------------------------------------------------------------------------

@@ -8,10 +8,12 @@ only re-emits the event if it is still pending.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import pymongo.errors
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # A send that has not finished within this long is assumed to have died with its process.
 SENDING_LEASE = timedelta(seconds=60)
+# How long a sent email's record is retried while the job store is away: well inside the Trigger's 30 s timeout.
+SENT_RECORD_PATIENCE_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -94,14 +98,27 @@ class Notifier:
             raise RetryLater(f"mail API unreachable: {error}") from None
         sent = NotificationSent(job_id=event.job_id, owner_id=event.owner_id, audio_id=event.audio_id,
                                 channel="log" if channel == "log" else "email", sent_at=now())
-        # Recorded even over a claim that has gone (a store that loses concurrent updates, as FerretDB does without
-        # the local stack's write serializer: docs/RELIABILITY.md): the email went out; a redelivery must see it.
-        updated = self.jobs.update(event.job_id, {"$or": [{"notification.state": "sending"},
-                                                          {"notification": {"$exists": False}}]},
-                                   {"notification": {"state": "sent", "channel": sent.channel, "at": sent.sent_at}},
-                                   sent)
-        if updated is not None:
-            self.jobs.flush_pending(updated, self.emitter)
+        self.record_sent(sent)
+
+    def record_sent(self, sent: NotificationSent) -> None:
+        """Marks the email sent, with its event. The email is out: were this write given up while the store is
+        restarting, the next delivery would find the claim lapsed and send a second one. So it is retried here,
+        within the notify Trigger's 30 s timeout; what the broker could not redo, this process does."""
+        deadline = time.monotonic() + SENT_RECORD_PATIENCE_SECONDS
+        while True:
+            try:
+                # Recorded even over a claim that has gone (a store that loses concurrent updates, as FerretDB does
+                # without the local stack's write serializer: docs/RELIABILITY.md).
+                updated = self.jobs.update(
+                    sent.job_id, {"$or": [{"notification.state": "sending"}, {"notification": {"$exists": False}}]},
+                    {"notification": {"state": "sent", "channel": sent.channel, "at": sent.sent_at}}, sent)
+                break
+            except pymongo.errors.PyMongoError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        # None: an earlier try was applied though its answer was lost; its event may still be pending.
+        self.jobs.flush_pending(updated or self.jobs.get(sent.job_id) or {}, self.emitter)
 
     def record(self, job_id: str, notification: dict[str, Any]) -> None:
         self.jobs.update(job_id, {}, {"notification": notification})
