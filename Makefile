@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 VIDEO ?=
 OUT ?=
 
-.PHONY: help setup up down status logs test test-quick test-faults run bench lint schemas
+.PHONY: help setup up down status logs test test-quick test-faults go-test run bench lint schemas
 
 help:
 	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
@@ -29,12 +29,16 @@ status:
 logs:
 	@$(PY) -m stack logs
 
-# The whole suite: the fault-injection and life-cycle tests (marked slow) run last.
-test: up
+# The whole suite: the local FerretDB's Go tests, then Python's; the fault-injection and life-cycle tests
+# (marked slow) run last.
+test: up go-test
 	@$(PY) -m pytest --run-slow
 
-test-quick: up
+test-quick: up go-test
 	@$(PY) -m pytest
+
+go-test: setup
+	@cd stack/ferretdb && PATH="$$PATH:/usr/local/go/bin" GOFLAGS=-mod=readonly go test ./...
 
 test-faults: up
 	@$(PY) -m pytest -m slow --run-slow
