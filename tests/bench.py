@@ -3,8 +3,8 @@ table, PASS/MISS per target of issue 6, and JSON (also written to .local/bench/r
 
 Figures, each a median of a few runs where cheap:
 - convert step: the real `Converter` driven in-process with its real GridFS stores (FerretDB at MONGO_URI), job
-  records and an EventEmitter posting to the real broker ingress; GridFS in and out, both ffprobe runs, the lease
-  and the event included. Timed per phase, so a miss shows where the time goes.
+  records and an EventEmitter posting to the real broker ingress; GridFS in and out, the input's ffprobe, the
+  output's MP3 check, the lease and the event included. Timed per phase, so a miss shows where the time goes.
 - end to end: upload request sent → io.vid2mp3.audio.converted.v1 observed on a temporary queue of our own bound to
   the broker exchange (a headers binding on the event type), through the running upload and convert functions.
 - throughput: 20 clips uploaded at once → MP3s per minute, with the CPU time each stack process used meanwhile.
@@ -343,7 +343,7 @@ class ConvertBench:
         patches = {
             "probe": self.phases.wrap("ffprobe (input)", ffmpeg_tools.probe, outermost_only=True),
             "run": self.phases.wrap("ffmpeg", ffmpeg_tools.run),
-            "verify": self.phases.wrap("ffprobe (output)", ffmpeg_tools.verify),
+            "verify": self.phases.wrap("MP3 check (output)", ffmpeg_tools.verify),
         }
         originals = {name: getattr(ffmpeg_tools, name) for name in patches}
         for name, patched in patches.items():

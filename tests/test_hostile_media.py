@@ -442,6 +442,33 @@ def test_ffprobe_and_ffmpeg_refuse_references(listener: ConnectionCounter, figur
     assert control_connections >= 1, "the listener does not count connections"
 
 
+def test_the_output_check_accepts_only_a_whole_mp3_as_long_as_its_source(tmp_path: Path) -> None:
+    """The check that runs on every converted file, given what a broken conversion could leave: each refused as
+    invalid output, and a whole MP3 passes with its real length."""
+    whole = read(tone_mp3(6))
+    outputs = {
+        "empty": b"",
+        "not_mp3": read(audio_m4a(6)),
+        "cut_behind_its_header": whole[: len(whole) // 2],  # the header still counts every frame
+        "header_claims_121_hours": xing_claim(),
+        "tag_without_frames": b"ID3\x04\x00\x00\x00\x00\x00\x00" + seeded_random(4096),
+    }
+    refusals = {}
+    for name, content in outputs.items():
+        target = tmp_path / f"{name}.mp3"
+        target.write_bytes(content)
+        with pytest.raises(ffmpeg_tools.Rejected) as refused:
+            ffmpeg_tools.verify(target, expected_duration=6.0, max_duration=MAX_DURATION_SECONDS)
+        refusals[name] = refused.value.reason
+    (tmp_path / "whole.mp3").write_bytes(whole)
+
+    assert refusals == dict.fromkeys(outputs, "invalid_output")
+    assert ffmpeg_tools.verify(tmp_path / "whole.mp3", expected_duration=6.0,
+                               max_duration=MAX_DURATION_SECONDS) == pytest.approx(6.0, abs=0.1)
+    with pytest.raises(ffmpeg_tools.Rejected, match="truncated"):  # whole, but short of a longer source
+        ffmpeg_tools.verify(tmp_path / "whole.mp3", expected_duration=12.0, max_duration=MAX_DURATION_SECONDS)
+
+
 BOMB_SCRIPT = """
 import json, resource, sys, time
 from pathlib import Path

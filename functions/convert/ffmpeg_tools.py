@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import ffmpeg
+from mutagen import MutagenError
+from mutagen.mp3 import MP3, MPEGInfo
 
 from events import FailureReason
 from functions.shared.media_formats import FORMAT_WHITELIST, PROTOCOL_WHITELIST
@@ -188,19 +190,28 @@ def run(command: list[str], *, expected_duration: float | None, timeout: float,
 
 
 def verify(target: Path, *, expected_duration: float | None, max_duration: float) -> float:
-    """The MP3's duration, after checking it is an MP3 as long as its source's audio (or the cap)."""
+    """The MP3's duration, after checking it is an MP3 as long as its source's audio (or the cap).
+
+    Read in-process by mutagen from the MP3's own frame headers (the frame count ffmpeg writes into the Xing
+    header): the durations ffprobe reports, in under a millisecond instead of a 70 ms ffprobe run. Like ffprobe,
+    it reads the file ffmpeg left rather than taking ffmpeg's word, which is exit status 0 on some broken inputs."""
     try:
-        result = probe(target, max_streams=1, max_duration=max_duration + 60)
-    except Rejected as rejected:
-        raise Rejected(FailureReason.INVALID_OUTPUT, f"the conversion produced no valid MP3 ({rejected.message})")\
-            from None
-    if result.audio_codec != "mp3" or result.audio_duration is None:
+        info = MP3(target).info
+    except MutagenError as error:
+        raise Rejected(FailureReason.INVALID_OUTPUT, f"the conversion produced no valid MP3 ({error})") from None
+    duration = float(info.length) if isinstance(info, MPEGInfo) else 0.0
+    # max_duration + 60: the cap given to ffmpeg, with room for an encoder's padding, never a forged header.
+    if not isinstance(info, MPEGInfo) or info.layer != 3 or not 0 < duration <= max_duration + 60:
         raise Rejected(FailureReason.INVALID_OUTPUT, "the conversion produced no valid MP3")
+    # The length comes from the header's frame count; the bytes after it must be there too (ffprobe trusts the
+    # header alone, and a file cut short behind a complete header would pass it).
+    if target.stat().st_size < duration * info.bitrate / 8 * (1 - DURATION_TOLERANCE_RATIO):
+        raise Rejected(FailureReason.INVALID_OUTPUT, "the MP3 is shorter than its own header says")
     if expected_duration is not None:
         expected = min(expected_duration, max_duration)
-        shortfall = expected - result.audio_duration
+        shortfall = expected - duration
         if shortfall > max(DURATION_TOLERANCE_SECONDS, expected * DURATION_TOLERANCE_RATIO):
             raise Rejected(FailureReason.INVALID_OUTPUT,
-                           f"the MP3 lasts {result.audio_duration:.1f} s but its source {expected:.1f} s: "
+                           f"the MP3 lasts {duration:.1f} s but its source {expected:.1f} s: "
                            "the input is damaged or truncated")
-    return result.audio_duration
+    return duration
