@@ -54,6 +54,16 @@ def test_reads_seek_anywhere(database: Any) -> None:
     assert store.open("missing") is None
 
 
+def test_a_missing_chunk_fails_a_copy_instead_of_shortening_it(database: Any) -> None:
+    store = MediaStore(database, "videos")
+    store.store("holed", [os.urandom(4 * CHUNK_BYTES)], filename="holed", metadata={})
+    database["videos.chunks"].delete_one({"_id": "holed/2"})
+    copy = io.BytesIO()
+    with pytest.raises(OSError, match="missing chunk 2"):
+        store.copy_to("holed", copy)
+    assert copy.tell() == 2 * CHUNK_BYTES
+
+
 def test_an_oversized_write_leaves_nothing(database: Any) -> None:
     store = MediaStore(database, "videos")
     with pytest.raises(TooLarge):
@@ -110,6 +120,8 @@ def test_files_are_gridfs_both_ways(database: Any) -> None:
     assert theirs.read(10) == data[CHUNK_BYTES + 5:CHUNK_BYTES + 15]
     theirs.seek(0)
     assert theirs.read() == data
+    copy = io.BytesIO()
+    assert ours.copy_to("theirs", copy) and copy.getvalue() == data
     ours.remove("theirs")
     assert database["audio.chunks"].count_documents({"files_id": "theirs"}) == 0 and not ours.exists("theirs")
     assert ours.exists("ours")

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -38,6 +40,9 @@ COPY_BYTES = 1024 * 1024
 WRITE_BATCH_CHUNKS = 4
 # Chunks per delete command: one round trip deletes this many, each by its _id.
 DELETE_BATCH_CHUNKS = 32
+# Chunks requested ahead while a whole file is copied out: the server reads and sends the next while this process
+# writes the last (7 MiB on the local FerretDB: 0.14 s one chunk at a time, 0.08 s two ahead).
+PREFETCH_CHUNKS = 2
 # Chunks fetched per round trip when reading a file by files_id. A server may answer a query with more than one
 # reply can carry (FerretDB does not cap a batch at 16 MiB), so reads ask for small batches themselves.
 READ_BATCH_CHUNKS = 8
@@ -129,8 +134,9 @@ class MediaStore:
         source = self.open(file_id)
         if source is None:
             return False
-        for chunk in read_chunks(source):
-            destination.write(chunk)
+        with source:
+            for chunk in source.prefetched(PREFETCH_CHUNKS):
+                destination.write(chunk)
         return True
 
     def remove(self, file_id: str) -> None:
@@ -205,6 +211,29 @@ class StoredMedia(io.RawIOBase):
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.length}[whence]
         self._position = max(0, min(self.length, base + offset))
         return self._position
+
+    def prefetched(self, ahead: int) -> Iterator[bytes]:
+        """The whole file, chunk by chunk, with the next `ahead` chunks requested by _id on other connections
+        meanwhile. A file whose chunks have other ids is read in order instead, from the first chunk not found."""
+        count = -(-self.length // self.chunk_size)
+
+        def fetch(n: int) -> dict[str, Any] | None:
+            return self._chunks.find_one({"_id": chunk_id(self.file_id, n)})
+
+        pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="chunk-prefetch")
+        try:
+            requested = deque(pool.submit(fetch, n) for n in range(min(ahead, count)))
+            for n in range(count):
+                chunk = requested.popleft().result()
+                if chunk is None:
+                    self.seek(n * self.chunk_size)
+                    yield from read_chunks(self)
+                    return
+                if n + ahead < count:
+                    requested.append(pool.submit(fetch, n + ahead))
+                yield bytes(chunk["data"])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _next_chunk(self) -> bytes:
         index = self._position // self.chunk_size
