@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from stack import processes, servers
 from stack.config import (
+    ALLOCATOR_TUNING,
     BIN,
     ENDPOINTS_FILE,
     FUNCTION_PORTS,
@@ -98,6 +99,7 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         # Conversions in parallel up to the cores, as Knative scales convert pods out.
         "THREADS": "8",
+        **ALLOCATOR_TUNING,
     }
 
 

@@ -34,7 +34,7 @@ from functions.notify.notifier import Mailer, Notifier
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
-from stack.config import LOCAL, ROOT
+from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, ROOT, RUN
 from tests.support import Sink, make_clip, new_user
 
 pytestmark = pytest.mark.stack
@@ -431,3 +431,14 @@ def test_a_function_without_its_settings_refuses_to_start_naming_them(name: str,
     with pytest.raises(MissingSettings) as refusal:
         create_app(target=name, source=str(ROOT / "functions" / name / "main.py"))
     assert all(variable in str(refusal.value) for variable in required_variables(SETTINGS_BY_FUNCTION[name]))
+
+
+def test_the_stacks_function_processes_run_with_the_images_allocator_settings(
+        endpoints: dict[str, str]) -> None:
+    """The running functions' environment carries ALLOCATOR_TUNING (the images' is checked in test_manifests)."""
+    for name in FUNCTION_PORTS:
+        pid = (RUN / f"{name}.child.pid").read_text().strip()
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        variables = dict(entry.partition(b"=")[::2] for entry in environ)
+        tuning = {key: variables.get(key.encode(), b"").decode() for key in ALLOCATOR_TUNING}
+        assert tuning == ALLOCATOR_TUNING, f"{name} runs with {tuning}"

@@ -26,6 +26,8 @@ import jsonschema
 import pytest
 import yaml
 
+from stack.config import ALLOCATOR_TUNING
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
 SKAFFOLD_SCHEMA = SHARED_SCHEMAS / "skaffold" / "v4beta14.json"
@@ -321,6 +323,7 @@ class ImageEntry:
     user: str | None
     base: str
     installs_ffmpeg: bool
+    env: dict[str, str]
 
 
 def image_entry(artifact: dict[str, Any]) -> ImageEntry:
@@ -364,6 +367,7 @@ def image_entry(artifact: dict[str, Any]) -> ImageEntry:
         user=user,
         base=base,
         installs_ffmpeg=installs_ffmpeg,
+        env=env,
     )
 
 
@@ -977,6 +981,8 @@ def test_image_runs_an_existing_function_target_as_non_root(image: str) -> None:
     assert entry.user and entry.user.split(":")[0].isdigit() and entry.user.split(":")[0] != "0"
     assert ":" in entry.base and not entry.base.endswith(":latest"), f"{entry.base}: pin the base image"
     assert entry.installs_ffmpeg == (function == "convert"), "ffmpeg in the converter's image only"
+    tuning = {name: entry.env.get(name) for name in ALLOCATOR_TUNING}
+    assert tuning == ALLOCATOR_TUNING, "the image's allocator settings differ from the local stack's"
     main = ROOT / "functions" / function / "main.py"
     if not main.is_file():
         pytest.skip(f"{main.relative_to(ROOT)} is not written yet")
