@@ -71,6 +71,25 @@ def test_an_oversized_write_leaves_nothing(database: Any) -> None:
     assert database["videos.files"].count_documents({}) == database["videos.chunks"].count_documents({}) == 0
 
 
+def test_an_insert_failing_mid_stream_fails_the_write_and_leaves_nothing(database: Any) -> None:
+    store = MediaStore(database, "videos")
+    # A chunk already stored under the id of the write's sixth: the second batch of inserts fails.
+    database["videos.chunks"].insert_one({"_id": "clash/5", "files_id": "other", "n": 0, "data": b""})
+    pieces_read = 0
+
+    def pieces() -> Iterator[bytes]:
+        nonlocal pieces_read
+        for _ in range(16):
+            pieces_read += 1
+            yield os.urandom(CHUNK_BYTES)
+
+    with pytest.raises(pymongo.errors.BulkWriteError):
+        store.store("clash", pieces(), filename="clash", metadata={})
+    assert pieces_read < 16, "the failure surfaced only after the whole stream was read"
+    assert not store.exists("clash")
+    assert database["videos.chunks"].count_documents({"files_id": "clash"}) == 0
+
+
 def test_orphan_chunks_are_found_and_removed(database: Any) -> None:
     store = MediaStore(database, "videos")
     store.store("kept", [b"a" * 10], filename="kept", metadata={})

@@ -19,7 +19,7 @@ import hashlib
 import io
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -71,12 +71,24 @@ class MediaStore:
 
     def store(self, file_id: str, pieces: Iterable[bytes], *, filename: str, metadata: dict[str, Any],
               max_bytes: int | None = None) -> StoredFile:
-        """Streams `pieces` into GridFS under `file_id`, hashing as it goes; on any failure removes what it wrote."""
+        """Streams `pieces` into GridFS under `file_id`, hashing as it goes; on any failure removes what it wrote.
+
+        Each batch of chunks is inserted on a writer thread while the next is read and hashed, one batch in flight
+        at a time, in order."""
         self._ensure_indexes()
         digest = hashlib.sha256()
         size = chunk_count = 0
         unwritten: list[dict[str, Any]] = []
         buffer = bytearray()
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-writer")
+        in_flight: Future[Any] | None = None
+
+        def write_unwritten() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                in_flight.result()  # raises what the previous insert raised
+            in_flight = writer.submit(self.chunks.insert_many, list(unwritten))
+            unwritten.clear()
 
         def add_chunk(data: bytes) -> None:
             nonlocal chunk_count
@@ -84,8 +96,7 @@ class MediaStore:
                               "data": Binary(data)})
             chunk_count += 1
             if len(unwritten) == WRITE_BATCH_CHUNKS:
-                self.chunks.insert_many(unwritten)
-                unwritten.clear()
+                write_unwritten()
 
         try:
             for piece in pieces:
@@ -100,14 +111,19 @@ class MediaStore:
             if buffer:
                 add_chunk(bytes(buffer))
             if unwritten:
-                self.chunks.insert_many(unwritten)
+                write_unwritten()
+            if in_flight is not None:
+                in_flight.result()
             # sha256 travels in the files document; GridFS's md5 is deprecated.
             self.files.insert_one({"_id": file_id, "length": size, "chunkSize": CHUNK_BYTES,
                                    "uploadDate": datetime.now(UTC), "filename": filename, "metadata": metadata,
                                    "sha256": digest.hexdigest()})
         except BaseException:
+            writer.shutdown(wait=True)  # an insert still running would write chunks after the removal
             self.remove(file_id)
             raise
+        finally:
+            writer.shutdown(wait=True)
         return StoredFile(file_id=file_id, size_bytes=size, sha256=digest.hexdigest())
 
     def _ensure_indexes(self) -> None:
