@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -440,6 +441,20 @@ def test_ffprobe_and_ffmpeg_refuse_references(listener: ConnectionCounter, figur
     assert probed_accepted == [] and converted == [] and connections == 0
     assert control.stdout.strip() == "hls", "the control should show the playlist threat is real on this ffmpeg"
     assert control_connections >= 1, "the listener does not count connections"
+
+
+def test_a_refusal_by_the_probe_stops_the_encode_started_beside_it(tmp_path: Path) -> None:
+    """The converter starts ffmpeg while ffprobe judges the input (functions/convert/conversion.py): leaving the
+    block on the probe's refusal kills it at once, and reaps it."""
+    source = tmp_path / "long.mp3"
+    source.write_bytes(silence_4h())
+    command = ffmpeg_tools.conversion_command(source, tmp_path / "out.mp3", copy=False, bitrate_kbps=128,
+                                              max_duration=MAX_DURATION_SECONDS)
+    with pytest.raises(ffmpeg_tools.Rejected) as refused, ffmpeg_tools.Encoding(command, timeout=150) as encoding:
+        ffmpeg_tools.probe(source, max_streams=MAX_STREAMS, max_duration=MAX_DURATION_SECONDS)
+    assert refused.value.reason == "too_long"
+    assert encoding.process.returncode == -signal.SIGKILL, "ffmpeg was not stopped (4 h of audio takes minutes)"
+    assert not Path(f"/proc/{encoding.process.pid}").exists()
 
 
 def test_the_output_check_accepts_only_a_whole_mp3_as_long_as_its_source(tmp_path: Path) -> None:

@@ -64,7 +64,11 @@ def test_mp3_audio_is_copied_not_reencoded(endpoints: dict[str, str], tmp_path: 
     assert job["audio"]["stream_copied"] is True
     target = tmp_path / "copied.mp3"
     client.download(job["job_id"], target)
-    assert [stream["codec_name"] for stream in probe(target)["streams"]] == ["mp3"]
+    copied = probe(target)
+    assert [stream["codec_name"] for stream in copied["streams"]] == ["mp3"]
+    # The source's own stream, not a re-encode at the job's bitrate.
+    source_audio = next(stream for stream in probe(video)["streams"] if stream["codec_type"] == "audio")
+    assert int(copied["streams"][0]["bit_rate"]) == int(source_audio["bit_rate"]) != job["bitrate_kbps"] * 1000
 
 
 def test_another_user_sees_neither_job_nor_mp3(endpoints: dict[str, str], tmp_path: Path) -> None:

@@ -135,58 +135,81 @@ class Progress:
                 "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1)}
 
 
+class Encoding:
+    """An ffmpeg run, started at once and supervised by `wait`: progress to `heartbeat` about once a second, stopped
+    when the heartbeat answers False (Stopped) or the time runs out (Rejected). Leaving the `with` block stops it."""
+
+    def __init__(self, command: list[str], *, timeout: float) -> None:
+        self.command, self.timeout = command, timeout
+        self.started = time.monotonic()
+        self.expected_duration: float | None = None  # known once the input is probed: the base of the percentage
+        self.progress = Progress()
+        self.errors: deque[str] = deque(maxlen=5)
+        self.process = subprocess.Popen(limited(command, int(timeout) + 5), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self._progress_reader = threading.Thread(target=self._read_progress, daemon=True)
+        self._readers = [self._progress_reader, threading.Thread(target=self._read_errors, daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def __enter__(self) -> Encoding:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _read_progress(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            key, _, value = line.decode(errors="replace").strip().partition("=")
+            if key == "out_time_us" and value.isdigit() and self.expected_duration:
+                fraction = min(1.0, int(value) / 1e6 / self.expected_duration)
+                elapsed = time.monotonic() - self.started
+                # Never backwards: the status and its live stream promise a percentage that only rises.
+                self.progress.percent = max(self.progress.percent, fraction * 100)
+                self.progress.eta_seconds = elapsed / fraction - elapsed if fraction > 0 else None
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.errors.append(line.decode(errors="replace").strip())
+
+    def wait(self, *, expected_duration: float | None, heartbeat: Callable[[Progress], bool],
+             heartbeat_seconds: float = 1.0) -> None:
+        self.expected_duration = expected_duration
+        try:
+            while True:
+                # Wait on the progress reader, which ends when ffmpeg exits and closes its stdout: a thread's join
+                # wakes at once, where Popen.wait(timeout) polls and notices an exit up to 50 ms late.
+                self._progress_reader.join(timeout=heartbeat_seconds)
+                if not self._progress_reader.is_alive():
+                    code = self.process.wait(timeout=max(1.0, self.timeout - (time.monotonic() - self.started)))
+                    break
+                if time.monotonic() - self.started > self.timeout:
+                    raise Rejected(FailureReason.CONVERSION_ERROR,
+                                   f"the conversion took longer than {self.timeout:.0f} s")
+                if not heartbeat(self.progress):
+                    raise Stopped()
+        finally:
+            self.stop()
+        if code != 0:
+            raise Rejected(FailureReason.CONVERSION_ERROR, "ffmpeg could not convert the audio: "
+                           + without_paths("; ".join(self.errors) or f"exit status {code}", self.command)[:500])
+
+    def stop(self) -> None:
+        """Kills ffmpeg if it still runs, and waits for it and its readers."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=5)
+
+
 def run(command: list[str], *, expected_duration: float | None, timeout: float,
         heartbeat: Callable[[Progress], bool], heartbeat_seconds: float = 1.0) -> None:
-    """Runs ffmpeg; calls `heartbeat` about once a second with its progress, and stops ffmpeg when the heartbeat
-    answers False (Stopped) or the time runs out (Rejected)."""
-    started = time.monotonic()
-    process = subprocess.Popen(limited(command, int(timeout) + 5), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL)
-    progress = Progress()
-    errors: deque[str] = deque(maxlen=5)
-
-    def read_progress() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            key, _, value = line.decode(errors="replace").strip().partition("=")
-            if key == "out_time_us" and value.isdigit() and expected_duration:
-                fraction = min(1.0, int(value) / 1e6 / expected_duration)
-                elapsed = time.monotonic() - started
-                # Never backwards: the status and its live stream promise a percentage that only rises.
-                progress.percent = max(progress.percent, fraction * 100)
-                progress.eta_seconds = elapsed / fraction - elapsed if fraction > 0 else None
-
-    def read_errors() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            errors.append(line.decode(errors="replace").strip())
-
-    progress_reader = threading.Thread(target=read_progress, daemon=True)
-    readers = [progress_reader, threading.Thread(target=read_errors, daemon=True)]
-    for reader in readers:
-        reader.start()
-    try:
-        while True:
-            # Wait on the progress reader, which ends when ffmpeg exits and closes its stdout: a thread's join
-            # wakes at once, where Popen.wait(timeout) polls and notices an exit up to 50 ms late.
-            progress_reader.join(timeout=heartbeat_seconds)
-            if not progress_reader.is_alive():
-                code = process.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
-                break
-            if time.monotonic() - started > timeout:
-                raise Rejected(FailureReason.CONVERSION_ERROR, f"the conversion took longer than {timeout:.0f} s")
-            if not heartbeat(progress):
-                raise Stopped()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for reader in readers:
-            reader.join(timeout=5)
-    if code != 0:
-        raise Rejected(FailureReason.CONVERSION_ERROR, "ffmpeg could not convert the audio: "
-                                                       + without_paths("; ".join(errors) or f"exit status {code}",
-                                                                       command)[:500])
+    """Runs ffmpeg to its end under `Encoding`'s supervision."""
+    with Encoding(command, timeout=timeout) as encoding:
+        encoding.wait(expected_duration=expected_duration, heartbeat=heartbeat, heartbeat_seconds=heartbeat_seconds)
 
 
 def verify(target: Path, *, expected_duration: float | None, max_duration: float) -> float:
