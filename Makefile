@@ -12,7 +12,7 @@ OUT ?=
 help:
 	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
 	@echo "make test                                  install, start the local stack, run the whole test suite"
-	@echo "make setup | up | down | status | logs | bench | lint | test-quick (no slow tests) | test-faults (only them)"
+	@echo "make setup | up | down | status | logs | bench | lint | go-test | test-quick (no slow tests) | test-faults (only them)"
 
 setup:
 	@stack/setup.sh
