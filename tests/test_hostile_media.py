@@ -477,7 +477,12 @@ def test_the_output_check_accepts_only_a_whole_mp3_as_long_as_its_source(tmp_pat
         refusals[name] = refused.value.reason
     (tmp_path / "whole.mp3").write_bytes(whole)
 
-    assert refusals == dict.fromkeys(outputs, "invalid_output")
+    with pytest.raises(ffmpeg_tools.Rejected) as missing:
+        ffmpeg_tools.verify(tmp_path / "never-written.mp3", expected_duration=6.0, max_duration=MAX_DURATION_SECONDS)
+    refusals["missing"] = missing.value.reason
+    assert str(tmp_path) not in missing.value.message, "the owner is told no server path"
+
+    assert refusals == dict.fromkeys([*outputs, "missing"], "invalid_output")
     assert ffmpeg_tools.verify(tmp_path / "whole.mp3", expected_duration=6.0,
                                max_duration=MAX_DURATION_SECONDS) == pytest.approx(6.0, abs=0.1)
     with pytest.raises(ffmpeg_tools.Rejected, match="truncated"):  # whole, but short of a longer source

@@ -221,7 +221,8 @@ def verify(target: Path, *, expected_duration: float | None, max_duration: float
     try:
         info = MP3(target).info
     except MutagenError as error:
-        raise Rejected(FailureReason.INVALID_OUTPUT, f"the conversion produced no valid MP3 ({error})") from None
+        detail = without_paths(str(error), [str(target)])[:200]
+        raise Rejected(FailureReason.INVALID_OUTPUT, f"the conversion produced no valid MP3 ({detail})") from None
     duration = float(info.length) if isinstance(info, MPEGInfo) else 0.0
     # max_duration + 60: the cap given to ffmpeg, with room for an encoder's padding, never a forged header.
     if not isinstance(info, MPEGInfo) or info.layer != 3 or not 0 < duration <= max_duration + 60:
