@@ -105,15 +105,17 @@ class Converter:
 
         # The encode starts while ffprobe judges the input, on the other core: ffprobe takes ~60 ms, nearly all of
         # it loading ffmpeg's libraries, which would otherwise come before every encode (a 10 s clip's whole encode
-        # takes 140 ms). Its output counts only once the probe has accepted the input: a refusal, or an MP3 source
-        # (copied rather than re-encoded), stops it on leaving the block.
-        with ffmpeg_tools.Encoding(command(copy=False), timeout=self.ffmpeg_timeout_seconds) as encoding:
+        # takes 140 ms). It guesses from the container the upload recognised: an MP3 file is copied, anything else
+        # re-encoded. Its output counts only once the probe has accepted the input and confirmed the guess; a
+        # refusal or a wrong guess stops it on leaving the block.
+        guessed_copy = job.get("container") == "mp3"
+        with ffmpeg_tools.Encoding(command(copy=guessed_copy), timeout=self.ffmpeg_timeout_seconds) as encoding:
             probed = ffmpeg_tools.probe(source, max_streams=self.max_streams, max_duration=self.max_duration_seconds)
             copy = probed.audio_codec == "mp3"  # already MP3: copy the stream, do not re-encode it
-            if not copy:
+            if copy == guessed_copy:
                 encoding.wait(expected_duration=probed.audio_duration, heartbeat=heartbeat)
-        if copy:
-            ffmpeg_tools.run(command(copy=True), expected_duration=probed.audio_duration,
+        if copy != guessed_copy:
+            ffmpeg_tools.run(command(copy=copy), expected_duration=probed.audio_duration,
                              timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
         duration = ffmpeg_tools.verify(target, expected_duration=probed.audio_duration,
                                        max_duration=self.max_duration_seconds)
