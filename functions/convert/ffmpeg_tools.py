@@ -223,10 +223,10 @@ def verify(target: Path, *, expected_duration: float | None, max_duration: float
     except MutagenError as error:
         detail = without_paths(str(error), [str(target)])[:200]
         raise Rejected(FailureReason.INVALID_OUTPUT, f"the conversion produced no valid MP3 ({detail})") from None
-    duration = float(info.length) if isinstance(info, MPEGInfo) else 0.0
     # max_duration + 60: the cap given to ffmpeg, with room for an encoder's padding, never a forged header.
-    if not isinstance(info, MPEGInfo) or info.layer != 3 or not 0 < duration <= max_duration + 60:
+    if not isinstance(info, MPEGInfo) or info.layer != 3 or not 0 < info.length <= max_duration + 60:
         raise Rejected(FailureReason.INVALID_OUTPUT, "the conversion produced no valid MP3")
+    duration = float(info.length)
     # The length comes from the header's frame count; the bytes after it must be there too (ffprobe trusts the
     # header alone, and a file cut short behind a complete header would pass it).
     if target.stat().st_size < duration * info.bitrate / 8 * (1 - DURATION_TOLERANCE_RATIO):
