@@ -29,16 +29,19 @@ status:
 logs:
 	@$(PY) -m stack logs
 
-# The whole suite: the local FerretDB's Go tests, then Python's; the fault-injection and life-cycle tests
-# (marked slow) run last.
+# The whole suite: the Go tests (the local FerretDB's, the manifests' admission checks), then Python's; the
+# fault-injection and life-cycle tests (marked slow) run last.
 test: up go-test
 	@$(PY) -m pytest --run-slow
 
 test-quick: up go-test
 	@$(PY) -m pytest
 
+# stack/validation runs Knative's, eventing-rabbitmq's and the topology operator's admission checks on knative/ and
+# rabbitmq-source/ (its first build takes minutes; later runs reuse Go's build cache).
 go-test: setup
 	@cd stack/ferretdb && PATH="$$PATH:/usr/local/go/bin" GOFLAGS=-mod=readonly go test ./...
+	@cd stack/validation && PATH="$$PATH:/usr/local/go/bin" GOFLAGS=-mod=readonly go test ./...
 
 test-faults: up
 	@$(PY) -m pytest -m slow --run-slow

@@ -44,6 +44,17 @@ if [ ! -x "$GOBIN/ingress" ] || [ ! -x "$GOBIN/dispatcher" ] || [ stack/broker/g
      go install knative.dev/eventing-rabbitmq/cmd/ingress knative.dev/eventing-rabbitmq/cmd/dispatcher)
   touch "$GOBIN/ingress" "$GOBIN/dispatcher"
 fi
+# stack/validation/go.mod pins the Knative, eventing-rabbitmq and RabbitMQ operator modules: the Go admission test
+# builds on them and tests/test_manifests.py reads their released CRDs from the module cache; its skaffold/ folder
+# pins the skaffold module whose JSON schema that test reads. Nothing is fetched once they are cached.
+# (A module cache emptied later is refilled by the tests themselves: `go mod download` again.)
+stamp="$LOCAL/validation-modules"
+if [ ! -f "$stamp" ] || [ -n "$(find stack/validation -name go.sum -newer "$stamp")" ]; then
+  say "downloading the modules the manifest checks read (go mod download)"
+  (cd stack/validation && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly go mod download)
+  (cd stack/validation/skaffold && GOFLAGS=-mod=readonly go mod download)
+  touch "$stamp"
+fi
 
 # --- Python: a virtual environment with the project and its test dependencies ------------------------------------
 PYTHON="${PYTHON:-python3}"

@@ -1,9 +1,10 @@
 """Checks the cluster side of vid2mp3 offline: knative/, rabbitmq-source/, skaffold.yaml, the Dockerfile.
 
-Against the released schemas in ../shared/schemas (the CRDs of Knative, eventing-rabbitmq and the RabbitMQ
-operators; skaffold v4beta14), the Kubernetes API schemas shipped by the kubernetes-validate package, and the
-code the manifests deploy (events.catalog, functions.shared.settings, functions/<name>/main.py). No cluster
-and no network needed.
+Against the released schemas inside the projects' Go modules, pinned by stack/validation/go.mod and read from
+the Go module cache that `make setup` fills (the CRDs of Knative, eventing-rabbitmq and the RabbitMQ operators;
+skaffold's v4beta13 JSON schema, pinned by stack/validation/skaffold/go.mod), the Kubernetes API schemas shipped
+by the kubernetes-validate package, and the code the manifests deploy (events.catalog, functions.shared.settings,
+functions/<name>/main.py). No cluster and no network needed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import ast
 import copy
 import functools
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -29,8 +32,20 @@ import yaml
 from stack.config import ALLOCATOR_TUNING
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
-SKAFFOLD_SCHEMA = SHARED_SCHEMAS / "skaffold" / "v4beta14.json"
+# The Go module that pins the projects whose released CRDs the custom resources are checked against, and the
+# folders of each module that hold them.
+VALIDATION_MODULE = ROOT / "stack" / "validation"
+CRD_FOLDERS = {
+    "knative.dev/serving": ("config/core/300-resources",),
+    "knative.dev/eventing": ("config/core/resources",),
+    "knative.dev/eventing-rabbitmq": ("config/broker", "config/source"),
+    "github.com/rabbitmq/cluster-operator/v2": ("config/crd/bases",),
+    "github.com/rabbitmq/messaging-topology-operator": ("config/crd/bases",),
+}
+# skaffold has a module of its own, so that its many dependencies stay out of the build of the Go admission test.
+SKAFFOLD_MODULE = VALIDATION_MODULE / "skaffold"
+SKAFFOLD_API_VERSION = "skaffold/v4beta13"
+SKAFFOLD_SCHEMA = Path("docs-v2/content/en/schemas/v4beta13.json")
 MANIFEST_DIRS = ("knative", "rabbitmq-source")
 DEPLOY_DOC = ROOT / "docs" / "DEPLOY.md"
 
@@ -60,12 +75,6 @@ FEATURE_GATED_FIELDS: dict[tuple[str, str], dict[tuple[str, ...], dict[str, Any]
     ("eventing.knative.dev", "Trigger"): {("spec", "delivery"): {"timeout": {"type": "string"}}},
 }
 CORE_GROUPS = {"", "apps", "batch", "policy", "autoscaling"}
-
-needs_shared_schemas = pytest.mark.skipif(
-    not SHARED_SCHEMAS.is_dir(),
-    reason=f"{SHARED_SCHEMAS} is absent: the released CRD and skaffold schemas live there",
-)
-
 
 # --- the manifests ----------
 
@@ -192,10 +201,45 @@ def closed(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
+def module_folder(module: str, go_module: Path) -> Path:
+    """Where the Go module cache holds `module` at the version go_module/go.mod pins (downloading it if absent)."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    # readonly: the versions and hashes come from go.mod and go.sum, never from a newer release.
+    environment = {**os.environ, "GOFLAGS": "-mod=readonly"}
+    result = subprocess.run(
+        [go, "mod", "download", "-json", module],
+        cwd=go_module,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        info = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        info = {}
+    assert result.returncode == 0 and info.get("Dir"), (
+        f"cannot find {module} of {go_module.relative_to(ROOT)}/go.mod in the Go module cache (run `make setup`): "
+        f"{info.get('Error') or result.stderr.strip()}"
+    )
+    return Path(info["Dir"])
+
+
+@functools.cache
+def crd_files() -> tuple[Path, ...]:
+    return tuple(
+        path
+        for module, folders in CRD_FOLDERS.items()
+        for folder in folders
+        for path in sorted((module_folder(module, VALIDATION_MODULE) / folder).glob("*.yaml"))
+    )
+
+
+@functools.cache
 def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(group, version, kind) -> openAPIV3Schema of every served version of every CRD in ../shared/schemas."""
+    """(group, version, kind) -> openAPIV3Schema of every served version of every CRD of the pinned modules."""
     index = {}
-    for path in sorted(SHARED_SCHEMAS.rglob("*.yaml")):
+    for path in crd_files():
         for doc in yaml.safe_load_all(path.read_text()):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
@@ -212,7 +256,7 @@ def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
 def strict_crd_validator(group: str, version: str, kind: str) -> jsonschema.protocols.Validator:
     schema = crd_schemas().get((group, version, kind))
     assert schema is not None, (
-        f"no CRD for {kind} {group}/{version} in {SHARED_SCHEMAS}: wrong apiVersion or kind?"
+        f"no CRD for {kind} {group}/{version} in the modules of stack/validation/go.mod: wrong apiVersion or kind?"
     )
     schema = copy.deepcopy(schema)
     for path, fields in FEATURE_GATED_FIELDS.get((group, kind), {}).items():
@@ -377,7 +421,6 @@ CUSTOM_RESOURCES = [m for m in manifests() if not is_core(m)]
 CORE_OBJECTS = [m for m in manifests() if is_core(m)]
 
 
-@needs_shared_schemas
 @pytest.mark.parametrize("manifest", CUSTOM_RESOURCES, ids=str)
 def test_custom_resource_matches_its_crd_with_unknown_fields_rejected(manifest: Manifest) -> None:
     assert crd_errors(manifest.doc) == []
@@ -515,17 +558,15 @@ def test_a_bad_manifest_is_rejected(
     if is_core(manifest):
         errors = kubernetes_errors(doc)
     else:
-        if not SHARED_SCHEMAS.is_dir():
-            pytest.skip(f"{SHARED_SCHEMAS} is absent")
         errors = crd_errors(doc)
     assert any(expected in error for error in errors), errors
 
 
-@needs_shared_schemas
-def test_skaffold_config_matches_the_v4beta14_schema() -> None:
-    schema = json.loads(SKAFFOLD_SCHEMA.read_text())
+def test_skaffold_config_matches_the_v4beta13_schema() -> None:
+    schema_path = module_folder("github.com/GoogleContainerTools/skaffold/v2", SKAFFOLD_MODULE) / SKAFFOLD_SCHEMA
+    schema = json.loads(schema_path.read_text())
     config = skaffold()
-    assert config["apiVersion"] == "skaffold/v4beta14"
+    assert config["apiVersion"] == SKAFFOLD_API_VERSION
     assert [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(config)] == []
     bad = copy.deepcopy(config)
     bad["deploy"]["kubectll"] = bad["deploy"].pop("kubectl")
