@@ -7,6 +7,7 @@ from events.catalog import (
     MODEL_BY_TYPE,
     NOTIFICATION_SENT,
     PAYLOAD_MODELS,
+    SEGMENT_REQUESTED,
     VIDEO_UPLOADED,
     AudioConverted,
     ConversionFailed,
@@ -14,6 +15,7 @@ from events.catalog import (
     FailureReason,
     JobCancelled,
     NotificationSent,
+    SegmentRequested,
     VideoUploaded,
 )
 from events.transport import EmitError, EventEmitter, InvalidEvent, parse_event, to_cloud_event
@@ -25,6 +27,7 @@ __all__ = [
     "MODEL_BY_TYPE",
     "NOTIFICATION_SENT",
     "PAYLOAD_MODELS",
+    "SEGMENT_REQUESTED",
     "VIDEO_UPLOADED",
     "AudioConverted",
     "ConversionFailed",
@@ -35,6 +38,7 @@ __all__ = [
     "InvalidEvent",
     "JobCancelled",
     "NotificationSent",
+    "SegmentRequested",
     "VideoUploaded",
     "parse_event",
     "to_cloud_event",

@@ -27,6 +27,7 @@ AUDIO_CONVERTED = "io.vid2mp3.audio.converted.v1"
 CONVERSION_FAILED = "io.vid2mp3.conversion.failed.v1"
 NOTIFICATION_SENT = "io.vid2mp3.notification.sent.v1"
 JOB_CANCELLED = "io.vid2mp3.job.cancelled.v1"
+SEGMENT_REQUESTED = "io.vid2mp3.segment.requested.v1"
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, description="The job id: 32 lowercase hex digits.")]
@@ -140,11 +141,41 @@ class JobCancelled(EventPayload):
     cancelled_at: datetime
 
 
+class SegmentRequested(EventPayload):
+    """One time segment of a long job's audio, to be encoded to MP3 by a segment-encoding instance while the other
+    segments are encoded elsewhere; the last to finish joins them and the job goes on as after `convert`. Emitted
+    by `convert` (one per segment, when it fans a job out); consumed by `segment`."""
+
+    event_type: ClassVar[str] = SEGMENT_REQUESTED
+    event_name: ClassVar[str] = "segment-requested"
+
+    attempt_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$",
+                                     description="The conversion attempt that fanned out; a newer one supersedes it.")]
+    index: Annotated[int, Field(ge=0, description="0-based position of the segment in the audio.")]
+    count: Annotated[int, Field(ge=2, description="How many segments the audio is split into.")]
+    track_id: Annotated[MediaId, Field(description="GridFS file (bucket `tracks`) of the job's audio track, "
+                                                   "copied out of the video once.")]
+    start_seconds: Annotated[float | None, Field(ge=0, description="Input seek into the track; null: from its "
+                                                                   "start.")]
+    duration_seconds: Annotated[float | None, Field(gt=0, description="Seconds of the track to encode; null: to "
+                                                                      "its end.")]
+    skip_frames: Annotated[int, Field(ge=0, description="MP3 frames encoded before the segment's own (pre-roll), "
+                                                        "dropped at the join.")]
+    keep_frames: Annotated[int | None, Field(ge=1, description="MP3 frames the segment contributes; null: all to "
+                                                               "the end.")]
+    bitrate_kbps: BitrateKbps
+
+    def event_id(self) -> str:
+        # One event per segment of an attempt: the index and the attempt make the id unique and deterministic.
+        return f"{self.job_id}.{self.event_name}.{self.attempt_id}.{self.index}"
+
+
 PAYLOAD_MODELS: tuple[type[EventPayload], ...] = (
     VideoUploaded,
     AudioConverted,
     ConversionFailed,
     NotificationSent,
     JobCancelled,
+    SegmentRequested,
 )
 MODEL_BY_TYPE: dict[str, type[EventPayload]] = {model.event_type: model for model in PAYLOAD_MODELS}
