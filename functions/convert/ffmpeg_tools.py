@@ -49,6 +49,10 @@ class Probe:
     audio_codec: str
     audio_duration: float | None
     stream_count: int
+    audio_sample_rate: int | None = None
+    # Seconds from the container's start to the audio's first sample: ffmpeg's input `-ss` counts from the
+    # former, a segment's position from the latter.
+    audio_seek_offset: float = 0.0
 
 
 def limited(command: list[str], cpu_seconds: int) -> list[str]:
@@ -97,26 +101,38 @@ def probe(path: Path, *, max_streams: int, max_duration: float) -> Probe:
                                                 f"({without_paths(detail[0], [str(path)])[:200]})")
     info = json.loads(result.stdout or b"{}")
     streams = info.get("streams") or []
-    container = (info.get("format") or {}).get("format_name", "")
+    format_info = info.get("format") or {}
+    container = format_info.get("format_name", "")
     if len(streams) > max_streams:
         raise Rejected(FailureReason.TOO_MANY_STREAMS, f"the file has {len(streams)} streams; at most "
                                                        f"{max_streams} are accepted")
     audio = [stream for stream in streams if stream.get("codec_type") == "audio"]
     if not audio:
         raise Rejected(FailureReason.NO_AUDIO, "the file has no audio track")
-    duration = _float(audio[0].get("duration")) or _float((info.get("format") or {}).get("duration"))
+    duration = _float(audio[0].get("duration")) or _float(format_info.get("duration"))
     if duration is not None and duration > max_duration:
         raise Rejected(FailureReason.TOO_LONG, f"the audio lasts {duration:.0f} s; at most {max_duration:.0f} s "
                                                "are accepted")
+    sample_rate = _float(audio[0].get("sample_rate"))
+    audio_start, container_start = _float(audio[0].get("start_time")), _float(format_info.get("start_time"))
     return Probe(container=container, audio_codec=str(audio[0].get("codec_name", "")),
-                 audio_duration=duration, stream_count=len(streams))
+                 audio_duration=duration, stream_count=len(streams),
+                 audio_sample_rate=int(sample_rate) if sample_rate else None,
+                 audio_seek_offset=max(0.0, (audio_start or 0.0) - (container_start or 0.0)))
 
 
-def conversion_command(source: Path, target: Path, *, copy: bool, bitrate_kbps: int,
-                       max_duration: float) -> list[str]:
+def conversion_command(source: Path, target: Path, *, copy: bool, bitrate_kbps: int, max_duration: float,
+                       start_seconds: float | None = None, duration_seconds: float | None = None) -> list[str]:
+    """The ffmpeg command for the whole audio, or for a time segment of it (`start_seconds` from the container's
+    start, `duration_seconds` long; None: from the start, to the end)."""
     audio_options: dict[str, Any] = {"acodec": "copy"} if copy else {"acodec": "libmp3lame",
                                                                      "audio_bitrate": f"{bitrate_kbps}k"}
-    stream = ffmpeg.input(str(source), **input_options()).output(
+    # An input seek, which ffmpeg makes sample-exact when it decodes; none at all for the first segment (even
+    # `-ss 0` drops the AAC decoder's priming skip: docs/BENCHMARKS.md).
+    segment = {"ss": f"{start_seconds:.6f}"} if start_seconds is not None else {}
+    if duration_seconds is not None:
+        segment["t"] = f"{duration_seconds:.6f}"
+    stream = ffmpeg.input(str(source), **segment, **input_options()).output(
         str(target), f="mp3", map="0:a:0", map_metadata="-1", t=max_duration,
         fs=int(max_duration * BYTES_PER_SECOND_AT_MAX_BITRATE) + 1_000_000, **audio_options,
     )
@@ -178,21 +194,29 @@ class Encoding:
              heartbeat_seconds: float = 1.0) -> None:
         self.expected_duration = expected_duration
         try:
-            while True:
-                # Wait on the progress reader, which ends when ffmpeg exits and closes its stdout: a thread's join
-                # wakes at once, where Popen.wait(timeout) polls and notices an exit up to 50 ms late.
-                self._progress_reader.join(timeout=heartbeat_seconds)
-                if not self._progress_reader.is_alive():
-                    code = self.process.wait(timeout=max(1.0, self.timeout - (time.monotonic() - self.started)))
-                    break
-                if time.monotonic() - self.started > self.timeout:
-                    raise Rejected(FailureReason.CONVERSION_ERROR,
-                                   f"the conversion took longer than {self.timeout:.0f} s")
+            while not self.exited_within(heartbeat_seconds):
+                self.check_time()
                 if not heartbeat(self.progress):
                     raise Stopped()
+            self.check_exit_status()
         finally:
             self.stop()
+
+    def exited_within(self, seconds: float) -> bool:
+        # Waits on the progress reader, which ends when ffmpeg exits and closes its stdout: a thread's join wakes
+        # at once, where Popen.wait(timeout) polls and notices an exit up to 50 ms late.
+        self._progress_reader.join(timeout=seconds)
+        return not self._progress_reader.is_alive()
+
+    def check_time(self) -> None:
+        if time.monotonic() - self.started > self.timeout:
+            raise Rejected(FailureReason.CONVERSION_ERROR, f"the conversion took longer than {self.timeout:.0f} s")
+
+    def check_exit_status(self) -> None:
+        """Once ffmpeg has closed its output: Rejected unless it exited 0."""
+        code = self.process.wait(timeout=max(1.0, self.timeout - (time.monotonic() - self.started)))
         if code != 0:
+            self.stop()  # its error reader has read all ffmpeg said
             raise Rejected(FailureReason.CONVERSION_ERROR, "ffmpeg could not convert the audio: "
                            + without_paths("; ".join(self.errors) or f"exit status {code}", self.command)[:500])
 
