@@ -75,3 +75,33 @@ def click_ratio(signal: np.ndarray, rate: int, frequency: float, positions: list
     elsewhere = ~near
     elsewhere[:edge] = elsewhere[-edge:] = False
     return float(residual[near].max() / residual[elsewhere].max())
+
+
+# Music-like for any length: a vibrato tone and a tremolo tone, one per channel (their frequencies stay in range,
+# unlike a chirp's), over pink noise.
+MUSIC_LIKE = ("0.25*sin(2*PI*(330*t+15*sin(2*PI*0.5*t)))",
+              "0.2*sin(2*PI*(2500*t+40*sin(2*PI*0.2*t)))*(0.6+0.4*sin(2*PI*3*t))")
+
+
+def make_source(path: Path, *, rate: int, channels: int, tone: bool, seconds: float, tone_hz: int = 1000) -> Path:
+    """A video like a user's: AAC in MP4 with a tiny H.264 track, its audio music-like or a pure tone.
+
+    Without PNS: ffmpeg's AAC decoder fills PNS bands from a noise generator whose state restarts at a seek, so a
+    segment's input would differ from the continuous decode by other, equally valid noise (measured: -0.8 dB SNR
+    against the source for 50 ms after a join), which is no fault of the join."""
+    layout = "mono" if channels == 1 else "stereo"
+    if tone:
+        expressions = "|".join([f"0.5*sin(2*PI*{tone_hz}*t)"] * channels)
+        audio = f"[0]aformat=sample_rates={rate}[a]"
+    else:
+        expressions = "|".join(MUSIC_LIKE[:channels])
+        audio = f"[0][1]amix=inputs=2:normalize=0,aformat=sample_rates={rate}[a]"
+    subprocess.run([
+        "ffmpeg", "-v", "error", "-nostdin", "-y",
+        "-f", "lavfi", "-i", f"aevalsrc=exprs={expressions}:s={rate}:d={seconds}:c={layout}",
+        "-f", "lavfi", "-i", f"anoisesrc=color=pink:amplitude=0.15:r={rate}:d={seconds}:seed=1,"
+                             f"aformat=channel_layouts={layout}",
+        "-f", "lavfi", "-i", f"color=c=black:s=64x64:r=5:d={seconds}",
+        "-filter_complex", audio, "-map", "[a]", "-map", "2:v", "-c:v", "libx264", "-preset", "ultrafast",
+        "-c:a", "aac", "-aac_pns", "0", "-b:a", "160k", "-ac", str(channels), str(path)], check=True)
+    return path

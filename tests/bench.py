@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from functions.shared.jobs import Jobs, JobState, now
 from functions.shared.media import AUDIO, VIDEOS, MediaStore, StoredFile
 from stack import servers
 from stack.config import ENDPOINTS_FILE, ROOT, RUN
+from tests.support import stage_job
 
 # Inputs and results stay in the work tree even when the stack under test keeps its state elsewhere
 # (VID2MP3_LOCAL_DIR, VID2MP3_PORT_BASE: a stack instance of its own).
@@ -321,19 +321,8 @@ class ConvertBench:
         )
 
     def stage(self, source: Path) -> VideoUploaded:
-        """What the upload function leaves behind: the video in GridFS and an uploaded job (its event is not sent:
-        this process converts it, not the stack's convert function)."""
-        job_id = uuid.uuid4().hex
-        with source.open("rb") as file:
-            stored = MediaStore.store_file(self.videos, job_id, file, filename=source.name,
-                                           metadata={"owner_id": self.owner_id, "job_id": job_id})
-        event = VideoUploaded(job_id=job_id, owner_id=self.owner_id, video_id=stored.file_id, filename=source.name,
-                              size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=BITRATE_KBPS,
-                              uploaded_at=now())
-        self.jobs.create({"_id": job_id, "owner_id": self.owner_id, "video_id": job_id, "filename": source.name,
-                          "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": BITRATE_KBPS,
-                          "container": "bench"}, event)
-        return event
+        """What the upload function leaves behind (its event is not sent: this process converts the job)."""
+        return stage_job(self.database, source, self.owner_id, BITRATE_KBPS)
 
     def run(self, source: Path) -> tuple[float, dict[str, float], dict[str, Any]]:
         event = self.stage(source)

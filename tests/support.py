@@ -21,6 +21,11 @@ import pika
 import pymysql
 
 from client.api import Vid2mp3
+from events import VideoUploaded
+from events.catalog import BitrateKbps
+from functions.shared.jobs import Jobs, now
+from functions.shared.media import VIDEOS, MediaStore
+from functions.shared.media_formats import SNIFF_BYTES, sniff_container
 
 TEST_PASSWORD = "correct horse battery"
 
@@ -198,3 +203,21 @@ def event_tap(endpoints: dict[str, str], types: list[str]) -> Iterator[EventTap]
         yield tap
     finally:
         tap.close()
+
+
+def stage_job(database: Any, source: Path, owner_id: str, bitrate_kbps: BitrateKbps) -> VideoUploaded:
+    """What the upload function leaves behind, written straight to the store: the video in GridFS and a job
+    waiting for conversion (its video-uploaded event is returned, not sent: the caller converts it)."""
+    videos, jobs, job_id = MediaStore(database, VIDEOS), Jobs(database), uuid.uuid4().hex
+    with source.open("rb") as file:
+        container = sniff_container(file.read(SNIFF_BYTES))
+        file.seek(0)
+        stored = videos.store_file(job_id, file, filename=source.name, metadata={"owner_id": owner_id,
+                                                                                 "job_id": job_id})
+    event = VideoUploaded(job_id=job_id, owner_id=owner_id, video_id=stored.file_id, filename=source.name,
+                          size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=bitrate_kbps,
+                          uploaded_at=now())
+    jobs.create({"_id": job_id, "owner_id": owner_id, "video_id": job_id, "filename": source.name,
+                 "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate_kbps,
+                 "container": container}, event)
+    return event

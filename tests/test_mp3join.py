@@ -22,40 +22,18 @@ from functions.convert.mp3join import (
     SegmentPlan,
     plan_segments,
 )
-from tests.audio_quality import best_lag, click_ratio, decode, snr_db
+from tests.audio_quality import best_lag, click_ratio, decode, make_source, snr_db
 
 SECONDS = 20
 TONE_HZ = 1000
 # The single-pass flags of the convert step.
 ENCODE = ["-vn", "-map", "0:a:0", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3"]
-# Music-like: two sweeps, one per channel (a tremolo on the second), over pink noise.
-SWEEPS = ("0.25*sin(2*PI*(180*t+35*t*t))", "0.2*sin(2*PI*(2500*t-40*t*t))*(0.6+0.4*sin(2*PI*3*t))")
 
 
 # --- Making and encoding media -------------------------------------------------------------------------------
 
 def ffmpeg(*arguments: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *arguments], check=True)
-
-
-def make_source(path: Path, *, rate: int, channels: int, tone: bool, seconds: float = SECONDS) -> Path:
-    """AAC in MP4 with a tiny video track. Without PNS: ffmpeg's AAC decoder fills PNS bands from a noise generator
-    whose state restarts at a seek, so a segment's input would differ from the continuous decode by other, equally
-    valid noise (measured: -0.8 dB SNR against the source for 50 ms after a join), which is no fault of the join."""
-    if tone:
-        expressions = "|".join([f"0.5*sin(2*PI*{TONE_HZ}*t)"] * channels)
-        audio = f"[0]aformat=sample_rates={rate}[a]"
-    else:
-        expressions = "|".join(SWEEPS[:channels])
-        audio = f"[0][1]amix=inputs=2:normalize=0,aformat=sample_rates={rate}[a]"
-    layout = "mono" if channels == 1 else "stereo"
-    ffmpeg("-f", "lavfi", "-i", f"aevalsrc=exprs={expressions}:s={rate}:d={seconds}:c={layout}",
-           "-f", "lavfi", "-i", f"anoisesrc=color=pink:amplitude=0.15:r={rate}:d={seconds}:seed=1,"
-                                f"aformat=channel_layouts={layout}",
-           "-f", "lavfi", "-i", f"color=c=black:s=64x64:r=5:d={seconds}",
-           "-filter_complex", audio, "-map", "[a]", "-map", "2:v", "-c:v", "libx264", "-preset", "ultrafast",
-           "-c:a", "aac", "-aac_pns", "0", "-b:a", "160k", "-ac", str(channels), str(path))
-    return path
 
 
 def encode(source: Path, target: Path, input_options: list[str] | None = None) -> bytes:
@@ -163,7 +141,8 @@ class Case:
 
 
 def build_case(directory: Path, *, rate: int, channels: int, segments: int, tone: bool) -> Case:
-    source = make_source(directory / "source.mp4", rate=rate, channels=channels, tone=tone)
+    source = make_source(directory / "source.mp4", rate=rate, channels=channels, tone=tone, seconds=SECONDS,
+                         tone_hz=TONE_HZ)
     single = directory / "single.mp3"
     encode(source, single)
     plans = plan_for(source, rate, segments)

@@ -11,15 +11,20 @@ import logging
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from events import AudioConverted, ConversionFailed, EventEmitter, FailureReason, VideoUploaded
-from functions.convert import ffmpeg_tools
-from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
+from events import EventEmitter, FailureReason, VideoUploaded
+from functions.convert import fanout, ffmpeg_tools, plan, segments
+from functions.convert.fanout import FanOutRecord
+from functions.convert.ffmpeg_tools import Probe, Progress, Rejected, Stopped
+from functions.convert.mp3join import JoinError
+from functions.convert.outcome import Encoded, Outcome
+from functions.convert.plan import EncodingPlan, FanOutPolicy, Mode
 from functions.shared.consumer import RetryLater
-from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
+from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState
 from functions.shared.media import MediaStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,16 @@ class Converter:
     audio_retention: timedelta
     # How long the source video outlives its MP3 (zero: deleted as soon as the MP3 is stored).
     source_retention: timedelta = timedelta(0)
+    # The CPUs this instance may keep busy, and the shortest audio worth encoding in segments on them.
+    cpus: int = 1
+    segment_min_seconds: float = 150.0
+    # Long jobs go to the segment-encoding function (None: never); their audio track is stored in `tracks`.
+    fan_out: FanOutPolicy | None = None
+    tracks: MediaStore | None = None
+
+    def __post_init__(self) -> None:
+        self.outcome = Outcome(self.jobs, self.videos, self.audio, self.emitter, self.audio_retention,
+                               self.source_retention)
 
     def handle(self, event: VideoUploaded) -> None:
         job = self.jobs.get(event.job_id)
@@ -77,15 +92,16 @@ class Converter:
             with source.open("wb") as file:
                 found = self.videos.copy_to(job["video_id"], file)
             if not found:
-                return self.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded video is gone")
+                return self.outcome.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded video is gone")
             try:
-                audio = self.transcode(job, attempt_id, source, target)
+                encoded = self.transcode(job, attempt_id, source, target)
             except Rejected as rejected:
-                return self.fail(job, attempt_id, rejected.reason, rejected.message)
+                return self.outcome.fail(job, attempt_id, rejected.reason, rejected.message)
             except Stopped:
                 log.info("job %s: conversion stopped (cancelled or taken over)", job_id)
                 return None
-            self.store_and_finish(job, attempt_id, target, audio)
+            if encoded is not None:
+                self.outcome.finish(job, attempt_id, target, encoded)
         except FileNotFoundError:
             if workdir.exists():
                 raise
@@ -95,7 +111,8 @@ class Converter:
             shutil.rmtree(workdir, ignore_errors=True)
         return None
 
-    def transcode(self, job: Job, attempt_id: str, source: Path, target: Path) -> tuple[float, bool]:
+    def transcode(self, job: Job, attempt_id: str, source: Path, target: Path) -> Encoded | None:
+        """The MP3 of the job, encoded here; None when the job was handed to segment-encoding instances."""
         def heartbeat(progress: Progress) -> bool:
             return self.jobs.renew_lease(job["_id"], attempt_id, LEASE, progress.as_dict())
 
@@ -106,55 +123,74 @@ class Converter:
         # The encode starts while ffprobe judges the input, on the other core: ffprobe takes ~60 ms, nearly all of
         # it loading ffmpeg's libraries, which would otherwise come before every encode (a 10 s clip's whole encode
         # takes 140 ms). It guesses from the container the upload recognised: an MP3 file is copied, anything else
-        # re-encoded. Its output counts only once the probe has accepted the input and confirmed the guess; a
-        # refusal or a wrong guess stops it on leaving the block.
+        # re-encoded in one pass. Its output counts only once the probe has accepted the input and confirmed the
+        # guess; a refusal, a wrong guess or a plan of segments stops it on leaving the block.
         guessed_copy = job.get("container") == "mp3"
         with ffmpeg_tools.Encoding(command(copy=guessed_copy), timeout=self.ffmpeg_timeout_seconds) as encoding:
             probed = ffmpeg_tools.probe(source, max_streams=self.max_streams, max_duration=self.max_duration_seconds)
             copy = probed.audio_codec == "mp3"  # already MP3: copy the stream, do not re-encode it
-            if copy == guessed_copy:
+            may_fan_out = self.tracks is not None and fanout.can_fan_out(probed.container)
+            encoding_plan = plan.choose(probed, copy=copy, cpus=self.cpus,
+                                        segment_min_seconds=self.segment_min_seconds,
+                                        fan_out=self.fan_out if may_fan_out else None)
+            encoded_by_guess = encoding_plan.mode is Mode.ONE_PASS and copy == guessed_copy
+            if encoded_by_guess:
                 encoding.wait(expected_duration=probed.audio_duration, heartbeat=heartbeat)
-        if copy != guessed_copy:
+        if encoding_plan.mode is Mode.FAN_OUT:
+            self.start_fan_out(job, attempt_id, source, target.parent, probed, heartbeat)
+            return None
+        if encoding_plan.mode is Mode.SEGMENTS:
+            try:
+                return self.encode_segments(job, attempt_id, source, target, probed, encoding_plan, heartbeat)
+            except JoinError as error:
+                # ffmpeg made something the joiner does not take apart: the one-pass MP3 is as good, only slower.
+                log.warning("job %s: segments could not be joined (%s); encoding in one pass", job["_id"], error)
+                encoding_plan = plan.one_pass_instead(encoding_plan, f"segments could not be joined: {error}")
+        if not encoded_by_guess:
             ffmpeg_tools.run(command(copy=copy), expected_duration=probed.audio_duration,
                              timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
         duration = ffmpeg_tools.verify(target, expected_duration=probed.audio_duration,
                                        max_duration=self.max_duration_seconds)
-        return duration, copy
+        return Encoded(duration, copy, encoding_plan.as_record())
 
-    def store_and_finish(self, job: Job, attempt_id: str, target: Path, audio: tuple[float, bool]) -> None:
+    def start_fan_out(self, job: Job, attempt_id: str, source: Path, workdir: Path, probed: Probe,
+                      heartbeat: Callable[[Progress], bool]) -> None:
+        """Stores the audio track on its own, records the fan-out and emits one event per segment."""
+        assert self.tracks is not None and self.fan_out is not None
         job_id = job["_id"]
-        duration, copied = audio
-        if job["attempts"] > 1:  # the claim counted this attempt
-            self.audio.remove(job_id)  # what an earlier attempt that died mid-write may have left behind
-        with target.open("rb") as file:
-            stored = self.audio.store_file(job_id, file, filename=f"{job_id}.mp3",
-                                           metadata={"owner_id": job["owner_id"], "job_id": job_id})
-        event = AudioConverted(
-            job_id=job_id, owner_id=job["owner_id"], audio_id=stored.file_id, size_bytes=stored.size_bytes,
-            sha256=stored.sha256, duration_seconds=duration, bitrate_kbps=None if copied else job["bitrate_kbps"],
-            stream_copied=copied, converted_at=now(),
-        )
-        finished = self.jobs.finish(job_id, attempt_id, {
-            "audio_id": stored.file_id, "size_bytes": stored.size_bytes, "sha256": stored.sha256,
-            "duration_seconds": duration, "stream_copied": copied, "expires_at": now() + self.audio_retention,
-        }, event, {"video_expires_at": now() + self.source_retention})
-        if finished is None:
-            current = self.jobs.get(job_id)
-            if current is not None and current["state"] == JobState.CANCELLED:
-                self.audio.remove(job_id)
-            log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
-            return
-        self.jobs.flush_pending(finished, self.emitter)
-        # After the event, off its path: should this process die first, the expiry sweep deletes the video.
-        if not self.source_retention:
-            self.videos.remove(job["video_id"])
-            self.jobs.update(job_id, {"state": JobState.DONE}, {"video_deleted_at": now()})
+        track = workdir / f"track.{fanout.TRACK_FORMATS[probed.container][1]}"
+        ffmpeg_tools.run(fanout.track_command(source, track, probed.container), expected_duration=probed.audio_duration,
+                         timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
+        # Segment positions count from the track's own start, which the copy may have moved.
+        track_probe = ffmpeg_tools.probe(track, max_streams=self.max_streams, max_duration=self.max_duration_seconds)
+        encoding_plan = plan.fan_out_plan(track_probe.audio_duration or probed.audio_duration or 0.0,
+                                          track_probe.audio_sample_rate or 0, track_probe.audio_seek_offset,
+                                          self.fan_out)
+        self.tracks.remove(job_id)  # what an earlier attempt may have left
+        with track.open("rb") as file:
+            self.tracks.store_file(job_id, file, filename=track.name,
+                                   metadata={"owner_id": job["owner_id"], "job_id": job_id})
+        if FanOutRecord(self.jobs).start(job_id, attempt_id, job_id, encoding_plan, probed.audio_duration) is None:
+            raise Stopped()
+        for event in fanout.segment_events(job, attempt_id, job_id, encoding_plan):
+            self.emitter.emit(event)
+        log.info("job %s: fanned out in %d segments", job_id, len(encoding_plan.segments))
 
-    def fail(self, job: Job, attempt_id: str, reason: FailureReason, message: str) -> None:
-        log.info("job %s failed: %s: %s", job["_id"], reason, message)
-        event = ConversionFailed(job_id=job["_id"], owner_id=job["owner_id"], reason=reason, message=message,
-                                 failed_at=now())
-        failed = self.jobs.fail(job["_id"], (JobState.CONVERTING,), {"reason": reason, "message": message}, event,
-                                attempt_id=attempt_id)
-        if failed is not None:
-            self.jobs.flush_pending(failed, self.emitter)
+    def encode_segments(self, job: Job, attempt_id: str, source: Path, target: Path, probed: Probe,
+                        encoding_plan: EncodingPlan, heartbeat: Callable[[Progress], bool]) -> Encoded:
+        """Every segment's ffmpeg at once; the joined MP3 streams into GridFS from the first segment's end on, so
+        the write overlaps the later segments' encoding."""
+        job_id = job["_id"]
+        record = encoding_plan.as_record()
+        self.jobs.update(job_id, {"attempt_id": attempt_id}, {"encoding": record})
+        outputs = [target.with_name(f"segment-{index}.mp3") for index in range(len(encoding_plan.segments))]
+        commands = segments.segment_commands(source, outputs, encoding_plan.segments,
+                                             bitrate_kbps=job["bitrate_kbps"], max_duration=self.max_duration_seconds)
+        with segments.SegmentEncodings(commands, plan.kept_seconds(encoding_plan, probed.audio_duration),
+                                       timeout=self.ffmpeg_timeout_seconds) as encodings:
+            parts = segments.finished_segments(encodings, outputs, encoding_plan.segments, heartbeat)
+            encoded = self.outcome.store_joined(job, parts, target, expected_duration=probed.audio_duration,
+                                                max_duration=self.max_duration_seconds, plan=record)
+        record["encoded_after_seconds"] = [encodings.times.finished.get(index)
+                                           for index in range(len(encoding_plan.segments))]
+        return encoded

@@ -11,11 +11,12 @@ from cloudevents.http import CloudEvent
 
 from events import VideoUploaded
 from events.transport import EventEmitter
+from functions.convert import plan
 from functions.convert.conversion import Converter
 from functions.shared import mongo
 from functions.shared.consumer import consume
 from functions.shared.jobs import Jobs
-from functions.shared.media import AUDIO, VIDEOS, MediaStore
+from functions.shared.media import AUDIO, TRACKS, VIDEOS, MediaStore
 from functions.shared.settings import ConvertSettings, load_settings
 
 settings = load_settings(ConvertSettings)
@@ -27,6 +28,10 @@ converter = Converter(
     ffmpeg_timeout_seconds=settings.ffmpeg_timeout_seconds,
     audio_retention=timedelta(seconds=settings.audio_retention_seconds),
     source_retention=timedelta(seconds=settings.source_video_retention_seconds),
+    cpus=plan.usable_cpus(), segment_min_seconds=settings.segment_min_seconds,
+    fan_out=plan.FanOutPolicy(settings.fan_out_min_seconds, settings.fan_out_segment_seconds,
+                              settings.fan_out_max_segments) if settings.fan_out_min_seconds else None,
+    tracks=MediaStore(database, TRACKS),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from events import AudioConverted, ConversionFailed, EventEmitter, FailureReason, VideoUploaded
+from events import AudioConverted, ConversionFailed, EventEmitter, FailureReason, SegmentRequested, VideoUploaded
 from functions.shared.jobs import FINAL_STATES, Jobs, JobState, now
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,29 @@ class DeadLetters:
         )
         if failed is not None:
             self.jobs.flush_pending(failed, self.emitter)
+
+    def segment_undelivered(self, event: SegmentRequested, code: str) -> None:
+        """A segment the broker gave up on fails its fan-out's job, whatever the other segments' workers are doing
+        (they renew the job's lease, and stop at their next heartbeat once it has failed)."""
+        job = self.jobs.get(event.job_id)
+        if job is None or job["owner_id"] != event.owner_id:
+            log.warning("dead letter for unknown job %s ignored", event.job_id)
+            return
+        message = (f"segment {event.index + 1} of {event.count} could not be encoded: the segment encoder last "
+                   f"answered HTTP {code}")
+        failed = self.jobs.collection.find_one({"_id": event.job_id, "fanout.attempt_id": event.attempt_id,
+                                                "fanout.done": {"$ne": event.index}})
+        if failed is None:  # done after all, or the job moved on to another attempt: nothing is lost
+            return
+        ended = self.jobs.fail(
+            event.job_id, (JobState.CONVERTING,),
+            {"reason": FailureReason.DELIVERY_FAILED, "message": message, "error_code": code},
+            ConversionFailed(job_id=event.job_id, owner_id=event.owner_id, reason=FailureReason.DELIVERY_FAILED,
+                             message=message, failed_at=now()),
+            attempt_id=event.attempt_id,
+        )
+        if ended is not None:
+            self.jobs.flush_pending(ended, self.emitter)
 
     def notification_undelivered(self, event: AudioConverted, code: str) -> None:
         self.jobs.update(event.job_id, {"owner_id": event.owner_id, "notification.state": {"$ne": "sent"}},

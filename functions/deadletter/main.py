@@ -8,7 +8,15 @@ import logging
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from events import AUDIO_CONVERTED, VIDEO_UPLOADED, AudioConverted, EventEmitter, VideoUploaded
+from events import (
+    AUDIO_CONVERTED,
+    SEGMENT_REQUESTED,
+    VIDEO_UPLOADED,
+    AudioConverted,
+    EventEmitter,
+    SegmentRequested,
+    VideoUploaded,
+)
 from functions.deadletter.handler import DeadLetters
 from functions.shared import mongo
 from functions.shared.consumer import consume
@@ -26,6 +34,8 @@ def deadletter(event: CloudEvent) -> None:
     code = str(event.get("knativeerrorcode") or "unknown")
     if event["type"] == VIDEO_UPLOADED:
         consume(event, VideoUploaded, lambda payload: dead_letters.conversion_undelivered(payload, code))
+    elif event["type"] == SEGMENT_REQUESTED:
+        consume(event, SegmentRequested, lambda payload: dead_letters.segment_undelivered(payload, code))
     elif event["type"] == AUDIO_CONVERTED:
         consume(event, AudioConverted, lambda payload: dead_letters.notification_undelivered(payload, code))
     else:

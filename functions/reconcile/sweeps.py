@@ -12,7 +12,7 @@ from pymongo.database import Database
 
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from functions.shared.jobs import Job, Jobs, JobState, now
-from functions.shared.media import AUDIO, VIDEOS, MediaStore, remove_job_media
+from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class SweepReport:
     expired: int = 0
     videos_deleted: int = 0
     cancelled_cleaned: int = 0
+    fan_out_leftovers_removed: int = 0
     orphans_removed: int = 0
 
 
@@ -61,6 +62,7 @@ class Reconciler:
         report.expired = self.delete_expired_audio()
         report.videos_deleted = self.delete_expired_videos()
         report.cancelled_cleaned = self.delete_cancelled_media()
+        report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
         report.orphans_removed = self.remove_orphan_chunks()
         log.info("reconcile: %s", report)
         return report
@@ -129,6 +131,24 @@ class Reconciler:
             count += 1
         return count
 
+    def delete_fan_out_leftovers(self) -> int:
+        """Audio tracks and segments of fan-outs that ended (done, failed, cancelled) or were superseded by a newer
+        attempt: what a segment worker that died before its clean-up left. Only live fan-outs keep files here, so
+        these buckets stay small."""
+        removed = 0
+        for bucket in (TRACKS, SEGMENTS):
+            store = MediaStore(self.database, bucket)
+            for document in list(store.files.find({}, {"metadata": 1})):
+                metadata = document.get("metadata") or {}
+                job = self.jobs.get(metadata.get("job_id", ""))
+                fan_out_attempt = ((job or {}).get("fanout") or {}).get("attempt_id")
+                live = job is not None and job["state"] == JobState.CONVERTING and (
+                    bucket == TRACKS or metadata.get("attempt_id") == fan_out_attempt)
+                if not live:
+                    store.remove(document["_id"])
+                    removed += 1
+        return removed
+
     def remove_orphan_chunks(self) -> int:
         """Removes chunks without a files document that were already orphaned, unchanged, at the last sweep (an
         upload still writing adds chunks between sweeps). The sightings are kept in the database, not in this
@@ -137,7 +157,7 @@ class Reconciler:
         previous = {sighting["_id"]: sighting["chunks"] for sighting in sightings.find()}
         current: dict[str, int] = {}
         removed = 0
-        for bucket in (VIDEOS, AUDIO):
+        for bucket in (VIDEOS, AUDIO, TRACKS, SEGMENTS):
             store = MediaStore(self.database, bucket)
             for owner in store.orphan_chunk_owners():
                 key = f"{bucket}:{owner}"

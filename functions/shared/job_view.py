@@ -29,6 +29,13 @@ def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]
         "updated_at": iso(job.get("updated_at")),
         "history": [{"state": step["state"], "at": iso(step["at"])} for step in job.get("history", [])],
     }
+    if job.get("encoding"):
+        # How the MP3 is (or was) made: one pass, segments at once on one instance, or fanned out to many.
+        encoding = job["encoding"]
+        view["encoding"] = {"mode": encoding.get("mode"), "reason": encoding.get("reason"),
+                            "segments": len(encoding.get("segments") or []),
+                            **({"segment_seconds": encoding["encoded_after_seconds"]}
+                               if encoding.get("encoded_after_seconds") else {})}
     if job["state"] == JobState.CONVERTING and job.get("progress"):
         view["progress"] = job["progress"]
     if job["state"] == JobState.DONE:

@@ -32,6 +32,9 @@ from pymongo.database import Database
 
 VIDEOS = "videos"
 AUDIO = "audio"
+# A fanned-out job's audio track (copied out of its video once) and the MP3 segments encoded from it.
+TRACKS = "tracks"
+SEGMENTS = "segments"
 # Larger than GridFS's 255 KiB default: fewer round trips per file; well under the 16 MiB document limit.
 CHUNK_BYTES = 1024 * 1024
 COPY_BYTES = 1024 * 1024
@@ -126,6 +129,22 @@ class MediaStore:
             writer.shutdown(wait=True)
         return StoredFile(file_id=file_id, size_bytes=size, sha256=digest.hexdigest())
 
+    def rewrite_head(self, file_id: str, source: BinaryIO) -> StoredFile:
+        """For a file stored while its first bytes were still a placeholder (an MP3's tag, which describes the whole
+        file): writes its first chunk again from `source`, the finished copy of the same bytes, and records the
+        sha256 of `source` (a stored stream is hashed as it goes, so the placeholder's would be wrong)."""
+        document = self.files.find_one({"_id": file_id}, {"length": 1, "chunkSize": 1})
+        if document is None:
+            raise FileNotFoundError(f"stored file {file_id!r} is missing")
+        digest = hashlib.file_digest(source, "sha256").hexdigest()  # type: ignore[arg-type]
+        source.seek(0)
+        head = source.read(document["chunkSize"])
+        written = self.chunks.update_one({"_id": chunk_id(file_id, 0)}, {"$set": {"data": Binary(head)}})
+        if written.matched_count != 1:
+            raise FileNotFoundError(f"stored file {file_id!r} has no chunk 0 of ours")
+        self.files.update_one({"_id": file_id}, {"$set": {"sha256": digest}})
+        return StoredFile(file_id=file_id, size_bytes=document["length"], sha256=digest)
+
     def _ensure_indexes(self) -> None:
         """The indexes the GridFS spec asks of every writer, so that other drivers' reads (by files_id) use one."""
         if not self._indexed:
@@ -193,10 +212,19 @@ def read_chunks(stream: BinaryIO | io.RawIOBase, size: int = COPY_BYTES) -> Iter
 
 
 def remove_job_media(db: Database[dict[str, Any]], job: dict[str, Any]) -> None:
-    """Deletes every stored byte of a job: its video and its MP3 (whose id is the job's), with any chunks an
-    interrupted write left. Safe to repeat."""
+    """Deletes every stored byte of a job: its video and its MP3 (whose id is the job's), a fan-out's track and
+    segments, with any chunks an interrupted write left. Safe to repeat."""
     MediaStore(db, VIDEOS).remove(job["video_id"])
     MediaStore(db, AUDIO).remove(job["_id"])
+    remove_fan_out_media(db, job["_id"])
+
+
+def remove_fan_out_media(db: Database[dict[str, Any]], job_id: str) -> None:
+    """A fan-out's audio track and every segment stored for the job, of any attempt."""
+    MediaStore(db, TRACKS).remove(job_id)
+    segments = MediaStore(db, SEGMENTS)
+    for document in segments.files.find({"metadata.job_id": job_id}, {"_id": 1}):
+        segments.remove(document["_id"])
 
 
 class StoredMedia(io.RawIOBase):

@@ -88,6 +88,24 @@ class ConvertSettings(MongoSettings, EmitterSettings):
     # How long the uploaded video is kept once its MP3 is stored: 0 deletes it at once; otherwise the reconcile
     # step deletes it when the time is up.
     source_video_retention_seconds: int = Field(default=0, ge=0)
+    # Audio at least this long is encoded as segments at once on this instance's CPUs (when it may use two or
+    # more): a split costs ~0.3 s and pays from 2-3 minutes of audio (docs/BENCHMARKS.md).
+    segment_min_seconds: float = Field(default=150, gt=0)
+    # Audio at least this long is fanned out to the segment-encoding function, in segments of about
+    # FAN_OUT_SEGMENT_SECONDS (at most FAN_OUT_MAX_SEGMENTS): many pods encode one job (docs/BENCHMARKS.md has the
+    # model this default comes from). 0 turns the fan-out off (a deployment without the segment function).
+    fan_out_min_seconds: float = Field(default=1800, ge=0)
+    fan_out_segment_seconds: float = Field(default=300, gt=0)
+    fan_out_max_segments: int = Field(default=64, ge=2)
+
+
+class SegmentSettings(MongoSettings, EmitterSettings):
+    max_duration_seconds: float = Field(default=3 * 3600, gt=0)
+    work_dir: str = "/tmp"  # noqa: S108 - a per-segment private directory is made inside it
+    # Wall-clock budget of one segment's ffmpeg; the segment Trigger's timeout must stay above it.
+    ffmpeg_timeout_seconds: float = Field(default=150, gt=0)
+    audio_retention_seconds: int = Field(default=24 * 3600, ge=60)
+    source_video_retention_seconds: int = Field(default=0, ge=0)
 
 
 class NotifySettings(MongoSettings, EmitterSettings):
@@ -122,6 +140,7 @@ SETTINGS_BY_FUNCTION: dict[str, type[FunctionSettings]] = {
     "status": StatusSettings,
     "download": DownloadSettings,
     "convert": ConvertSettings,
+    "segment": SegmentSettings,
     "notify": NotifySettings,
     "deadletter": DeadLetterSettings,
     "reconcile": ReconcileSettings,

@@ -1,0 +1,163 @@
+"""Encodes one segment of a fanned-out job (functions/convert/fanout.py): claim it on the job record, copy the job's
+audio track out of GridFS, encode the segment's time range with the same locked-down ffmpeg as convert, store the
+MP3 segment, mark it done; the worker that completes the set joins the segments into the job's MP3 and finishes
+the job as convert would.
+
+A redelivered event for a segment already done makes no second copy; one for a segment a live worker holds is
+answered "retry later"; a worker killed mid-encode loses its claim within seconds and the broker's retry takes it
+over. A segment that cannot be encoded fails the job with the reason; the dead-letter sink fails it when the
+broker gives up. A cancel ends every segment's ffmpeg at its next heartbeat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymongo.database import Database
+
+from events import FailureReason, SegmentRequested
+from functions.convert import ffmpeg_tools
+from functions.convert.fanout import FanOutRecord, segment_file_id
+from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
+from functions.convert.mp3join import JoinError, SegmentPlan
+from functions.convert.outcome import Outcome
+from functions.shared.consumer import RetryLater
+from functions.shared.jobs import Job, JobState
+from functions.shared.media import SEGMENTS, TRACKS, MediaStore, remove_fan_out_media
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentEncoder:
+    database: Database[dict[str, Any]]
+    outcome: Outcome
+    work_dir: Path
+    max_duration_seconds: float
+    ffmpeg_timeout_seconds: float
+
+    def __post_init__(self) -> None:
+        self.record = FanOutRecord(self.outcome.jobs)
+        self.tracks = MediaStore(self.database, TRACKS)
+        self.segments = MediaStore(self.database, SEGMENTS)
+
+    def handle(self, event: SegmentRequested) -> None:
+        job = self.outcome.jobs.get(event.job_id)
+        # The broker ingress authenticates nobody: act only on a live fan-out of this attempt of the owner's job.
+        if job is None or job["owner_id"] != event.owner_id:
+            log.warning("ignoring segment %d of job %s: no such job for that owner", event.index, event.job_id)
+            return
+        fan = job.get("fanout") or {}
+        if job["state"] != JobState.CONVERTING or fan.get("attempt_id") != event.attempt_id:
+            log.info("segment %d of job %s: the job is %s and attempt %s is not its fan-out; nothing to do",
+                     event.index, event.job_id, job["state"], event.attempt_id)
+            return
+        worker_id = uuid.uuid4().hex
+        if event.index not in fan["done"]:
+            if self.record.claim_segment(event.job_id, event.attempt_id, event.index, worker_id) is None:
+                current = self.outcome.jobs.get(event.job_id) or {}
+                if event.index not in (current.get("fanout") or {}).get("done", []):
+                    raise RetryLater(f"segment {event.index} of job {event.job_id} is being encoded by another worker")
+            else:
+                done = self.encode_and_store(job, event, worker_id)
+                if done is None:
+                    return
+                job = done
+        if len(job["fanout"]["done"]) == event.count:
+            self.join(job, event, worker_id)
+
+    def encode_and_store(self, job: Job, event: SegmentRequested, worker_id: str) -> Job | None:
+        """The record after this segment is marked done; None when the attempt ended meanwhile (nothing left)."""
+        file_id = segment_file_id(event.job_id, event.attempt_id, event.index)
+
+        def heartbeat(progress: Progress) -> bool:
+            return self.record.renew_segment(event.job_id, event.attempt_id, event.index, worker_id, progress.percent)
+
+        with self.private_folder(f"{event.job_id}.{event.index}.") as folder:
+            track, output = folder / "track", folder / "segment.mp3"
+            with track.open("wb") as track_file:
+                if not self.tracks.copy_to(event.track_id, track_file):
+                    self.outcome.fail(job, event.attempt_id, FailureReason.SOURCE_MISSING,
+                                      "the audio track of the fanned-out job is gone")
+                    return None
+            command = ffmpeg_tools.conversion_command(
+                track, output, copy=False, bitrate_kbps=event.bitrate_kbps, max_duration=self.max_duration_seconds,
+                start_seconds=event.start_seconds, duration_seconds=event.duration_seconds)
+            try:
+                ffmpeg_tools.run(command, expected_duration=event.duration_seconds or self.rest_of(job, event),
+                                 timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
+            except Stopped:
+                log.info("segment %d of job %s stopped (cancelled or taken over)", event.index, event.job_id)
+                return None
+            except Rejected as rejected:
+                self.fail(job, event, rejected.reason, f"segment {event.index + 1} of {event.count}: "
+                                                       f"{rejected.message}")
+                return None
+            self.segments.remove(file_id)  # a worker that died mid-write left chunks under this id
+            with output.open("rb") as segment_file:
+                self.segments.store_file(file_id, segment_file, filename=f"{file_id}.mp3",
+                                         metadata={"job_id": event.job_id, "attempt_id": event.attempt_id,
+                                                   "index": event.index})
+        log.info("job %s: segment %d of %d encoded and stored", event.job_id, event.index, event.count)
+        done = self.record.segment_done(event.job_id, event.attempt_id, event.index, worker_id)
+        if done is None:
+            # Cancelled, failed or superseded while it encoded: its segment is of no use to anyone.
+            self.segments.remove(file_id)
+        return done
+
+    def join(self, job: Job, event: SegmentRequested, worker_id: str) -> None:
+        joining = self.record.claim_join(event.job_id, event.attempt_id, event.count, worker_id)
+        if joining is None:
+            log.info("job %s: the join is another worker's", event.job_id)
+            return
+        fan, encoding_plan = joining["fanout"], dict(joining.get("encoding") or {})
+        specs = [SegmentPlan(**segment) for segment in encoding_plan.get("segments", [])]
+        with self.private_folder(f"{event.job_id}.join.") as folder:
+            target = folder / "audio.mp3"
+            try:
+                encoded = self.outcome.store_joined(joining, self.stored_segments(event, specs), target,
+                                                    expected_duration=fan.get("expected_duration"),
+                                                    max_duration=self.max_duration_seconds, plan=encoding_plan)
+            except (Rejected, JoinError) as problem:
+                reason = problem.reason if isinstance(problem, Rejected) else FailureReason.INVALID_OUTPUT
+                self.fail(joining, event, reason, f"the segments could not be joined: {problem}")
+                return
+            except Exception:
+                self.record.release_join(event.job_id, event.attempt_id, worker_id)
+                raise
+            self.outcome.finish(joining, event.attempt_id, target, encoded)
+        remove_fan_out_media(self.database, event.job_id)
+
+    def stored_segments(self, event: SegmentRequested, specs: list[SegmentPlan]) -> Iterator[tuple[bytes, SegmentPlan]]:
+        for index, spec in enumerate(specs):
+            source = self.segments.open(segment_file_id(event.job_id, event.attempt_id, index))
+            if source is None:
+                raise RetryLater(f"segment {index} of job {event.job_id} is marked done but not stored")
+            with source:
+                yield source.read(), spec
+
+    @staticmethod
+    def rest_of(job: Job, event: SegmentRequested) -> float | None:
+        """The last segment's length: from its start to the end of the audio."""
+        total = (job.get("fanout") or {}).get("expected_duration")
+        return None if total is None else max(1.0, total - (event.start_seconds or 0.0))
+
+    def fail(self, job: Job, event: SegmentRequested, reason: FailureReason, message: str) -> None:
+        self.outcome.fail(job, event.attempt_id, reason, message)
+        remove_fan_out_media(self.database, event.job_id)
+
+    @contextlib.contextmanager
+    def private_folder(self, prefix: str) -> Iterator[Path]:
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=self.work_dir))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,37 @@
+"""segment (CloudEvent, triggered by io.vid2mp3.segment.requested.v1): encodes one time segment of a fanned-out
+job's audio into GridFS; the instance that finishes the last segment joins them into the job's MP3 and emits
+io.vid2mp3.audio.converted.v1 (or io.vid2mp3.conversion.failed.v1), as convert does for a job it encodes itself."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from events import EventEmitter, SegmentRequested
+from functions.convert.outcome import Outcome
+from functions.segment.encoder import SegmentEncoder
+from functions.shared import mongo
+from functions.shared.consumer import consume
+from functions.shared.jobs import Jobs
+from functions.shared.media import AUDIO, VIDEOS, MediaStore
+from functions.shared.settings import SegmentSettings, load_settings
+
+settings = load_settings(SegmentSettings)
+database = mongo.database(settings)
+encoder = SegmentEncoder(
+    database=database,
+    outcome=Outcome(Jobs(database), MediaStore(database, VIDEOS), MediaStore(database, AUDIO),
+                    EventEmitter(str(settings.k_sink), "segment"),
+                    audio_retention=timedelta(seconds=settings.audio_retention_seconds),
+                    source_retention=timedelta(seconds=settings.source_video_retention_seconds)),
+    work_dir=Path(settings.work_dir), max_duration_seconds=settings.max_duration_seconds,
+    ffmpeg_timeout_seconds=settings.ffmpeg_timeout_seconds,
+)
+
+
+@functions_framework.cloud_event
+def segment(event: CloudEvent) -> None:
+    consume(event, SegmentRequested, encoder.handle)
