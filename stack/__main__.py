@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 from cryptography.hazmat.primitives import serialization
@@ -33,9 +34,9 @@ from stack.config import (
     ingress_url,
     server_urls,
 )
-from stack.manifests import ManifestError, load_routing
+from stack.manifests import ManifestError, load_documents, load_routing
 from stack.processes import StackError
-from stack.topology import ObjectUids, Topology
+from stack.topology import DispatcherSpec, ObjectUids, Topology
 
 FUNCTION_READY_TIMEOUT_SECONDS = 60
 SECRETS = LOCAL / "secrets"
@@ -174,7 +175,10 @@ def up() -> None:
         start_process(startup, "ingress", supervised("ingress", [str(BIN / "ingress")]), env={
             "BROKER_URL": urls.amqp, "EXCHANGE_NAME": routing_topology.exchange, "PORT": str(INGRESS_PORT),
         }, port=INGRESS_PORT)
+        one_request_per_pod = services_taking_one_request_per_pod(load_documents(KNATIVE_DIR))
         for spec in routing_topology.dispatchers(urls.amqp, ingress_url(), function_url):
+            if spec.subscriber_service in one_request_per_pod:
+                cap_parallelism_at_cores(spec)
             start_process(startup, spec.name, supervised(spec.name, [str(BIN / "dispatcher")]), env=spec.env)
         if "reconcile" in available_functions():
             start_process(startup, "reconcile-ticker", [
@@ -185,6 +189,18 @@ def up() -> None:
         startup.undo()
         raise
     write_endpoints(points)
+
+
+def services_taking_one_request_per_pod(documents: list[tuple[Path, dict[str, Any]]]) -> set[str]:
+    return {str(doc["metadata"]["name"]) for _, doc in documents if doc.get("kind") == "Service"
+            and ((doc.get("spec") or {}).get("template") or {}).get("spec", {}).get("containerConcurrency") == 1}
+
+
+def cap_parallelism_at_cores(spec: DispatcherSpec) -> None:
+    """On a cluster a Trigger's parallelism is how many pods of a one-request-per-pod Service work at once; here
+    one process stands for all of them on one machine, so at most one request per core (convert's 2 and the
+    segment Trigger's 16 alike)."""
+    spec.env["PARALLELISM"] = str(min(int(spec.env["PARALLELISM"]), os.cpu_count() or 1))
 
 
 def declare_topology(routing_topology: Topology, amqp_url: str, own_node: bool) -> None:

@@ -45,6 +45,7 @@ FUNCTION_PORTS = {
     "deadletter": PORT_BASE + 107,
     "reconcile": PORT_BASE + 108,
     "web": PORT_BASE + 109,
+    "segment": PORT_BASE + 110,
 }
 PUBLIC_FUNCTIONS = ("auth", "upload", "status", "download", "web")
 

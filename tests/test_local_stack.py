@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from stack.config import ROOT
-from stack.manifests import Broker, Delivery, ManifestError, Trigger, load_routing
+from stack.__main__ import services_taking_one_request_per_pod
+from stack.config import BIN, ROOT
+from stack.manifests import Broker, Delivery, ManifestError, Trigger, load_documents, load_routing
 from stack.processes import port_open
 from stack.topology import Topology, child_name, go_duration
 from tests.support import processes_mentioning
@@ -31,10 +32,12 @@ KNATIVE = ROOT / "knative"
 BROKER_UID = "0b4f2c1e-6a3d-4e59-9c1a-7d2e8f0a1b3c"
 CONVERT_UID = "5f0e9d8c-7b6a-4c3d-8e2f-1a0b9c8d7e6f"
 NOTIFY_UID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d"
+SEGMENT_UID = "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a"
 FIXED_UIDS = {
     "Broker/vid2mp3": BROKER_UID,
     "Trigger/convert-on-video-uploaded": CONVERT_UID,
     "Trigger/notify-on-audio-converted": NOTIFY_UID,
+    "Trigger/segment-on-segment-requested": SEGMENT_UID,
 }
 RABBIT_URL = "amqp://guest:guest@rabbitmq:5672/%2F"
 INGRESS_URL = "http://broker-ingress.vid2mp3.svc.cluster.local/"
@@ -63,7 +66,7 @@ def test_broker_is_read_from_knative(routing: Any) -> None:
     )
 
 
-def test_both_triggers_are_read_from_knative(routing: Any) -> None:
+def test_every_trigger_is_read_from_knative(routing: Any) -> None:
     assert {trigger.name: trigger for trigger in routing.triggers} == {
         "convert-on-video-uploaded": Trigger(
             name="convert-on-video-uploaded", namespace="vid2mp3", broker="vid2mp3",
@@ -80,12 +83,19 @@ def test_both_triggers_are_read_from_knative(routing: Any) -> None:
                               timeout=timedelta(seconds=30), dead_letter_service="deadletter"),
             parallelism="1",
         ),
+        "segment-on-segment-requested": Trigger(
+            name="segment-on-segment-requested", namespace="vid2mp3", broker="vid2mp3",
+            filter_attributes={"type": "io.vid2mp3.segment.requested.v1"}, subscriber_service="segment",
+            delivery=Delivery(retry=6, backoff_policy="exponential", backoff_delay=timedelta(milliseconds=500),
+                              timeout=timedelta(minutes=2), dead_letter_service="deadletter"),
+            parallelism="16",
+        ),
     }
 
 
 def test_topology_names_and_arguments_match_the_controller(routing: Any) -> None:
     topology = Topology(routing, fixed_uids)
-    convert, notify = sorted(routing.triggers, key=lambda trigger: trigger.name)
+    convert, notify, segment = sorted(routing.triggers, key=lambda trigger: trigger.name)
     assert topology.exchange == f"b.vid2mp3.vid2mp3.{BROKER_UID}"
     assert topology.broker_dlx == f"b.vid2mp3.vid2mp3.dlx.{BROKER_UID}"
     assert topology.broker_dlq == f"b.vid2mp3.vid2mp3.dlq.{BROKER_UID}"
@@ -107,8 +117,10 @@ def test_topology_names_and_arguments_match_the_controller(routing: Any) -> None
          "t.vid2mp3.convert-on-video-uplo8dec1eaed0c0af16f84d419e1ce7d495"),
         (child_name("t.vid2mp3.notify-on-audio-converted.", NOTIFY_UID),
          "t.vid2mp3.notify-on-audio-convedd5b655617b46322632a7c2d6a374326"),
+        (child_name("t.vid2mp3.segment-on-segment-requested.", SEGMENT_UID),
+         "t.vid2mp3.segment-on-segment-red8f634550d701a767ac924b51c5b1052"),
     ]
-    for (_, pattern, _), trigger in zip(policies, (convert, notify), strict=True):
+    for (_, pattern, _), trigger in zip(policies, (convert, notify, segment), strict=True):
         queue = topology.trigger_queue(trigger)
         assert re.search(pattern, queue)
         assert not re.search(pattern, queue + "-other") and not re.search(pattern, "x" + queue)
@@ -140,6 +152,17 @@ EXPECTED_DISPATCHERS = {
         "SUBSCRIBER": service_url("deadletter"),
         "RETRY": "8", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "1s", "TIMEOUT": "30s",
         "PARALLELISM": "1", "DLX": "true",
+    },
+    "dispatcher-segment-on-segment-requested": {
+        "QUEUE_NAME": f"vid2mp3.segment-on-segment-requested.{BROKER_UID}", "SUBSCRIBER": service_url("segment"),
+        "RETRY": "6", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms", "TIMEOUT": "2m0s",
+        "PARALLELISM": "16", "DLX_NAME": "t.vid2mp3.segment-on-segment-red8f634550d701a767ac924b51c5b1052",
+    },
+    "dlq-dispatcher-segment-on-segment-requested": {
+        "QUEUE_NAME": "t.vid2mp3.segment-on-segment-ref06bc71e2f1859c5260f3a9972c269bb",
+        "SUBSCRIBER": service_url("deadletter"),
+        "RETRY": "6", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms", "TIMEOUT": "2m0s",
+        "PARALLELISM": "16", "DLX": "true",
     },
     "dlq-dispatcher-broker-vid2mp3": {
         "QUEUE_NAME": f"b.vid2mp3.vid2mp3.dlq.{BROKER_UID}", "SUBSCRIBER": service_url("deadletter"),
@@ -419,3 +442,25 @@ def test_stack_up_refuses_a_malformed_manifest_and_starts_nothing(
     ports = [SEPARATE_PORT_BASE + offset for offset in (672, 673, 306, 17, 80, 25, *range(101, 110))]
     assert [port for port in ports if port_open(port)] == []
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_the_running_dispatchers_deliver_at_most_one_request_per_core_to_one_request_per_pod_services(
+        endpoints: dict[str, str]) -> None:
+    """A Trigger's parallelism is how many pods of convert or segment work at once on a cluster; the local stack's
+    one process per function gets at most one request per core, whatever the manifest says (16 for segment)."""
+    assert {"convert", "segment"} <= services_taking_one_request_per_pod(load_documents(KNATIVE))
+    parallelism = {environment["QUEUE_NAME"]: environment["PARALLELISM"]
+                   for environment in map(environment_of, processes_mentioning(str(BIN / "dispatcher")))
+                   if "QUEUE_NAME" in environment and environment.get("DLX") != "true"}
+    for trigger in load_routing(KNATIVE).triggers:
+        if trigger.subscriber_service in ("convert", "segment"):
+            [running] = [value for queue, value in parallelism.items() if f".{trigger.name}." in queue]
+            assert running == str(min(int(trigger.parallelism or "1"), os.cpu_count() or 1)), trigger.name
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    try:
+        entries = Path(f"/proc/{pid}/environ").read_text(errors="replace").split("\0")
+    except OSError:
+        return {}
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
