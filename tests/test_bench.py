@@ -10,7 +10,9 @@ from typing import Any
 import pymongo
 import pytest
 
+from functions.convert.plan import FanOutPolicy
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
+from tests import bench_segments
 from tests.bench import ConvertBench, Report, judge, token_subject
 from tests.support import make_clip, new_user
 
@@ -55,9 +57,36 @@ def test_a_target_passes_only_within_its_limit_and_never_unmeasured() -> None:
     status = {target["target"]: target["status"] for target in report.targets}
     assert status["convert step / plain ffmpeg, 360p-60s"] == "PASS"
     assert status["convert step / plain ffmpeg, 720p-60s"] == "MISS"
-    assert status["convert step / plain ffmpeg, 360p-600s"] == "MISS"  # not measured
+    assert status["convert step / plain ffmpeg, 360p-600s (segments)"] == "MISS"  # not measured
     assert status["convert step added time, 360p-10s (s)"] == "PASS"
     assert status["throughput vs one plain ffmpeg at a time"] == "MISS"
     assert status["upload worker peak RSS, 1 GiB body (MiB)"] == "PASS"
     assert status["upload peak RSS growth, 256 MiB → 1 GiB (MiB)"] == "MISS"  # 10 MiB of growth
     assert status["upload into GridFS / bare GridFSBucket, 256 MiB"] == "PASS"  # 0.8
+
+
+def test_the_long_media_bench_measures_segments_the_fan_out_its_model_and_moviepy(
+        endpoints: dict[str, str], database: Any, tmp_path: Path) -> None:
+    """bench_segments on a 20 s clip: segments alone, the fan-out through the stack's segment function (threshold
+    lowered to the clip), the model fed by it, and the CLI beside moviepy."""
+    client, _ = new_user(endpoints)
+    bench = ConvertBench(database, endpoints["BROKER_INGRESS_URL"], token_subject(client.token))
+    clip = make_clip(tmp_path / "clip.mp4", seconds=20)
+    report = Report(figures={"convert_step": {"clip": {"convert_step_s": 1.0}}})
+
+    bench_segments.segments_alone(report, [clip], tmp_path)
+    bench_segments.fan_out_path(report, bench, [clip], FanOutPolicy(min_seconds=10, segment_seconds=10,
+                                                                    max_segments=4))
+    bench_segments.fan_out_model(report)
+    bench_segments.pipeline_vs_moviepy(report, clip, tmp_path)
+
+    assert report.errors == []
+    alone = report.figures["segments_alone"]["clip"]
+    assert alone["segments"] >= 2 and alone["speedup"] > 0
+    fanned = report.figures["fan_out"]["clip"]
+    assert fanned["segments"] == 2 and len(fanned["segment_encode_s"]) == 2 and fanned["join_s"] > 0
+    assert fanned["total_s"] >= fanned["convert_s"] > 0
+    model = report.figures["fan_out_model"]["by_instances"]
+    assert [model[n]["waves"] for n in ("1", "4", "16", "64")] == [24, 6, 2, 1]
+    assert model["1"]["convert_s"] > model["64"]["convert_s"] > 0
+    assert report.figures["pipeline_vs_moviepy"]["cli_s"] > 0 and report.figures["pipeline_vs_moviepy"]["moviepy_s"] > 0

@@ -158,19 +158,24 @@ class Converter:
         """Stores the audio track on its own, records the fan-out and emits one event per segment."""
         assert self.tracks is not None and self.fan_out is not None
         job_id = job["_id"]
+        timings = fanout.Stopwatch()
         track = workdir / f"track.{fanout.TRACK_FORMATS[probed.container][1]}"
-        ffmpeg_tools.run(fanout.track_command(source, track, probed.container), expected_duration=probed.audio_duration,
-                         timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
-        # Segment positions count from the track's own start, which the copy may have moved.
-        track_probe = ffmpeg_tools.probe(track, max_streams=self.max_streams, max_duration=self.max_duration_seconds)
+        with timings.lap("track_copy"):
+            ffmpeg_tools.run(fanout.track_command(source, track, probed.container),
+                             expected_duration=probed.audio_duration, timeout=self.ffmpeg_timeout_seconds,
+                             heartbeat=heartbeat)
+            # Segment positions count from the track's own start, which the copy may have moved.
+            track_probe = ffmpeg_tools.probe(track, max_streams=self.max_streams,
+                                             max_duration=self.max_duration_seconds)
         encoding_plan = plan.fan_out_plan(track_probe.audio_duration or probed.audio_duration or 0.0,
                                           track_probe.audio_sample_rate or 0, track_probe.audio_seek_offset,
                                           self.fan_out)
-        self.tracks.remove(job_id)  # what an earlier attempt may have left
-        with track.open("rb") as file:
+        with track.open("rb") as file, timings.lap("track_store"):
+            self.tracks.remove(job_id)  # what an earlier attempt may have left
             self.tracks.store_file(job_id, file, filename=track.name,
                                    metadata={"owner_id": job["owner_id"], "job_id": job_id})
-        if FanOutRecord(self.jobs).start(job_id, attempt_id, job_id, encoding_plan, probed.audio_duration) is None:
+        if FanOutRecord(self.jobs).start(job_id, attempt_id, job_id, encoding_plan, probed.audio_duration,
+                                         timings.seconds) is None:
             raise Stopped()
         for event in fanout.segment_events(job, attempt_id, job_id, encoding_plan):
             self.emitter.emit(event)

@@ -10,6 +10,9 @@ attempt and index, so a superseded attempt's late write never lands on the curre
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +32,21 @@ TRACK_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": ("mp4", "m4a"), "matroska,webm": ("m
 # the queue behind others, and a worker renews it every second while it encodes or joins.
 FAN_OUT_LEASE = timedelta(minutes=5)
 SEGMENT_LEASE = timedelta(seconds=10)
+
+
+class Stopwatch:
+    """Seconds per named step of a fan-out, recorded on the job for operators (and the bench's breakdown)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def lap(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - started, 3)
 
 
 def can_fan_out(container: str) -> bool:
@@ -72,11 +90,11 @@ class FanOutRecord:
         return self.jobs.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
     def start(self, job_id: str, attempt_id: str, track_id: str, encoding_plan: EncodingPlan,
-              expected_duration: float | None) -> Job | None:
+              expected_duration: float | None, timings: dict[str, float]) -> Job | None:
         """Records the fan-out for the attempt that holds the job; None when it no longer does."""
         fanout = {"attempt_id": attempt_id, "count": len(encoding_plan.segments), "track_id": track_id,
                   "expected_duration": expected_duration, "done": [], "claims": {}, "progress": {}, "encodings": {},
-                  "started_at": now()}
+                  "timings": {"convert": timings}, "started_at": now()}
         return self._update({"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id},
                             {"$set": {"fanout": fanout, "encoding": encoding_plan.as_record(),
                                       "lease_until": now() + FAN_OUT_LEASE, "updated_at": now()}})
@@ -109,14 +127,15 @@ class FanOutRecord:
                                         {"$max": {"progress.percent": round(sum(shares) / len(shares), 1)}})
         return True
 
-    def segment_done(self, job_id: str, attempt_id: str, index: int, worker_id: str) -> Job | None:
+    def segment_done(self, job_id: str, attempt_id: str, index: int, worker_id: str,
+                     timings: dict[str, float]) -> Job | None:
         """Marks the segment done for its claimant; the record after, or None when the claim was lost."""
         return self._update(
             {**self._of_attempt(job_id, attempt_id), f"fanout.claims.{index}.worker_id": worker_id,
              "fanout.done": {"$ne": index}},
             {"$push": {"fanout.done": index}, "$unset": {f"fanout.claims.{index}": ""},
-             "$set": {f"fanout.progress.{index}": 100.0, f"fanout.finished.{index}": now(), "updated_at": now(),
-                      "lease_until": now() + FAN_OUT_LEASE}})
+             "$set": {f"fanout.progress.{index}": 100.0, f"fanout.timings.{index}": {**timings, "done_at": now()},
+                      "updated_at": now(), "lease_until": now() + FAN_OUT_LEASE}})
 
     def claim_join(self, job_id: str, attempt_id: str, count: int, worker_id: str) -> Job | None:
         """The join, for one worker at a time once every segment is done; None while another live worker has it."""

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pymongo.database import Database
 
 from events import FailureReason, SegmentRequested
 from functions.convert import ffmpeg_tools
-from functions.convert.fanout import FanOutRecord, segment_file_id
+from functions.convert.fanout import FanOutRecord, Stopwatch, segment_file_id
 from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
 from functions.convert.mp3join import JoinError, SegmentPlan
 from functions.convert.outcome import Outcome
@@ -81,19 +82,22 @@ class SegmentEncoder:
         def heartbeat(progress: Progress) -> bool:
             return self.record.renew_segment(event.job_id, event.attempt_id, event.index, worker_id, progress.percent)
 
+        timings = Stopwatch()
         with self.private_folder(f"{event.job_id}.{event.index}.") as folder:
             track, output = folder / "track", folder / "segment.mp3"
-            with track.open("wb") as track_file:
-                if not self.tracks.copy_to(event.track_id, track_file):
-                    self.outcome.fail(job, event.attempt_id, FailureReason.SOURCE_MISSING,
-                                      "the audio track of the fanned-out job is gone")
-                    return None
+            with track.open("wb") as track_file, timings.lap("track_read"):
+                found = self.tracks.copy_to(event.track_id, track_file)
+            if not found:
+                self.outcome.fail(job, event.attempt_id, FailureReason.SOURCE_MISSING,
+                                  "the audio track of the fanned-out job is gone")
+                return None
             command = ffmpeg_tools.conversion_command(
                 track, output, copy=False, bitrate_kbps=event.bitrate_kbps, max_duration=self.max_duration_seconds,
                 start_seconds=event.start_seconds, duration_seconds=event.duration_seconds)
             try:
-                ffmpeg_tools.run(command, expected_duration=event.duration_seconds or self.rest_of(job, event),
-                                 timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
+                with timings.lap("encode"):
+                    ffmpeg_tools.run(command, expected_duration=event.duration_seconds or self.rest_of(job, event),
+                                     timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
             except Stopped:
                 log.info("segment %d of job %s stopped (cancelled or taken over)", event.index, event.job_id)
                 return None
@@ -101,13 +105,12 @@ class SegmentEncoder:
                 self.fail(job, event, rejected.reason, f"segment {event.index + 1} of {event.count}: "
                                                        f"{rejected.message}")
                 return None
-            self.segments.remove(file_id)  # a worker that died mid-write left chunks under this id
-            with output.open("rb") as segment_file:
+            with output.open("rb") as segment_file, timings.lap("store"):
+                self.segments.remove(file_id)  # a worker that died mid-write left chunks under this id
                 self.segments.store_file(file_id, segment_file, filename=f"{file_id}.mp3",
                                          metadata={"job_id": event.job_id, "attempt_id": event.attempt_id,
                                                    "index": event.index})
-        log.info("job %s: segment %d of %d encoded and stored", event.job_id, event.index, event.count)
-        done = self.record.segment_done(event.job_id, event.attempt_id, event.index, worker_id)
+        done = self.record.segment_done(event.job_id, event.attempt_id, event.index, worker_id, timings.seconds)
         if done is None:
             # Cancelled, failed or superseded while it encoded: its segment is of no use to anyone.
             self.segments.remove(file_id)
@@ -122,6 +125,7 @@ class SegmentEncoder:
         specs = [SegmentPlan(**segment) for segment in encoding_plan.get("segments", [])]
         with self.private_folder(f"{event.job_id}.join.") as folder:
             target = folder / "audio.mp3"
+            started = time.monotonic()
             try:
                 encoded = self.outcome.store_joined(joining, self.stored_segments(event, specs), target,
                                                     expected_duration=fan.get("expected_duration"),
@@ -133,6 +137,8 @@ class SegmentEncoder:
             except Exception:
                 self.record.release_join(event.job_id, event.attempt_id, worker_id)
                 raise
+            # Reading the segments, joining them and writing the MP3 overlap: one figure.
+            encoding_plan["join_seconds"] = round(time.monotonic() - started, 3)
             self.outcome.finish(joining, event.attempt_id, target, encoded)
         remove_fan_out_media(self.database, event.job_id)
 
