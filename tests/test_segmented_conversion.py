@@ -26,13 +26,14 @@ from functions.convert import plan
 from functions.convert.conversion import Converter
 from functions.convert.ffmpeg_tools import Probe
 from functions.convert.plan import FanOutPolicy, Mode
+from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import FINAL_STATES, Jobs, JobState
-from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore
+from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 from functions.status.cancellation import Cancellation
 from stack.config import LOCAL
 from tests.audio_quality import best_lag, click_ratio, decode, make_source, snr_db
 from tests.reliability_support import kill_function
-from tests.support import processes_mentioning, stage_job, wait_for
+from tests.support import make_clip, processes_mentioning, stage_job, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -305,3 +306,31 @@ def test_a_segment_worker_killed_mid_encode_is_retried_to_one_mp3(
     assert_joined_like_a_single_pass(on_stack.mp3(job["_id"], tmp_path / "joined.mp3"), music, job)
     assert on_stack.database["audio.files"].count_documents({"_id": job["_id"]}) == 1
     wait_for(lambda: not any(on_stack.leftovers(job["_id"]).values()), 10, "no fan-out leftovers")
+
+
+def test_reconcile_removes_the_tracks_and_segments_of_fan_outs_that_ended(on_stack: OnStack, tmp_path: Path) -> None:
+    """What a segment worker that died before its clean-up left: removed once the job ended or moved to another
+    attempt; a live fan-out's files stay."""
+    clip = make_clip(tmp_path / "clip.mp4", seconds=1)
+    live, ended = on_stack.stage(clip), on_stack.stage(clip)
+    attempt = uuid.uuid4().hex
+    on_stack.jobs.collection.update_one({"_id": live.job_id}, {"$set": {
+        "state": JobState.CONVERTING, "fanout": {"attempt_id": attempt}}})
+    on_stack.jobs.collection.update_one({"_id": ended.job_id}, {"$set": {"state": JobState.DONE}})
+    tracks, stored_segments = MediaStore(on_stack.database, TRACKS), MediaStore(on_stack.database, SEGMENTS)
+    for job_id in (live.job_id, ended.job_id):
+        tracks.store(job_id, [b"track"], filename="track", metadata={"job_id": job_id})
+        for owner_attempt in (attempt, uuid.uuid4().hex):  # the current attempt's segment, and a superseded one's
+            stored_segments.store(f"{job_id}.{owner_attempt}.0", [b"segment"], filename="segment",
+                                  metadata={"job_id": job_id, "attempt_id": owner_attempt, "index": 0})
+    reconciler = Reconciler(database=on_stack.database, jobs=on_stack.jobs, emitter=on_stack.emitter,
+                            stuck_after=timedelta(minutes=30), max_redrives=3)
+    try:
+        assert reconciler.delete_fan_out_leftovers() == 4
+        assert tracks.exists(live.job_id) and stored_segments.exists(f"{live.job_id}.{attempt}.0")
+        assert on_stack.leftovers(live.job_id)[SEGMENTS] == 1
+        assert on_stack.leftovers(ended.job_id)[TRACKS] == on_stack.leftovers(ended.job_id)[SEGMENTS] == 0
+    finally:
+        for job_id in (live.job_id, ended.job_id):
+            remove_job_media(on_stack.database, {"_id": job_id, "video_id": job_id})
+            on_stack.jobs.delete(job_id)
