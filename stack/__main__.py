@@ -30,12 +30,14 @@ from stack.config import (
     RECONCILE_INTERVAL_SECONDS,
     ROOT,
     SENDGRID_PORT,
+    SOURCE_DIR,
     function_url,
     ingress_url,
     server_urls,
 )
 from stack.manifests import ManifestError, load_documents, load_routing
 from stack.processes import StackError
+from stack.source import ADAPTER_PROGRAM, ProducerSide, load_producer_side
 from stack.topology import DispatcherSpec, ObjectUids, Topology
 
 FUNCTION_READY_TIMEOUT_SECONDS = 60
@@ -44,6 +46,10 @@ SECRETS = LOCAL / "secrets"
 
 def topology() -> Topology:
     return Topology(load_routing(KNATIVE_DIR), ObjectUids(LOCAL / "state" / "uids.json"))
+
+
+def producer_side() -> ProducerSide:
+    return load_producer_side(SOURCE_DIR, load_routing(KNATIVE_DIR).broker.name)
 
 
 def jwt_private_key_pem() -> str:
@@ -71,6 +77,7 @@ def endpoints() -> dict[str, str]:
         **{f"{name.upper()}_FUNCTION_URL": function_url(name) for name in FUNCTION_PORTS},
         "BROKER_INGRESS_URL": ingress_url(),
         "BROKER_EXCHANGE": topology().exchange,
+        "PRODUCER_EXCHANGE": producer_side().source.exchange,
         "AMQP_URL": urls.amqp,
         "MONGO_URI": urls.mongo,
         "MYSQL_URL": urls.mysql,
@@ -149,7 +156,8 @@ def available_functions() -> list[str]:
 def up() -> None:
     urls = server_urls()
     routing_topology = topology()  # a malformed manifest stops us before anything starts
-    for program in ("ingress", "dispatcher", "ferretdb"):
+    producers = producer_side()
+    for program in ("ingress", "dispatcher", "ferretdb", ADAPTER_PROGRAM):
         if not (BIN / program).exists():
             raise StackError(f"{BIN / program} is missing: run `make setup` first")
     startup = Startup()
@@ -160,6 +168,7 @@ def up() -> None:
         startup.note("ferretdb", servers.start_ferretdb(urls.mongo, urls.mongo_given))
         servers.migrate_accounts(urls.mysql)
         declare_topology(routing_topology, urls.amqp, own_node=not urls.amqp_given)
+        declare_producer_topology(producers, urls.amqp)
         points = endpoints()
         env = function_env(points)
         print("Functions:")
@@ -184,6 +193,10 @@ def up() -> None:
             start_process(startup, "reconcile-ticker", [
                 processes.python(), "-m", "stack.ticker", function_url("reconcile"), str(RECONCILE_INTERVAL_SECONDS),
             ])
+        print("RabbitMQ source:")
+        # After the ingress: the adapter posts every message it takes to it.
+        start_process(startup, producers.adapter_process, supervised(producers.adapter_process, [
+            str(BIN / ADAPTER_PROGRAM)]), env=producers.adapter_env(urls.amqp, ingress_url()))
     except BaseException:
         print("Start-up failed: stopping what this run started.", file=sys.stderr)
         startup.undo()
@@ -217,12 +230,20 @@ def declare_topology(routing_topology: Topology, amqp_url: str, own_node: bool) 
                 raise StackError(f"could not set dead-letter policy {name}: {result.stderr}")
 
 
+def declare_producer_topology(producers: ProducerSide, amqp_url: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        producers.declare(connection.channel())
+    finally:
+        connection.close()
+
+
 def write_endpoints(points: dict[str, str]) -> None:
     ENDPOINTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     ENDPOINTS_FILE.write_text("".join(f"{key}={value}\n" for key, value in points.items()))
     print(f"\nEndpoints (also in {ENDPOINTS_FILE}):")
     for key in ("AUTH_URL", "UPLOAD_URL", "STATUS_URL", "DOWNLOAD_URL", "WEB_URL", "JWKS_URL",
-                "BROKER_INGRESS_URL", "AMQP_URL", "MONGO_URI", "MYSQL_URL", "SENDGRID_API_HOST"):
+                "BROKER_INGRESS_URL", "PRODUCER_EXCHANGE", "AMQP_URL", "MONGO_URI", "MYSQL_URL", "SENDGRID_API_HOST"):
         print(f"  {key:<20} {servers.redact(points[key])}")
 
 
@@ -245,6 +266,10 @@ def status() -> int:
         "ingress": processes.port_open(INGRESS_PORT),
         **{name: processes.port_open(FUNCTION_PORTS[name]) for name in available_functions()},
     }
+    producers = producer_side()
+    if processes.running_pid(producers.adapter_process):
+        # Its process may run while it cannot reach RabbitMQ (it retries every second): up means it consumes.
+        checks[producers.adapter_process] = servers.queue_has_consumer(urls.amqp, producers.source.queue)
     for name in processes.managed_names():
         checks.setdefault(name, processes.running_pid(name) is not None)
     width = max(map(len, checks))

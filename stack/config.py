@@ -15,6 +15,7 @@ RUN = LOCAL / "run"
 DATA = LOCAL / "data"
 ENDPOINTS_FILE = LOCAL / "endpoints.env"
 KNATIVE_DIR = Path(os.environ.get("VID2MP3_KNATIVE_DIR", ROOT / "knative"))
+SOURCE_DIR = Path(os.environ.get("VID2MP3_SOURCE_DIR", ROOT / "rabbitmq-source"))
 ACCOUNTS_SCHEMA = ROOT / "functions" / "auth" / "schema.sql"
 
 # glibc's allocator for the function processes, as functions/Dockerfile sets it for the cluster (a test keeps the

@@ -64,6 +64,20 @@ def amqp_answers(url: str) -> bool:
     return True
 
 
+def queue_has_consumer(url: str, queue: str) -> bool:
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url + "?connection_attempts=1&socket_timeout=2"))
+    except Exception:
+        return False
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count > 0
+    except Exception:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 def rabbitmq_env() -> dict[str, str]:
     return {
         "RABBITMQ_MNESIA_BASE": str(RABBITMQ_DIR / "mnesia"),

@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- Go tools: FerretDB and the Knative RabbitMQ broker data plane ------------------------------------------------
+# --- Go tools: FerretDB, the Knative RabbitMQ broker data plane and the RabbitMQ source adapter ------------------------------------------------
 command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || fail "Go 1.24 or newer is needed to build FerretDB and the broker data plane"
 export GOBIN="$LOCAL/bin"
@@ -43,6 +43,14 @@ if [ ! -x "$GOBIN/ingress" ] || [ ! -x "$GOBIN/dispatcher" ] || [ stack/broker/g
   (cd stack/broker && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly \
      go install knative.dev/eventing-rabbitmq/cmd/ingress knative.dev/eventing-rabbitmq/cmd/dispatcher)
   touch "$GOBIN/ingress" "$GOBIN/dispatcher"
+fi
+# The RabbitmqSource's adapter: stack/broker/cmd/source-adapter runs the same module's pkg/adapter without the
+# Kubernetes API that cmd/receive_adapter insists on (its main.go says why).
+if [ ! -x "$GOBIN/source-adapter" ] || [ stack/broker/go.sum -nt "$GOBIN/source-adapter" ] \
+   || [ -n "$(find stack/broker/cmd -newer "$GOBIN/source-adapter" -print -quit)" ]; then
+  say "building the eventing-rabbitmq source adapter (go install of stack/broker/cmd/source-adapter)"
+  (cd stack/broker && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly go install ./cmd/source-adapter)
+  touch "$GOBIN/source-adapter"
 fi
 # stack/validation/go.mod pins the Knative, eventing-rabbitmq and RabbitMQ operator modules: the Go admission test
 # builds on them and tests/test_manifests.py reads their released CRDs from the module cache; its skaffold/ folder

@@ -168,7 +168,7 @@ class EventTap:
     def _on_message(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
         headers = {key: (value.decode() if isinstance(value, bytes) else value)
                    for key, value in (properties.headers or {}).items()}
-        self.received.put({"attributes": headers, "data": json.loads(body) if body else None})
+        self.received.put({"attributes": headers, "data": _json_or_bytes(body)})
 
     def _consume(self) -> None:
         try:
@@ -194,6 +194,16 @@ class EventTap:
             self._connection.close()
         except Exception:  # noqa: S110
             pass
+
+
+def _json_or_bytes(body: bytes) -> Any:
+    """An event's data: JSON as parsed, anything else (a producer's plain message) as the bytes it is."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
 
 
 @contextmanager

@@ -2,7 +2,12 @@ module vid2mp3.local/brokertools
 
 go 1.24.0
 
-require knative.dev/eventing-rabbitmq v0.48.0
+require (
+	k8s.io/client-go v0.34.3
+	knative.dev/eventing v0.48.0
+	knative.dev/eventing-rabbitmq v0.48.0
+	knative.dev/pkg v0.0.0-20260120122510-4a022ed9999a
+)
 
 require (
 	github.com/antlr/antlr4/runtime/Go/antlr v1.4.10 // indirect
@@ -96,12 +101,9 @@ require (
 	k8s.io/apiextensions-apiserver v0.34.3 // indirect
 	k8s.io/apimachinery v0.34.3 // indirect
 	k8s.io/apiserver v0.34.3 // indirect
-	k8s.io/client-go v0.34.3 // indirect
 	k8s.io/klog/v2 v2.130.1 // indirect
 	k8s.io/kube-openapi v0.0.0-20250710124328-f3f2b991d03b // indirect
 	k8s.io/utils v0.0.0-20250604170112-4c0f3b243397 // indirect
-	knative.dev/eventing v0.48.0 // indirect
-	knative.dev/pkg v0.0.0-20260120122510-4a022ed9999a // indirect
 	sigs.k8s.io/controller-runtime v0.19.0 // indirect
 	sigs.k8s.io/gateway-api v1.1.0 // indirect
 	sigs.k8s.io/json v0.0.0-20241014173422-cfa47c3a1cc8 // indirect
