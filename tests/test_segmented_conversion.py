@@ -167,8 +167,12 @@ class OnStack:
 
 
 @pytest.fixture(scope="module")
-def on_stack(endpoints: dict[str, str]) -> OnStack:
-    return OnStack(endpoints)
+def on_stack(endpoints: dict[str, str]) -> Iterator[OnStack]:
+    stack = OnStack(endpoints)
+    yield stack
+    for job in stack.jobs.collection.find({"owner_id": stack.owner_id}):  # leave the store as it was found
+        remove_job_media(stack.database, job)
+        stack.jobs.delete(job["_id"])
 
 
 def join_positions(job: dict[str, Any]) -> list[int]:
