@@ -52,15 +52,30 @@ if [ ! -x "$GOBIN/source-adapter" ] || [ stack/broker/go.sum -nt "$GOBIN/source-
   (cd stack/broker && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly go install ./cmd/source-adapter)
   touch "$GOBIN/source-adapter"
 fi
+# stack/validation/skaffold pins skaffold v2.16.1 and everything it builds from: its go.mod repeats skaffold's replace
+# directives (which `go install pkg@version` refuses), go.sum the hashes. tests/test_skaffold.py runs the binary.
+# The first build takes minutes (docs/DEPLOY.md), so it is redone only when those pins change (go.mod without its
+# comments, go.sum), not when a checkout merely touches the files; another clone on the same machine relinks from
+# Go's build cache in seconds.
+skaffold_pins="$({ grep -v '^//' stack/validation/skaffold/go.mod; cat stack/validation/skaffold/go.sum; } | sha256sum)"
+if [ ! -x "$GOBIN/skaffold" ] || [ "$(cat "$LOCAL/skaffold-pins" 2>/dev/null)" != "$skaffold_pins" ]; then
+  say "building skaffold v2.16.1 (go install; once per machine: minutes on a fresh one, see docs/DEPLOY.md)"
+  # `skaffold version` prints what -X sets, as in skaffold's own release build (its Makefile), which also strips.
+  (cd stack/validation/skaffold && export GOFLAGS=-mod=readonly \
+     && skaffold_module=github.com/GoogleContainerTools/skaffold/v2 \
+     && version="$(go list -m -f '{{.Version}}' "$skaffold_module")" \
+     && go install -ldflags="-s -w -X $skaffold_module/pkg/skaffold/version.version=$version" "$skaffold_module/cmd/skaffold")
+  echo "$skaffold_pins" >"$LOCAL/skaffold-pins"
+fi
 # stack/validation/go.mod pins the Knative, eventing-rabbitmq and RabbitMQ operator modules: the Go admission test
-# builds on them and tests/test_manifests.py reads their released CRDs from the module cache; its skaffold/ folder
-# pins the skaffold module whose JSON schema that test reads. Nothing is fetched once they are cached.
+# builds on them and tests/test_manifests.py reads their released CRDs from the module cache, and skaffold's JSON
+# schema from the skaffold module its skaffold/ folder pins. Nothing is fetched once they are cached.
 # (A module cache emptied later is refilled by the tests themselves: `go mod download` again.)
 stamp="$LOCAL/validation-modules"
 if [ ! -f "$stamp" ] || [ -n "$(find stack/validation -name go.sum -newer "$stamp")" ]; then
   say "downloading the modules the manifest checks read (go mod download)"
   (cd stack/validation && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly go mod download)
-  (cd stack/validation/skaffold && GOFLAGS=-mod=readonly go mod download)
+  (cd stack/validation/skaffold && GOFLAGS=-mod=readonly go mod download github.com/GoogleContainerTools/skaffold/v2)
   touch "$stamp"
 fi
 
