@@ -104,8 +104,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         # The issue's 60 s clip, by the client's own recipe (640x360 H.264 + AAC).
         "minute": make_sample(60),
-        # Long enough that LAME works for several seconds: a conversion to cancel half way.
-        "long": make_clip(folder / "twenty minutes.mp4", seconds=1200),
+        # Long enough that LAME works for several seconds, even in segments on both cores (about 4.5 s), and short
+        # enough to stay in the convert function (under FAN_OUT_MIN_SECONDS): a conversion to cancel half way.
+        "long": make_clip(folder / "long.mp4", seconds=1700),
         "short": make_clip(folder / "short.mp4", seconds=3),
     }
 
@@ -185,7 +186,7 @@ def status_request(client: Vid2mp3, method: str, path: str) -> requests.Response
 @pytest.mark.stack
 @pytest.mark.parametrize("clip", ["minute", "long"])
 def test_progress_rises_monotonically_to_100(user: Vid2mp3, clips: dict[str, Path], clip: str) -> None:
-    """The 60 s clip takes ffmpeg under a second (0 then 100 %); the 20 min one shows the steps in between."""
+    """The 60 s clip takes ffmpeg under a second (0 then 100 %); the 28 min one shows the steps in between."""
     accepted = user.upload(clips[clip])
     views = follow_stream(user, accepted["job_id"])
     percents = [view["progress"]["percent"] for view in views if "progress" in view]

@@ -27,6 +27,7 @@ from functions.convert.conversion import Converter
 from functions.convert.ffmpeg_tools import Probe
 from functions.convert.plan import FanOutPolicy, Mode
 from functions.reconcile.sweeps import Reconciler
+from functions.shared.job_view import job_view
 from functions.shared.jobs import FINAL_STATES, Jobs, JobState
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 from functions.status.cancellation import Cancellation
@@ -201,6 +202,8 @@ def test_a_long_video_is_encoded_in_segments_at_once_and_joins_like_a_single_pas
     assert job["state"] == JobState.DONE, job.get("failure")
     assert job["encoding"]["mode"] == Mode.SEGMENTS and len(job["encoding"]["segments"]) == 2
     assert len(job["encoding"]["encoded_after_seconds"]) == 2
+    shown = job_view(job)["encoding"]  # what the owner sees of it
+    assert shown["mode"] == Mode.SEGMENTS and shown["segments"] == 2 and shown["reason"]
     deltas = assert_joined_like_a_single_pass(on_stack.mp3(event.job_id, tmp_path / "joined.mp3"), music, job)
     print(f"segments in one instance: SNR at the join minus single pass: {deltas}")
 
@@ -222,6 +225,8 @@ def test_cancel_stops_every_segment_ffmpeg_within_2_s(on_stack: OnStack, music: 
     worker = threading.Thread(target=converter.handle, args=(event,), daemon=True)
     worker.start()
     wait_for(lambda: len(processes_mentioning(f"{event.job_id}.")) >= 2, 30, "both segments' ffmpeg running")
+    # Progress is summed over the segments while they encode.
+    wait_for(lambda: (on_stack.job(event.job_id).get("progress") or {}).get("percent", 0) > 0, 10, "progress")
     Cancellation(on_stack.database, on_stack.jobs, on_stack.emitter).cancel(event.job_id, on_stack.owner_id)
     started = time.monotonic()
     wait_for(lambda: not processes_mentioning(f"{event.job_id}."), 2.0, "every segment's ffmpeg stopped")
@@ -287,6 +292,8 @@ def test_a_redelivered_segment_event_makes_no_second_copy(
 def test_cancel_mid_fan_out_stops_every_segment_and_leaves_nothing(
         on_stack: OnStack, fanned_out: VideoUploaded) -> None:
     wait_for(lambda: processes_mentioning(f"{fanned_out.job_id}."), 30, "a segment's ffmpeg running")
+    # The segments' progress adds up on the job (it only rises).
+    wait_for(lambda: (on_stack.job(fanned_out.job_id).get("progress") or {}).get("percent", 0) > 0, 10, "progress")
     Cancellation(on_stack.database, on_stack.jobs, on_stack.emitter).cancel(fanned_out.job_id, on_stack.owner_id)
     started = time.monotonic()
     wait_for(lambda: not processes_mentioning(f"{fanned_out.job_id}."), 2.0, "every segment's ffmpeg stopped")

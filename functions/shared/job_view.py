@@ -34,7 +34,7 @@ def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]
         encoding = job["encoding"]
         view["encoding"] = {"mode": encoding.get("mode"), "reason": encoding.get("reason"),
                             "segments": len(encoding.get("segments") or []),
-                            **({"segment_seconds": encoding["encoded_after_seconds"]}
+                            **({"segments_encoded_after_seconds": encoding["encoded_after_seconds"]}
                                if encoding.get("encoded_after_seconds") else {})}
     if job["state"] == JobState.CONVERTING and job.get("progress"):
         view["progress"] = job["progress"]
