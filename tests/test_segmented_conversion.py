@@ -81,13 +81,21 @@ def test_segment_seeks_count_from_the_container_start() -> None:
     assert shifted.segments[1].start_seconds == pytest.approx(plain.segments[1].start_seconds + 0.5)
 
 
-@pytest.mark.parametrize(("cpu_max", "affinity", "expected"), [
-    ("max 100000", 2, 2), ("200000 100000", 8, 2), ("150000 100000", 8, 1), ("50000 100000", 8, 1), (None, 2, 2),
+@pytest.mark.parametrize(("cpu_max", "cfs", "affinity", "expected"), [
+    ("max 100000", None, 2, 2), ("200000 100000", None, 8, 2), ("150000 100000", None, 8, 1),
+    ("50000 100000", None, 8, 1), (None, None, 2, 2),
+    # cgroup v1
+    (None, ("400000", "100000"), 8, 4), (None, ("-1", "100000"), 8, 8), (None, ("100000", "100000"), 2, 1),
 ])
 def test_usable_cpus_follow_the_cgroup_quota_not_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           cpu_max: str | None, affinity: int, expected: int) -> None:
+                                                           cpu_max: str | None, cfs: tuple[str, str] | None,
+                                                           affinity: int, expected: int) -> None:
     if cpu_max is not None:
         (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    if cfs is not None:
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(cfs[0] + "\n")
+        (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(cfs[1] + "\n")
     monkeypatch.setattr(plan.os, "sched_getaffinity", lambda _: set(range(affinity)))
     assert plan.usable_cpus(tmp_path) == expected
 

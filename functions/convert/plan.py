@@ -48,13 +48,23 @@ def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     """The CPUs this process may keep busy: its affinity, capped by its cgroup's CPU quota (a Knative pod's CPU
     limit), never the host's count."""
     cpus = len(os.sched_getaffinity(0))
+    quota = cpu_quota(cgroup_root)
+    return cpus if quota is None else max(1, min(cpus, math.floor(quota)))
+
+
+def cpu_quota(cgroup_root: Path) -> float | None:
+    """The cgroup's CPU limit in CPUs (cgroup v2's cpu.max, else v1's CFS quota); None when there is none."""
     try:
         quota, period = (cgroup_root / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):
-        return cpus
-    if quota == "max":
-        return cpus
-    return max(1, min(cpus, math.floor(int(quota) / int(period))))
+        try:
+            quota, period = ((cgroup_root / "cpu" / name).read_text().strip()
+                             for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    return int(quota) / int(period)
 
 
 @dataclass(frozen=True)
