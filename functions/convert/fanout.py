@@ -32,6 +32,9 @@ TRACK_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": ("mp4", "m4a"), "matroska,webm": ("m
 # the queue behind others, and a worker renews it every second while it encodes or joins.
 FAN_OUT_LEASE = timedelta(minutes=5)
 SEGMENT_LEASE = timedelta(seconds=10)
+# The joiner renews its claim before each segment it joins; a joiner silent this long has died, and the broker's
+# next try of a segment event (its retries span 31.5 s) takes the join over.
+JOIN_LEASE = timedelta(seconds=20)
 
 
 class Stopwatch:
@@ -142,8 +145,21 @@ class FanOutRecord:
         return self._update(
             {**self._of_attempt(job_id, attempt_id), "fanout.done": {"$size": count},
              "$or": [{"fanout.join": {"$exists": False}}, {"fanout.join.until": {"$lt": now()}}]},
-            {"$set": {"fanout.join": {"worker_id": worker_id, "until": now() + FAN_OUT_LEASE},
+            {"$set": {"fanout.join": {"worker_id": worker_id, "until": now() + JOIN_LEASE},
                       "lease_until": now() + FAN_OUT_LEASE, "updated_at": now()}})
+
+    def renew_join(self, job_id: str, attempt_id: str, worker_id: str) -> bool:
+        """False when the join is no longer this worker's (cancelled, failed, or taken over): it must stop."""
+        renewed = self.jobs.collection.update_one(
+            {**self._of_attempt(job_id, attempt_id), "fanout.join.worker_id": worker_id},
+            {"$set": {"fanout.join.until": now() + JOIN_LEASE, "lease_until": now() + FAN_OUT_LEASE}})
+        return renewed.matched_count == 1
+
+    def release_segment(self, job_id: str, attempt_id: str, index: int, worker_id: str) -> None:
+        """Lets the broker's next try take the segment over at once, after this worker failed on it."""
+        self.jobs.collection.update_one(
+            {**self._of_attempt(job_id, attempt_id), f"fanout.claims.{index}.worker_id": worker_id},
+            {"$set": {f"fanout.claims.{index}.until": now()}})
 
     def release_join(self, job_id: str, attempt_id: str, worker_id: str) -> None:
         """Lets the broker's next try of a segment event take the join over at once, after this one failed."""

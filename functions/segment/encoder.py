@@ -68,7 +68,11 @@ class SegmentEncoder:
                 if event.index not in (current.get("fanout") or {}).get("done", []):
                     raise RetryLater(f"segment {event.index} of job {event.job_id} is being encoded by another worker")
             else:
-                done = self.encode_and_store(job, event, worker_id)
+                try:
+                    done = self.encode_and_store(job, event, worker_id)
+                except Exception:
+                    self.record.release_segment(event.job_id, event.attempt_id, event.index, worker_id)
+                    raise
                 if done is None:
                     return
                 job = done
@@ -119,15 +123,18 @@ class SegmentEncoder:
     def join(self, job: Job, event: SegmentRequested, worker_id: str) -> None:
         joining = self.record.claim_join(event.job_id, event.attempt_id, event.count, worker_id)
         if joining is None:
-            log.info("job %s: the join is another worker's", event.job_id)
-            return
+            current = self.outcome.jobs.get(event.job_id) or {}
+            if current.get("state") != JobState.CONVERTING:
+                return  # joined and finished (or ended otherwise) meanwhile
+            # Another worker joins now; should it die, a later try of this event takes the join over.
+            raise RetryLater(f"job {event.job_id}: another worker is joining its segments")
         fan, encoding_plan = joining["fanout"], dict(joining.get("encoding") or {})
         specs = [SegmentPlan(**segment) for segment in encoding_plan.get("segments", [])]
         with self.private_folder(f"{event.job_id}.join.") as folder:
             target = folder / "audio.mp3"
             started = time.monotonic()
             try:
-                encoded = self.outcome.store_joined(joining, self.stored_segments(event, specs), target,
+                encoded = self.outcome.store_joined(joining, self.stored_segments(event, specs, worker_id), target,
                                                     expected_duration=fan.get("expected_duration"),
                                                     max_duration=self.max_duration_seconds, plan=encoding_plan)
             except (Rejected, JoinError) as problem:
@@ -142,8 +149,12 @@ class SegmentEncoder:
             self.outcome.finish(joining, event.attempt_id, target, encoded)
         remove_fan_out_media(self.database, event.job_id)
 
-    def stored_segments(self, event: SegmentRequested, specs: list[SegmentPlan]) -> Iterator[tuple[bytes, SegmentPlan]]:
+    def stored_segments(self, event: SegmentRequested, specs: list[SegmentPlan],
+                        worker_id: str) -> Iterator[tuple[bytes, SegmentPlan]]:
+        """Each stored segment in order, the join's claim renewed before each."""
         for index, spec in enumerate(specs):
+            if not self.record.renew_join(event.job_id, event.attempt_id, worker_id):
+                raise Stopped()
             source = self.segments.open(segment_file_id(event.job_id, event.attempt_id, index))
             if source is None:
                 raise RetryLater(f"segment {index} of job {event.job_id} is marked done but not stored")
