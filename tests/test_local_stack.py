@@ -87,7 +87,7 @@ def test_every_trigger_is_read_from_knative(routing: Any) -> None:
             name="segment-on-segment-requested", namespace="vid2mp3", broker="vid2mp3",
             filter_attributes={"type": "io.vid2mp3.segment.requested.v1"}, subscriber_service="segment",
             delivery=Delivery(retry=6, backoff_policy="exponential", backoff_delay=timedelta(milliseconds=500),
-                              timeout=timedelta(minutes=2), dead_letter_service="deadletter"),
+                              timeout=timedelta(minutes=3), dead_letter_service="deadletter"),
             parallelism="16",
         ),
     }
@@ -155,13 +155,13 @@ EXPECTED_DISPATCHERS = {
     },
     "dispatcher-segment-on-segment-requested": {
         "QUEUE_NAME": f"vid2mp3.segment-on-segment-requested.{BROKER_UID}", "SUBSCRIBER": service_url("segment"),
-        "RETRY": "6", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms", "TIMEOUT": "2m0s",
+        "RETRY": "6", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms", "TIMEOUT": "3m0s",
         "PARALLELISM": "16", "DLX_NAME": "t.vid2mp3.segment-on-segment-red8f634550d701a767ac924b51c5b1052",
     },
     "dlq-dispatcher-segment-on-segment-requested": {
         "QUEUE_NAME": "t.vid2mp3.segment-on-segment-ref06bc71e2f1859c5260f3a9972c269bb",
         "SUBSCRIBER": service_url("deadletter"),
-        "RETRY": "6", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms", "TIMEOUT": "2m0s",
+        "RETRY": "6", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms", "TIMEOUT": "3m0s",
         "PARALLELISM": "16", "DLX": "true",
     },
     "dlq-dispatcher-broker-vid2mp3": {

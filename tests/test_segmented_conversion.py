@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from functions.convert import plan
 from functions.convert.conversion import Converter
 from functions.convert.ffmpeg_tools import Probe
 from functions.convert.plan import FanOutPolicy, Mode
+from functions.deadletter.handler import DeadLetters
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.job_view import job_view
 from functions.shared.jobs import FINAL_STATES, Jobs, JobState
@@ -34,7 +35,7 @@ from functions.status.cancellation import Cancellation
 from stack.config import LOCAL
 from tests.audio_quality import best_lag, click_ratio, decode, make_source, snr_db
 from tests.reliability_support import kill_function
-from tests.support import make_clip, processes_mentioning, stage_job, wait_for
+from tests.support import Sink, make_clip, processes_mentioning, stage_job, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -334,22 +335,69 @@ def test_reconcile_removes_the_tracks_and_segments_of_fan_outs_that_ended(on_sta
     live, ended = on_stack.stage(clip), on_stack.stage(clip)
     attempt = uuid.uuid4().hex
     on_stack.jobs.collection.update_one({"_id": live.job_id}, {"$set": {
-        "state": JobState.CONVERTING, "fanout": {"attempt_id": attempt}}})
-    on_stack.jobs.collection.update_one({"_id": ended.job_id}, {"$set": {"state": JobState.DONE}})
+        "state": JobState.CONVERTING, "attempt_id": attempt, "fanout": {"attempt_id": attempt}}})
+    on_stack.jobs.collection.update_one({"_id": ended.job_id}, {"$set": {"state": JobState.DONE,
+                                                                          "attempt_id": attempt}})
     tracks, stored_segments = MediaStore(on_stack.database, TRACKS), MediaStore(on_stack.database, SEGMENTS)
     for job_id in (live.job_id, ended.job_id):
-        tracks.store(job_id, [b"track"], filename="track", metadata={"job_id": job_id})
-        for owner_attempt in (attempt, uuid.uuid4().hex):  # the current attempt's segment, and a superseded one's
+        for owner_attempt in (attempt, uuid.uuid4().hex):  # the current attempt's files, and a superseded one's
+            tracks.store(f"{job_id}.{owner_attempt[:16]}", [b"track"], filename="track",
+                         metadata={"job_id": job_id, "attempt_id": owner_attempt})
             stored_segments.store(f"{job_id}.{owner_attempt}.0", [b"segment"], filename="segment",
                                   metadata={"job_id": job_id, "attempt_id": owner_attempt, "index": 0})
     reconciler = Reconciler(database=on_stack.database, jobs=on_stack.jobs, emitter=on_stack.emitter,
                             stuck_after=timedelta(minutes=30), max_redrives=3)
     try:
-        assert reconciler.delete_fan_out_leftovers() == 4
-        assert tracks.exists(live.job_id) and stored_segments.exists(f"{live.job_id}.{attempt}.0")
-        assert on_stack.leftovers(live.job_id)[SEGMENTS] == 1
+        assert reconciler.delete_fan_out_leftovers() == 6
+        assert tracks.exists(f"{live.job_id}.{attempt[:16]}") and stored_segments.exists(f"{live.job_id}.{attempt}.0")
+        assert on_stack.leftovers(live.job_id)[SEGMENTS] == on_stack.leftovers(live.job_id)[TRACKS] == 1
         assert on_stack.leftovers(ended.job_id)[TRACKS] == on_stack.leftovers(ended.job_id)[SEGMENTS] == 0
     finally:
         for job_id in (live.job_id, ended.job_id):
             remove_job_media(on_stack.database, {"_id": job_id, "video_id": job_id})
             on_stack.jobs.delete(job_id)
+
+
+def test_a_camera_mov_with_pcm_audio_is_fanned_out_too(on_stack: OnStack, tmp_path: Path) -> None:
+    """The track of a MOV keeps its container family (the MOV muxer takes PCM, which the MP4 one refuses)."""
+    clip = tmp_path / "camera.mov"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=5:d=30",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-c:a", "pcm_s16le", "-shortest", str(clip)], check=True)
+    event = on_stack.stage(clip)
+    on_stack.converter(fan_out=FanOutPolicy(min_seconds=10, segment_seconds=10, max_segments=3)).handle(event)
+    job = on_stack.wait_final(event.job_id)
+    assert job["state"] == JobState.DONE, job.get("failure")
+    assert job["encoding"]["mode"] == Mode.FAN_OUT
+    assert job["audio"]["duration_seconds"] == pytest.approx(30.0, abs=0.05)
+
+
+def test_a_segment_dead_letter_fails_the_job_unless_a_live_worker_holds_the_segment(on_stack: OnStack,
+                                                                                     tmp_path: Path) -> None:
+    """A duplicate's dead letter while the segment's worker is alive changes nothing; a segment nobody holds, or a
+    join that failed on every try, fails the job with the broker's code."""
+    sink = Sink([202])
+    dead_letters = DeadLetters(jobs=on_stack.jobs, emitter=EventEmitter(sink.url, "deadletter"))
+    clip = make_clip(tmp_path / "clip.mp4", seconds=1)
+    try:
+        for case, fanout, failed in [
+            ("held", {"done": [], "claims": {"0": {"until": datetime.now(UTC) + timedelta(seconds=10)}}}, False),
+            ("lapsed", {"done": [], "claims": {"0": {"until": datetime.now(UTC) - timedelta(seconds=1)}}}, True),
+            ("joining", {"done": [0, 1], "join": {"until": datetime.now(UTC) + timedelta(seconds=10)}}, False),
+            ("join failed", {"done": [0, 1]}, True),
+        ]:
+            staged = on_stack.stage(clip)
+            attempt = uuid.uuid4().hex
+            on_stack.jobs.collection.update_one({"_id": staged.job_id}, {"$set": {
+                "state": JobState.CONVERTING, "attempt_id": attempt,
+                "fanout": {"attempt_id": attempt, "count": 2, "claims": {}, **fanout}}})
+            letter = SegmentRequested(job_id=staged.job_id, owner_id=on_stack.owner_id, attempt_id=attempt, index=0,
+                                      count=2, track_id="t", start_seconds=None, duration_seconds=1.0, skip_frames=0,
+                                      keep_frames=10, bitrate_kbps=BITRATE)
+            dead_letters.segment_undelivered(letter, "503")
+            job = on_stack.job(staged.job_id)
+            assert (job["state"] == JobState.FAILED) is failed, case
+            if failed:
+                assert job["failure"]["reason"] == "delivery_failed" and job["failure"]["error_code"] == "503", case
+    finally:
+        sink.close()

@@ -92,11 +92,13 @@ class Converter:
             with source.open("wb") as file:
                 found = self.videos.copy_to(job["video_id"], file)
             if not found:
-                return self.outcome.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded video is gone")
+                self.outcome.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded video is gone")
+                return
             try:
                 encoded = self.transcode(job, attempt_id, source, target)
             except Rejected as rejected:
-                return self.outcome.fail(job, attempt_id, rejected.reason, rejected.message)
+                self.outcome.fail(job, attempt_id, rejected.reason, rejected.message)
+                return
             except Stopped:
                 log.info("job %s: conversion stopped (cancelled or taken over)", job_id)
                 return None
@@ -113,8 +115,13 @@ class Converter:
 
     def transcode(self, job: Job, attempt_id: str, source: Path, target: Path) -> Encoded | None:
         """The MP3 of the job, encoded here; None when the job was handed to segment-encoding instances."""
+        highest = Progress()
+
         def heartbeat(progress: Progress) -> bool:
-            return self.jobs.renew_lease(job["_id"], attempt_id, LEASE, progress.as_dict())
+            # Never backwards, even when a one-pass encode follows segments that could not be joined.
+            if progress.percent >= highest.percent:
+                highest.percent, highest.eta_seconds = progress.percent, progress.eta_seconds
+            return self.jobs.renew_lease(job["_id"], attempt_id, LEASE, highest.as_dict())
 
         def command(*, copy: bool) -> list[str]:
             return ffmpeg_tools.conversion_command(source, target, copy=copy, bitrate_kbps=job["bitrate_kbps"],
@@ -137,8 +144,15 @@ class Converter:
             if encoded_by_guess:
                 encoding.wait(expected_duration=probed.audio_duration, heartbeat=heartbeat)
         if encoding_plan.mode is Mode.FAN_OUT:
-            self.start_fan_out(job, attempt_id, source, target.parent, probed, heartbeat)
-            return None
+            try:
+                self.start_fan_out(job, attempt_id, source, target.parent, probed, heartbeat)
+                return None
+            except Rejected as refused:
+                # The track could not be copied out on its own (a codec its container's muxer refuses): the
+                # segments are encoded here instead, from the video itself.
+                log.warning("job %s: no fan-out (%s); segments in this instance", job["_id"], refused.message)
+                encoding_plan = plan.choose(probed, copy=copy, cpus=self.cpus,
+                                            segment_min_seconds=self.segment_min_seconds, fan_out=None)
         if encoding_plan.mode is Mode.SEGMENTS:
             try:
                 return self.encode_segments(job, attempt_id, source, target, probed, encoding_plan, heartbeat)
@@ -170,15 +184,17 @@ class Converter:
         encoding_plan = plan.fan_out_plan(track_probe.audio_duration or probed.audio_duration or 0.0,
                                           track_probe.audio_sample_rate or 0, track_probe.audio_seek_offset,
                                           self.fan_out)
+        track_id = fanout.track_file_id(job_id, attempt_id)
         with track.open("rb") as file, timings.lap("track_store"):
-            self.tracks.remove(job_id)  # what an earlier attempt may have left
-            self.tracks.store_file(job_id, file, filename=track.name,
-                                   metadata={"owner_id": job["owner_id"], "job_id": job_id})
-        if FanOutRecord(self.jobs).start(job_id, attempt_id, job_id, encoding_plan, probed.audio_duration,
-                                         timings.seconds) is None:
+            self.tracks.store_file(track_id, file, filename=track.name,
+                                   metadata={"owner_id": job["owner_id"], "job_id": job_id, "attempt_id": attempt_id})
+        record = FanOutRecord(self.jobs)
+        if record.start(job_id, attempt_id, track_id, encoding_plan, probed.audio_duration, timings.seconds) is None:
             raise Stopped()
-        for event in fanout.segment_events(job, attempt_id, job_id, encoding_plan):
+        for event in fanout.segment_events(job, attempt_id, track_id, encoding_plan):
             self.emitter.emit(event)
+        if record.emitted(job_id, attempt_id) is None:
+            raise Stopped()
         log.info("job %s: fanned out in %d segments", job_id, len(encoding_plan.segments))
 
     def encode_segments(self, job: Job, attempt_id: str, source: Path, target: Path, probed: Probe,

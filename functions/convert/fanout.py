@@ -4,8 +4,9 @@ encode and store a segment each, and the one that completes the set (decided ato
 them. The job record is the one source of truth: `fanout` on it holds the attempt, the segments done, each
 segment's claim and progress, and the join's claim.
 
-Idempotent: a segment already done, or claimed by a live worker, is not encoded again; stored segments are named by
-attempt and index, so a superseded attempt's late write never lands on the current one's.
+Idempotent: a segment already done, or claimed by a live worker, is not encoded again. Every update is guarded by
+the attempt, and the track and segments are stored under ids naming the attempt (segments also the worker), so a
+superseded attempt's or a displaced worker's late write or clean-up never touches the current one's.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from functions.convert.plan import EncodingPlan
 from functions.shared.jobs import Job, Jobs, JobState, now
 
 # The track keeps the container family of the video, so that its decoder behaves exactly as on the video (an MP4's
-# AAC priming survives a copy into MP4, not into Matroska: 1024 samples more). Others are not fanned out.
-TRACK_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": ("mp4", "m4a"), "matroska,webm": ("matroska", "mka")}
+# AAC priming survives a copy into MOV, not into Matroska: 1024 samples more). The MOV muxer, not the MP4 one: it
+# also takes the PCM of camera files. Other containers are not fanned out.
+TRACK_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": ("mov", "mov"), "matroska,webm": ("matroska", "mka")}
 # How long a fan-out may go without a sign of life before the job counts as stalled: segment events can wait in
 # the queue behind others, and a worker renews it every second while it encodes or joins.
 FAN_OUT_LEASE = timedelta(minutes=5)
@@ -67,8 +69,14 @@ def track_command(source: Path, track: Path, container: str) -> list[str]:
             str(track)]
 
 
-def segment_file_id(job_id: str, attempt_id: str, index: int) -> str:
-    return f"{job_id}.{attempt_id}.{index}"
+def track_file_id(job_id: str, attempt_id: str) -> str:
+    # 64 bits of the attempt's id tell the attempts of one job apart, and keep the id a MediaId (≤ 64 characters).
+    return f"{job_id}.{attempt_id[:16]}"
+
+
+def segment_file_id(job_id: str, attempt_id: str, index: int, worker_id: str) -> str:
+    """One per worker: a worker that lost its claim can only ever remove its own copy, never the one that counts."""
+    return f"{job_id}.{attempt_id}.{index}.{worker_id[:12]}"
 
 
 def segment_events(job: Job, attempt_id: str, track_id: str, encoding_plan: EncodingPlan) -> list[SegmentRequested]:
@@ -87,7 +95,9 @@ class FanOutRecord:
     jobs: Jobs
 
     def _of_attempt(self, job_id: str, attempt_id: str) -> dict[str, Any]:
-        return {"_id": job_id, "state": JobState.CONVERTING, "fanout.attempt_id": attempt_id}
+        # The job's own attempt too: a newer claim of the job supersedes this fan-out at once.
+        return {"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id,
+                "fanout.attempt_id": attempt_id}
 
     def _update(self, query: dict[str, Any], update: dict[str, Any]) -> Job | None:
         return self.jobs.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
@@ -97,16 +107,25 @@ class FanOutRecord:
         """Records the fan-out for the attempt that holds the job; None when it no longer does."""
         fanout = {"attempt_id": attempt_id, "count": len(encoding_plan.segments), "track_id": track_id,
                   "expected_duration": expected_duration, "done": [], "claims": {}, "progress": {}, "encodings": {},
-                  "timings": {"convert": timings}, "started_at": now()}
+                  "files": {}, "timings": {"convert": timings}, "started_at": now(), "emitted": False}
+        # The job keeps convert's short lease until every segment event is out (`emitted`): should convert die
+        # half way, the lease lapses within seconds and a retry of its event starts the fan-out over.
         return self._update({"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id},
-                            {"$set": {"fanout": fanout, "encoding": encoding_plan.as_record(),
-                                      "lease_until": now() + FAN_OUT_LEASE, "updated_at": now()}})
+                            {"$set": {"fanout": fanout, "encoding": encoding_plan.as_record(), "updated_at": now(),
+                                      "progress": {"percent": 0.0, "eta_seconds": None}}})
+
+    def emitted(self, job_id: str, attempt_id: str) -> Job | None:
+        """Every segment event is out: workers may claim segments, and the job lives on their lease."""
+        return self._update({"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id,
+                             "fanout.attempt_id": attempt_id},
+                            {"$set": {"fanout.emitted": True, "lease_until": now() + FAN_OUT_LEASE,
+                                      "updated_at": now()}})
 
     def claim_segment(self, job_id: str, attempt_id: str, index: int, worker_id: str) -> Job | None:
         """This worker's claim on a segment not done yet and not claimed by a live worker; None otherwise."""
         claim = f"fanout.claims.{index}"
         return self._update(
-            {**self._of_attempt(job_id, attempt_id), "fanout.done": {"$ne": index},
+            {**self._of_attempt(job_id, attempt_id), "fanout.emitted": True, "fanout.done": {"$ne": index},
              "$or": [{claim: {"$exists": False}}, {f"{claim}.until": {"$lt": now()}}]},
             {"$set": {claim: {"worker_id": worker_id, "until": now() + SEGMENT_LEASE, "started_at": now()},
                       "lease_until": now() + FAN_OUT_LEASE, "updated_at": now()},
@@ -126,18 +145,20 @@ class FanOutRecord:
         # The job's progress is the mean over the segments (done ones count whole); it only ever rises.
         shares = [100.0 if n in fanout["done"] else float(fanout["progress"].get(str(n), 0.0))
                   for n in range(fanout["count"])]
-        self.jobs.collection.update_one({"_id": job_id, "state": JobState.CONVERTING},
+        self.jobs.collection.update_one(self._of_attempt(job_id, attempt_id),
                                         {"$max": {"progress.percent": round(sum(shares) / len(shares), 1)}})
         return True
 
-    def segment_done(self, job_id: str, attempt_id: str, index: int, worker_id: str,
+    def segment_done(self, job_id: str, attempt_id: str, index: int, worker_id: str, file_id: str,
                      timings: dict[str, float]) -> Job | None:
-        """Marks the segment done for its claimant; the record after, or None when the claim was lost."""
+        """Marks the segment done for its claimant, with the file that holds it; the record after, or None when
+        the claim was lost."""
         return self._update(
             {**self._of_attempt(job_id, attempt_id), f"fanout.claims.{index}.worker_id": worker_id,
              "fanout.done": {"$ne": index}},
             {"$push": {"fanout.done": index}, "$unset": {f"fanout.claims.{index}": ""},
-             "$set": {f"fanout.progress.{index}": 100.0, f"fanout.timings.{index}": {**timings, "done_at": now()},
+             "$set": {f"fanout.progress.{index}": 100.0, f"fanout.files.{index}": file_id,
+                      f"fanout.timings.{index}": {**timings, "done_at": now()},
                       "updated_at": now(), "lease_until": now() + FAN_OUT_LEASE}})
 
     def claim_join(self, job_id: str, attempt_id: str, count: int, worker_id: str) -> Job | None:

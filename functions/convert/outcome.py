@@ -63,7 +63,10 @@ class Outcome:
             raise
         return Encoded(duration, False, plan, stored)
 
-    def finish(self, job: Job, attempt_id: str, target: Path, encoded: Encoded) -> None:
+    def finish(self, job: Job, attempt_id: str, target: Path, encoded: Encoded,
+               guard: dict[str, Any] | None = None) -> bool:
+        """True when this attempt finished the job (False: it changed hands, or ended, meanwhile). `guard`: what
+        else the job record must still say (a joiner's claim)."""
         job_id = job["_id"]
         stored = encoded.stored
         if stored is None:
@@ -81,20 +84,22 @@ class Outcome:
             "audio_id": stored.file_id, "size_bytes": stored.size_bytes, "sha256": stored.sha256,
             "duration_seconds": encoded.duration_seconds, "stream_copied": copied,
             "expires_at": now() + self.audio_retention,
-        }, event, {"video_expires_at": now() + self.source_retention, "encoding": encoded.plan})
+        }, event, {"video_expires_at": now() + self.source_retention, "encoding": encoded.plan}, guard=guard)
         if finished is None:
             current = self.jobs.get(job_id)
-            if current is not None and current["state"] == JobState.CANCELLED:
-                self.audio.remove(job_id)
+            if current is not None and current["state"] in (JobState.CANCELLED, JobState.FAILED):
+                self.audio.remove(job_id)  # no attempt will finish it now: nobody else's write is under this id
             log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
-            return
+            return False
         self.jobs.flush_pending(finished, self.emitter)
         # After the event, off its path: should this process die first, the expiry sweep deletes the video.
         if not self.source_retention:
             self.videos.remove(job["video_id"])
             self.jobs.update(job_id, {"state": JobState.DONE}, {"video_deleted_at": now()})
+        return True
 
-    def fail(self, job: Job, attempt_id: str, reason: FailureReason, message: str) -> None:
+    def fail(self, job: Job, attempt_id: str, reason: FailureReason, message: str) -> bool:
+        """True when this attempt failed the job (False: it had changed hands or ended)."""
         log.info("job %s failed: %s: %s", job["_id"], reason, message)
         event = ConversionFailed(job_id=job["_id"], owner_id=job["owner_id"], reason=reason, message=message,
                                  failed_at=now())
@@ -102,3 +107,4 @@ class Outcome:
                                 attempt_id=attempt_id)
         if failed is not None:
             self.jobs.flush_pending(failed, self.emitter)
+        return failed is not None

@@ -38,27 +38,36 @@ class DeadLetters:
             self.jobs.flush_pending(failed, self.emitter)
 
     def segment_undelivered(self, event: SegmentRequested, code: str) -> None:
-        """A segment the broker gave up on fails its fan-out's job, whatever the other segments' workers are doing
-        (they renew the job's lease, and stop at their next heartbeat once it has failed)."""
+        """A segment event the broker gave up on fails its fan-out's job unless a live worker still holds that
+        segment (the dead letter was a duplicate's); once every segment is done it can only mean the join failed on
+        every try, which fails the job too, unless a live joiner is at it."""
         job = self.jobs.get(event.job_id)
         if job is None or job["owner_id"] != event.owner_id:
             log.warning("dead letter for unknown job %s ignored", event.job_id)
             return
-        message = (f"segment {event.index + 1} of {event.count} could not be encoded: the segment encoder last "
-                   f"answered HTTP {code}")
-        failed = self.jobs.collection.find_one({"_id": event.job_id, "fanout.attempt_id": event.attempt_id,
-                                                "fanout.done": {"$ne": event.index}})
-        if failed is None:  # done after all, or the job moved on to another attempt: nothing is lost
+        fan = job.get("fanout") or {}
+        if job["state"] != JobState.CONVERTING or fan.get("attempt_id") != event.attempt_id:
+            return  # ended, or superseded by another attempt: nothing of this fan-out is waited for
+        held_until = (fan.get("claims", {}).get(str(event.index)) or {}).get("until")
+        join_until = (fan.get("join") or {}).get("until")
+        if event.index not in fan.get("done", []):
+            if held_until is not None and held_until > now():
+                return
+            message = (f"segment {event.index + 1} of {event.count} could not be encoded: the segment encoder last "
+                       f"answered HTTP {code}")
+        elif len(fan["done"]) == fan.get("count") and not (join_until is not None and join_until > now()):
+            message = f"the segments could not be joined: the segment encoder last answered HTTP {code}"
+        else:
             return
-        ended = self.jobs.fail(
+        failed = self.jobs.fail(
             event.job_id, (JobState.CONVERTING,),
             {"reason": FailureReason.DELIVERY_FAILED, "message": message, "error_code": code},
             ConversionFailed(job_id=event.job_id, owner_id=event.owner_id, reason=FailureReason.DELIVERY_FAILED,
                              message=message, failed_at=now()),
             attempt_id=event.attempt_id,
         )
-        if ended is not None:
-            self.jobs.flush_pending(ended, self.emitter)
+        if failed is not None:
+            self.jobs.flush_pending(failed, self.emitter)
 
     def notification_undelivered(self, event: AudioConverted, code: str) -> None:
         self.jobs.update(event.job_id, {"owner_id": event.owner_id, "notification.state": {"$ne": "sent"}},

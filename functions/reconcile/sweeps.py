@@ -141,9 +141,8 @@ class Reconciler:
             for document in list(store.files.find({}, {"metadata": 1})):
                 metadata = document.get("metadata") or {}
                 job = self.jobs.get(metadata.get("job_id", ""))
-                fan_out_attempt = ((job or {}).get("fanout") or {}).get("attempt_id")
-                live = job is not None and job["state"] == JobState.CONVERTING and (
-                    bucket == TRACKS or metadata.get("attempt_id") == fan_out_attempt)
+                live = job is not None and job["state"] == JobState.CONVERTING \
+                    and metadata.get("attempt_id") == job.get("attempt_id")
                 if not live:
                     store.remove(document["_id"])
                     removed += 1

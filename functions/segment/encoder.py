@@ -31,7 +31,7 @@ from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
 from functions.convert.mp3join import JoinError, SegmentPlan
 from functions.convert.outcome import Outcome
 from functions.shared.consumer import RetryLater
-from functions.shared.jobs import Job, JobState
+from functions.shared.jobs import FINAL_STATES, Job, JobState
 from functions.shared.media import SEGMENTS, TRACKS, MediaStore, remove_fan_out_media
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class SegmentEncoder:
             log.warning("ignoring segment %d of job %s: no such job for that owner", event.index, event.job_id)
             return
         fan = job.get("fanout") or {}
+        if job["state"] in FINAL_STATES:
+            self.outcome.jobs.flush_pending(job, self.outcome.emitter)  # what a joiner that died after it left
+            return
         if job["state"] != JobState.CONVERTING or fan.get("attempt_id") != event.attempt_id:
             log.info("segment %d of job %s: the job is %s and attempt %s is not its fan-out; nothing to do",
                      event.index, event.job_id, job["state"], event.attempt_id)
@@ -81,11 +84,14 @@ class SegmentEncoder:
 
     def encode_and_store(self, job: Job, event: SegmentRequested, worker_id: str) -> Job | None:
         """The record after this segment is marked done; None when the attempt ended meanwhile (nothing left)."""
-        file_id = segment_file_id(event.job_id, event.attempt_id, event.index)
+        file_id = segment_file_id(event.job_id, event.attempt_id, event.index, worker_id)
 
         def heartbeat(progress: Progress) -> bool:
             return self.record.renew_segment(event.job_id, event.attempt_id, event.index, worker_id, progress.percent)
 
+        # What a worker killed on this segment before left in this pod's scratch volume (it outlives the container).
+        for stale in self.work_dir.glob(f"{event.job_id}.{event.index}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
         timings = Stopwatch()
         with self.private_folder(f"{event.job_id}.{event.index}.") as folder:
             track, output = folder / "track", folder / "segment.mp3"
@@ -109,12 +115,14 @@ class SegmentEncoder:
                 self.fail(job, event, rejected.reason, f"segment {event.index + 1} of {event.count}: "
                                                        f"{rejected.message}")
                 return None
+            if not heartbeat(Progress(percent=100.0)):  # still this worker's segment, for the store that follows
+                return None
             with output.open("rb") as segment_file, timings.lap("store"):
-                self.segments.remove(file_id)  # a worker that died mid-write left chunks under this id
                 self.segments.store_file(file_id, segment_file, filename=f"{file_id}.mp3",
                                          metadata={"job_id": event.job_id, "attempt_id": event.attempt_id,
                                                    "index": event.index})
-        done = self.record.segment_done(event.job_id, event.attempt_id, event.index, worker_id, timings.seconds)
+        done = self.record.segment_done(event.job_id, event.attempt_id, event.index, worker_id, file_id,
+                                        timings.seconds)
         if done is None:
             # Cancelled, failed or superseded while it encoded: its segment is of no use to anyone.
             self.segments.remove(file_id)
@@ -134,28 +142,33 @@ class SegmentEncoder:
             target = folder / "audio.mp3"
             started = time.monotonic()
             try:
-                encoded = self.outcome.store_joined(joining, self.stored_segments(event, specs, worker_id), target,
+                encoded = self.outcome.store_joined(joining, self.stored_segments(event, fan, specs, worker_id), target,
                                                     expected_duration=fan.get("expected_duration"),
                                                     max_duration=self.max_duration_seconds, plan=encoding_plan)
             except (Rejected, JoinError) as problem:
                 reason = problem.reason if isinstance(problem, Rejected) else FailureReason.INVALID_OUTPUT
                 self.fail(joining, event, reason, f"the segments could not be joined: {problem}")
                 return
+            except Stopped:
+                log.info("job %s: the join was stopped (cancelled, failed or taken over)", event.job_id)
+                return
             except Exception:
                 self.record.release_join(event.job_id, event.attempt_id, worker_id)
                 raise
             # Reading the segments, joining them and writing the MP3 overlap: one figure.
             encoding_plan["join_seconds"] = round(time.monotonic() - started, 3)
-            self.outcome.finish(joining, event.attempt_id, target, encoded)
-        remove_fan_out_media(self.database, event.job_id)
+            finished = self.outcome.finish(joining, event.attempt_id, target, encoded,
+                                           guard={"fanout.join.worker_id": worker_id})
+        if finished:
+            remove_fan_out_media(self.database, event.job_id)
 
-    def stored_segments(self, event: SegmentRequested, specs: list[SegmentPlan],
+    def stored_segments(self, event: SegmentRequested, fan_out: dict[str, Any], specs: list[SegmentPlan],
                         worker_id: str) -> Iterator[tuple[bytes, SegmentPlan]]:
         """Each stored segment in order, the join's claim renewed before each."""
         for index, spec in enumerate(specs):
             if not self.record.renew_join(event.job_id, event.attempt_id, worker_id):
                 raise Stopped()
-            source = self.segments.open(segment_file_id(event.job_id, event.attempt_id, index))
+            source = self.segments.open(fan_out["files"][str(index)])
             if source is None:
                 raise RetryLater(f"segment {index} of job {event.job_id} is marked done but not stored")
             with source:
@@ -168,8 +181,8 @@ class SegmentEncoder:
         return None if total is None else max(1.0, total - (event.start_seconds or 0.0))
 
     def fail(self, job: Job, event: SegmentRequested, reason: FailureReason, message: str) -> None:
-        self.outcome.fail(job, event.attempt_id, reason, message)
-        remove_fan_out_media(self.database, event.job_id)
+        if self.outcome.fail(job, event.attempt_id, reason, message):
+            remove_fan_out_media(self.database, event.job_id)
 
     @contextlib.contextmanager
     def private_folder(self, prefix: str) -> Iterator[Path]:

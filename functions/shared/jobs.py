@@ -119,9 +119,9 @@ class Jobs:
                                    {"$set": {"lease_until": now()}})
 
     def finish(self, job_id: str, attempt_id: str, audio: dict[str, Any], event: EventPayload,
-               fields: dict[str, Any] | None = None) -> Job | None:
+               fields: dict[str, Any] | None = None, guard: dict[str, Any] | None = None) -> Job | None:
         return self._transition(
-            {"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id},
+            {"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id, **(guard or {})},
             JobState.DONE, {**(fields or {}), "audio": audio, "finished_at": now()}, event,
             unset=("progress", "lease_until"),
         )

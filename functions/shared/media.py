@@ -220,11 +220,11 @@ def remove_job_media(db: Database[dict[str, Any]], job: dict[str, Any]) -> None:
 
 
 def remove_fan_out_media(db: Database[dict[str, Any]], job_id: str) -> None:
-    """A fan-out's audio track and every segment stored for the job, of any attempt."""
-    MediaStore(db, TRACKS).remove(job_id)
-    segments = MediaStore(db, SEGMENTS)
-    for document in segments.files.find({"metadata.job_id": job_id}, {"_id": 1}):
-        segments.remove(document["_id"])
+    """Every audio track and segment stored for the job's fan-outs, of any attempt."""
+    for bucket in (TRACKS, SEGMENTS):
+        store = MediaStore(db, bucket)
+        for document in list(store.files.find({"metadata.job_id": job_id}, {"_id": 1})):
+            store.remove(document["_id"])
 
 
 class StoredMedia(io.RawIOBase):
