@@ -9,7 +9,7 @@ from typing import Any
 
 import pika
 
-from stack.manifests import ManifestError, iso_duration, load_documents
+from stack.manifests import Delivery, ManifestError, load_documents, parse_delivery
 
 ADAPTER_PROGRAM = "source-adapter"
 # The RabbitmqSource CRD's default for rabbitmqResourcesConfig.parallelism.
@@ -192,18 +192,9 @@ def parse_source(path: Path, doc: dict[str, Any], broker_name: str) -> RabbitmqS
     if ref.get("kind") != "Broker" or ref.get("name") != broker_name:
         raise ManifestError(f"{where}: spec.sink must be `ref: {{kind: Broker, name: {broker_name}}}`, the Broker "
                             "the local stack runs")
-    delivery = spec.get("delivery") or {}
-    if not isinstance(delivery, dict):
-        raise ManifestError(f"{where}: delivery must be a mapping")
-    retry = delivery.get("retry")
-    if retry is not None and (not isinstance(retry, int) or retry < 0):
-        raise ManifestError(f"{where}: delivery.retry must be a non-negative integer, got {retry!r}")
-    policy = delivery.get("backoffPolicy")
-    if policy not in (None, "exponential", "linear"):
-        raise ManifestError(f"{where}: delivery.backoffPolicy must be exponential or linear, got {policy!r}")
-    delay = delivery.get("backoffDelay")
-    if delay is not None:
-        iso_duration(delay, f"{where}: delivery.backoffDelay")
+    # Checked as a Trigger's delivery spec is; the delay goes to the adapter as written (it parses ISO-8601 itself).
+    delivery = parse_delivery(spec.get("delivery") or {}, where) or Delivery()
+    delay = (spec.get("delivery") or {}).get("backoffDelay")
     return RabbitmqSource(
         name=str(metadata.get("name")),
         namespace=str(metadata.get("namespace", "default")),
@@ -212,7 +203,7 @@ def parse_source(path: Path, doc: dict[str, Any], broker_name: str) -> RabbitmqS
         parallelism=parallelism,
         vhost=str(resources.get("vhost", "")),
         sink_broker=broker_name,
-        retry=retry,
-        backoff_policy=policy,
+        retry=delivery.retry,
+        backoff_policy=delivery.backoff_policy,
         backoff_delay=delay,
     )
