@@ -56,6 +56,8 @@ def describe(job: dict[str, Any]) -> str:
         audio = job["audio"]
         how = "stream copied" if audio["stream_copied"] else f"encoded at {job['bitrate_kbps']} kbit/s"
         lines.append(f"  MP3: {audio['duration_seconds']:.2f} s, {audio['size_bytes']} bytes, {how}")
+        if (job.get("encoding") or {}).get("segments"):
+            lines.append(f"  {job['encoding']['reason']}")
         if audio.get("expires_at"):
             until = "expired at" if audio.get("expired") else "downloadable until"
             lines.append(f"  MP3 {until} {audio['expires_at']}")

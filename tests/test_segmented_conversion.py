@@ -21,6 +21,7 @@ import numpy as np
 import pymongo
 import pytest
 
+from client.cli import describe
 from events import EventEmitter, SegmentRequested, VideoUploaded
 from functions.convert import plan
 from functions.convert.conversion import Converter
@@ -401,3 +402,12 @@ def test_a_segment_dead_letter_fails_the_job_unless_a_live_worker_holds_the_segm
                 assert job["failure"]["reason"] == "delivery_failed" and job["failure"]["error_code"] == "503", case
     finally:
         sink.close()
+
+
+def test_the_cli_says_how_a_segmented_mp3_was_made() -> None:
+    job = {"job_id": "j", "state": "done", "bitrate_kbps": 192, "history": [],
+           "audio": {"duration_seconds": 600.0, "size_bytes": 1, "stream_copied": False},
+           "encoding": {"mode": "segments", "reason": "600 s of audio: 2 segments at once on the 2 CPUs of this "
+                                                      "instance", "segments": 2}}
+    assert "2 segments at once" in describe(job)
+    assert "segments" not in describe({**job, "encoding": {"mode": "one_pass", "reason": "short", "segments": 0}})
