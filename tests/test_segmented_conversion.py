@@ -160,8 +160,9 @@ class OnStack:
                         f"job {job_id} to end", interval=0.2)
 
     def mp3(self, job_id: str, target: Path) -> Path:
+        """The job's MP3, found as the download function finds it: by the id on the job record."""
         with target.open("wb") as file:
-            assert MediaStore(self.database, AUDIO).copy_to(job_id, file)
+            assert MediaStore(self.database, AUDIO).copy_to(self.job(job_id)["audio"]["audio_id"], file)
         return target
 
     def leftovers(self, job_id: str) -> dict[str, int]:
@@ -325,7 +326,7 @@ def test_a_segment_worker_killed_mid_encode_is_retried_to_one_mp3(
     job = on_stack.wait_final(fanned_out.job_id, timeout=180)
     assert job["state"] == JobState.DONE, job.get("failure")
     assert_joined_like_a_single_pass(on_stack.mp3(job["_id"], tmp_path / "joined.mp3"), music, job)
-    assert on_stack.database["audio.files"].count_documents({"_id": job["_id"]}) == 1
+    assert on_stack.database["audio.files"].count_documents({"metadata.job_id": job["_id"]}) == 1
     wait_for(lambda: not any(on_stack.leftovers(job["_id"]).values()), 10, "no fan-out leftovers")
 
 
@@ -336,10 +337,16 @@ def test_reconcile_removes_the_tracks_and_segments_of_fan_outs_that_ended(on_sta
     live, ended = on_stack.stage(clip), on_stack.stage(clip)
     attempt = uuid.uuid4().hex
     on_stack.jobs.collection.update_one({"_id": live.job_id}, {"$set": {
-        "state": JobState.CONVERTING, "attempt_id": attempt, "fanout": {"attempt_id": attempt}}})
-    on_stack.jobs.collection.update_one({"_id": ended.job_id}, {"$set": {"state": JobState.DONE,
-                                                                          "attempt_id": attempt}})
+        "state": JobState.CONVERTING, "attempt_id": attempt,
+        "fanout": {"attempt_id": attempt, "join": {"worker_id": "joiner-now"}}}})
+    on_stack.jobs.collection.update_one({"_id": ended.job_id}, {"$set": {
+        "state": JobState.DONE, "attempt_id": attempt, "audio": {"audio_id": f"{ended.job_id}.joiner-now"}}})
     tracks, stored_segments = MediaStore(on_stack.database, TRACKS), MediaStore(on_stack.database, SEGMENTS)
+    audio = MediaStore(on_stack.database, AUDIO)
+    for job_id in (live.job_id, ended.job_id):  # the joiner whose MP3 counts, and one that lost its claim
+        for joiner in ("joiner-now", "joiner-gone"):
+            audio.store(f"{job_id}.{joiner}", [b"mp3"], filename="mp3",
+                        metadata={"job_id": job_id, "attempt_id": attempt, "joined_by": joiner})
     for job_id in (live.job_id, ended.job_id):
         for owner_attempt in (attempt, uuid.uuid4().hex):  # the current attempt's files, and a superseded one's
             tracks.store(f"{job_id}.{owner_attempt[:16]}", [b"track"], filename="track",
@@ -349,8 +356,10 @@ def test_reconcile_removes_the_tracks_and_segments_of_fan_outs_that_ended(on_sta
     reconciler = Reconciler(database=on_stack.database, jobs=on_stack.jobs, emitter=on_stack.emitter,
                             stuck_after=timedelta(minutes=30), max_redrives=3)
     try:
-        assert reconciler.delete_fan_out_leftovers() == 6
+        assert reconciler.delete_fan_out_leftovers() == 8
         assert tracks.exists(f"{live.job_id}.{attempt[:16]}") and stored_segments.exists(f"{live.job_id}.{attempt}.0")
+        assert [audio.exists(f"{job_id}.{joiner}") for job_id in (live.job_id, ended.job_id)
+                for joiner in ("joiner-now", "joiner-gone")] == [True, False, True, False]
         assert on_stack.leftovers(live.job_id)[SEGMENTS] == on_stack.leftovers(live.job_id)[TRACKS] == 1
         assert on_stack.leftovers(ended.job_id)[TRACKS] == on_stack.leftovers(ended.job_id)[SEGMENTS] == 0
     finally:

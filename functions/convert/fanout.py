@@ -74,6 +74,12 @@ def track_file_id(job_id: str, attempt_id: str) -> str:
     return f"{job_id}.{attempt_id[:16]}"
 
 
+def joined_file_id(job_id: str, worker_id: str) -> str:
+    """The MP3 a joiner writes: its own id, so a joiner that lost its claim can only ever remove its own write
+    (the job record names the one that counts)."""
+    return f"{job_id}.{worker_id[:12]}"
+
+
 def segment_file_id(job_id: str, attempt_id: str, index: int, worker_id: str) -> str:
     """One per worker: a worker that lost its claim can only ever remove its own copy, never the one that counts."""
     return f"{job_id}.{attempt_id}.{index}.{worker_id[:12]}"

@@ -46,20 +46,24 @@ class Outcome:
             self.audio.remove(job["_id"])  # what an earlier attempt that died mid-write may have left behind
 
     def store_joined(self, job: Job, parts: Iterable[tuple[bytes, SegmentPlan]], target: Path, *,
-                     expected_duration: float | None, max_duration: float, plan: dict[str, Any]) -> Encoded:
-        """Joins the segments' MP3s as they come and streams the result into GridFS meanwhile; the stored file is
-        removed again unless the joined MP3 passes the output check."""
+                     expected_duration: float | None, max_duration: float, plan: dict[str, Any],
+                     file_id: str | None = None, metadata: dict[str, Any] | None = None) -> Encoded:
+        """Joins the segments' MP3s as they come and streams the result into GridFS meanwhile, under `file_id`
+        (the job's id unless given); the stored file is removed again unless the joined MP3 passes the output
+        check."""
         job_id = job["_id"]
-        # Whatever an earlier attempt, or an earlier try at this join, left half-written under the same id.
-        self.audio.remove(job_id)
-        self.audio.store(job_id, segments.joined_mp3(parts, target), filename=f"{job_id}.mp3",
-                         metadata={"owner_id": job["owner_id"], "job_id": job_id})
+        file_id = file_id or job_id
+        if file_id == job_id:
+            # Whatever an earlier attempt left half-written under the same id.
+            self.clear_earlier_attempts_audio(job)
+        self.audio.store(file_id, segments.joined_mp3(parts, target), filename=f"{job_id}.mp3",
+                         metadata={"owner_id": job["owner_id"], "job_id": job_id, **(metadata or {})})
         try:
             with target.open("rb") as file:
-                stored = self.audio.rewrite_head(job_id, file)
+                stored = self.audio.rewrite_head(file_id, file)
             duration = ffmpeg_tools.verify(target, expected_duration=expected_duration, max_duration=max_duration)
         except BaseException:
-            self.audio.remove(job_id)
+            self.audio.remove(file_id)
             raise
         return Encoded(duration, False, plan, stored)
 
@@ -87,8 +91,11 @@ class Outcome:
         }, event, {"video_expires_at": now() + self.source_retention, "encoding": encoded.plan}, guard=guard)
         if finished is None:
             current = self.jobs.get(job_id)
-            if current is not None and current["state"] in (JobState.CANCELLED, JobState.FAILED):
-                self.audio.remove(job_id)  # no attempt will finish it now: nobody else's write is under this id
+            # A file of this attempt's own is no one else's; the job's id may be another attempt's write by now,
+            # unless the job has ended without an MP3.
+            if stored.file_id != job_id or (current is not None
+                                            and current["state"] in (JobState.CANCELLED, JobState.FAILED)):
+                self.audio.remove(stored.file_id)
             log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
             return False
         self.jobs.flush_pending(finished, self.emitter)

@@ -132,9 +132,9 @@ class Reconciler:
         return count
 
     def delete_fan_out_leftovers(self) -> int:
-        """Audio tracks and segments of fan-outs that ended (done, failed, cancelled) or were superseded by a newer
-        attempt: what a segment worker that died before its clean-up left. Only live fan-outs keep files here, so
-        these buckets stay small."""
+        """Audio tracks, segments and joined MP3s of fan-outs that ended (done, failed, cancelled) or were
+        superseded by a newer attempt or joiner: what a segment worker that died before its clean-up left. Only live
+        fan-outs keep files in the two buckets of their own, so they stay small."""
         removed = 0
         for bucket in (TRACKS, SEGMENTS):
             store = MediaStore(self.database, bucket)
@@ -146,6 +146,17 @@ class Reconciler:
                 if not live:
                     store.remove(document["_id"])
                     removed += 1
+        # MP3s joiners wrote under their own ids: kept while their job may still finish with them, or did.
+        audio = MediaStore(self.database, AUDIO)
+        for document in list(audio.files.find({"metadata.joined_by": {"$exists": True}}, {"metadata": 1})):
+            metadata = document["metadata"]
+            job = self.jobs.get(metadata.get("job_id", "")) or {}
+            kept = ((job.get("audio") or {}).get("audio_id") == document["_id"]
+                    or (job.get("state") == JobState.CONVERTING
+                        and ((job.get("fanout") or {}).get("join") or {}).get("worker_id") == metadata["joined_by"]))
+            if not kept:
+                audio.remove(document["_id"])
+                removed += 1
         return removed
 
     def remove_orphan_chunks(self) -> int:

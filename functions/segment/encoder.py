@@ -26,7 +26,7 @@ from pymongo.database import Database
 
 from events import FailureReason, SegmentRequested
 from functions.convert import ffmpeg_tools
-from functions.convert.fanout import FanOutRecord, Stopwatch, segment_file_id
+from functions.convert.fanout import FanOutRecord, Stopwatch, joined_file_id, segment_file_id
 from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
 from functions.convert.mp3join import JoinError, SegmentPlan
 from functions.convert.outcome import Outcome
@@ -142,9 +142,11 @@ class SegmentEncoder:
             target = folder / "audio.mp3"
             started = time.monotonic()
             try:
-                encoded = self.outcome.store_joined(joining, self.stored_segments(event, fan, specs, worker_id), target,
-                                                    expected_duration=fan.get("expected_duration"),
-                                                    max_duration=self.max_duration_seconds, plan=encoding_plan)
+                encoded = self.outcome.store_joined(
+                    joining, self.stored_segments(event, fan, specs, worker_id), target,
+                    expected_duration=fan.get("expected_duration"), max_duration=self.max_duration_seconds,
+                    plan=encoding_plan, file_id=joined_file_id(event.job_id, worker_id),
+                    metadata={"attempt_id": event.attempt_id, "joined_by": worker_id})
             except (Rejected, JoinError) as problem:
                 reason = problem.reason if isinstance(problem, Rejected) else FailureReason.INVALID_OUTPUT
                 self.fail(joining, event, reason, f"the segments could not be joined: {problem}")

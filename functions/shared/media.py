@@ -212,10 +212,13 @@ def read_chunks(stream: BinaryIO | io.RawIOBase, size: int = COPY_BYTES) -> Iter
 
 
 def remove_job_media(db: Database[dict[str, Any]], job: dict[str, Any]) -> None:
-    """Deletes every stored byte of a job: its video and its MP3 (whose id is the job's), a fan-out's track and
-    segments, with any chunks an interrupted write left. Safe to repeat."""
+    """Deletes every stored byte of a job: its video and its MP3 (whose id is the job's, or a fan-out join's own),
+    a fan-out's track and segments, with any chunks an interrupted write left. Safe to repeat."""
     MediaStore(db, VIDEOS).remove(job["video_id"])
-    MediaStore(db, AUDIO).remove(job["_id"])
+    audio = MediaStore(db, AUDIO)
+    audio.remove(job["_id"])
+    for document in list(audio.files.find({"metadata.job_id": job["_id"], "_id": {"$ne": job["_id"]}}, {"_id": 1})):
+        audio.remove(document["_id"])
     remove_fan_out_media(db, job["_id"])
 
 
