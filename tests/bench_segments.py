@@ -14,7 +14,7 @@ from typing import Any
 from functions.convert import ffmpeg_tools, plan, segments
 from functions.convert.plan import FanOutPolicy
 from functions.shared.jobs import FINAL_STATES, Jobs
-from functions.shared.media import remove_fan_out_media
+from functions.shared.media import remove_job_media
 from tests.support import stage_job
 
 # The fan-out forced on the local stack: segments of 5 minutes, as the deployment's default.
@@ -82,8 +82,9 @@ def fan_out_path(report: Any, bench: Any, clips: list[Path], policy: FanOutPolic
         except Exception as error:
             report.errors.append(f"fan-out, {clip.stem}: {type(error).__name__}: {str(error)[:300]}")
         finally:
+            # Everything of the job, the MP3 its joiner wrote under an id of its own included.
+            remove_job_media(bench.database, {"_id": event.job_id, "video_id": event.video_id})
             bench.discard(event.job_id)
-            remove_fan_out_media(bench.database, event.job_id)
         if clip.stem in rows:
             row = rows[clip.stem]
             print(f"  {clip.stem:<16} fan-out {row['total_s']:.3f} s in {row['segments']} segments "
