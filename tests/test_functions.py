@@ -7,6 +7,8 @@ never see what these tests emit."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -240,6 +242,62 @@ def test_convert_makes_one_mp3_however_often_delivered(app: Callable[[str], Flas
     assert not MediaStore(database, VIDEOS).exists(event.video_id)  # the source goes once the MP3 is stored
     assert [e["attributes"]["type"] for e in sink.events()] == [AUDIO_CONVERTED]
     assert list(tmp_path.glob(f"{event.job_id}.*")) == []  # the work dir is gone
+
+
+def test_convert_leaves_a_job_to_its_live_holder_at_once(app: Callable[[str], FlaskClient], sink: Sink,
+                                                         database: Any, tmp_path: Path) -> None:
+    """A duplicate delivery while a live attempt renews the lease: acknowledged within about one renewal, the job
+    left to that attempt (no second attempt, no event)."""
+    event = seed_job(database, "42", make_clip(tmp_path / "held.mp4", seconds=1))
+    jobs = Jobs(database)
+    assert jobs.claim_conversion(event.job_id, "holder", timedelta(seconds=10)) is not None
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(0.5):
+            jobs.renew_lease(event.job_id, "holder", timedelta(seconds=10), {"percent": 1.0, "eta_seconds": None})
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        started = time.monotonic()
+        assert post_event(app("convert"), event, "binary").status_code == 200
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        renewer.join()
+    job = jobs.get(event.job_id)
+    assert job["state"] == "converting" and job["attempt_id"] == "holder" and job["attempts"] == 1
+    assert waited < 3, waited
+    assert sink.requests == []
+
+
+def test_convert_takes_over_from_a_holder_that_stopped_renewing(app: Callable[[str], FlaskClient], sink: Sink,
+                                                                database: Any, tmp_path: Path) -> None:
+    """The broker's retry of a holder that died looks like a duplicate: it waits for the lease to lapse, not for
+    a renewal that never comes, and converts the job itself."""
+    event = seed_job(database, "42", make_clip(tmp_path / "orphaned.mp4", seconds=1))
+    jobs = Jobs(database)
+    assert jobs.claim_conversion(event.job_id, "dead", timedelta(seconds=2)) is not None
+    started = time.monotonic()
+    assert post_event(app("convert"), event, "binary").status_code == 200
+    job = jobs.get(event.job_id)
+    assert job["state"] == "done" and job["attempts"] == 2 and job["attempt_id"] != "dead"
+    assert 1.5 < time.monotonic() - started < 10
+    assert [e["attributes"]["type"] for e in sink.events()] == [AUDIO_CONVERTED]
+
+
+def test_convert_leaves_an_emitted_fan_out_to_its_segments(app: Callable[[str], FlaskClient], sink: Sink,
+                                                           database: Any, tmp_path: Path) -> None:
+    event = seed_job(database, "42", make_clip(tmp_path / "fanned.mp4", seconds=1))
+    jobs = Jobs(database)
+    assert jobs.claim_conversion(event.job_id, "fanner", timedelta(minutes=5)) is not None
+    jobs.update(event.job_id, {}, {"fanout": {"attempt_id": "fanner", "emitted": True}})
+    started = time.monotonic()
+    assert post_event(app("convert"), event, "binary").status_code == 200
+    assert time.monotonic() - started < 2
+    job = jobs.get(event.job_id)
+    assert job["state"] == "converting" and job["attempt_id"] == "fanner" and job["attempts"] == 1
 
 
 def test_convert_failure_is_recorded_and_announced(app: Callable[[str], FlaskClient], sink: Sink, database: Any,

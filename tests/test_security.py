@@ -537,7 +537,7 @@ def test_an_event_delivered_five_times_acts_once(stack: Stack, figures: Figures)
     sentinel = stack.accepted_upload(user, tone_mp3(2), "sentinel.mp3")
     stack.wait_final(user, [sentinel], 300)
     stack.wait_mailed(sentinel, 60)
-    time.sleep(3)  # the slower of the repeats: a retried delivery after a 503 comes back within 1 + 2 s
+    time.sleep(3)  # a repeat is answered once the converter renews its lease (1 s) or the job ends; and a margin
     transitions = stack.transitions(job_id)
     mails = len(stack.mails_about(job_id))
     mp3s = stack.audio_files(job_id)

@@ -1,8 +1,9 @@
 """Converts the video of a job to MP3: claim the job, probe, convert, check, store, finish, emit.
 
 Idempotent on the job: a redelivered event for a finished job only re-emits what is still pending; a second
-delivery while a live attempt holds the job's lease is answered "retry later"; an attempt that died (its lease ran
-out) is taken over, and whatever it left in GridFS is removed before the MP3 is written again under the same id.
+delivery while a live attempt holds the job's lease is acknowledged once the holder shows it is alive (it renews the
+lease), so it never holds a dispatcher's worker through a backoff; an attempt that died (its lease ran out) is taken
+over, and whatever it left in GridFS is removed before the MP3 is written again under the same id.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,13 +26,15 @@ from functions.convert.mp3join import JoinError
 from functions.convert.outcome import Encoded, Outcome
 from functions.convert.plan import EncodingPlan, FanOutPolicy, Mode
 from functions.shared.consumer import RetryLater
-from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState
+from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
 from functions.shared.media import MediaStore
 
 log = logging.getLogger(__name__)
 
 # A converter renews its lease every second while ffmpeg runs; a lease this old means the converter is gone.
 LEASE = timedelta(seconds=10)
+# How often a delivery that found the job held looks again for a sign of its holder (a renewal, the job's end).
+HOLDER_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -69,7 +73,9 @@ class Converter:
         attempt_id = uuid.uuid4().hex
         claimed = self.jobs.claim_conversion(event.job_id, attempt_id, LEASE)
         if claimed is None:
-            raise RetryLater(f"job {event.job_id} is being converted by another attempt")
+            claimed = self.claim_unless_held(event.job_id, attempt_id)
+            if claimed is None:
+                return
         try:
             self.convert(claimed, attempt_id)
         except Exception:
@@ -80,6 +86,47 @@ class Converter:
                 log.info("job %s was cancelled during its conversion", event.job_id)
                 return
             raise
+
+    def claim_unless_held(self, job_id: str, attempt_id: str) -> Job | None:
+        """The job claimed for this attempt once its holder's lease lapses; None when there is nothing for this
+        delivery to do: the job ended, or its holder is alive (so this delivery is acknowledged and leaves the
+        dispatcher's worker at once instead of waiting through the Trigger's backoff).
+
+        This delivery cannot tell a duplicate from the broker's retry of a holder that died (both carry the same
+        event): only the lease can. A live holder renews it every second while ffmpeg runs, so a renewal seen
+        after this delivery arrived proves it alive; a dead holder's lease lapses within LEASE, and its retried
+        delivery takes the job over here, as soon as it does. A fan-out whose segment events are out needs no
+        convert delivery any more: the segment deliveries carry it (each retried, then dead-lettered)."""
+        seen: Job | None = None
+        deadline = time.monotonic() + LEASE.total_seconds() + 1
+        while True:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return None
+            if job["state"] in FINAL_STATES:
+                self.jobs.flush_pending(job, self.emitter)
+                return None
+            lease_until = job.get("lease_until")
+            if job["state"] == JobState.CONVERTING and lease_until is not None and lease_until > now():
+                fan = job.get("fanout") or {}
+                if fan.get("emitted") and fan.get("attempt_id") == job.get("attempt_id"):
+                    log.info("job %s is fanned out: its segment deliveries carry it", job_id)
+                    return None
+                if seen is not None and (job.get("attempt_id") != seen.get("attempt_id")
+                                         or lease_until > seen["lease_until"]):
+                    log.info("job %s is being converted by a live attempt: this delivery leaves it to that one",
+                             job_id)
+                    return None
+                seen = seen or job
+            else:
+                claimed = self.jobs.claim_conversion(job_id, attempt_id, LEASE)
+                if claimed is not None:
+                    log.info("job %s taken over: its previous attempt stopped renewing its lease", job_id)
+                    return claimed
+            if time.monotonic() > deadline:
+                # Not reached with convert's own lease; a safety net should a holder's lease be longer.
+                raise RetryLater(f"job {job_id} is held by an attempt that neither renews its lease nor ends")
+            time.sleep(HOLDER_POLL_SECONDS)
 
     def convert(self, job: Job, attempt_id: str) -> None:
         job_id = job["_id"]

@@ -25,7 +25,9 @@ class DeadLetters:
             self.jobs.flush_pending(job, self.emitter)
             return
         if job["state"] == JobState.CONVERTING and job.get("lease_until") and job["lease_until"] > now():
-            # A live attempt holds the job (the dead letter was a duplicate delivery); it will finish it.
+            # A live attempt holds the job; it will finish it. Convert acknowledges a duplicate that finds a live
+            # holder, so such a dead letter is one whose every try failed otherwise (the store away, say) while
+            # another attempt converted, or the holder's own delivery that timed out while it kept converting.
             return
         message = f"the conversion could not be delivered: the converter last answered HTTP {code}"
         failed = self.jobs.fail(
