@@ -5,6 +5,7 @@ whole pipeline through the CLI beside the seed's moviepy method. Each ratio is m
 from __future__ import annotations
 
 import math
+import statistics
 import subprocess
 import sys
 import time
@@ -131,7 +132,7 @@ def fan_out_model(report: Any) -> None:
         return
     audio_s = longest["audio_s"]
     encode_per_audio_s = sum(longest["segment_encode_s"]) / audio_s
-    track_read_s = statistics_median(longest["segment_track_read_s"]) / audio_s  # the whole track, per audio second
+    track_read_s = statistics.median(longest["segment_track_read_s"]) / audio_s  # the whole track, per audio second
     store_per_audio_s = sum(longest["segment_store_s"]) / audio_s
     convert_per_audio_s = longest["convert_s"] / audio_s
     join_per_audio_s = longest["join_s"] / audio_s
@@ -177,12 +178,6 @@ def longest_clip_name(report: Any) -> str:
     return max(measured, key=lambda name: measured[name]["audio_s"])
 
 
-def statistics_median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def pipeline_vs_moviepy(report: Any, clip: Path, scratch: Path) -> None:
     """The whole pipeline through the CLI (upload, convert on the stack, download) against the seed project's
     method, moviepy's VideoFileClip(...).audio.write_audiofile(...), on the same file."""
@@ -215,9 +210,9 @@ def print_table(report: Any) -> None:
         for name, row in figures["fan_out"].items():
             print(f"  {name:<16} total {row['total_s']:.3f} s, {row['segments']} segments: convert "
                   f"{row['convert_s']:.3f} s {row['convert_timings_s']}, segments {row['segments_wall_s']:.3f} s "
-                  f"(per segment: track read {statistics_median(row['segment_track_read_s']):.3f}, encode "
-                  f"{statistics_median(row['segment_encode_s']):.3f}, store "
-                  f"{statistics_median(row['segment_store_s']):.3f}), join {row['join_s']:.3f} s")
+                  f"(per segment: track read {statistics.median(row['segment_track_read_s']):.3f}, encode "
+                  f"{statistics.median(row['segment_encode_s']):.3f}, store "
+                  f"{statistics.median(row['segment_store_s']):.3f}), join {row['join_s']:.3f} s")
     model = figures.get("fan_out_model")
     if model:
         inputs = ", ".join(f"{key} {value:.5f}" for key, value in model["inputs_per_audio_s"].items())

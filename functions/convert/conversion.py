@@ -259,6 +259,7 @@ class Converter:
             parts = segments.finished_segments(encodings, outputs, encoding_plan.segments, heartbeat)
             encoded = self.outcome.store_joined(job, parts, target, expected_duration=probed.audio_duration,
                                                 max_duration=self.max_duration_seconds, plan=record)
+        # The same dict as `encoded.plan`: the job record gets the segments' timings when the job finishes.
         record["encoded_after_seconds"] = [encodings.times.finished.get(index)
                                            for index in range(len(encoding_plan.segments))]
         return encoded
