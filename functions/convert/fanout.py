@@ -58,20 +58,26 @@ def can_fan_out(container: str) -> bool:
     return container in TRACK_FORMATS
 
 
-def track_command(source: Path, track: Path, container: str) -> list[str]:
-    """Copies the first audio stream, untouched, into a file of its own: each segment worker then reads a few MB of
-    audio instead of the whole video."""
+def track_command(source: Path, track: Path, container: str, audio_track: int = 0) -> list[str]:
+    """Copies the job's audio stream (`audio_track`, 0-based among the audio streams), untouched, into a file of
+    its own: each segment worker then reads a few MB of audio instead of the whole video."""
     muxer, _ = TRACK_FORMATS[container]
     command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1"]
     for option, value in ffmpeg_tools.input_options().items():
         command += [f"-{option}", value]
-    return [*command, "-i", str(source), "-map", "0:a:0", "-c", "copy", "-map_metadata", "-1", "-f", muxer, "-y",
-            str(track)]
+    return [*command, "-i", str(source), "-map", f"0:a:{audio_track:d}", "-c", "copy", "-map_metadata", "-1",
+            "-f", muxer, "-y", str(track)]
 
 
 def track_file_id(job_id: str, attempt_id: str) -> str:
     # 64 bits of the attempt's id tell the attempts of one job apart, and keep the id a MediaId (≤ 64 characters).
     return f"{job_id}.{attempt_id[:16]}"
+
+
+def tag_file_id(track_id: str) -> str:
+    """The MP3's ID3 tag (with its cover), made by convert from the video and stored beside the track for the
+    joiner, which has only the track."""
+    return f"{track_id}.id3"
 
 
 def joined_file_id(job_id: str, worker_id: str) -> str:
