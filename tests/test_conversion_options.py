@@ -10,6 +10,7 @@ import copy
 import json
 import re
 import subprocess
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from client.api import Vid2mp3
 from events import EventEmitter, VideoUploaded
 from events.options import ConversionOptions, InvalidOptions, as_fields, parse_options
 from events.publish_schemas import SCHEMA_DIR
-from functions.convert import loudness, plan
+from functions.convert import ffmpeg_tools, loudness, plan, tagging
 from functions.convert.conversion import Converter
 from functions.convert.ffmpeg_tools import Probe, Rejected
 from functions.convert.plan import FanOutPolicy, Mode
@@ -197,6 +198,39 @@ def test_the_loudness_gain_stops_where_the_true_peak_would_pass_the_limit() -> N
     capped = loudness.gain_for(-20.0, -3.0, -16.0)
     assert capped.gain_db == pytest.approx(loudness.TRUE_PEAK_LIMIT_DBTP + 3.0) and capped.limited_by
     assert loudness.gain_for(float("-inf"), float("-inf"), -16.0).gain_db == 0.0
+
+
+# --- Hostile text: cleaned, and never an ffmpeg argument -----------------------------------------------------
+
+HOSTILE = "x'; rm -rf / #\n-i /etc/passwd $(reboot) \u202e" + "A" * 300
+
+
+def test_no_option_text_reaches_an_ffmpeg_command(tmp_path: Path) -> None:
+    options = parse_options({"title": HOSTILE[:255], "artist": "-f lavfi", "album": "|concat:/etc/passwd",
+                             "start": "1", "end": "2", "normalize": "ebu-r128", "channels": "1", "track": "1"})
+    probed = probe_of()
+    audio = plan.recipe(probed, options)
+    commands = [
+        ffmpeg_tools.conversion_command(tmp_path / "in", tmp_path / "out.mp3", copy=audio.copy, bitrate_kbps=192,
+                                        max_duration=60, start_seconds=audio.start_seconds,
+                                        duration_seconds=audio.duration_seconds, shape=audio.shape),
+        loudness.measurement_command(tmp_path / "in", shape=audio.shape, target_lufs=-16,
+                                     start_seconds=audio.start_seconds, duration_seconds=audio.duration_seconds),
+        tagging.cover_command(tmp_path / "in", tmp_path / "cover.jpg", stream=0, at_seconds=1.0),
+    ]
+    texts = [options.title, options.artist, options.album]
+    assert not [argument for command in commands for argument in command
+                for text in texts if text and text in argument]
+
+
+def test_a_videos_own_metadata_is_cleaned_like_a_users(tmp_path: Path) -> None:
+    video = tone_video(tmp_path / "hostile.mkv", seconds=1, metadata=(f"title={HOSTILE}", "artist=\x07\x1b[31m"))
+    probed = ffmpeg_tools.probe(video, max_streams=8, max_duration=60)
+    title = probed.tags["title"]
+    assert len(title) <= 255 and title.startswith("x'; rm -rf / # -i /etc/passwd")
+    assert not [ch for ch in title if unicodedata.category(ch)[0] == "C"]
+    assert "artist" not in probed.tags or not [ch for ch in probed.tags["artist"]
+                                              if unicodedata.category(ch)[0] == "C"]
 
 
 # --- On the local stack ----------------------------------------------------------------------------------
