@@ -217,7 +217,7 @@ def test_sign_up_upload_follow_and_download_in_a_browser(tab: Tab, tmp_path: Pat
     download.value.save_as(str(target))
     assert download.value.suggested_filename == video.with_suffix(".mp3").name
     info = probe(target)
-    assert [stream["codec_name"] for stream in info["streams"]] == ["mp3"]
+    assert [stream["codec_name"] for stream in info["streams"]] == ["mp3", "mjpeg"]  # the MP3 and its cover
     assert abs(float(info["format"]["duration"]) - audio_duration(video)) <= 0.1
     assert tab.problems == []
 

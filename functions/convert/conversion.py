@@ -204,13 +204,16 @@ class Converter:
                 self.jobs.update(job["_id"], {"attempt_id": attempt_id},
                                  {"audio_tracks": [track.as_dict() for track in missing.tracks]})
                 raise
-            self.jobs.update(job["_id"], {"attempt_id": attempt_id},
-                             {"audio_tracks": [track.as_dict() for track in probed.audio_tracks]})
-            audio = plan.recipe(probed, options)
+            tracks = [track.as_dict() for track in probed.audio_tracks]
+            try:
+                audio = plan.recipe(probed, options)
+            except Rejected:
+                self.jobs.update(job["_id"], {"attempt_id": attempt_id}, {"audio_tracks": tracks})
+                raise
             # The cover frame is cut while the guessed encode runs.
             tags = tagging.tags_for(options, probed, job["filename"], source, target.parent)
             self.jobs.update(job["_id"], {"attempt_id": attempt_id},
-                             {"applied": {**audio.as_record(), "tags": tags.as_record()}})
+                             {"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()}})
             may_fan_out = self.tracks is not None and fanout.can_fan_out(probed.container)
             encoding_plan = plan.choose(probed, copy=audio.copy, cpus=self.cpus,
                                         segment_min_seconds=self.segment_min_seconds,

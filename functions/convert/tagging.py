@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 COVER_MAX_PIXELS = 600
 # Where the cover frame is taken, as a share of the video's length (past titles and fades of the very start).
 COVER_FRAME_AT = 0.10
-COVER_TIMEOUT_SECONDS = 30
+# Well inside convert's 10 s lease, which nothing renews while the cover is cut: a picture that takes longer to
+# decode (a bomb's enormous frame) leaves the MP3 without a cover.
+COVER_TIMEOUT_SECONDS = 5
 # A cover JPEG larger than this is left out rather than stored (a 600 px JPEG is typically 20-80 kB).
 MAX_COVER_BYTES = 512 * 1024
 COPY_BYTES = 1024 * 1024
@@ -95,6 +97,7 @@ def extract_cover(source: Path, workdir: Path, *, stream: int, at_seconds: float
         result = subprocess.run(ffmpeg_tools.limited(command, COVER_TIMEOUT_SECONDS), capture_output=True,
                                 timeout=COVER_TIMEOUT_SECONDS, check=False)
     except subprocess.TimeoutExpired:
+        log.info("no cover: its frame took longer than %d s", COVER_TIMEOUT_SECONDS)
         return None
     if result.returncode != 0 or not target.exists():
         log.info("no cover: ffmpeg said %s", result.stderr.decode(errors="replace").strip()[-200:])
