@@ -254,13 +254,14 @@ class Converter:
     def measure_loudness(self, job: Job, attempt_id: str, source: Path, audio: AudioRecipe, tags: tagging.Tags,
                          heartbeat: Callable[[Progress], bool]) -> AudioRecipe:
         """The first pass of the loudness normalisation: the recipe with the gain it measured, recorded on the job.
-        Its progress counts as the first third of the job's (it decodes the audio once, the encode takes longer)."""
+        Its progress counts as the first half of the job's: loudnorm's analysis (at 192 kHz, for the true peak) costs
+        about as much CPU as the encode, or more."""
         assert audio.normalize_to_lufs is not None
         measured = loudness.measure(
             source, shape=audio.shape, target_lufs=audio.normalize_to_lufs, start_seconds=audio.start_seconds,
             duration_seconds=audio.duration_seconds, expected_duration=audio.expected_duration,
             timeout=self.ffmpeg_timeout_seconds,
-            heartbeat=lambda progress: heartbeat(Progress(percent=progress.percent / 3)))
+            heartbeat=lambda progress: heartbeat(Progress(percent=progress.percent / 2)))
         audio = replace(audio, shape=replace(audio.shape, gain_db=measured.gain_db))
         self.jobs.update(job["_id"], {"attempt_id": attempt_id},
                          {"applied": {**audio.as_record(), "loudness": measured.as_record(),
