@@ -6,6 +6,7 @@ test."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import re
@@ -26,6 +27,7 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 from pydantic import BaseModel, ConfigDict
 
+from client import cli
 from client.api import Vid2mp3
 from events import EventEmitter, VideoUploaded
 from events.options import ConversionOptions, InvalidOptions, as_fields, parse_options
@@ -88,6 +90,18 @@ def test_options_are_checked_together(fields: dict[str, str], field: str, proble
     with pytest.raises(InvalidOptions) as raised:
         parse_options(fields)
     assert problem in raised.value.errors[field]
+
+
+def test_the_cli_checks_its_option_flags_before_uploading(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not read: the options are refused first")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["convert", str(video), "--start", "soon", "--quality", "V12", "--date", "2024-13",
+                  "--endpoints", str(tmp_path / "none.env")])
+    assert all(f"--{name}:" in str(exited.value) for name in ("start", "quality", "date"))
+    flags = argparse.Namespace(**dict.fromkeys(cli.OPTION_FLAGS), bitrate=None)
+    flags.start, flags.quality, flags.title, flags.normalize = "1:05", "v2", " Live ", "ebu-r128"
+    assert cli.conversion_fields(flags) == {"start": "65", "quality": "V2", "title": "Live", "normalize": "ebu-r128"}
 
 
 # --- The event: optional fields a v1 subscriber does not notice ---------------------------------------------
