@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from events import EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
@@ -179,6 +180,9 @@ class Converter:
 
         options = job_options(job)
 
+        def record(fields: dict[str, Any]) -> None:
+            self.jobs.update(job["_id"], {"attempt_id": attempt_id}, fields)
+
         def command(audio: AudioRecipe) -> list[str]:
             return ffmpeg_tools.conversion_command(
                 source, target, copy=audio.copy, bitrate_kbps=job["bitrate_kbps"],
@@ -201,26 +205,24 @@ class Converter:
                 probed = ffmpeg_tools.probe(source, max_streams=self.max_streams,
                                             max_duration=self.max_duration_seconds, track=options.track)
             except TrackMissing as missing:
-                self.jobs.update(job["_id"], {"attempt_id": attempt_id},
-                                 {"audio_tracks": [track.as_dict() for track in missing.tracks]})
+                record({"audio_tracks": [track.as_dict() for track in missing.tracks]})  # to choose from
                 raise
             tracks = [track.as_dict() for track in probed.audio_tracks]
             try:
                 audio = plan.recipe(probed, options)
             except Rejected:
-                self.jobs.update(job["_id"], {"attempt_id": attempt_id}, {"audio_tracks": tracks})
+                record({"audio_tracks": tracks})
                 raise
             # The cover frame is cut while the guessed encode runs.
             tags = tagging.tags_for(options, probed, job["filename"], source, target.parent)
-            self.jobs.update(job["_id"], {"attempt_id": attempt_id},
-                             {"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()}})
+            record({"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()}})
             may_fan_out = self.tracks is not None and fanout.can_fan_out(probed.container)
             encoding_plan = plan.choose(probed, copy=audio.copy, cpus=self.cpus,
                                         segment_min_seconds=self.segment_min_seconds,
                                         fan_out=self.fan_out if may_fan_out else None, audio=audio)
             encoded_by_guess = (encoding is not None and encoding_plan.mode is Mode.ONE_PASS
                                 and encoding.command == command(audio))
-            if encoding is not None and encoded_by_guess:
+            if encoded_by_guess and encoding is not None:
                 encoding.wait(expected_duration=audio.expected_duration, heartbeat=heartbeat)
         if audio.normalize_to_lufs is not None:
             audio = self.measure_loudness(job, attempt_id, source, audio, tags, heartbeat)
