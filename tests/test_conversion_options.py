@@ -189,15 +189,16 @@ def test_a_trim_narrows_the_segments_to_its_range() -> None:
     assert last.start_seconds + last.duration_seconds == pytest.approx(400)  # type: ignore[operator]
 
 
-def test_options_the_segment_events_do_not_carry_keep_a_job_on_its_own_instance() -> None:
+def test_a_trim_keeps_a_long_job_on_its_own_instance_other_options_fan_out() -> None:
     probed = probe_of(seconds=7200)
     fan_out = FanOutPolicy(1800, 300, 64)
-    tagged = plan.recipe(probed, parse_options({"title": "x", "track": "0"}))
-    assert plan.choose(probed, copy=False, cpus=2, segment_min_seconds=150, fan_out=fan_out,
-                       audio=tagged).mode is Mode.FAN_OUT
-    normalized = plan.recipe(probed, parse_options({"normalize": "ebu-r128"}))
-    chosen = plan.choose(probed, copy=False, cpus=2, segment_min_seconds=150, fan_out=fan_out, audio=normalized)
-    assert chosen.mode is Mode.SEGMENTS and "normalize" in chosen.reason
+    for fields in ({"title": "x", "track": "0"}, {"normalize": "ebu-r128", "channels": "1"}):
+        audio = plan.recipe(probed, parse_options(fields))
+        assert plan.choose(probed, copy=False, cpus=2, segment_min_seconds=150, fan_out=fan_out,
+                           audio=audio).mode is Mode.FAN_OUT
+    trimmed = plan.recipe(probed, parse_options({"start": "60"}))
+    chosen = plan.choose(probed, copy=False, cpus=2, segment_min_seconds=150, fan_out=fan_out, audio=trimmed)
+    assert chosen.mode is Mode.SEGMENTS and "trim" in chosen.reason
 
 
 @pytest.mark.parametrize(("fields", "words"), [({"start": "600"}, "start 600 s"), ({"end": "601"}, "end 601 s")])
@@ -506,9 +507,9 @@ def test_trim_loudness_and_tags_work_with_the_segmented_plan(on_stack: OnStack, 
 
 
 @pytest.mark.stack
-def test_a_fanned_out_job_gets_its_track_and_tags(on_stack: OnStack, tmp_path: Path) -> None:
+def test_a_fanned_out_job_gets_its_track_tags_channels_and_loudness(on_stack: OnStack, tmp_path: Path) -> None:
     video = tone_video(tmp_path / "fan.mp4", seconds=40, tones=(300, 1000), metadata=("title=Fanned",))
-    event = on_stack.stage(video, {"track": "1"})
+    event = on_stack.stage(video, {"track": "1", "channels": "1", "normalize": "ebu-r128", "loudness": "-18"})
     on_stack.converter(fan_out=FanOutPolicy(min_seconds=30, segment_seconds=20, max_segments=2)).handle(event)
     job = wait_for(lambda: (found := on_stack.jobs.get(event.job_id) or {}).get("state") in FINAL_STATES and found,
                    90, "the fanned-out job to end", interval=0.2)
@@ -518,3 +519,7 @@ def test_a_fanned_out_job_gets_its_track_and_tags(on_stack: OnStack, tmp_path: P
     assert dominant_hz(mp3) == pytest.approx(1000, abs=5)
     assert str(ID3(mp3)["TIT2"]) == "Fanned" and ID3(mp3).getall("APIC")
     assert abs(seconds_decoded(mp3) - 40) <= FRAME_SECONDS
+    assert MP3(mp3).info.channels == 1
+    integrated, peak = loudness_of(mp3)  # one gain for every segment: the whole file at the target
+    assert abs(integrated + 18) <= 1.0 and peak <= -1.0, (integrated, peak)
+    print(f"fanned out with options: {integrated} LUFS (-18 asked), {peak} dBTP, mono, 1 kHz")

@@ -24,7 +24,7 @@ from events import EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
 from functions.convert import fanout, ffmpeg_tools, loudness, plan, segments, tagging
 from functions.convert.fanout import FanOutRecord
-from functions.convert.ffmpeg_tools import Probe, Progress, Rejected, Stopped, TrackMissing
+from functions.convert.ffmpeg_tools import AudioShape, Probe, Progress, Rejected, Stopped, TrackMissing
 from functions.convert.mp3join import JoinError
 from functions.convert.outcome import Encoded, Outcome
 from functions.convert.plan import AudioRecipe, EncodingPlan, FanOutPolicy, Mode
@@ -229,7 +229,7 @@ class Converter:
         id3 = tags.id3_bytes()
         if encoding_plan.mode is Mode.FAN_OUT:
             try:
-                self.start_fan_out(job, attempt_id, source, target.parent, probed, heartbeat, id3)
+                self.start_fan_out(job, attempt_id, source, target.parent, probed, heartbeat, id3, audio.shape)
                 return None
             except Rejected as refused:
                 # The track could not be copied out on its own (a codec its container's muxer refuses): the
@@ -271,9 +271,9 @@ class Converter:
         return audio
 
     def start_fan_out(self, job: Job, attempt_id: str, source: Path, workdir: Path, probed: Probe,
-                      heartbeat: Callable[[Progress], bool], id3: bytes) -> None:
+                      heartbeat: Callable[[Progress], bool], id3: bytes, shape: AudioShape) -> None:
         """Stores the audio track on its own (and the MP3's ID3 tag beside it, for the joiner), records the fan-out
-        and emits one event per segment."""
+        (with the channels and gain every segment applies) and emits one event per segment."""
         assert self.tracks is not None and self.fan_out is not None
         job_id = job["_id"]
         timings = fanout.Stopwatch()
@@ -295,7 +295,8 @@ class Converter:
         self.tracks.store(fanout.tag_file_id(track_id), [id3], filename="tag.id3",
                           metadata={"owner_id": job["owner_id"], "job_id": job_id, "attempt_id": attempt_id})
         record = FanOutRecord(self.jobs)
-        if record.start(job_id, attempt_id, track_id, encoding_plan, probed.audio_duration, timings.seconds) is None:
+        if record.start(job_id, attempt_id, track_id, encoding_plan, probed.audio_duration, timings.seconds,
+                        shape) is None:
             raise Stopped()
         for event in fanout.segment_events(job, attempt_id, track_id, encoding_plan):
             self.emitter.emit(event)

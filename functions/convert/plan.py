@@ -163,11 +163,11 @@ def recipe(probed: Probe, options: ConversionOptions) -> AudioRecipe:
         # verified on CBR streams only (tests/test_mp3join.py), so a VBR job is never split.
         one_pass = f"VBR V{vbr}: encoded in one pass (segment joins are verified for CBR only)"
     no_fan_out = None
-    carried_by_job = [name for name, wanted in (("trim", start is not None or end is not None),
-                                                ("normalize", options.normalize), ("channels", channels)) if wanted]
-    if carried_by_job:
-        # A segment event carries a range of the copied track and a bitrate, nothing else.
-        no_fan_out = f"{', '.join(carried_by_job)} asked: segments on this instance rather than fanned out"
+    if start is not None or end is not None:
+        # A fan-out's segment positions count in the copied track's own time, which a copy may shift against the
+        # video's (fanout.TRACK_FORMATS); a trim is placed sample-exactly only in the video itself. The channels
+        # and the loudness gain travel with the fan-out (its record's `shape`).
+        no_fan_out = "a trim asked: segments on this instance rather than fanned out"
     return AudioRecipe(copy=copy, shape=AudioShape(track=probed.track, vbr_level=vbr, channels=channels),
                        start_seconds=start, duration_seconds=None if end is None else end - (start or 0.0),
                        expected_duration=expected,

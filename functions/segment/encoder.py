@@ -26,7 +26,14 @@ from pymongo.database import Database
 
 from events import FailureReason, SegmentRequested
 from functions.convert import ffmpeg_tools
-from functions.convert.fanout import FanOutRecord, Stopwatch, joined_file_id, segment_file_id, tag_file_id
+from functions.convert.fanout import (
+    FanOutRecord,
+    Stopwatch,
+    joined_file_id,
+    segment_file_id,
+    segment_shape,
+    tag_file_id,
+)
 from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
 from functions.convert.mp3join import JoinError, SegmentPlan
 from functions.convert.outcome import Outcome
@@ -103,7 +110,8 @@ class SegmentEncoder:
                 return None
             command = ffmpeg_tools.conversion_command(
                 track, output, copy=False, bitrate_kbps=event.bitrate_kbps, max_duration=self.max_duration_seconds,
-                start_seconds=event.start_seconds, duration_seconds=event.duration_seconds)
+                start_seconds=event.start_seconds, duration_seconds=event.duration_seconds,
+                shape=segment_shape(job.get("fanout") or {}))
             try:
                 with timings.lap("encode"):
                     ffmpeg_tools.run(command, expected_duration=event.duration_seconds or self.rest_of(job, event),
