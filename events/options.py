@@ -240,4 +240,5 @@ def as_fields(options: ConversionOptions) -> dict[str, str]:
     """The form fields that say `options` again (the inverse of parse_options), for clients."""
     given = options.given()
     names = {target: name for name, (_, target) in PARSERS.items() if name != "bitrate"}
-    return {names[key]: (f"{value:g}" if isinstance(value, float) else str(value)) for key, value in given.items()}
+    return {names[key]: (f"{value:.6f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value))
+            for key, value in given.items()}

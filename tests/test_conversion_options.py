@@ -55,6 +55,7 @@ VBR_RANGES_KBPS = {"V2": (170, 210), "V9": (45, 85)}
     ({}, {}),
     ({"start": "12.5", "end": "1:02:03.25"}, {"start_seconds": 12.5, "end_seconds": 3723.25}),
     ({"start": "01:05", "end": "00:01:10.5"}, {"start_seconds": 65.0, "end_seconds": 70.5}),
+    ({"start": "10800.125"}, {"start_seconds": 10800.125}),  # to the millisecond, also sent back by a client
     ({"quality": "v0"}, {"quality": "V0"}),
     ({"quality": "320k"}, {"quality": "320"}),
     ({"bitrate": "128"}, {"quality": "128"}),  # the older spelling still works
