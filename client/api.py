@@ -107,8 +107,10 @@ class Vid2mp3:
                                               timeout=self.timeout))["access_token"]
 
     def upload(self, video: Path, bitrate_kbps: int | None = None,
-               on_bytes: Callable[[int], object] = lambda _: None) -> dict[str, Any]:
-        params: dict[str, str] = {"filename": video.name}
+               on_bytes: Callable[[int], object] = lambda _: None,
+               options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Uploads `video`; `options`: conversion options as the upload function's fields (events/options.py)."""
+        params: dict[str, str] = {"filename": video.name, **(options or {})}
         if bitrate_kbps:
             params["bitrate"] = str(bitrate_kbps)
         with video.open("rb") as file:

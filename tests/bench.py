@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,7 +54,7 @@ from functions.shared.media import AUDIO, TRACKS, VIDEOS, MediaStore, StoredFile
 from functions.shared.settings import ConvertSettings
 from stack import servers
 from stack.config import ENDPOINTS_FILE, ROOT, RUN
-from tests import bench_segments
+from tests import bench_options, bench_segments
 from tests.support import stage_job
 
 # Inputs and results stay in the work tree even when the stack under test keeps its state elsewhere
@@ -99,10 +99,10 @@ CLIPS = {clip.name: clip for clip in (
 )}
 
 
-def make_inputs() -> None:
+def make_inputs(clips: Iterable[Clip] = CLIPS.values()) -> None:
     """The lavfi recipe of ../shared/notes/media-performance.md; made once, kept in .local/bench/inputs."""
     INPUTS_DIR.mkdir(parents=True, exist_ok=True)
-    for clip in CLIPS.values():
+    for clip in clips:
         if clip.path.exists():
             continue
         print(f"  making {clip.path.name} ...", flush=True)
@@ -971,6 +971,9 @@ def main() -> int:
             print("Convert step vs plain ffmpeg:")
             bench = ConvertBench(database, points["BROKER_INGRESS_URL"], token_subject(client.token))
             plain = convert_step(report, bench, scratch)
+            print("Conversion options in the convert step:")
+            bench_options.options_cost(report, bench, [CLIPS[name].path for name in bench_options.CLIP_NAMES],
+                                       lambda clip: plain_ffmpeg(clip, scratch / "plain.mp3").seconds)
             long_clips = [CLIPS["360p-600s"].path, CLIPS["360p-3600s"].path]
             print("Segments alone vs plain ffmpeg:")
             bench_segments.segments_alone(report, long_clips, scratch)

@@ -15,6 +15,7 @@ import flask
 import pymongo
 import pytest
 import requests
+from mutagen.mp3 import MP3, BitrateMode
 from playwright.sync_api import expect, sync_playwright
 
 from functions.shared.http import allow_cross_origin, json_response
@@ -216,8 +217,37 @@ def test_sign_up_upload_follow_and_download_in_a_browser(tab: Tab, tmp_path: Pat
     download.value.save_as(str(target))
     assert download.value.suggested_filename == video.with_suffix(".mp3").name
     info = probe(target)
-    assert [stream["codec_name"] for stream in info["streams"]] == ["mp3"]
+    assert [stream["codec_name"] for stream in info["streams"]] == ["mp3", "mjpeg"]  # the MP3 and its cover
     assert abs(float(info["format"]["duration"]) - audio_duration(video)) <= 0.1
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_conversion_options_from_the_page(tab: Tab, tmp_path: Path) -> None:
+    sign_up(tab)
+    tab.page.click("#options summary")
+    tab.page.fill("#option-start", "later")
+    tab.page.fill("#option-date", "May")
+    tab.page.set_input_files("#file", str(make_clip(tmp_path / "first.mp4", seconds=4)))
+    # Refused with every bad field named, back on the form with those fields marked; nothing was stored.
+    expect(tab.page.locator("#options-message")).to_contain_text("start:")
+    expect(tab.page.locator("#options-message")).to_contain_text("date:")
+    assert tab.page.get_attribute("#option-start", "aria-invalid") == "true"
+    tab.page.fill("#option-start", "1")
+    tab.page.fill("#option-end", "0:03")
+    tab.page.fill("#option-date", "")
+    tab.page.fill("#option-title", "From the page")
+    tab.page.select_option("#quality", "V5")
+    tab.page.set_input_files("#file", str(make_clip(tmp_path / "second.mp4", seconds=4)))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)
+    expect(tab.page.locator("#applied")).to_contain_text("trimmed to 1 s - 3 s")
+    expect(tab.page.locator("#applied")).to_contain_text('tagged "From the page"')
+    with tab.page.expect_download() as download:
+        tab.page.click("#download")
+    target = tmp_path / "options.mp3"
+    download.value.save_as(str(target))
+    tags = MP3(target)
+    assert str(tags["TIT2"]) == "From the page" and tags.info.bitrate_mode == BitrateMode.VBR
     assert tab.problems == []
 
 

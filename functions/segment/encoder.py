@@ -26,7 +26,14 @@ from pymongo.database import Database
 
 from events import FailureReason, SegmentRequested
 from functions.convert import ffmpeg_tools
-from functions.convert.fanout import FanOutRecord, Stopwatch, joined_file_id, segment_file_id
+from functions.convert.fanout import (
+    FanOutRecord,
+    Stopwatch,
+    joined_file_id,
+    segment_file_id,
+    segment_shape,
+    tag_file_id,
+)
 from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
 from functions.convert.mp3join import JoinError, SegmentPlan
 from functions.convert.outcome import Outcome
@@ -103,7 +110,8 @@ class SegmentEncoder:
                 return None
             command = ffmpeg_tools.conversion_command(
                 track, output, copy=False, bitrate_kbps=event.bitrate_kbps, max_duration=self.max_duration_seconds,
-                start_seconds=event.start_seconds, duration_seconds=event.duration_seconds)
+                start_seconds=event.start_seconds, duration_seconds=event.duration_seconds,
+                shape=segment_shape(job.get("fanout") or {}))
             try:
                 with timings.lap("encode"):
                     ffmpeg_tools.run(command, expected_duration=event.duration_seconds or self.rest_of(job, event),
@@ -146,7 +154,8 @@ class SegmentEncoder:
                     joining, self.stored_segments(event, fan, specs, worker_id), target,
                     expected_duration=fan.get("expected_duration"), max_duration=self.max_duration_seconds,
                     plan=encoding_plan, file_id=joined_file_id(event.job_id, worker_id),
-                    metadata={"attempt_id": event.attempt_id, "joined_by": worker_id})
+                    metadata={"attempt_id": event.attempt_id, "joined_by": worker_id},
+                    head=self.stored_tag(fan["track_id"]))
             except (Rejected, JoinError) as problem:
                 reason = problem.reason if isinstance(problem, Rejected) else FailureReason.INVALID_OUTPUT
                 self.fail(joining, event, reason, f"the segments could not be joined: {problem}")
@@ -175,6 +184,14 @@ class SegmentEncoder:
                 raise RetryLater(f"segment {index} of job {event.job_id} is marked done but not stored")
             with source:
                 yield source.read(), spec
+
+    def stored_tag(self, track_id: str) -> bytes:
+        """The MP3's ID3 tag, which convert stored beside the track (none for a fan-out started before tags)."""
+        stored = self.tracks.open(tag_file_id(track_id))
+        if stored is None:
+            return b""
+        with stored:
+            return stored.read()
 
     @staticmethod
     def rest_of(job: Job, event: SegmentRequested) -> float | None:

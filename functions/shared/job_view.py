@@ -29,6 +29,13 @@ def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]
         "updated_at": iso(job.get("updated_at")),
         "history": [{"state": step["state"], "at": iso(step["at"])} for step in job.get("history", [])],
     }
+    if job.get("options"):
+        view["options"] = job["options"]  # what the owner asked for (only the options given)
+    if job.get("audio_tracks"):
+        view["audio_tracks"] = job["audio_tracks"]  # what the probe found, for choosing `track`
+    if job.get("applied"):
+        # What the options made of this input, and what they forced (a re-encode, one pass, the cover found).
+        view["applied"] = job["applied"]
     if job.get("encoding"):
         # How the MP3 is (or was) made: one pass, segments at once on one instance, or fanned out to many.
         encoding = job["encoding"]

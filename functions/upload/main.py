@@ -1,5 +1,7 @@
 """upload (HTTP, the public upload function URL): `POST /` with a bearer token and a video (multipart form with one
-file, or a raw body; optional `bitrate` 128/192/256/320) answers 202 with the job id and its status URL."""
+file, or a raw body; optional conversion options as query parameters or form fields: `quality`/`bitrate`, `start`,
+`end`, `normalize`, … README: Conversion options) answers 202 with the job id and its status URL, or 422 naming
+every bad option."""
 
 from __future__ import annotations
 

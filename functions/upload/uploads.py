@@ -15,7 +15,7 @@ import flask
 import pymongo.errors
 
 from events import EmitError, EventEmitter, VideoUploaded
-from events.catalog import SUPPORTED_BITRATES_KBPS
+from events.options import ConversionOptions, InvalidOptions, parse_options
 from functions.shared.http import HttpError, json_response
 from functions.shared.jobs import Jobs, JobState, now
 from functions.shared.media import MediaStore, TooLarge
@@ -30,14 +30,14 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 DEFAULT_BITRATE_KBPS = 192
 
 
-def parse_bitrate(value: str | None) -> int:
-    if value in (None, ""):
-        return DEFAULT_BITRATE_KBPS
-    text = value.strip().lower().removesuffix("k")
-    if not text.isdigit() or int(text) not in SUPPORTED_BITRATES_KBPS:
-        raise HttpError(422, "unsupported_bitrate",
-                        f"bitrate must be one of {', '.join(map(str, SUPPORTED_BITRATES_KBPS))} (kbit/s)")
-    return int(text)
+def options_of(fields: dict[str, str]) -> ConversionOptions:
+    """The conversion options among the request's fields, or a 422 naming every bad one (`fields`: each bad
+    field and what is wrong with it). A bad `bitrate` alone keeps its older error code."""
+    try:
+        return parse_options(fields)
+    except InvalidOptions as invalid:
+        code = "unsupported_bitrate" if list(invalid.errors) == ["bitrate"] else "invalid_options"
+        raise HttpError(422, code, f"invalid conversion options: {invalid}", extra={"fields": invalid.errors}) from None
 
 
 @dataclass
@@ -52,7 +52,9 @@ class Uploads:
         if request.content_length is not None and \
                 request.content_length > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
             raise too_large(self.max_upload_bytes)
-        query_bitrate = parse_bitrate(request.args.get("bitrate"))
+        # Checked before the body is read: a bad query option costs the client no upload.
+        query_fields = dict(request.args.items())
+        options_of(query_fields)
         try:
             upload = open_upload(request.stream, request.content_type or "", request.args.get("filename"))
         except BadUpload as error:
@@ -75,20 +77,23 @@ class Uploads:
             raise HttpError(503, "storage_unavailable", "the video could not be stored; try again",
                             {"Retry-After": "5"}) from None
         try:
-            bitrate = parse_bitrate(upload.fields.get("bitrate")) if "bitrate" in upload.fields else query_bitrate
+            # Form fields, read as the body streamed past, override the query's.
+            options = options_of({**query_fields, **upload.fields})
         except HttpError:
             self.videos.remove(job_id)
             raise
+        bitrate = options.cbr_kbps or DEFAULT_BITRATE_KBPS
         event = VideoUploaded(
             job_id=job_id, owner_id=identity.subject, video_id=stored.file_id, filename=upload.filename,
             size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=bitrate,  # type: ignore[arg-type]
-            uploaded_at=now(),
+            uploaded_at=now(), options=options.for_event(),
         )
         self.record_and_emit(event, upload.container)
         status_url = f"{self.public_status_url.rstrip('/')}/{job_id}"
         return json_response({
             "job_id": job_id, "state": JobState.UPLOADED, "status_url": status_url, "filename": upload.filename,
             "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate,
+            "options": options.given(),
         }, 202, {"Location": status_url})
 
     def record_and_emit(self, event: VideoUploaded, container: str) -> None:
@@ -96,6 +101,7 @@ class Uploads:
             "_id": event.job_id, "owner_id": event.owner_id, "video_id": event.video_id,
             "filename": event.filename, "size_bytes": event.size_bytes, "sha256": event.sha256,
             "bitrate_kbps": event.bitrate_kbps, "container": container,
+            **({"options": event.options.given()} if event.options else {}),
         }
         try:
             self.jobs.create(job, event)  # with the event pending: the reconcile sweep emits it should we die

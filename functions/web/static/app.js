@@ -17,6 +17,8 @@ class ApiError extends Error {
   constructor(status, body) {
     super((body && (body.message || body.error)) || `the server answered HTTP ${status}`);
     this.status = status;
+    // A 422 of bad conversion options names each bad field and what is wrong with it.
+    this.fields = (body && body.fields) || {};
   }
 }
 
@@ -108,11 +110,30 @@ function showUploadProgress(percent) {
   byId("upload-percent").textContent = `${Math.floor(percent)} %`;
 }
 
-function sendVideo(file, bitrate) {
+// The conversion options as the upload function's fields (README: Conversion options): the quality, and every
+// field of the options panel that is filled in.
+function conversionOptions() {
+  const fields = { quality: byId("quality").value };
+  for (const input of byId("options").querySelectorAll("input, select")) {
+    const value = input.type === "checkbox" ? (input.checked ? input.value : "") : input.value.trim();
+    if (value) fields[input.name] = value;
+  }
+  return fields;
+}
+
+function showOptionErrors(fields) {
+  for (const input of byId("convert").querySelectorAll("input[name], select[name]")) {
+    input.setAttribute("aria-invalid", input.name in fields ? "true" : "false");
+  }
+  say("options-message", Object.entries(fields).map(([name, problem]) => `${name}: ${problem}`).join("; "));
+  if (Object.keys(fields).length) byId("options").open = true;
+}
+
+function sendVideo(file, options) {
   return new Promise((resolve, reject) => {
     const url = new URL(api.upload_url);
     url.searchParams.set("filename", file.name);
-    url.searchParams.set("bitrate", bitrate);
+    for (const [name, value] of Object.entries(options)) url.searchParams.set(name, value);
     const request = new XMLHttpRequest();
     upload = request;
     request.open("POST", url);
@@ -145,9 +166,17 @@ async function start(file) {
   showJob({ state: "uploading" });
   byId("cancel").hidden = false;
   let accepted;
+  showOptionErrors({});
   try {
-    accepted = await sendVideo(file, byId("bitrate").value);
+    accepted = await sendVideo(file, conversionOptions());
   } catch (error) {
+    if (error.status === 422 && Object.keys(error.fields).length) {
+      // Bad options: back to the form, each bad field marked, nothing was stored.
+      byId("job").hidden = true;
+      byId("convert").hidden = false;
+      showOptionErrors(error.fields);
+      return;
+    }
     showJob({ state: error.aborted ? "cancelled" : "upload failed" });
     say("job-message", error.aborted ? "Upload cancelled: nothing was stored." : `The upload failed: ${error.message}`);
     byId("again").hidden = false;
@@ -262,6 +291,16 @@ function showJob(job) {
       ? "This MP3 has expired and was deleted."
       : `The MP3 can be downloaded until ${new Date(audio.expires_at).toLocaleString()}.`;
   }
+  const applied = job.applied ? [...(job.applied.forced || [])] : [];
+  if (job.applied && job.applied.loudness) {
+    applied.push(`loudness ${job.applied.loudness.measured_lufs} LUFS measured, ${job.applied.loudness.gain_db} dB applied`);
+  }
+  if (job.applied && job.applied.tags) applied.push(`tagged "${job.applied.tags.title}", cover: ${job.applied.tags.cover}`);
+  if (job.audio_tracks && job.audio_tracks.length > 1) {
+    applied.push(`audio tracks: ${job.audio_tracks.map((t) => `${t.index} ${t.language || ""} ${t.codec}`).join(", ")}`);
+  }
+  byId("applied").hidden = !applied.length;
+  byId("applied").textContent = applied.join(" · ");
   if (job.state === "failed" && job.failure) {
     say("job-message", `The conversion failed: ${job.failure.message}`);
   } else if (job.state === "cancelled") {
