@@ -74,6 +74,7 @@ def endpoints() -> dict[str, str]:
         "STATUS_URL": function_url("status"),
         "DOWNLOAD_URL": function_url("download"),
         "WEB_URL": function_url("web"),
+        "WEBHOOKS_URL": function_url("webhooks"),
         **{f"{name.upper()}_FUNCTION_URL": function_url(name) for name in FUNCTION_PORTS},
         "BROKER_INGRESS_URL": ingress_url(),
         "BROKER_EXCHANGE": topology().exchange,
@@ -104,6 +105,8 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         # The stand-in checks that a key is sent, not which; a real key comes from the environment.
         "SENDGRID_API_KEY": os.environ.get("VID2MP3_SENDGRID_API_KEY", "local-standin-key"),
         "WORK_DIR": str(LOCAL / "work"),
+        # Webhook receivers of a local stack (tests, a developer's) listen on 127.0.0.1 over http.
+        "WEBHOOK_ALLOW_LOOPBACK": "true",
         "PYTHONUNBUFFERED": "1",
         # Conversions in parallel up to the cores, as Knative scales convert pods out.
         "THREADS": "8",
@@ -189,10 +192,12 @@ def up() -> None:
             if spec.subscriber_service in one_request_per_pod:
                 cap_parallelism_at_cores(spec)
             start_process(startup, spec.name, supervised(spec.name, [str(BIN / "dispatcher")]), env=spec.env)
-        if "reconcile" in available_functions():
-            start_process(startup, "reconcile-ticker", [
-                processes.python(), "-m", "stack.ticker", function_url("reconcile"), str(RECONCILE_INTERVAL_SECONDS),
-            ])
+        for ping_source, service in ping_sinks(load_documents(KNATIVE_DIR)):
+            if service in available_functions():
+                start_process(startup, f"{service}-ticker", [
+                    processes.python(), "-m", "stack.ticker", ping_source, function_url(service),
+                    str(RECONCILE_INTERVAL_SECONDS),
+                ])
         print("RabbitMQ source:")
         # After the ingress: the adapter posts every message it takes to it.
         start_process(startup, producers.adapter_process, supervised(producers.adapter_process, [
@@ -202,6 +207,13 @@ def up() -> None:
         startup.undo()
         raise
     write_endpoints(points)
+
+
+def ping_sinks(documents: list[tuple[Path, dict[str, Any]]]) -> list[tuple[str, str]]:
+    """Each PingSource of knative/ with the Service it drives (once a minute there; here every
+    VID2MP3_RECONCILE_INTERVAL seconds, 60 unless a test asks for faster)."""
+    return [(str(doc["metadata"]["name"]), str(doc["spec"]["sink"]["ref"]["name"]))
+            for _, doc in documents if doc.get("kind") == "PingSource"]
 
 
 def services_taking_one_request_per_pod(documents: list[tuple[Path, dict[str, Any]]]) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -127,6 +127,36 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     max_redrives: int = Field(default=3, ge=0)
 
 
+class WebhookSettings(MongoSettings):
+    # Lets webhooks reach receivers on 127.0.0.1 over plain http: the local stack's, never a cluster's
+    # (functions/webhooks/addresses.py).
+    webhook_allow_loopback: bool = False
+
+
+class WebhooksSettings(WebhookSettings, TokenVerifierSettings, CorsSettings):
+    webhook_max_endpoints: int = Field(default=10, ge=1)
+
+
+class DeliverySettings(WebhookSettings):
+    webhook_timeout_seconds: float = Field(default=15, gt=0, le=60)
+    # Seconds to wait before each retry of a failed delivery, with ±10 % jitter: 8 attempts over about 27.5 hours
+    # (the schedule Standard Webhooks' reference service uses). The PingSource ticks every minute, so the short
+    # first delay means "at the next tick".
+    webhook_retry_delays_seconds: str = "5,300,1800,7200,18000,36000,36000"
+    # How long an ended delivery (delivered, failed, abandoned) stays in the endpoint's log.
+    webhook_delivery_log_seconds: int = Field(default=7 * 86400, ge=60)
+
+    @field_validator("webhook_retry_delays_seconds")
+    @classmethod
+    def positive_delays(cls, value: str) -> str:
+        if not all(part.strip() and float(part) > 0 for part in value.split(",")):
+            raise ValueError("a comma-separated list of positive seconds")
+        return value
+
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(delay) for delay in self.webhook_retry_delays_seconds.split(","))
+
+
 class WebSettings(FunctionSettings):
     public_auth_url: AnyHttpUrl
     public_upload_url: AnyHttpUrl
@@ -145,6 +175,8 @@ SETTINGS_BY_FUNCTION: dict[str, type[FunctionSettings]] = {
     "deadletter": DeadLetterSettings,
     "reconcile": ReconcileSettings,
     "web": WebSettings,
+    "webhooks": WebhooksSettings,
+    "delivery": DeliverySettings,
 }
 
 S = TypeVar("S", bound=FunctionSettings)
