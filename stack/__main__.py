@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +67,16 @@ def jwt_private_key_pem() -> str:
     return path.read_text()
 
 
+def download_link_keys() -> str:
+    """The local stack's key for signed download links, made once; a cluster takes its keys from a Secret."""
+    path = SECRETS / "download-link-keys"
+    if not path.exists():
+        SECRETS.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text("local:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def endpoints() -> dict[str, str]:
     urls = server_urls()
     return {
@@ -99,6 +111,8 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "PUBLIC_UPLOAD_URL": points["UPLOAD_URL"],
         "PUBLIC_STATUS_URL": points["STATUS_URL"],
         "PUBLIC_DOWNLOAD_URL": points["DOWNLOAD_URL"],
+        "PUBLIC_WEB_URL": points["WEB_URL"],
+        "DOWNLOAD_LINK_KEYS": download_link_keys(),
         # The web page calls auth, upload, status and download from its own origin.
         "CORS_ALLOWED_ORIGINS": points["WEB_URL"],
         "SENDGRID_API_HOST": points["SENDGRID_API_HOST"],

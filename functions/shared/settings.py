@@ -47,6 +47,13 @@ class CorsSettings(FunctionSettings):
                          if origin.strip())
 
 
+class DownloadLinkSettings(FunctionSettings):
+    # Secret: the keys that sign download links (functions/download/links.py): `<id>:<base64url key>[,...]`, the
+    # first signs, all verify.
+    download_link_keys: SecretStr
+    public_download_url: AnyHttpUrl
+
+
 class AuthSettings(TokenSettings, CorsSettings):
     mysql_url: SecretStr
     # PEM of an Ed25519 private key; its public half is published as the JWKS.
@@ -63,8 +70,7 @@ class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     public_status_url: AnyHttpUrl
 
 
-class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings):
-    public_download_url: AnyHttpUrl
+class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings):
     # A job's live event stream ends after this long (the client reconnects): each open stream holds one of the
     # server's threads, and Knative ends a request at the Service's timeoutSeconds.
     events_stream_max_seconds: float = Field(default=900, gt=0)
@@ -73,7 +79,7 @@ class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     events_max_streams: int = Field(default=6, ge=1)
 
 
-class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings):
+class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings):
     pass
 
 
@@ -108,12 +114,13 @@ class SegmentSettings(MongoSettings, EmitterSettings):
     source_video_retention_seconds: int = Field(default=0, ge=0)
 
 
-class NotifySettings(MongoSettings, EmitterSettings):
+class NotifySettings(MongoSettings, EmitterSettings, DownloadLinkSettings):
     mysql_url: SecretStr
     sendgrid_api_key: SecretStr | None = None
     sendgrid_api_host: AnyHttpUrl = AnyHttpUrl("https://api.sendgrid.com")
     mail_from: str = "vid2mp3@example.com"
-    public_download_url: AnyHttpUrl
+    # The web page, whose view of the job the email links to.
+    public_web_url: AnyHttpUrl
 
 
 class DeadLetterSettings(MongoSettings, EmitterSettings):
