@@ -189,4 +189,8 @@ PAYLOAD_MODELS: tuple[type[EventPayload], ...] = (
     JobCancelled,
     SegmentRequested,
 )
+# The events that tell of a job's progress: what a user's webhooks can subscribe to. `segment.requested` is the
+# pipeline's own work item, not news.
+JOB_EVENT_TYPES: tuple[str, ...] = (VIDEO_UPLOADED, AUDIO_CONVERTED, CONVERSION_FAILED, NOTIFICATION_SENT,
+                                    JOB_CANCELLED)
 MODEL_BY_TYPE: dict[str, type[EventPayload]] = {model.event_type: model for model in PAYLOAD_MODELS}

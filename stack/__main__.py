@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +67,16 @@ def jwt_private_key_pem() -> str:
     return path.read_text()
 
 
+def download_link_keys() -> str:
+    """The local stack's key for signed download links, made once; a cluster takes its keys from a Secret."""
+    path = SECRETS / "download-link-keys"
+    if not path.exists():
+        SECRETS.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text("local:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def endpoints() -> dict[str, str]:
     urls = server_urls()
     return {
@@ -74,6 +86,7 @@ def endpoints() -> dict[str, str]:
         "STATUS_URL": function_url("status"),
         "DOWNLOAD_URL": function_url("download"),
         "WEB_URL": function_url("web"),
+        "WEBHOOKS_URL": function_url("webhooks"),
         **{f"{name.upper()}_FUNCTION_URL": function_url(name) for name in FUNCTION_PORTS},
         "BROKER_INGRESS_URL": ingress_url(),
         "BROKER_EXCHANGE": topology().exchange,
@@ -98,12 +111,16 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "PUBLIC_UPLOAD_URL": points["UPLOAD_URL"],
         "PUBLIC_STATUS_URL": points["STATUS_URL"],
         "PUBLIC_DOWNLOAD_URL": points["DOWNLOAD_URL"],
+        "PUBLIC_WEB_URL": points["WEB_URL"],
+        "DOWNLOAD_LINK_KEYS": download_link_keys(),
         # The web page calls auth, upload, status and download from its own origin.
         "CORS_ALLOWED_ORIGINS": points["WEB_URL"],
         "SENDGRID_API_HOST": points["SENDGRID_API_HOST"],
         # The stand-in checks that a key is sent, not which; a real key comes from the environment.
         "SENDGRID_API_KEY": os.environ.get("VID2MP3_SENDGRID_API_KEY", "local-standin-key"),
         "WORK_DIR": str(LOCAL / "work"),
+        # Webhook receivers of a local stack (tests, a developer's) listen on 127.0.0.1 over http.
+        "WEBHOOK_ALLOW_LOOPBACK": "true",
         "PYTHONUNBUFFERED": "1",
         # Conversions in parallel up to the cores, as Knative scales convert pods out.
         "THREADS": "8",
@@ -189,10 +206,12 @@ def up() -> None:
             if spec.subscriber_service in one_request_per_pod:
                 cap_parallelism_at_cores(spec)
             start_process(startup, spec.name, supervised(spec.name, [str(BIN / "dispatcher")]), env=spec.env)
-        if "reconcile" in available_functions():
-            start_process(startup, "reconcile-ticker", [
-                processes.python(), "-m", "stack.ticker", function_url("reconcile"), str(RECONCILE_INTERVAL_SECONDS),
-            ])
+        for ping_source, service in ping_sinks(load_documents(KNATIVE_DIR)):
+            if service in available_functions():
+                start_process(startup, f"{service}-ticker", [
+                    processes.python(), "-m", "stack.ticker", ping_source, function_url(service),
+                    str(RECONCILE_INTERVAL_SECONDS),
+                ])
         print("RabbitMQ source:")
         # After the ingress: the adapter posts every message it takes to it.
         start_process(startup, producers.adapter_process, supervised(producers.adapter_process, [
@@ -202,6 +221,13 @@ def up() -> None:
         startup.undo()
         raise
     write_endpoints(points)
+
+
+def ping_sinks(documents: list[tuple[Path, dict[str, Any]]]) -> list[tuple[str, str]]:
+    """Each PingSource of knative/ with the Service it drives (once a minute there; here every
+    VID2MP3_RECONCILE_INTERVAL seconds, 60 unless a test asks for faster)."""
+    return [(str(doc["metadata"]["name"]), str(doc["spec"]["sink"]["ref"]["name"]))
+            for _, doc in documents if doc.get("kind") == "PingSource"]
 
 
 def services_taking_one_request_per_pod(documents: list[tuple[Path, dict[str, Any]]]) -> set[str]:

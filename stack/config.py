@@ -47,8 +47,10 @@ FUNCTION_PORTS = {
     "reconcile": PORT_BASE + 108,
     "web": PORT_BASE + 109,
     "segment": PORT_BASE + 110,
+    "webhooks": PORT_BASE + 111,
+    "delivery": PORT_BASE + 112,
 }
-PUBLIC_FUNCTIONS = ("auth", "upload", "status", "download", "web")
+PUBLIC_FUNCTIONS = ("auth", "upload", "status", "download", "web", "webhooks")
 
 RABBITMQ_NODE = f"vid2mp3-{PORT_BASE}@localhost"
 MYSQL_DATABASE = "vid2mp3"

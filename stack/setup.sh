@@ -79,6 +79,17 @@ if [ ! -f "$stamp" ] || [ -n "$(find stack/validation -name go.sum -newer "$stam
   touch "$stamp"
 fi
 
+# --- npm packages the tests read (stack/node/package.json, pinned with its package-lock.json) --------------------
+# Installed into .local/node, reinstalled only when the lock file changes.
+command -v npm >/dev/null 2>&1 || fail "Node.js with npm is needed (Debian: apt-get install nodejs npm)"
+if ! cmp -s stack/node/package-lock.json "$LOCAL/node/.installed-lock"; then
+  say "installing npm packages into .local/node"
+  mkdir -p "$LOCAL/node"
+  cp stack/node/package.json stack/node/package-lock.json "$LOCAL/node/"
+  (cd "$LOCAL/node" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  cp stack/node/package-lock.json "$LOCAL/node/.installed-lock"
+fi
+
 # --- Python: a virtual environment with the project and its test dependencies ------------------------------------
 PYTHON="${PYTHON:-python3}"
 if [ ! -x "$LOCAL/venv/bin/python" ]; then

@@ -32,12 +32,13 @@ from events import (
     VideoUploaded,
     to_cloud_event,
 )
+from functions.download.links import DownloadLinks
 from functions.notify.notifier import Mailer, Notifier
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
 from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, ROOT, RUN
-from tests.support import Sink, make_clip, new_user
+from tests.support import Sink, download_link_keys, make_clip, new_user
 
 pytestmark = pytest.mark.stack
 
@@ -65,6 +66,7 @@ def function_env(endpoints: dict[str, str], sink: Sink, database_name: str, tmp_
         "MONGO_URI": endpoints["MONGO_URI"], "MONGO_DATABASE": database_name, "MYSQL_URL": endpoints["MYSQL_URL"],
         "K_SINK": sink.url, "JWKS_URL": endpoints["JWKS_URL"], "JWT_PRIVATE_KEY": SIGNING_KEY.read_text(),
         "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "PUBLIC_DOWNLOAD_URL": endpoints["DOWNLOAD_URL"],
+        "PUBLIC_WEB_URL": endpoints["WEB_URL"], "DOWNLOAD_LINK_KEYS": download_link_keys(),
         "SENDGRID_API_HOST": endpoints["SENDGRID_API_HOST"], "SENDGRID_API_KEY": "local-standin-key",
         "WORK_DIR": str(tmp_path), "MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
     }
@@ -417,7 +419,8 @@ def test_notify_keeps_one_email_when_the_store_drops_its_sent_record(
     notifier = Notifier(jobs=jobs, mailer=Mailer(api_key="local-standin-key", api_host=endpoints["SENDGRID_API_HOST"],
                                                  sender="vid2mp3@test.vid2mp3.dev"),
                         emitter=EventEmitter(sink.url, "notify"), mysql_url=endpoints["MYSQL_URL"],
-                        public_download_url=function_env["PUBLIC_DOWNLOAD_URL"])
+                        links=DownloadLinks(function_env["DOWNLOAD_LINK_KEYS"], function_env["PUBLIC_DOWNLOAD_URL"]),
+                        public_web_url=function_env["PUBLIC_WEB_URL"])
     notifier.handle(converted)
     notifier.handle(converted)  # a redelivery
     messages = requests.get(f"{endpoints['SENDGRID_API_HOST']}/_standin/messages", timeout=5).json()

@@ -5,6 +5,7 @@ from the page. A failing browser test leaves a screenshot in .local/screenshots/
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,11 +17,13 @@ import pymongo
 import pytest
 import requests
 from mutagen.mp3 import MP3, BitrateMode
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from functions.shared.http import allow_cross_origin, json_response
 from stack.config import LOCAL
-from tests.support import TEST_PASSWORD, audio_duration, make_clip, probe
+from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, probe
+from tests.test_download_links import emailed_links
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -293,4 +296,40 @@ def test_a_conversion_is_cancelled_from_the_page(tab: Tab, database: Any, tmp_pa
     record = database["jobs"].find_one({"filename": video.name})
     assert record["state"] == "cancelled"
     assert database["videos.files"].count_documents({"_id": record["video_id"]}) == 0
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_the_emailed_links_open_in_a_browser_without_a_token(tab: Tab, endpoints: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    """What the owner does with the email: the direct link downloads the MP3 in a browser that was never logged in;
+    the page link asks to log in, then shows that job, ready to download."""
+    client, email = new_user(endpoints)
+    video = make_clip(tmp_path / f"emailed {uuid.uuid4().hex[:8]}.mp4", seconds=2)
+    job = client.follow(client.upload(video)["job_id"], lambda _: None, timeout=60)
+    links = emailed_links(endpoints, job["job_id"])
+    (direct,) = [url for url in links if url.startswith(endpoints["DOWNLOAD_URL"])]
+    (page_link,) = [url for url in links if url.startswith(endpoints["WEB_URL"])]
+
+    with tab.page.expect_download() as download:
+        with contextlib.suppress(PlaywrightError):  # Chromium reports a navigation that became a download
+            tab.page.goto(direct)
+    target = tmp_path / "direct.mp3"
+    download.value.save_as(str(target))
+    assert download.value.suggested_filename == video.with_suffix(".mp3").name
+    assert [stream["codec_name"] for stream in probe(target)["streams"]] == ["mp3"]
+    tampered = tab.page.request.get(direct.replace("signature=", "signature=x"))
+    assert tampered.status == 403 and tampered.json()["error"] == "invalid_link"
+
+    tab.page.goto(page_link)
+    tab.page.wait_for_selector("body[data-ready=true]", state="attached")
+    expect(tab.page.locator("#account-message")).to_contain_text("Log in to see the job")
+    tab.page.fill("#email", email)
+    tab.page.fill("#password", TEST_PASSWORD)
+    tab.page.click("#login")
+    expect(tab.page.locator("#state")).to_have_text("done")
+    assert tab.page.text_content("#job-title") == video.name
+    with tab.page.expect_download() as from_page:
+        tab.page.click("#download")
+    assert from_page.value.suggested_filename == video.with_suffix(".mp3").name
     assert tab.problems == []

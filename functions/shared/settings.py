@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,13 @@ class CorsSettings(FunctionSettings):
                          if origin.strip())
 
 
+class DownloadLinkSettings(FunctionSettings):
+    # Secret: the keys that sign download links (functions/download/links.py): `<id>:<base64url key>[,...]`, the
+    # first signs, all verify.
+    download_link_keys: SecretStr
+    public_download_url: AnyHttpUrl
+
+
 class AuthSettings(TokenSettings, CorsSettings):
     mysql_url: SecretStr
     # PEM of an Ed25519 private key; its public half is published as the JWKS.
@@ -63,8 +70,7 @@ class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     public_status_url: AnyHttpUrl
 
 
-class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings):
-    public_download_url: AnyHttpUrl
+class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings):
     # A job's live event stream ends after this long (the client reconnects): each open stream holds one of the
     # server's threads, and Knative ends a request at the Service's timeoutSeconds.
     events_stream_max_seconds: float = Field(default=900, gt=0)
@@ -73,7 +79,7 @@ class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     events_max_streams: int = Field(default=6, ge=1)
 
 
-class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings):
+class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings):
     pass
 
 
@@ -108,12 +114,13 @@ class SegmentSettings(MongoSettings, EmitterSettings):
     source_video_retention_seconds: int = Field(default=0, ge=0)
 
 
-class NotifySettings(MongoSettings, EmitterSettings):
+class NotifySettings(MongoSettings, EmitterSettings, DownloadLinkSettings):
     mysql_url: SecretStr
     sendgrid_api_key: SecretStr | None = None
     sendgrid_api_host: AnyHttpUrl = AnyHttpUrl("https://api.sendgrid.com")
     mail_from: str = "vid2mp3@example.com"
-    public_download_url: AnyHttpUrl
+    # The web page, whose view of the job the email links to.
+    public_web_url: AnyHttpUrl
 
 
 class DeadLetterSettings(MongoSettings, EmitterSettings):
@@ -125,6 +132,36 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     # the convert Trigger's whole retry budget (about 22 min), so the broker's own retries come first.
     stuck_after_seconds: float = Field(default=1800, gt=0)
     max_redrives: int = Field(default=3, ge=0)
+
+
+class WebhookSettings(MongoSettings):
+    # Lets webhooks reach receivers on 127.0.0.1 over plain http: the local stack's, never a cluster's
+    # (functions/webhooks/addresses.py).
+    webhook_allow_loopback: bool = False
+
+
+class WebhooksSettings(WebhookSettings, TokenVerifierSettings, CorsSettings):
+    webhook_max_endpoints: int = Field(default=10, ge=1)
+
+
+class DeliverySettings(WebhookSettings):
+    webhook_timeout_seconds: float = Field(default=15, gt=0, le=60)
+    # Seconds to wait before each retry of a failed delivery, with ±10 % jitter: 8 attempts over about 27.5 hours
+    # (the schedule Standard Webhooks' reference service uses). The PingSource ticks every minute, so the short
+    # first delay means "at the next tick".
+    webhook_retry_delays_seconds: str = "5,300,1800,7200,18000,36000,36000"
+    # How long an ended delivery (delivered, failed, abandoned) stays in the endpoint's log.
+    webhook_delivery_log_seconds: int = Field(default=7 * 86400, ge=60)
+
+    @field_validator("webhook_retry_delays_seconds")
+    @classmethod
+    def positive_delays(cls, value: str) -> str:
+        if not all(part.strip() and float(part) > 0 for part in value.split(",")):
+            raise ValueError("a comma-separated list of positive seconds")
+        return value
+
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(delay) for delay in self.webhook_retry_delays_seconds.split(","))
 
 
 class WebSettings(FunctionSettings):
@@ -145,6 +182,8 @@ SETTINGS_BY_FUNCTION: dict[str, type[FunctionSettings]] = {
     "deadletter": DeadLetterSettings,
     "reconcile": ReconcileSettings,
     "web": WebSettings,
+    "webhooks": WebhooksSettings,
+    "delivery": DeliverySettings,
 }
 
 S = TypeVar("S", bound=FunctionSettings)

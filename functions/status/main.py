@@ -12,6 +12,7 @@ import functions_framework
 
 from events import EventEmitter
 from events.catalog import is_job_id
+from functions.download.links import DownloadLinks
 from functions.shared import mongo
 from functions.shared.http import (
     NOT_FOUND,
@@ -35,7 +36,7 @@ jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
-download_url = str(settings.public_download_url)
+download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
 # Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
 open_streams = threading.BoundedSemaphore(settings.events_max_streams)
 
@@ -51,14 +52,14 @@ def status(request: flask.Request) -> flask.Response:
     if len(parts) > 2 or (parts and not is_job_id(parts[0])):
         raise NOT_FOUND
     if route == ("GET", 0, None):
-        return json_response({"jobs": [job_view(job, download_url) for job in jobs.list_owned(identity.subject)]})
+        return json_response({"jobs": [job_view(job, download_links) for job in jobs.list_owned(identity.subject)]})
     if route == ("GET", 1, None):
-        return json_response(job_view(owned(parts[0], identity), download_url))
+        return json_response(job_view(owned(parts[0], identity), download_links))
     if route == ("GET", 2, "events"):
         return event_stream(parts[0], identity)
     if route == ("POST", 2, "cancel"):
         try:
-            return json_response(job_view(cancellation.cancel(parts[0], identity.subject), download_url))
+            return json_response(job_view(cancellation.cancel(parts[0], identity.subject), download_links))
         except JobNotFound:
             raise NOT_FOUND from None
         except NotCancellable as refused:
@@ -88,7 +89,7 @@ def event_stream(job_id: str, identity: Identity) -> flask.Response:
             open_streams.release()
 
     stream = JobStream(load=lambda: jobs.get_owned(job_id, identity.subject),
-                       render=lambda job: job_view(job, download_url), max_seconds=settings.events_stream_max_seconds)
+                       render=lambda job: job_view(job, download_links), max_seconds=settings.events_stream_max_seconds)
     response = flask.Response(iter(stream), mimetype="text/event-stream", headers={
         "Cache-Control": "no-store", "X-Accel-Buffering": "no",
     })

@@ -76,6 +76,39 @@ async function logIn(email, password) {
   sessionStorage.setItem("vid2mp3.token", answer.access_token);
   sessionStorage.setItem("vid2mp3.email", email);
   showSignedIn();
+  openLinkedJob();
+}
+
+// The email links to the page with `#job=<job id>`: once signed in, the page shows that job (its state, and the
+// MP3 to download while it is kept).
+function linkedJobId() {
+  const match = /^#job=([0-9a-f]{32})$/.exec(window.location.hash);
+  return match ? match[1] : null;
+}
+
+function openLinkedJob() {
+  const jobId = linkedJobId();
+  if (!jobId) return;
+  if (!session().token) {
+    say("account-message", "Log in to see the job you were sent a link to.", true);
+    return;
+  }
+  history.replaceState(null, "", window.location.pathname);  // shown once; a reload starts afresh
+  stopFollowing();
+  byId("job").hidden = false;
+  byId("convert").hidden = true;
+  byId("job-title").textContent = "Your job";
+  call("GET", `${api.status_url}/${jobId}`, { headers: authorization() })
+    .then((job) => {
+      byId("job-title").textContent = job.filename || "Your job";
+      showJob(job);
+      if (!FINAL_STATES.has(job.state)) follow(jobId);
+    })
+    .catch((error) => {
+      showJob({ state: "not found" });
+      say("job-message", error.status === 404 ? "No such job of yours: it may have been deleted." : error.message);
+      byId("again").hidden = false;
+    });
 }
 
 async function signUp(email, password) {
@@ -391,6 +424,8 @@ async function main() {
   byId("again").addEventListener("click", again);
   wireDropZone();
   showSignedIn();
+  openLinkedJob();
+  window.addEventListener("hashchange", openLinkedJob);  // a link followed while the page is open
   document.body.dataset.ready = "true";
 }
 
