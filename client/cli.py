@@ -95,7 +95,7 @@ def local_client(endpoints_file: Path) -> Vid2mp3:
 def client_factory(arguments: argparse.Namespace) -> Callable[[], Vid2mp3]:
     """Makes clients (one per concurrent conversion: each has its own HTTP session) signed in as the saved
     login, or else as the local stack's user."""
-    login = session.saved()
+    login = None if arguments.local else session.saved()
     if login is not None:
         return login.client
     endpoints_file = Path(arguments.endpoints)
@@ -298,6 +298,8 @@ def parser() -> argparse.ArgumentParser:
         command_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
                                     help="the local stack's KEY=VALUE file of URLs (written by `make up`), used "
                                          "when not logged in")
+        command_parser.add_argument("--local", action="store_true",
+                                    help="use the local stack's own user even when logged in elsewhere")
     return top
 
 
