@@ -47,7 +47,7 @@ test-faults: up
 	@$(PY) -m pytest -m slow --run-slow
 
 run: up
-	@$(VENV)/bin/vid2mp3 convert $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")
+	@$(VENV)/bin/vid2mp3 convert --local $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")
 
 bench: up
 	@$(PY) -m tests.bench

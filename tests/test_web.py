@@ -332,4 +332,45 @@ def test_the_emailed_links_open_in_a_browser_without_a_token(tab: Tab, endpoints
     with tab.page.expect_download() as from_page:
         tab.page.click("#download")
     assert from_page.value.suggested_filename == video.with_suffix(".mp3").name
+
+
+@pytest.mark.stack
+def test_several_videos_dropped_at_once_become_jobs_in_the_history(tab: Tab, endpoints: dict[str, str],
+                                                                  tmp_path: Path) -> None:
+    """Three videos chosen at once: at most two upload at a time, each has its row; the history then lists every
+    job with its length and expiry, downloads one, and deletes one for good."""
+    sign_up(tab)
+    videos = [make_clip(tmp_path / f"part {index} {uuid.uuid4().hex[:6]}.mp4", seconds=8) for index in range(3)]
+    tab.page.evaluate("""() => {
+        window.uploadingAtOnce = 0;
+        new MutationObserver(() => {
+            const now = [...document.querySelectorAll("#jobs tbody tr")]
+                .filter((row) => row.cells[1].textContent.startsWith("uploading")).length;
+            window.uploadingAtOnce = Math.max(window.uploadingAtOnce, now);
+        }).observe(document.getElementById("jobs"), {subtree: true, childList: true, characterData: true});
+    }""")
+    tab.page.set_input_files("#file", [str(video) for video in videos])
+    rows = tab.page.locator("#jobs tbody tr[data-job-id]")
+    expect(rows).to_have_count(3, timeout=60_000)
+    for video in videos:
+        row = tab.page.locator("#jobs tbody tr[data-job-id]", has_text=video.name)
+        expect(row.locator("td").nth(1)).to_have_text("done", timeout=90_000)
+        expect(row.locator("td").nth(2)).to_have_text("8 s")
+        assert row.locator("td").nth(4).text_content()
+    assert 1 <= tab.page.evaluate("window.uploadingAtOnce") <= 2
+    assert tab.page.is_hidden("#job"), "several files do not take over the single job view"
+
+    first = tab.page.locator("#jobs tbody tr[data-job-id]", has_text=videos[0].name)
+    with tab.page.expect_download() as download:
+        first.locator("button[data-action=download]").click()
+    assert download.value.suggested_filename == videos[0].with_suffix(".mp3").name
+
+    gone_id = first.get_attribute("data-job-id")
+    tab.page.once("dialog", lambda dialog: dialog.accept())
+    first.locator("button[data-action=delete]").click()
+    expect(rows).to_have_count(2)
+    token = tab.page.evaluate("sessionStorage.getItem('vid2mp3.token')")
+    gone = requests.get(f"{endpoints['STATUS_URL']}/{gone_id}", timeout=10,
+                        headers={"Authorization": f"Bearer {token}"})
+    assert gone.status_code == 404
     assert tab.problems == []
