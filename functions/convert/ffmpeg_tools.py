@@ -19,6 +19,7 @@ from mutagen import MutagenError
 from mutagen.mp3 import MP3, MPEGInfo
 
 from events import FailureReason
+from functions.shared import telemetry
 from functions.shared.media_formats import FORMAT_WHITELIST, PROTOCOL_WHITELIST
 
 PROBE_TIMEOUT_SECONDS = 30
@@ -86,6 +87,7 @@ def without_paths(message: str, arguments: list[str]) -> str:
     return message
 
 
+@telemetry.traced("ffprobe")
 def probe(path: Path, *, max_streams: int, max_duration: float) -> Probe:
     command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json"]
     for option, value in input_options().items():
@@ -161,6 +163,8 @@ class Encoding:
         self.expected_duration: float | None = None  # known once the input is probed: the base of the percentage
         self.progress = Progress()
         self.errors: deque[str] = deque(maxlen=5)
+        # Not the current span: ffmpeg runs beside the caller (beside ffprobe, beside the other segments).
+        self.span = telemetry.open_span("ffmpeg", **{"vid2mp3.ffmpeg.output": Path(command[-1]).name})
         self.process = subprocess.Popen(limited(command, int(timeout) + 5), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self._progress_reader = threading.Thread(target=self._read_progress, daemon=True)
@@ -222,11 +226,25 @@ class Encoding:
 
     def stop(self) -> None:
         """Kills ffmpeg if it still runs, and waits for it and its readers."""
-        if self.process.poll() is None:
+        finished = self.process.poll() is not None
+        if not finished:
             self.process.kill()
             self.process.wait()
         for reader in self._readers:
             reader.join(timeout=5)
+        self.ended(finished)
+
+    def ended(self, finished: bool) -> None:
+        """Ends the ffmpeg span (once: `stop` may come twice), and counts a finished encode's speed."""
+        if self.span.span is None:
+            return
+        code = self.process.returncode
+        if finished and code == 0 and self.expected_duration:
+            telemetry.encoding_speed.record((time.monotonic() - self.started) / self.expected_duration)
+        # Stopped (by the caller: a wrong guess, a cancellation, the time limit) is not an ffmpeg error.
+        self.span.end(error=f"ffmpeg exited {code}" if finished and code != 0 else None, **{
+            "vid2mp3.ffmpeg.outcome": ("exited" if finished else "stopped"), "vid2mp3.ffmpeg.exit_code": code,
+            "vid2mp3.ffmpeg.media_seconds": self.expected_duration or 0.0})
 
 
 def run(command: list[str], *, expected_duration: float | None, timeout: float,
@@ -236,6 +254,7 @@ def run(command: list[str], *, expected_duration: float | None, timeout: float,
         encoding.wait(expected_duration=expected_duration, heartbeat=heartbeat, heartbeat_seconds=heartbeat_seconds)
 
 
+@telemetry.traced("mp3 check")
 def verify(target: Path, *, expected_duration: float | None, max_duration: float) -> float:
     """The MP3's duration, after checking it is an MP3 as long as its source's audio (or the cap).
 

@@ -19,7 +19,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
 
 from events import AudioConverted, EventEmitter, NotificationSent
-from functions.shared import mysql
+from functions.shared import mysql, telemetry
 from functions.shared.consumer import RetryLater
 from functions.shared.jobs import Jobs, JobState, now
 
@@ -39,6 +39,7 @@ class Mailer:
     api_host: str
     sender: str
 
+    @telemetry.traced("email send")
     def send(self, recipient: str, subject: str, text: str) -> str:
         if not self.api_key:
             log.info("no SENDGRID_API_KEY: would send to %s: %s\n%s", recipient, subject, text)
