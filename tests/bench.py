@@ -54,7 +54,7 @@ from functions.shared.media import AUDIO, TRACKS, VIDEOS, MediaStore, StoredFile
 from functions.shared.settings import ConvertSettings
 from stack import servers
 from stack.config import ENDPOINTS_FILE, ROOT, RUN
-from tests import bench_segments
+from tests import bench_segments, bench_tracing
 from tests.support import stage_job
 
 # Inputs and results stay in the work tree even when the stack under test keeps its state elsewhere
@@ -99,10 +99,11 @@ CLIPS = {clip.name: clip for clip in (
 )}
 
 
-def make_inputs() -> None:
-    """The lavfi recipe of ../shared/notes/media-performance.md; made once, kept in .local/bench/inputs."""
+def make_inputs(clips: list[Clip] | None = None) -> None:
+    """The lavfi recipe of ../shared/notes/media-performance.md (every clip, or `clips`); made once, kept in
+    .local/bench/inputs."""
     INPUTS_DIR.mkdir(parents=True, exist_ok=True)
-    for clip in CLIPS.values():
+    for clip in CLIPS.values() if clips is None else clips:
         if clip.path.exists():
             continue
         print(f"  making {clip.path.name} ...", flush=True)
@@ -912,6 +913,13 @@ def print_table(report: Report) -> None:
     if copy.get("plain_copy_speedup_vs_plain_reencode"):
         print(f"  stream copy: plain ffmpeg -c:a copy is {copy['plain_copy_speedup_vs_plain_reencode']:.1f}x faster "
               "than plain re-encoding")
+    tracing = figures.get("tracing")
+    if tracing:
+        print(f"\nTracing (telemetry.start as a function does, spans to Jaeger), {tracing['clip']}, medians of "
+              f"{tracing['conversions_each']}: {tracing['plain_median_s']:.3f} s without, "
+              f"{tracing['traced_median_s']:.3f} s with: overhead {tracing['overhead'] * 100:+.1f} %. "
+              "Phases from the spans (s):")
+        print("  " + ", ".join(f"{name} {value:.3f}" for name, value in tracing["phases_from_spans_s"].items()))
     print("\nffmpeg/ffprobe as the convert step invokes them (no GridFS), medians of 5:")
     for name, row in figures.get("ffmpeg_invocation", {}).items():
         print(f"  {name:<16}" + ", ".join(f"{key} {value:.3f}" for key, value in row.items()))
@@ -971,6 +979,11 @@ def main() -> int:
             print("Convert step vs plain ffmpeg:")
             bench = ConvertBench(database, points["BROKER_INGRESS_URL"], token_subject(client.token))
             plain = convert_step(report, bench, scratch)
+            print("Tracing overhead on the convert step (alternated child processes):")
+            try:
+                bench_tracing.tracing_overhead(report, CLIPS["360p-60s"].path)
+            except Exception as error:
+                report.errors.append(f"tracing overhead: {type(error).__name__}: {str(error)[:300]}")
             long_clips = [CLIPS["360p-600s"].path, CLIPS["360p-3600s"].path]
             print("Segments alone vs plain ffmpeg:")
             bench_segments.segments_alone(report, long_clips, scratch)
