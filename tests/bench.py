@@ -917,8 +917,8 @@ def print_table(report: Report) -> None:
     if tracing:
         print(f"\nTracing (telemetry.start as a function does, spans to Jaeger), {tracing['clip']}, medians of "
               f"{tracing['conversions_each']}: {tracing['plain_median_s']:.3f} s without, "
-              f"{tracing['traced_median_s']:.3f} s with: overhead {tracing['overhead'] * 100:+.1f} %. "
-              "Phases from the spans (s):")
+              f"{tracing['traced_median_s']:.3f} s with: overhead {tracing['overhead'] * 100:+.1f} % (wall), "
+              f"{tracing['cpu_overhead'] * 100:+.1f} % (CPU). Phases from the spans (s):")
         print("  " + ", ".join(f"{name} {value:.3f}" for name, value in tracing["phases_from_spans_s"].items()))
     print("\nffmpeg/ffprobe as the convert step invokes them (no GridFS), medians of 5:")
     for name, row in figures.get("ffmpeg_invocation", {}).items():
