@@ -99,6 +99,8 @@ class EventEmitter:
 
     def emit(self, payload: EventPayload) -> None:
         handler_span = trace.get_current_span()
+        # The request or event being handled now concerns this job (upload's request learns its id only here).
+        handler_span.set_attribute("vid2mp3.job_id", payload.job_id)
         with tracer.start_as_current_span(f"emit {payload.event_type}", kind=SpanKind.PRODUCER, attributes={
             "vid2mp3.job_id": payload.job_id, "cloudevents.event_type": payload.event_type,
             "cloudevents.event_id": payload.event_id(),

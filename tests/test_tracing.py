@@ -21,6 +21,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from events.catalog import NOTIFICATION_SENT
 from functions.shared import structured_logs
 from functions.shared.telemetry import CloudEventTraceContext
+from stack.__main__ import readable
 from stack.config import LOGS, ROOT
 from tests import bench_tracing
 from tests.support import TEST_PASSWORD, event_tap, make_clip, new_user, wait_for
@@ -306,3 +307,13 @@ def test_the_bench_reads_a_conversions_phases_from_its_spans(endpoints: dict[str
         # ffmpeg runs beside ffprobe and the lease renewals (MongoDB): the phases may exceed the wall time by those.
         beside_ffmpeg = phases["ffprobe"] + phases[bench_tracing.MONGODB]
         assert sum(phases.values()) - beside_ffmpeg <= seconds + 0.01, (phases, seconds)
+
+
+def test_make_logs_shows_a_json_line_readably_and_other_lines_as_they_are() -> None:
+    line = json.dumps({"time": "2026-12-01T17:06:24.632+00:00", "level": "info", "function": "convert",
+                       "message": "emitted io.vid2mp3.audio.converted.v1", "job_id": "a" * 32, "trace_id": "b" * 32})
+    assert readable(line) == (f"17:06:24.632 INFO    emitted io.vid2mp3.audio.converted.v1  [job_id={'a' * 32} "
+                              f"trace_id={'b' * 32}]")
+    for other in ("--- 2026-12-01 17:06:06 starting functions-framework", "[2026-12-01 17:06:07] [INFO] Booting",
+                  "[1, 2]"):
+        assert readable(other) == other
