@@ -26,6 +26,7 @@ from stack.config import (
     KNATIVE_DIR,
     LOCAL,
     LOGS,
+    OTLP_HTTP_PORT,
     PUBLIC_FUNCTIONS,
     RABBITMQ_NODE,
     RECONCILE_INTERVAL_SECONDS,
@@ -183,7 +184,8 @@ def up() -> None:
         env = function_env(points)
         print("Telemetry:")
         # Before everything that sends it spans and metrics.
-        start_process(startup, "jaeger", telemetry.jaeger_argv(str(BIN / "jaeger")), env=telemetry.jaeger_env())
+        start_process(startup, "jaeger", telemetry.jaeger_argv(str(BIN / "jaeger")), env=telemetry.jaeger_env(),
+                      port=OTLP_HTTP_PORT)
         processes.wait_until(telemetry.ready, "jaeger", FUNCTION_READY_TIMEOUT_SECONDS, name="jaeger")
         broker_tracing = {"K_OBSERVABILITY_CONFIG": telemetry.broker_observability_config()}
         print("Functions:")
