@@ -135,6 +135,7 @@ def test_one_job_is_one_trace_across_upload_broker_convert_and_notify(converted_
         assert all(handled in trace.ancestors(span) for span in spans), f"{name!r} is not inside the handling"
     [ffmpeg] = trace.named("ffmpeg", "convert")
     assert ffmpeg["tags"]["vid2mp3.ffmpeg.outcome"] == "exited"
+    assert ffmpeg["tags"]["vid2mp3.ffmpeg.output"] == "audio.mp3"
     [notified] = trace.named("handle io.vid2mp3.audio.converted.v1", "notify")
     assert trace.named("emit io.vid2mp3.audio.converted.v1", "convert")[0] in trace.ancestors(notified)
     assert [span for span in trace.named("email send", "notify") if notified in trace.ancestors(span)]

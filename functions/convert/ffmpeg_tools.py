@@ -3,6 +3,7 @@ time, memory and output, and the result checked against the probe (ffmpeg exits 
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -153,6 +154,13 @@ class Progress:
                 "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1)}
 
 
+def output_name(command: list[str]) -> str:
+    """The file name an ffmpeg command writes (audio.mp3, segment-1.mp3, ...): its last path not given to `-i`."""
+    paths = [argument for before, argument in itertools.pairwise(command)
+             if argument.startswith("/") and before != "-i"]
+    return Path(paths[-1]).name if paths else ""
+
+
 class Encoding:
     """An ffmpeg run, started at once and supervised by `wait`: progress to `heartbeat` about once a second, stopped
     when the heartbeat answers False (Stopped) or the time runs out (Rejected). Leaving the `with` block stops it."""
@@ -164,7 +172,7 @@ class Encoding:
         self.progress = Progress()
         self.errors: deque[str] = deque(maxlen=5)
         # Not the current span: ffmpeg runs beside the caller (beside ffprobe, beside the other segments).
-        self.span = telemetry.open_span("ffmpeg", **{"vid2mp3.ffmpeg.output": Path(command[-1]).name})
+        self.span = telemetry.open_span("ffmpeg", **{"vid2mp3.ffmpeg.output": output_name(command)})
         self.process = subprocess.Popen(limited(command, int(timeout) + 5), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self._progress_reader = threading.Thread(target=self._read_progress, daemon=True)
