@@ -13,6 +13,8 @@ Figures, each a median of a few runs where cheap:
   the convert worker's peak beside its idle RSS over one job.
 - upload throughput into GridFS against a bare pymongo GridFSBucket upload of the same bytes.
 - GridFS lookups: reading a 1 MiB file with 0, 32 and 64 MiB beside it, pymongo's GridFSBucket against MediaStore.
+- tracing: what telemetry costs the convert step on the 60 s clip, and its phases read from the spans
+  (tests/bench_tracing.py).
 """
 
 from __future__ import annotations
@@ -949,7 +951,7 @@ def print_table(report: Report) -> None:
               f"{row['worker_idle_rss_mib']:.0f} MiB, peak {row['worker_peak_rss_mib']:.0f} MiB "
               f"(sampled {row['sampled_peak_rss_mib']:.0f})")
     bench_segments.print_table(report)
-    print("\nTargets (issues 6 and 12):")
+    print("\nTargets (issues 6, 12 and 17):")
     for target in report.targets:
         value = "-" if target["value"] is None else f"{target['value']:.3f}"
         sign = "<=" if target["better"] == "lower" else ">="
