@@ -34,6 +34,12 @@ MYSQL_PORT = PORT_BASE + 306
 MONGO_PORT = PORT_BASE + 17
 INGRESS_PORT = PORT_BASE + 80
 SENDGRID_PORT = PORT_BASE + 25  # not started by `make up`; tests run their own stand-in here
+# Jaeger (stack/telemetry.py): OTLP in (gRPC, HTTP), the query API and UI, and the metrics it passes on.
+OTLP_GRPC_PORT = PORT_BASE + 317
+OTLP_HTTP_PORT = PORT_BASE + 318
+JAEGER_QUERY_GRPC_PORT = PORT_BASE + 685
+JAEGER_QUERY_HTTP_PORT = PORT_BASE + 686
+METRICS_PORT = PORT_BASE + 889
 
 # Every function the stack runs, with its port; Trigger subscribers name these as Knative Services.
 FUNCTION_PORTS = {

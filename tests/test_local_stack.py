@@ -462,7 +462,7 @@ def test_stack_up_refuses_a_malformed_manifest_and_starts_nothing(
     # Nothing started: no state written, no port of that stack's block answering, no process pointing at it.
     assert not local.exists() or not any(local.iterdir())
     functions = [port - PORT_BASE for port in FUNCTION_PORTS.values()]
-    ports = [SEPARATE_PORT_BASE + offset for offset in (672, 673, 306, 17, 80, 25, *functions)]
+    ports = [SEPARATE_PORT_BASE + offset for offset in (672, 673, 306, 17, 80, 25, *functions, 317, 318, 685, 686, 889)]
     assert [port for port in ports if port_open(port)] == []
     assert processes_mentioning(str(tmp_path)) == []
 

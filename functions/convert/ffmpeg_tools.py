@@ -3,6 +3,7 @@ time, memory and output, and the result checked against the probe (ffmpeg exits 
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from mutagen.mp3 import MP3, MPEGInfo
 
 from events import FailureReason
 from events.options import metadata_text
+from functions.shared import telemetry
 from functions.shared.media_formats import FORMAT_WHITELIST, PROTOCOL_WHITELIST
 
 PROBE_TIMEOUT_SECONDS = 30
@@ -146,6 +148,7 @@ def without_paths(message: str, arguments: list[str]) -> str:
     return message
 
 
+@telemetry.traced("ffprobe")
 def probe(path: Path, *, max_streams: int, max_duration: float, track: int | None = None) -> Probe:
     """The input's streams and metadata; its audio fields describe `track` (0-based among the audio streams; None:
     the container's default track). A track the input does not have is Rejected."""
@@ -248,6 +251,13 @@ class Progress:
                 "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1)}
 
 
+def output_name(command: list[str]) -> str:
+    """The file name an ffmpeg command writes (audio.mp3, segment-1.mp3, ...): its last path not given to `-i`."""
+    paths = [argument for before, argument in itertools.pairwise(command)
+             if argument.startswith("/") and before != "-i"]
+    return Path(paths[-1]).name if paths else ""
+
+
 class Encoding:
     """An ffmpeg run, started at once and supervised by `wait`: progress to `heartbeat` about once a second, stopped
     when the heartbeat answers False (Stopped) or the time runs out (Rejected). Leaving the `with` block stops it."""
@@ -259,6 +269,8 @@ class Encoding:
         self.progress = Progress()
         # ffmpeg's last words: its errors, or (with a filter that reports on stderr) the report.
         self.errors: deque[str] = deque(maxlen=stderr_lines)
+        # Not the current span: ffmpeg runs beside the caller (beside ffprobe, beside the other segments).
+        self.span = telemetry.open_span("ffmpeg", **{"vid2mp3.ffmpeg.output": output_name(command)})
         self.process = subprocess.Popen(limited(command, int(timeout) + 5), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self._progress_reader = threading.Thread(target=self._read_progress, daemon=True)
@@ -320,11 +332,25 @@ class Encoding:
 
     def stop(self) -> None:
         """Kills ffmpeg if it still runs, and waits for it and its readers."""
-        if self.process.poll() is None:
+        finished = self.process.poll() is not None
+        if not finished:
             self.process.kill()
             self.process.wait()
         for reader in self._readers:
             reader.join(timeout=5)
+        self.ended(finished)
+
+    def ended(self, finished: bool) -> None:
+        """Ends the ffmpeg span (once: `stop` may come twice), and counts a finished encode's speed."""
+        if self.span.span is None:
+            return
+        code = self.process.returncode
+        if finished and code == 0 and self.expected_duration:
+            telemetry.encoding_speed.record((time.monotonic() - self.started) / self.expected_duration)
+        # Stopped (by the caller: a wrong guess, a cancellation, the time limit) is not an ffmpeg error.
+        self.span.end(error=f"ffmpeg exited {code}" if finished and code != 0 else None, **{
+            "vid2mp3.ffmpeg.outcome": ("exited" if finished else "stopped"), "vid2mp3.ffmpeg.exit_code": code,
+            "vid2mp3.ffmpeg.media_seconds": self.expected_duration or 0.0})
 
 
 def run(command: list[str], *, expected_duration: float | None, timeout: float,
@@ -343,6 +369,7 @@ def average_kbps(target: Path) -> int | None:
     return round(info.bitrate / 1000) if info is not None and info.bitrate else None
 
 
+@telemetry.traced("mp3 check")
 def verify(target: Path, *, expected_duration: float | None, max_duration: float) -> float:
     """The MP3's duration, after checking it is an MP3 as long as its source's audio (or the cap).
 

@@ -20,7 +20,7 @@ from sendgrid.helpers.mail import Mail
 
 from events import AudioConverted, EventEmitter, NotificationSent
 from functions.download.links import DownloadLinks
-from functions.shared import mysql
+from functions.shared import mysql, telemetry
 from functions.shared.consumer import RetryLater
 from functions.shared.jobs import Jobs, JobState, now
 
@@ -40,6 +40,7 @@ class Mailer:
     api_host: str
     sender: str
 
+    @telemetry.traced("email send")
     def send(self, recipient: str, subject: str, text: str) -> str:
         if not self.api_key:
             log.info("no SENDGRID_API_KEY: would send to %s: %s\n%s", recipient, subject, text)

@@ -11,9 +11,14 @@ from typing import TypeVar
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from functions.shared import telemetry
+
 
 class FunctionSettings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    # Where traces and metrics go over OTLP/HTTP (the SDKs' standard variable; /v1/traces and /v1/metrics are
+    # appended). Unset: the function makes none (functions/shared/telemetry.py).
+    otel_exporter_otlp_endpoint: str = ""
 
 
 class MongoSettings(FunctionSettings):
@@ -194,8 +199,9 @@ class MissingSettings(SystemExit):
 
 
 def load_settings(settings_class: type[S]) -> S:
+    """The function's settings; and, as every function's start-up comes through here, its logs and telemetry."""
     try:
-        return settings_class()
+        settings = settings_class()
     except ValidationError as error:
         problems = [
             f"{'.'.join(str(part) for part in item['loc']).upper()}: {item['msg']}" for item in error.errors()
@@ -203,6 +209,10 @@ def load_settings(settings_class: type[S]) -> S:
         raise MissingSettings(
             f"{settings_class.__name__}: fix these environment variables: " + "; ".join(problems)
         ) from None
+    function = next((name for name, known in SETTINGS_BY_FUNCTION.items() if known is settings_class),
+                    settings_class.__name__)
+    telemetry.start(function, settings.otel_exporter_otlp_endpoint)
+    return settings
 
 
 def required_variables(settings_class: type[FunctionSettings]) -> set[str]:
