@@ -37,7 +37,7 @@ from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
 from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, ROOT, RUN
-from tests.support import Sink, make_clip, new_user
+from tests.support import Sink, make_clip, new_user, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -213,17 +213,22 @@ def test_upload_needs_a_valid_token(app: Callable[[str], FlaskClient]) -> None:
         assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_upload_that_cannot_be_queued_leaves_nothing(app: Callable[[str], FlaskClient], bearer: Any,
-                                                      database: Any, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("K_SINK", "http://127.0.0.1:9/")  # nothing listens: the broker is away
-    headers, _ = bearer
-    video = make_clip(tmp_path / "lost.mp4", seconds=1)
+def test_upload_is_kept_while_the_broker_is_away_and_its_event_leaves_when_it_is_back(
+        app: Callable[[str], FlaskClient], sink: Sink, bearer: Any, database: Any, tmp_path: Path) -> None:
+    # The ingress refuses the upload's two quick tries and the background retry's first two rounds, then takes it.
+    sink.statuses[:] = [503, 503, 503, 503, 202]
+    headers, token = bearer
+    video = make_clip(tmp_path / "kept.mp4", seconds=1)
     response = app("upload").post("/", headers=headers, data=video.read_bytes(),
                                   content_type="application/octet-stream")
-    assert response.status_code == 503 and response.json["error"] == "queue_unavailable"
-    assert database["jobs"].count_documents({}) == 0
-    assert database["videos.files"].count_documents({}) == database["videos.chunks"].count_documents({}) == 0
+    assert response.status_code == 202, response.json
+    job_id = response.json["job_id"]
+    job = Jobs(database).get(job_id)
+    assert job is not None and job["state"] == "uploaded" and job["owner_id"] == owner_of(token)
+    assert database["videos.files"].count_documents({"_id": job_id}) == 1
+    wait_for(lambda: "pending_event" not in Jobs(database).get(job_id), 30, "the pending event to leave")
+    sent = [event for event in sink.events() if event["attributes"].get("subject") == job_id]
+    assert len(sent) == 5 and sent[-1]["attributes"]["type"] == VideoUploaded.event_type
 
 
 # --- convert ------------------------------------------------------------------------------------------------

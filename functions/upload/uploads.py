@@ -1,7 +1,9 @@
 """Takes an upload: stores the video in GridFS as it streams in, records the job and emits video uploaded.
 
-Either all three happen or none does: a video without a job, or a job whose event never left, is removed before
-the request fails.
+The upload is accepted once the video and the job (with its event in the job's outbox) are in MongoDB; if the
+broker does not take the event then, it leaves in the background as soon as the broker is back
+(`pending_events.py`), or with the reconcile sweep. When MongoDB cannot keep the video or the job, what was
+stored is removed before the request fails.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from functions.shared.media import MediaStore, TooLarge
 from functions.shared.media_formats import DEMUXERS
 from functions.shared.tokens import Identity
 from functions.upload.intake import BadUpload, open_upload
+from functions.upload.pending_events import PendingEventRetry
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class Uploads:
     videos: MediaStore
     jobs: Jobs
     emitter: EventEmitter
+    pending_events: PendingEventRetry
     max_upload_bytes: int
     public_status_url: str
 
@@ -99,12 +103,18 @@ class Uploads:
         }
         try:
             self.jobs.create(job, event)  # with the event pending: the reconcile sweep emits it should we die
-            self.emitter.emit(event)
-        except (EmitError, pymongo.errors.PyMongoError) as error:
-            log.error("job %s could not be queued, removing it: %s", event.job_id, error)
+        except pymongo.errors.PyMongoError as error:
+            log.error("job %s could not be recorded, removing it: %s", event.job_id, error)
             self.undo(event.job_id)
-            raise HttpError(503, "queue_unavailable", "the conversion could not be queued and nothing was kept; "
-                                                      "try again", {"Retry-After": "5"}) from None
+            raise HttpError(503, "storage_unavailable", "the job could not be recorded and nothing was kept; "
+                                                        "try again", {"Retry-After": "5"}) from None
+        try:
+            self.emitter.emit(event)
+        except EmitError as error:  # kept: it leaves when the broker is back
+            log.warning("job %s: the broker did not take its event yet, retrying in the background: %s",
+                        event.job_id, error)
+            self.pending_events.add(event.job_id)
+            return
         try:
             # The broker has it. Left pending, the sweep would send it again while it waits in a long queue.
             self.jobs.clear_pending(event.job_id, event.event_id())
