@@ -24,6 +24,7 @@ from stack.config import (
     INGRESS_PORT,
     KNATIVE_DIR,
     LOCAL,
+    LOCAL_STACK_QUOTAS,
     LOGS,
     PUBLIC_FUNCTIONS,
     RABBITMQ_NODE,
@@ -108,6 +109,7 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         # Conversions in parallel up to the cores, as Knative scales convert pods out.
         "THREADS": "8",
         **ALLOCATOR_TUNING,
+        **LOCAL_STACK_QUOTAS,
     }
 
 

@@ -36,7 +36,7 @@ from functions.notify.notifier import Mailer, Notifier
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
-from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, ROOT, RUN
+from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, LOCAL_STACK_QUOTAS, ROOT, RUN
 from tests.support import Sink, make_clip, new_user, wait_for
 
 pytestmark = pytest.mark.stack
@@ -67,6 +67,8 @@ def function_env(endpoints: dict[str, str], sink: Sink, database_name: str, tmp_
         "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "PUBLIC_DOWNLOAD_URL": endpoints["DOWNLOAD_URL"],
         "SENDGRID_API_HOST": endpoints["SENDGRID_API_HOST"], "SENDGRID_API_KEY": "local-standin-key",
         "WORK_DIR": str(tmp_path), "MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
+        # As the stack's: every test signs users up from 127.0.0.1 (tests/test_quotas.py tests the limits).
+        **LOCAL_STACK_QUOTAS,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

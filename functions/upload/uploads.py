@@ -22,6 +22,7 @@ from functions.shared.http import HttpError, json_response
 from functions.shared.jobs import Jobs, JobState, now
 from functions.shared.media import MediaStore, TooLarge
 from functions.shared.media_formats import DEMUXERS
+from functions.shared.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 from functions.shared.tokens import Identity
 from functions.upload.intake import BadUpload, open_upload
 from functions.upload.pending_events import PendingEventRetry
@@ -49,6 +50,7 @@ class Uploads:
     jobs: Jobs
     emitter: EventEmitter
     pending_events: PendingEventRetry
+    quotas: Quotas
     max_upload_bytes: int
     public_status_url: str
 
@@ -57,6 +59,35 @@ class Uploads:
                 request.content_length > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
             raise too_large(self.max_upload_bytes)
         query_bitrate = parse_bitrate(request.args.get("bitrate"))
+        job_id = uuid.uuid4().hex
+        # Before a byte of the body is read: a refused upload costs the user nothing and stores nothing.
+        room = self.reserve(identity, job_id, request.content_length or 0)
+        try:
+            return self.take(request, identity, job_id, query_bitrate, room)
+        except BaseException:
+            self.release(identity, job_id)
+            raise
+
+    def reserve(self, identity: Identity, job_id: str, declared_bytes: int) -> int:
+        try:
+            return self.quotas.reserve_upload(identity.subject, job_id, declared_bytes)
+        except OverQuota as over:
+            raise over.http_error() from None
+        except QuotaBusy:
+            raise QUOTA_BUSY from None
+        except pymongo.errors.PyMongoError as error:
+            log.error("the quota of %s could not be read: %s", identity.subject, error)
+            raise HttpError(503, "storage_unavailable", "the upload could not be taken; try again",
+                            {"Retry-After": "5"}) from None
+
+    def release(self, identity: Identity, job_id: str) -> None:
+        try:
+            self.quotas.release_upload(identity.subject, job_id)
+        except (QuotaBusy, pymongo.errors.PyMongoError) as error:  # the slot frees itself: no job record follows
+            log.warning("job %s: its quota reservation stays until it lapses: %s", job_id, error)
+
+    def take(self, request: flask.Request, identity: Identity, job_id: str, query_bitrate: int,
+             room: int) -> flask.Response:
         try:
             upload = open_upload(request.stream, request.content_type or "", request.args.get("filename"))
         except BadUpload as error:
@@ -64,13 +95,16 @@ class Uploads:
         if upload.container is None:
             raise HttpError(415, "not_media", "the file is not a video or audio container vid2mp3 reads "
                                               f"({', '.join(DEMUXERS)})")
-        job_id = uuid.uuid4().hex
         try:
             stored = self.videos.store(
-                job_id, upload.chunks, filename=upload.filename, max_bytes=self.max_upload_bytes,
+                job_id, upload.chunks, filename=upload.filename, max_bytes=min(self.max_upload_bytes, room),
                 metadata={"owner_id": identity.subject, "job_id": job_id, "container": upload.container},
             )
         except TooLarge:
+            if room < self.max_upload_bytes:
+                raise OverQuota("media_bytes", f"this upload would take your media past the limit of "
+                                f"{self.quotas.limits.media_bytes} bytes; delete a job or wait for an MP3 to expire",
+                                3600).http_error() from None
             raise too_large(self.max_upload_bytes) from None
         except BadUpload as error:
             raise HttpError(400, "bad_upload", str(error)) from None
