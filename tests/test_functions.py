@@ -52,13 +52,6 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture
-def database_name(endpoints: dict[str, str]) -> Iterator[str]:
-    name = f"vid2mp3_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    pymongo.MongoClient(endpoints["MONGO_URI"]).drop_database(name)
-
-
-@pytest.fixture
 def function_env(endpoints: dict[str, str], sink: Sink, database_name: str, tmp_path: Path,
                  monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {
@@ -80,11 +73,6 @@ def app(function_env: dict[str, str]) -> Callable[[str], FlaskClient]:
     def make(name: str) -> FlaskClient:
         return create_app(target=name, source=str(ROOT / "functions" / name / "main.py")).test_client()
     return make
-
-
-@pytest.fixture
-def database(endpoints: dict[str, str], database_name: str) -> Any:
-    return pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)[database_name]
 
 
 @pytest.fixture

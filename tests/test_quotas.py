@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 from flask.testing import FlaskClient
 from functions_framework import create_app
@@ -27,18 +26,6 @@ pytestmark = pytest.mark.stack
 SIGNING_KEY = LOCAL / "secrets" / "jwt-ed25519.pem"
 LIMITS = {"QUOTA_JOBS_IN_FLIGHT": "2", "QUOTA_UPLOADS_PER_HOUR": "4", "QUOTA_MEDIA_BYTES": str(10 * 1024 * 1024),
           "QUOTA_LIVE_STREAMS": "1", "SIGNUPS_PER_ADDRESS_PER_HOUR": "3"}
-
-
-@pytest.fixture
-def database_name(endpoints: dict[str, str]) -> Iterator[str]:
-    name = f"vid2mp3_quota_{uuid.uuid4().hex[:10]}"
-    yield name
-    pymongo.MongoClient(endpoints["MONGO_URI"]).drop_database(name)
-
-
-@pytest.fixture
-def database(endpoints: dict[str, str], database_name: str) -> Any:
-    return pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)[database_name]
 
 
 @pytest.fixture
