@@ -29,9 +29,11 @@ from events import (
     AudioConverted,
     EventEmitter,
     EventPayload,
+    SegmentRequested,
     VideoUploaded,
     to_cloud_event,
 )
+from functions.convert.fanout import FanOutRecord
 from functions.notify.notifier import Mailer, Notifier
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
@@ -293,6 +295,60 @@ def test_convert_leaves_an_emitted_fan_out_to_its_segments(app: Callable[[str], 
     assert time.monotonic() - started < 2
     job = jobs.get(event.job_id)
     assert job["state"] == "converting" and job["attempt_id"] == "fanner" and job["attempts"] == 1
+
+
+def held_segment(database: Any, tmp_path: Path, holder_lease: timedelta) -> tuple[SegmentRequested, Jobs]:
+    """A fanned-out job whose segment 0 a worker named `holder` has claimed for `holder_lease`."""
+    event = seed_job(database, "42", make_clip(tmp_path / "fanned.mp4", seconds=1))
+    jobs, attempt_id = Jobs(database), uuid.uuid4().hex
+    assert jobs.claim_conversion(event.job_id, attempt_id, timedelta(minutes=5)) is not None
+    jobs.update(event.job_id, {}, {"fanout": {
+        "attempt_id": attempt_id, "count": 2, "done": [], "emitted": True, "progress": {}, "files": {},
+        "encodings": {"0": 1}, "claims": {"0": {"worker_id": "holder", "until": datetime.now(UTC) + holder_lease}},
+    }})
+    segment = SegmentRequested(job_id=event.job_id, owner_id="42", attempt_id=attempt_id, index=0, count=2,
+                               track_id="no-such-track", start_seconds=None, duration_seconds=0.5, skip_frames=0,
+                               keep_frames=None, bitrate_kbps=192)
+    return segment, jobs
+
+
+def test_segment_leaves_a_segment_to_its_live_worker_at_once(app: Callable[[str], FlaskClient], sink: Sink,
+                                                             database: Any, tmp_path: Path) -> None:
+    """A duplicate delivery of a segment while its worker renews the claim: acknowledged within about one renewal
+    (not 503, which the dispatcher would hold through its backoff), the segment left to that worker."""
+    segment, jobs = held_segment(database, tmp_path, timedelta(seconds=10))
+    record, stop = FanOutRecord(jobs), threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(0.5):
+            record.renew_segment(segment.job_id, segment.attempt_id, 0, "holder", 10.0)
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        started = time.monotonic()
+        assert post_event(app("segment"), segment, "binary").status_code == 200
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        renewer.join()
+    fan = jobs.get(segment.job_id)["fanout"]
+    assert fan["claims"]["0"]["worker_id"] == "holder" and fan["encodings"] == {"0": 1}
+    assert waited < 3, waited
+    assert sink.requests == []
+
+
+def test_segment_takes_over_from_a_worker_that_stopped_renewing(app: Callable[[str], FlaskClient], sink: Sink,
+                                                                database: Any, tmp_path: Path) -> None:
+    """The broker's retry of a worker that died looks like a duplicate: it waits for the claim to lapse and takes
+    the segment itself (here the track is missing, so the taken-over segment fails the job with that reason)."""
+    segment, jobs = held_segment(database, tmp_path, timedelta(seconds=2))
+    started = time.monotonic()
+    assert post_event(app("segment"), segment, "binary").status_code == 200
+    assert 1.5 < time.monotonic() - started < 10
+    job = jobs.get(segment.job_id)
+    assert job["fanout"]["encodings"] == {"0": 2}
+    assert job["state"] == "failed" and job["failure"]["reason"] == "source_missing"
 
 
 def test_convert_failure_is_recorded_and_announced(app: Callable[[str], FlaskClient], sink: Sink, database: Any,
