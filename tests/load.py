@@ -225,8 +225,8 @@ def run(stack: Stack, plan: LoadPlan) -> dict[str, Any]:
     mp3s = Counter(document["metadata"]["job_id"] for document in stack.db["audio.files"].find(
         {"metadata.job_id": {"$in": done}}, {"metadata.job_id": 1}))
     by_id = {upload.job_id: upload for upload in load.uploads if upload.job_id}
-    to_done = [(job["finished_at"] - by_id[job_id].sent_at).total_seconds() for job_id, job in jobs.items()
-               if job.get("state") == "done" and job.get("finished_at")]
+    to_done = {job_id: (job["finished_at"] - by_id[job_id].sent_at).total_seconds()
+               for job_id, job in jobs.items() if job.get("state") == "done" and job.get("finished_at")}
     growth = {name: round(rss_end[name] / rss_warm[name], 3) for name in rss_warm
               if name in rss_end and rss_warm[name] > 0}
     queues = queued_messages()
@@ -244,7 +244,14 @@ def run(stack: Stack, plan: LoadPlan) -> dict[str, Any]:
         "missing_emails": sum(job_id not in mails for job_id in done),
         "upload_accepted_seconds": percentiles([upload.accepted_seconds for upload in load.uploads
                                                 if upload.status == 202]),
-        "upload_to_done_seconds": percentiles(to_done),
+        "upload_to_done_seconds": percentiles(list(to_done.values())),
+        # The burst queues 20 users' uploads at once; the soak shows the steady state.
+        "by_phase": {phase: {
+            "upload_accepted_seconds": percentiles([upload.accepted_seconds for upload in load.uploads
+                                                    if upload.phase == phase and upload.status == 202]),
+            "upload_to_done_seconds": percentiles([to_done[upload.job_id] for upload in load.uploads
+                                                   if upload.phase == phase and upload.job_id in to_done]),
+        } for phase in ("burst", "soak")},
         "burst_seconds_to_all_done": round(burst_seconds, 1),
         "soak_uploads": sum(upload.phase == "soak" for upload in load.uploads),
         "soak_worst_schedule_lag_seconds": round(soak_lag, 2),
