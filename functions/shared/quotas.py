@@ -96,7 +96,7 @@ class Quotas:
             room = self.limits.media_bytes - held
             if room <= 0 or declared_bytes > room:
                 raise OverQuota("media_bytes", f"you hold {held} bytes of media, the limit is "
-                                f"{self.limits.media_bytes}; this upload needs {declared_bytes}; delete a job or wait "
+                                f"{self.limits.media_bytes}; this upload needs {declared_bytes}; wait "
                                 "for an MP3 to expire", 3600)
             entry = {"job_id": job_id, "at": moment, "bytes": declared_bytes}
             return {"in_flight": [*in_flight, entry], "uploads": [*uploads, moment]}

@@ -103,7 +103,7 @@ class Uploads:
         except TooLarge:
             if room < self.max_upload_bytes:
                 raise OverQuota("media_bytes", f"this upload would take your media past the limit of "
-                                f"{self.quotas.limits.media_bytes} bytes; delete a job or wait for an MP3 to expire",
+                                f"{self.quotas.limits.media_bytes} bytes; wait for an MP3 to expire",
                                 3600).http_error() from None
             raise too_large(self.max_upload_bytes) from None
         except BadUpload as error:
