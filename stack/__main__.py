@@ -27,6 +27,7 @@ from stack.config import (
     INGRESS_PORT,
     KNATIVE_DIR,
     LOCAL,
+    LOCAL_STACK_QUOTAS,
     LOGS,
     OTLP_HTTP_PORT,
     PUBLIC_FUNCTIONS,
@@ -136,6 +137,7 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         # Conversions in parallel up to the cores, as Knative scales convert pods out.
         "THREADS": "8",
         **ALLOCATOR_TUNING,
+        **LOCAL_STACK_QUOTAS,
     }
 
 

@@ -25,6 +25,18 @@ ACCOUNTS_SCHEMA = ROOT / "functions" / "auth" / "schema.sql"
 # once: 161 MiB default, 113 with 2 arenas, 77 with both (docs/BENCHMARKS.md).
 ALLOCATOR_TUNING = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144"}
 
+# The quotas of the local stack, raised above the defaults (functions/shared/settings.py) for what the suites do
+# as one user or from one address: the fault suite uploads 20 videos at once as one user, every test signs users
+# up from 127.0.0.1, `make load` uploads for minutes. tests/test_quotas.py tests the limits themselves with
+# functions started in-process at small limits.
+LOCAL_STACK_QUOTAS = {
+    "QUOTA_JOBS_IN_FLIGHT": "25",
+    "QUOTA_UPLOADS_PER_HOUR": "2000",
+    "QUOTA_MEDIA_BYTES": str(64 * 1024**3),
+    "QUOTA_LIVE_STREAMS": "6",
+    "SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
+}
+
 HOST = "127.0.0.1"
 # One block of ports of our own, so the stack neither needs nor disturbs system-wide servers.
 PORT_BASE = int(os.environ.get("VID2MP3_PORT_BASE", "18000"))

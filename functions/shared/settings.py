@@ -59,6 +59,15 @@ class DownloadLinkSettings(FunctionSettings):
     public_download_url: AnyHttpUrl
 
 
+class QuotaSettings(FunctionSettings):
+    # Per user (functions/shared/quotas.py); over one, a request is refused with 429 and Retry-After.
+    quota_jobs_in_flight: int = Field(default=3, ge=1)
+    quota_uploads_per_hour: int = Field(default=30, ge=1)
+    # Videos waiting for conversion and MP3s not yet expired, together.
+    quota_media_bytes: int = Field(default=8 * 1024**3, ge=1)
+    quota_live_streams: int = Field(default=3, ge=1)
+
+
 class AuthSettings(TokenSettings, CorsSettings):
     mysql_url: SecretStr
     # PEM of an Ed25519 private key; its public half is published as the JWKS.
@@ -68,14 +77,21 @@ class AuthSettings(TokenSettings, CorsSettings):
     # Failed logins per account within the window before further attempts are refused (429).
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Sign-ups per client address within an hour before further ones are refused (429).
+    signups_per_address_per_hour: int = Field(default=10, ge=1)
+    # How many proxies of our own (ingress gateway, activator, queue-proxy) stand between the client and auth, each
+    # appending its caller's address to X-Forwarded-For: the client's address is read that far from the right.
+    # 0 takes the connection's address (the local stack).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
 
 
-class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings):
+class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, QuotaSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     public_status_url: AnyHttpUrl
 
 
-class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings):
+class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings,
+                     QuotaSettings):
     # A job's live event stream ends after this long (the client reconnects): each open stream holds one of the
     # server's threads, and Knative ends a request at the Service's timeoutSeconds.
     events_stream_max_seconds: float = Field(default=900, gt=0)

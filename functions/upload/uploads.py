@@ -1,7 +1,9 @@
 """Takes an upload: stores the video in GridFS as it streams in, records the job and emits video uploaded.
 
-Either all three happen or none does: a video without a job, or a job whose event never left, is removed before
-the request fails.
+The upload is accepted once the video and the job (with its event in the job's outbox) are in MongoDB; if the
+broker does not take the event then, it leaves in the background as soon as the broker is back
+(`pending_events.py`), or with the reconcile sweep. When MongoDB cannot keep the video or the job, what was
+stored is removed before the request fails.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from functions.shared.http import HttpError, json_response
 from functions.shared.jobs import Jobs, JobState, now
 from functions.shared.media import MediaStore, TooLarge
 from functions.shared.media_formats import DEMUXERS
+from functions.shared.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 from functions.shared.tokens import Identity
 from functions.upload.intake import BadUpload, open_upload
+from functions.upload.pending_events import PendingEventRetry
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,8 @@ class Uploads:
     videos: MediaStore
     jobs: Jobs
     emitter: EventEmitter
+    pending_events: PendingEventRetry
+    quotas: Quotas
     max_upload_bytes: int
     public_status_url: str
 
@@ -55,6 +61,35 @@ class Uploads:
         # Checked before the body is read: a bad query option costs the client no upload.
         query_fields = dict(request.args.items())
         options_of(query_fields)
+        job_id = uuid.uuid4().hex
+        # Before a byte of the body is read: a refused upload costs the user nothing and stores nothing.
+        room = self.reserve(identity, job_id, request.content_length or 0)
+        try:
+            return self.take(request, identity, job_id, query_fields, room)
+        except BaseException:
+            self.release(identity, job_id)
+            raise
+
+    def reserve(self, identity: Identity, job_id: str, declared_bytes: int) -> int:
+        try:
+            return self.quotas.reserve_upload(identity.subject, job_id, declared_bytes)
+        except OverQuota as over:
+            raise over.http_error() from None
+        except QuotaBusy:
+            raise QUOTA_BUSY from None
+        except pymongo.errors.PyMongoError as error:
+            log.error("the quota of %s could not be read: %s", identity.subject, error)
+            raise HttpError(503, "storage_unavailable", "the upload could not be taken; try again",
+                            {"Retry-After": "5"}) from None
+
+    def release(self, identity: Identity, job_id: str) -> None:
+        try:
+            self.quotas.release_upload(identity.subject, job_id)
+        except (QuotaBusy, pymongo.errors.PyMongoError) as error:  # the slot frees itself: no job record follows
+            log.warning("job %s: its quota reservation stays until it lapses: %s", job_id, error)
+
+    def take(self, request: flask.Request, identity: Identity, job_id: str, query_fields: dict[str, str],
+             room: int) -> flask.Response:
         try:
             upload = open_upload(request.stream, request.content_type or "", request.args.get("filename"))
         except BadUpload as error:
@@ -62,13 +97,16 @@ class Uploads:
         if upload.container is None:
             raise HttpError(415, "not_media", "the file is not a video or audio container vid2mp3 reads "
                                               f"({', '.join(DEMUXERS)})")
-        job_id = uuid.uuid4().hex
         try:
             stored = self.videos.store(
-                job_id, upload.chunks, filename=upload.filename, max_bytes=self.max_upload_bytes,
+                job_id, upload.chunks, filename=upload.filename, max_bytes=min(self.max_upload_bytes, room),
                 metadata={"owner_id": identity.subject, "job_id": job_id, "container": upload.container},
             )
         except TooLarge:
+            if room < self.max_upload_bytes:
+                raise OverQuota("media_bytes", f"this upload would take your media past the limit of "
+                                f"{self.quotas.limits.media_bytes} bytes; wait for an MP3 to expire",
+                                3600).http_error() from None
             raise too_large(self.max_upload_bytes) from None
         except BadUpload as error:
             raise HttpError(400, "bad_upload", str(error)) from None
@@ -105,12 +143,18 @@ class Uploads:
         }
         try:
             self.jobs.create(job, event)  # with the event pending: the reconcile sweep emits it should we die
-            self.emitter.emit(event)
-        except (EmitError, pymongo.errors.PyMongoError) as error:
-            log.error("job %s could not be queued, removing it: %s", event.job_id, error)
+        except pymongo.errors.PyMongoError as error:
+            log.error("job %s could not be recorded, removing it: %s", event.job_id, error)
             self.undo(event.job_id)
-            raise HttpError(503, "queue_unavailable", "the conversion could not be queued and nothing was kept; "
-                                                      "try again", {"Retry-After": "5"}) from None
+            raise HttpError(503, "storage_unavailable", "the job could not be recorded and nothing was kept; "
+                                                        "try again", {"Retry-After": "5"}) from None
+        try:
+            self.emitter.emit(event)
+        except EmitError as error:  # kept: it leaves when the broker is back
+            log.warning("job %s: the broker did not take its event yet, retrying in the background: %s",
+                        event.job_id, error)
+            self.pending_events.add(event.job_id)
+            return
         try:
             # The broker has it. Left pending, the sweep would send it again while it waits in a long queue.
             self.jobs.clear_pending(event.job_id, event.event_id())
