@@ -19,7 +19,7 @@ from functions_framework import create_app
 from functions.auth.signup_limits import client_address
 from functions.shared.quotas import OverQuota, QuotaLimits, Quotas
 from stack.config import LOCAL, LOCAL_STACK_QUOTAS, ROOT
-from tests.support import Sink, make_clip, new_user
+from tests.support import Sink, download_link_keys, make_clip, new_user
 
 pytestmark = pytest.mark.stack
 
@@ -36,7 +36,7 @@ def app(endpoints: dict[str, str], database_name: str, tmp_path: Path,
         "MONGO_URI": endpoints["MONGO_URI"], "MONGO_DATABASE": database_name, "MYSQL_URL": endpoints["MYSQL_URL"],
         "K_SINK": sink.url, "JWKS_URL": endpoints["JWKS_URL"], "JWT_PRIVATE_KEY": SIGNING_KEY.read_text(),
         "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "PUBLIC_DOWNLOAD_URL": endpoints["DOWNLOAD_URL"],
-        "WORK_DIR": str(tmp_path), **LIMITS,
+        "DOWNLOAD_LINK_KEYS": download_link_keys(), "WORK_DIR": str(tmp_path), **LIMITS,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
