@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from functions.auth.signup_limits import client_address
-from functions.shared.quotas import OverQuota, QuotaLimits, Quotas
+from functions.upload.quotas import OverQuota, QuotaLimits, Quotas
 from stack.config import LOCAL, LOCAL_STACK_QUOTAS, ROOT
 from tests.support import Sink, download_link_keys, make_clip, new_user
 

@@ -60,7 +60,7 @@ class DownloadLinkSettings(FunctionSettings):
 
 
 class QuotaSettings(FunctionSettings):
-    # Per user (functions/shared/quotas.py); over one, a request is refused with 429 and Retry-After.
+    # Per user (functions/upload/quotas.py); over one, a request is refused with 429 and Retry-After.
     quota_jobs_in_flight: int = Field(default=3, ge=1)
     quota_uploads_per_hour: int = Field(default=30, ge=1)
     # Videos waiting for conversion and MP3s not yet expired, together.

@@ -29,11 +29,11 @@ from functions.shared.http import (
 )
 from functions.shared.job_view import job_view
 from functions.shared.jobs import Job, Jobs
-from functions.shared.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimits, Quotas
 from functions.shared.settings import StatusSettings, load_settings
 from functions.shared.tokens import Identity, TokenVerifier
 from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
 from functions.status.live import JobStream
+from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimits, Quotas
 
 log = logging.getLogger(__name__)
 settings = load_settings(StatusSettings)

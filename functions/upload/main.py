@@ -13,10 +13,10 @@ from functions.shared import mongo
 from functions.shared.http import HttpError, allow_cross_origin, authenticate
 from functions.shared.jobs import Jobs
 from functions.shared.media import VIDEOS, MediaStore
-from functions.shared.quotas import QuotaLimits, Quotas
 from functions.shared.settings import UploadSettings, load_settings
 from functions.shared.tokens import TokenVerifier
 from functions.upload.pending_events import PendingEventRetry
+from functions.upload.quotas import QuotaLimits, Quotas
 from functions.upload.uploads import Uploads
 
 settings = load_settings(UploadSettings)

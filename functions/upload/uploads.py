@@ -22,10 +22,10 @@ from functions.shared.http import HttpError, json_response
 from functions.shared.jobs import Jobs, JobState, now
 from functions.shared.media import MediaStore, TooLarge
 from functions.shared.media_formats import DEMUXERS
-from functions.shared.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 from functions.shared.tokens import Identity
 from functions.upload.intake import BadUpload, open_upload
 from functions.upload.pending_events import PendingEventRetry
+from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 
 log = logging.getLogger(__name__)
 
