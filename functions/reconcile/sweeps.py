@@ -1,16 +1,21 @@
 """The reconcile sweeps. The broker can lose an event in narrow windows (it acks before a dead-letter publish is
-confirmed) and a converter can die with its pod; the job records say what should have happened next."""
+confirmed) and a converter can die with its pod; the job records say what should have happened next.
+
+The sweeps look only at the jobs on the watch list (`Jobs.watched_jobs`: open ones, and those ended within about a
+day, whose media expire), each fetched by `_id`, so a sweep costs the same however many finished jobs are kept;
+`functions/reconcile/lifetimes.py` settles the rest and purges them when their lifetime ends."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from pymongo.database import Database
 
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
+from functions.reconcile.lifetimes import SETTLE_AFTER, Lifetimes, PurgeReport
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 
@@ -19,8 +24,8 @@ log = logging.getLogger(__name__)
 # An event still pending this long after its write was not emitted by the function that wrote it.
 PENDING_GRACE = timedelta(seconds=30)
 # A converter may still be writing for this long after its job was cancelled (until its ffmpeg deadline passes),
-# so a recently cancelled job's media are deleted again at every sweep.
-CANCELLED_RECHECK = timedelta(hours=1)
+# so a recently cancelled job's media are deleted again at every sweep; the job stays watched that long.
+CANCELLED_RECHECK = SETTLE_AFTER
 # Where the orphan sweep remembers what it saw, for the next sweep to compare.
 ORPHAN_SIGHTINGS = "orphan_sightings"
 
@@ -35,6 +40,7 @@ class SweepReport:
     cancelled_cleaned: int = 0
     fan_out_leftovers_removed: int = 0
     orphans_removed: int = 0
+    lifetimes: PurgeReport = field(default_factory=PurgeReport)
 
 
 @dataclass
@@ -45,25 +51,31 @@ class Reconciler:
     stuck_after: timedelta
     max_redrives: int
     pending_grace: timedelta = PENDING_GRACE
+    # Settles ended jobs and purges them (and login-throttle rows) when their lifetime ends; None: kept for ever.
+    lifetimes: Lifetimes | None = None
 
     def run(self) -> SweepReport:
         report = SweepReport()
-        for job in self.jobs.with_pending_older_than(self.pending_grace):
+        watched = self.jobs.watched_jobs()
+        for job in self.jobs.with_pending_older_than(self.pending_grace, watched):
             try:
                 self.jobs.flush_pending(job, self.emitter)
                 report.reemitted += 1
             except EmitError as error:
                 log.warning("job %s: pending event still not emitted: %s", job["_id"], error)
-        for job in self.jobs.stalled(self.stuck_after):
+        for job in self.jobs.stalled(self.stuck_after, watched):
             if self.redrive_or_fail(job):
                 report.redriven += 1
             else:
                 report.failed += 1
-        report.expired = self.delete_expired_audio()
-        report.videos_deleted = self.delete_expired_videos()
-        report.cancelled_cleaned = self.delete_cancelled_media()
+        report.expired = self.delete_expired_audio(watched)
+        report.videos_deleted = self.delete_expired_videos(watched)
+        report.cancelled_cleaned = self.delete_cancelled_media(watched)
         report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
         report.orphans_removed = self.remove_orphan_chunks()
+        if self.lifetimes is not None:
+            # As read before the steps above: a job whose media they just deleted settles at the next sweep.
+            report.lifetimes = self.lifetimes.run(watched)
         log.info("reconcile: %s", report)
         return report
 
@@ -91,10 +103,15 @@ class Reconciler:
             self.jobs.flush_pending(failed, self.emitter)
         return False
 
-    def delete_expired_audio(self) -> int:
+    def watched_or(self, watched: list[Job] | None) -> list[Job]:
+        return self.jobs.watched_jobs() if watched is None else watched
+
+    def delete_expired_audio(self, watched: list[Job] | None = None) -> int:
         audio = MediaStore(self.database, AUDIO)
-        expired = self.jobs.collection.find({"state": JobState.DONE, "audio.expires_at": {"$lt": now()},
-                                             "audio.deleted_at": {"$exists": False}})
+        moment = now()
+        expired = [job for job in self.watched_or(watched) if job["state"] == JobState.DONE
+                   and job.get("audio", {}).get("expires_at") and job["audio"]["expires_at"] < moment
+                   and "deleted_at" not in job["audio"]]
         count = 0
         for job in expired:
             audio.remove(job["audio"]["audio_id"])
@@ -102,11 +119,13 @@ class Reconciler:
             count += 1
         return count
 
-    def delete_expired_videos(self) -> int:
+    def delete_expired_videos(self, watched: list[Job] | None = None) -> int:
         """Source videos kept past their MP3 (`source_video_retention_seconds`) whose time is up."""
         videos = MediaStore(self.database, VIDEOS)
-        expired = self.jobs.collection.find({"state": JobState.DONE, "video_expires_at": {"$lt": now()},
-                                             "video_deleted_at": {"$exists": False}})
+        moment = now()
+        expired = [job for job in self.watched_or(watched) if job["state"] == JobState.DONE
+                   and job.get("video_expires_at") and job["video_expires_at"] < moment
+                   and "video_deleted_at" not in job]
         count = 0
         for job in expired:
             videos.remove(job["video_id"])
@@ -114,12 +133,12 @@ class Reconciler:
             count += 1
         return count
 
-    def delete_cancelled_media(self) -> int:
+    def delete_cancelled_media(self, watched: list[Job] | None = None) -> int:
         """Media of cancelled jobs: what a cancel request that died before deleting them left, and what a
         converter still at work when its job was cancelled wrote afterwards."""
-        cancelled = self.jobs.collection.find({"state": JobState.CANCELLED, "$or": [
-            {"media_deleted_at": {"$exists": False}}, {"finished_at": {"$gt": now() - CANCELLED_RECHECK}},
-        ]})
+        recheck_from = now() - CANCELLED_RECHECK
+        cancelled = [job for job in self.watched_or(watched) if job["state"] == JobState.CANCELLED
+                     and ("media_deleted_at" not in job or job["finished_at"] > recheck_from)]
         videos, audio = MediaStore(self.database, VIDEOS), MediaStore(self.database, AUDIO)
         count = 0
         for job in cancelled:

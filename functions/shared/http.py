@@ -107,7 +107,7 @@ class SetUpOnce:
 
 
 # What the web page sends (a bearer token, JSON or a raw video, byte ranges) and what it must be able to read.
-CORS_ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
+CORS_ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Range, If-None-Match"
 CORS_EXPOSED_HEADERS = "Content-Disposition, Content-Length, Content-Range, ETag, Retry-After"
 CORS_PREFLIGHT_MAX_AGE_SECONDS = 600

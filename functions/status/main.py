@@ -1,7 +1,8 @@
 """status (HTTP): the owner's jobs. `GET /<job id>` answers a job (state, timestamps, history, progress while
 converting, the MP3 and when it expires once done, the reason when failed); `GET /<job id>/events` streams its
-changes as Server-Sent Events until it ends; `POST /<job id>/cancel` cancels it; `GET /` lists recent jobs.
-Someone else's job answers exactly like a missing one."""
+changes as Server-Sent Events until it ends; `POST /<job id>/cancel` cancels it; `DELETE /<job id>` deletes it
+with its media at once (cancelling it first); `GET /` lists recent jobs. Someone else's job answers exactly like a
+missing one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import functions_framework
 from events import EventEmitter
 from events.catalog import is_job_id
 from functions.shared import mongo
+from functions.shared.cancellation import Cancellation, JobNotFound, NotCancellable
+from functions.shared.erasure import Erasure
 from functions.shared.http import (
     NOT_FOUND,
     HttpError,
@@ -26,7 +29,6 @@ from functions.shared.job_view import job_view
 from functions.shared.jobs import Job, Jobs
 from functions.shared.settings import StatusSettings, load_settings
 from functions.shared.tokens import Identity, TokenVerifier
-from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
 from functions.status.live import JobStream
 
 settings = load_settings(StatusSettings)
@@ -35,6 +37,7 @@ jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
+erasure = Erasure(database, jobs, cancellation)
 download_url = str(settings.public_download_url)
 # Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
 open_streams = threading.BoundedSemaphore(settings.events_max_streams)
@@ -54,6 +57,10 @@ def status(request: flask.Request) -> flask.Response:
         return json_response({"jobs": [job_view(job, download_url) for job in jobs.list_owned(identity.subject)]})
     if route == ("GET", 1, None):
         return json_response(job_view(owned(parts[0], identity), download_url))
+    if route == ("DELETE", 1, None):
+        if not erasure.erase(parts[0], identity.subject):
+            raise NOT_FOUND
+        return flask.Response(status=204)
     if route == ("GET", 2, "events"):
         return event_stream(parts[0], identity)
     if route == ("POST", 2, "cancel"):

@@ -1,0 +1,150 @@
+"""Lifetimes: nothing is kept for ever. A job leaves the sweeps' watch list once nothing more can happen to it
+(settled), is entered in the ledger of the hour it ended, and is purged with its leftovers once
+JOB_RECORD_RETENTION_SECONDS have passed since that hour; login-throttle rows past their lifetime are deleted.
+
+Every step works in bounded batches and can stop anywhere: a job leaves the ledger only after its record, its
+media and its place in its owner's list are gone, and each of those deletions is safe to repeat, so the next sweep
+resumes where an interrupted one stopped, with nothing lost and nothing deleted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.database import Database
+
+from functions.shared import mysql
+from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
+from functions.shared.media import remove_job_media
+
+log = logging.getLogger(__name__)
+
+# Per hour in which jobs ended, the ids of those settled: `{"_id": "2026-12-01T17", "job_ids": [...]}`.
+JOB_ENDINGS = "job_endings"
+# The purge's place in the ledger, `{"_id": "purge", "next_hour": <the oldest hour not yet purged>}`.
+RECONCILE_STATE = "reconcile_state"
+PURGE_CURSOR = "purge"
+HOUR = timedelta(hours=1)
+# Purged jobs taken out of their hour's ledger document per update.
+LEDGER_PULL_BATCH = 50
+# A job that ended is watched this much longer: the broker's retries of its last events (about 22 min for convert)
+# and a converter still writing after a cancel (until its ffmpeg deadline) all fall within it.
+SETTLE_AFTER = timedelta(hours=1)
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def ledger_key(hour: datetime) -> str:
+    return hour.strftime("%Y-%m-%dT%H")
+
+
+def is_settled(job: Job, moment: datetime) -> bool:
+    """Nothing more can happen to the job but the end of its lifetime: it ended over `SETTLE_AFTER` ago, has no
+    event pending, and its media are gone (a failed job's are removed as it settles)."""
+    ended = job.get("finished_at") or job["updated_at"]
+    if job["state"] not in FINAL_STATES or job.get("pending_event") or max(ended, job["updated_at"]) > \
+            moment - SETTLE_AFTER:
+        return False
+    if job["state"] == JobState.DONE:
+        return bool((job.get("audio") or {}).get("deleted_at")) and bool(job.get("video_deleted_at"))
+    if job["state"] == JobState.CANCELLED:
+        return "media_deleted_at" in job
+    return True
+
+
+@dataclass
+class PurgeReport:
+    settled: int = 0
+    jobs_purged: int = 0
+    login_failures_purged: int = 0
+
+
+@dataclass
+class Lifetimes:
+    database: Database[dict[str, Any]]
+    jobs: Jobs
+    job_lifetime: timedelta
+    batch_size: int = 500
+    mysql_url: str | None = None
+    login_failure_lifetime: timedelta = field(default=timedelta(days=1))
+
+    def __post_init__(self) -> None:
+        self.endings = self.database[JOB_ENDINGS]
+        self.state = self.database[RECONCILE_STATE]
+
+    def run(self, watched: list[Job]) -> PurgeReport:
+        return PurgeReport(settled=self.settle(watched), jobs_purged=self.purge_jobs(),
+                           login_failures_purged=self.purge_login_failures())
+
+    def settle(self, watched: list[Job]) -> int:
+        """Moves settled jobs from the watch list to the ledger of the hour they ended. The ledger entry is written
+        first: a stop between the two leaves the job in both, which the next sweep repeats harmlessly."""
+        settled = 0
+        moment = now()
+        for job in watched:
+            if not is_settled(job, moment):
+                continue
+            if job["state"] == JobState.FAILED:
+                remove_job_media(self.database, job)
+            hour = hour_of(job.get("finished_at") or job["updated_at"])
+            self.endings.update_one({"_id": ledger_key(hour)}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
+            # An hour behind the purge's place (a lifetime shorter than the settling time) moves it back.
+            self.state.update_one({"_id": PURGE_CURSOR}, {"$min": {"next_hour": hour}}, upsert=True)
+            settled += self.jobs.unwatch(job)
+        return settled
+
+    def purge_jobs(self) -> int:
+        """Deletes, at most `batch_size` at a time, the jobs whose hour of ending is a whole lifetime ago, with their
+        media and every entry naming them; walks the ledger hour by hour, each fetched by `_id`."""
+        cursor = self.state.find_one({"_id": PURGE_CURSOR})
+        if cursor is None:
+            return 0
+        hour: datetime = cursor["next_hour"]
+        taken = hours_walked = purged = 0
+        while hour + HOUR <= now() - self.job_lifetime and taken < self.batch_size \
+                and hours_walked < self.batch_size:
+            hours_walked += 1
+            key = ledger_key(hour)
+            ending = self.endings.find_one({"_id": key}) or {}
+            job_ids = (ending.get("job_ids") or [])[:self.batch_size - taken]
+            # Taken out of the ledger a few at a time, once purged: each update rewrites the hour's document.
+            for start in range(0, len(job_ids), LEDGER_PULL_BATCH):
+                done = job_ids[start:start + LEDGER_PULL_BATCH]
+                purged += sum(self.purge_job(job_id) for job_id in done)
+                self.endings.update_one({"_id": key}, {"$pullAll": {"job_ids": done}})
+                taken += len(done)
+            if len(job_ids) == len(ending.get("job_ids") or []):
+                # The hour is done: its document goes, then the purge moves past it (guarded, should a settle have
+                # moved the cursor back meanwhile).
+                self.endings.delete_one({"_id": key, "job_ids": {"$size": 0}})
+                self.state.update_one({"_id": PURGE_CURSOR, "next_hour": hour}, {"$set": {"next_hour": hour + HOUR}})
+                hour += HOUR
+        return purged
+
+    def purge_job(self, job_id: str) -> bool:
+        """False when there was no record left to delete (a sweep that stopped before taking it out of the ledger
+        had deleted it, or its owner had)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return False
+        remove_job_media(self.database, job)
+        return self.jobs.delete(job_id)
+
+    def purge_login_failures(self) -> int:
+        """Login-throttle rows whose window started over their lifetime ago (they throttle nothing any more)."""
+        if not self.mysql_url:
+            return 0
+        purged = 0
+        with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
+            while True:
+                deleted = cursor.execute(
+                    "DELETE FROM login_failures WHERE window_start < NOW(3) - INTERVAL %s SECOND LIMIT %s",
+                    (int(self.login_failure_lifetime.total_seconds()), self.batch_size))
+                purged += deleted
+                if deleted < self.batch_size:
+                    return purged

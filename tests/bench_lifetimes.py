@@ -1,0 +1,177 @@
+"""Lifetimes benchmark (part of `make bench`): finished jobs seeded straight into MongoDB in bulk (1k, 20k, 100k), then
+the status list p95, one full reconcile sweep and the orphan-chunk sweep measured at each size; the purge rate; and
+uploads timed with and without a purge running beside them. Also the seeding helper the lifetimes tests use.
+
+Run alone: `.local/venv/bin/python -m tests.bench_lifetimes [--sizes 1000,20000,100000]` with the stack up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import pymongo
+import requests
+
+from events import EventEmitter
+from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, hour_of, ledger_key
+from functions.reconcile.sweeps import Reconciler
+from functions.shared.jobs import Jobs, JobState, now
+from stack.config import ENDPOINTS_FILE
+from tests.support import read_endpoints_file
+
+SEED_BATCH = 1000
+LIST_REQUESTS = 40
+
+
+def seed_settled_jobs(database: Any, count: int, ended_at: datetime, owners: list[str]) -> list[str]:
+    """`count` jobs as they are once settled (done, MP3 and video expired and deleted, off the watch list, in the
+    ledger of the hour they ended), spread over `owners`, inserted in bulk. Their ids."""
+    job_ids: list[str] = []
+    by_owner: dict[str, list[str]] = defaultdict(list)
+    jobs = database["jobs"]
+    for start in range(0, count, SEED_BATCH):
+        batch = []
+        for n in range(start, min(count, start + SEED_BATCH)):
+            job_id, owner = uuid.uuid4().hex, owners[n % len(owners)]
+            created = ended_at - timedelta(seconds=30)
+            batch.append({
+                "_id": job_id, "owner_id": owner, "video_id": job_id, "filename": f"seeded-{n}.mp4",
+                "size_bytes": 1000, "sha256": "0" * 64, "bitrate_kbps": 192, "container": "mp4",
+                "state": JobState.DONE, "created_at": created, "updated_at": ended_at, "finished_at": ended_at,
+                "history": [{"state": state, "at": created} for state in ("uploaded", "converting", "done")],
+                "attempts": 1, "redrives": 0, "video_deleted_at": ended_at,
+                "audio": {"audio_id": job_id, "size_bytes": 1000, "sha256": "0" * 64, "duration_seconds": 3.0,
+                          "stream_copied": False, "expires_at": ended_at, "deleted_at": ended_at},
+            })
+            job_ids.append(job_id)
+            by_owner[owner].append(job_id)
+        jobs.insert_many(batch, ordered=False)
+    for owner, owned in by_owner.items():
+        database["owner_job_lists"].update_one({"_id": owner}, {"$push": {"job_ids": {"$each": owned}}}, upsert=True)
+    hour = hour_of(ended_at)
+    for start in range(0, len(job_ids), SEED_BATCH * 10):
+        database[JOB_ENDINGS].update_one({"_id": ledger_key(hour)},
+                                         {"$push": {"job_ids": {"$each": job_ids[start:start + SEED_BATCH * 10]}}},
+                                         upsert=True)
+    database[RECONCILE_STATE].update_one({"_id": PURGE_CURSOR}, {"$min": {"next_hour": hour}}, upsert=True)
+    return job_ids
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+
+
+def timed(action: Any) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def new_token(points: dict[str, str]) -> tuple[str, str]:
+    credentials = {"email": f"bench-{uuid.uuid4().hex[:12]}@example.com", "password": "bench-" + uuid.uuid4().hex}
+    account = requests.post(f"{points['AUTH_URL']}/signup", json=credentials, timeout=30).json()["account_id"]
+    token = requests.post(f"{points['AUTH_URL']}/login", json=credentials, timeout=30).json()["access_token"]
+    return str(account), str(token)
+
+
+def list_request_times(points: dict[str, str], token: str) -> list[float]:
+    session = requests.Session()
+    times = []
+    for _ in range(LIST_REQUESTS):
+        started = time.perf_counter()
+        session.get(points["STATUS_URL"] + "/", headers={"Authorization": f"Bearer {token}"},
+                    timeout=30).raise_for_status()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def measure(points: dict[str, str], sizes: list[int]) -> dict[str, Any]:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(points["MONGO_URI"], tz_aware=True)
+    database = client["vid2mp3"]
+    jobs = Jobs(database)
+    reconciler = Reconciler(database=database, jobs=jobs,
+                            emitter=EventEmitter(points["BROKER_INGRESS_URL"], "reconcile"),
+                            stuck_after=timedelta(minutes=30), max_redrives=3,
+                            lifetimes=Lifetimes(database, jobs, job_lifetime=timedelta(days=30)))
+    owner, token = new_token(points)
+    seeded: list[str] = []
+    figures: dict[str, Any] = {"sizes": {}}
+    others = [f"bench-owner-{n}" for n in range(200)]
+    for size in sizes:
+        started = time.perf_counter()
+        # The user's own 20 and the rest spread over 200 others: the list answers the user's 20.
+        if not seeded:
+            seeded.extend(seed_settled_jobs(database, 20, now() - timedelta(days=2), [owner]))
+        seeded.extend(seed_settled_jobs(database, size - len(seeded), now() - timedelta(days=2), others))
+        seconds = time.perf_counter() - started
+        list_times = list_request_times(points, token)
+        sweep = statistics.median(timed(reconciler.run) for _ in range(3))
+        orphans = statistics.median(timed(reconciler.remove_orphan_chunks) for _ in range(3))
+        figures["sizes"][size] = {"seed_seconds": round(seconds, 2), "status_list_p95_ms": round(p95(list_times) * 1e3,
+                                                                                                 1),
+                                  "reconcile_sweep_ms": round(sweep * 1e3, 1),
+                                  "orphan_sweep_ms": round(orphans * 1e3, 1)}
+        print(f"{size:>7} finished jobs (seeded in {seconds:.1f} s): status list p95 "
+              f"{figures['sizes'][size]['status_list_p95_ms']} ms, one reconcile sweep "
+              f"{figures['sizes'][size]['reconcile_sweep_ms']} ms, orphan-chunk sweep "
+              f"{figures['sizes'][size]['orphan_sweep_ms']} ms", flush=True)
+    first, last = figures["sizes"][sizes[0]], figures["sizes"][sizes[-1]]
+    for name in ("status_list_p95_ms", "reconcile_sweep_ms", "orphan_sweep_ms"):
+        figures[f"{name}_ratio"] = round(last[name] / max(first[name], 0.001), 2)
+    print(f"{sizes[-1]} vs {sizes[0]}: status list {figures['status_list_p95_ms_ratio']}x, sweep "
+          f"{figures['reconcile_sweep_ms_ratio']}x, orphan sweep {figures['orphan_sweep_ms_ratio']}x", flush=True)
+    figures.update(purge_rate(database, jobs, points, token, len(seeded)))
+    return figures
+
+
+def purge_rate(database: Any, jobs: Jobs, points: dict[str, str], token: str, count: int) -> dict[str, Any]:
+    """Every seeded job purged (a lifetime of one day, so the seeded two-day-old ones are due) while uploads run:
+    records per second, and each upload's answer time against the same uploads without a purge."""
+    lifetimes = Lifetimes(database, jobs, job_lifetime=timedelta(days=1), batch_size=500)
+    video = b"\x00\x00\x00\x20ftypisom" + bytes(200_000)  # recognised as MP4 at upload; never converted well
+
+    def uploads(n: int) -> list[float]:
+        session = requests.Session()
+        return [timed(lambda: session.post(points["UPLOAD_URL"], params={"filename": "bench.mp4"}, data=video,
+                                           headers={"Authorization": f"Bearer {token}",
+                                                    "Content-Type": "application/octet-stream"},
+                                           timeout=60).raise_for_status()) for _ in range(n)]
+
+    alone = uploads(10)
+    purged = 0
+    purge_seconds = 0.0
+
+    def purge() -> None:
+        nonlocal purged, purge_seconds
+        started = time.perf_counter()
+        while (step := lifetimes.purge_jobs()) > 0:
+            purged += step
+        purge_seconds = time.perf_counter() - started
+
+    purger = threading.Thread(target=purge)
+    purger.start()
+    during = uploads(10)
+    purger.join()
+    rate = purged / purge_seconds if purge_seconds else 0.0
+    print(f"purge: {purged} of {count} records in {purge_seconds:.1f} s ({rate:.0f} records/s); uploads' answer "
+          f"p95 {p95(alone) * 1e3:.0f} ms alone, {p95(during) * 1e3:.0f} ms during the purge", flush=True)
+    return {"purged": purged, "purge_records_per_second": round(rate), "upload_p95_ms_alone": round(p95(alone) * 1e3),
+            "upload_p95_ms_during_purge": round(p95(during) * 1e3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,20000,100000")
+    arguments = parser.parse_args()
+    measure(read_endpoints_file(ENDPOINTS_FILE), [int(size) for size in arguments.sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()
