@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from functions.shared import mysql
 from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
@@ -28,6 +29,9 @@ JOB_ENDINGS = "job_endings"
 RECONCILE_STATE = "reconcile_state"
 PURGE_CURSOR = "purge"
 HOUR = timedelta(hours=1)
+# Where the orphan-chunk sweep remembers what it saw (functions/reconcile/sweeps.py).
+ORPHAN_SIGHTINGS = "orphan_sightings"
+NOT_IMPLEMENTED = 238
 # Purged jobs taken out of their hour's ledger document per update.
 LEDGER_PULL_BATCH = 50
 # A job that ended is watched this much longer: the broker's retries of its last events (about 22 min for convert)
@@ -76,8 +80,23 @@ class Lifetimes:
     def __post_init__(self) -> None:
         self.endings = self.database[JOB_ENDINGS]
         self.state = self.database[RECONCILE_STATE]
+        self._ttl_checked = False
+
+    def ensure_ttl_index(self) -> None:
+        """Orphan sightings are replaced at every sweep; should the sweeps stop, a MongoDB server's TTL monitor
+        deletes them a day after they were seen. Job records get no TTL index: their purge must take their media and
+        entries along, which a TTL monitor cannot. FerretDB v1.24.2 refuses TTL indexes (NotImplemented, code 238)."""
+        if self._ttl_checked:
+            return
+        try:
+            self.database[ORPHAN_SIGHTINGS].create_index("seen_at", expireAfterSeconds=24 * 3600)
+        except OperationFailure as refused:
+            if refused.code != NOT_IMPLEMENTED:
+                raise
+        self._ttl_checked = True
 
     def run(self, watched: list[Job]) -> PurgeReport:
+        self.ensure_ttl_index()
         return PurgeReport(settled=self.settle(watched), jobs_purged=self.purge_jobs(),
                            login_failures_purged=self.purge_login_failures())
 

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo.database import Database
 
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
-from functions.reconcile.lifetimes import SETTLE_AFTER, Lifetimes, PurgeReport
+from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 
@@ -26,8 +26,6 @@ PENDING_GRACE = timedelta(seconds=30)
 # A converter may still be writing for this long after its job was cancelled (until its ffmpeg deadline passes),
 # so a recently cancelled job's media are deleted again at every sweep; the job stays watched that long.
 CANCELLED_RECHECK = SETTLE_AFTER
-# Where the orphan sweep remembers what it saw, for the next sweep to compare.
-ORPHAN_SIGHTINGS = "orphan_sightings"
 
 
 @dataclass

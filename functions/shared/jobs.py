@@ -111,8 +111,10 @@ class Jobs:
         return self.collection.find_one({"_id": job_id})
 
     def get_owned(self, job_id: str, owner_id: str) -> Job | None:
-        """The job if `owner_id` owns it; None alike for a missing job and someone else's."""
-        return self.collection.find_one({"_id": job_id, "owner_id": owner_id})
+        """The job if `owner_id` owns it; None alike for a missing job and someone else's. Looked up by `_id` alone
+        and the owner compared here: the local FerretDB answers only a filter of `_id` alone from an index."""
+        job = self.get(job_id)
+        return job if job is not None and job.get("owner_id") == owner_id else None
 
     def list_owned(self, owner_id: str, limit: int = 50) -> list[Job]:
         """The owner's newest jobs, newest first: their list, then each job by `_id`."""
