@@ -22,7 +22,7 @@ from events import EventEmitter
 from functions.reconcile.lifetimes import JOB_ENDINGS, RECONCILE_STATE, Lifetimes
 from functions.reconcile.sweeps import Reconciler
 from functions.shared import mysql
-from functions.shared.jobs import OWNER_JOB_LISTS, WATCHED_JOBS, Jobs, now
+from functions.shared.jobs import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore
 from tests.bench_lifetimes import seed_settled_jobs
 from tests.reliability_support import Stack, User, clip
@@ -42,7 +42,7 @@ def reconciler(stack: Stack, job_lifetime: timedelta, batch_size: int = 500) -> 
 def traces_of(database: Any, job_id: str) -> dict[str, int]:
     """Everything stored anywhere that names the job (0 everywhere: nothing of it is left)."""
     found = {"job": database["jobs"].count_documents({"_id": job_id}),
-             "watched": database[WATCHED_JOBS].count_documents({"_id": job_id}),
+             "finished job": database[FINISHED_JOBS].count_documents({"_id": job_id}),
              "owner lists": database[OWNER_JOB_LISTS].count_documents({"job_ids": job_id}),
              "ledger": database[JOB_ENDINGS].count_documents({"job_ids": job_id})}
     for bucket in BUCKETS:
@@ -85,11 +85,11 @@ def test_a_job_past_its_lifetime_is_purged_with_its_leftovers_and_a_newer_one_is
     assert sum(report.lifetimes.jobs_purged for report in reports) >= 1
     assert status_code(stack, user, old) == 404
     assert nothing_left(db, old), traces_of(db, old)
-    # The newer job: untouched, still listed, still watched (its MP3 has not expired).
+    # The newer job: untouched, still listed, still live (its MP3 has not expired).
     assert status_code(stack, user, new) == 200
     listed = stack.session.get(stack.points["STATUS_URL"] + "/", headers=user.headers, timeout=30).json()["jobs"]
     assert [job["job_id"] for job in listed] == [new]
-    assert db[WATCHED_JOBS].count_documents({"_id": new}) == 1 and MediaStore(db, AUDIO).exists(new)
+    assert db["jobs"].count_documents({"_id": new}) == 1 and MediaStore(db, AUDIO).exists(new)
 
 
 PURGE_IN_A_PROCESS = """
@@ -124,19 +124,19 @@ def test_a_purge_killed_midway_resumes_without_losing_or_double_deleting_anythin
     os.kill(process.pid, signal.SIGKILL)  # mid-batch: 100 of 300 told, maybe one more deleted untold
     process.wait()
     assert all(line.endswith(" True\n") for line in told)
-    left_before = db["jobs"].count_documents({"owner_id": owner})
+    left_before = db[FINISHED_JOBS].count_documents({"owner_id": owner})
     assert 20 < left_before <= 220
     lifetimes = Lifetimes(db, Jobs(db), job_lifetime=timedelta(hours=1), batch_size=100000)
     resumed = lifetimes.purge_jobs()
     # Exactly those still there were deleted (none twice: a deleted record is not counted again), none lost.
     assert resumed == left_before - 20
-    assert db["jobs"].count_documents({"_id": {"$in": due}}) == 0
-    assert db["jobs"].count_documents({"_id": {"$in": kept}}) == 20
+    assert db[FINISHED_JOBS].count_documents({"_id": {"$in": due}}) == 0
+    assert db[FINISHED_JOBS].count_documents({"_id": {"$in": kept}}) == 20
     assert sorted(db[OWNER_JOB_LISTS].find_one({"_id": owner})["job_ids"]) == sorted(kept)
     assert db[JOB_ENDINGS].count_documents({"job_ids": {"$in": due}}) == 0
     assert db[RECONCILE_STATE].find_one({"_id": "purge"})["next_hour"] > now() - timedelta(hours=2)
     assert lifetimes.purge_jobs() == 0
-    Jobs(db).collection.delete_many({"_id": {"$in": kept}})
+    db[FINISHED_JOBS].delete_many({"_id": {"$in": kept}})
     db[OWNER_JOB_LISTS].delete_one({"_id": owner})
 
 
@@ -196,6 +196,7 @@ def test_deleting_an_account_leaves_nothing_of_it(stack: Stack) -> None:
     for job_id in (finished, running):
         assert nothing_left(db, job_id), traces_of(db, job_id)
     assert db["jobs"].count_documents({"owner_id": user.account_id}) == 0
+    assert db[FINISHED_JOBS].count_documents({"owner_id": user.account_id}) == 0
     assert db[OWNER_JOB_LISTS].count_documents({"_id": user.account_id}) == 0
     for bucket in BUCKETS:
         assert db[f"{bucket}.files"].count_documents({"metadata.owner_id": user.account_id}) == 0
@@ -246,7 +247,7 @@ def test_the_list_and_the_sweeps_do_the_same_work_with_1k_and_5k_finished_jobs(
     others = [f"flat-{time.time_ns()}-{n}" for n in range(20)]
     work = []
     for total in (1000, 5000):
-        seeded = database["jobs"].count_documents({"owner_id": {"$in": others}})
+        seeded = database[FINISHED_JOBS].count_documents({"owner_id": {"$in": others}})
         seed_settled_jobs(database, total - seeded, now() - timedelta(days=2), others)
         sweep.run()  # settles whatever other tests left, so both measured sweeps find the same
         counter.commands = counter.documents = 0
@@ -255,6 +256,5 @@ def test_the_list_and_the_sweeps_do_the_same_work_with_1k_and_5k_finished_jobs(
         work.append((counter.commands, counter.documents))
         assert [job["_id"] for job in listed] == mine[::-1]
     assert work[0] == work[1], f"commands and documents read with 1k vs 5k finished jobs: {work}"
-    for owner in [*others, user.account_id]:
-        for job_id in jobs.owned_ids(owner):
-            jobs.delete(job_id)
+    database[FINISHED_JOBS].delete_many({"owner_id": {"$in": [*others, user.account_id]}})
+    database[OWNER_JOB_LISTS].delete_many({"_id": {"$in": [*others, user.account_id]}})

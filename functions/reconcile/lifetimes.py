@@ -1,5 +1,5 @@
-"""Lifetimes: nothing is kept for ever. A job leaves the sweeps' watch list once nothing more can happen to it
-(settled), is entered in the ledger of the hour it ended, and is purged with its leftovers once
+"""Lifetimes: nothing is kept for ever. A job moves from the live jobs to the finished history once nothing more
+can happen to it (settled), entered in the ledger of the hour it ended, and is purged with its leftovers once
 JOB_RECORD_RETENTION_SECONDS have passed since that hour; login-throttle rows past their lifetime are deleted.
 
 Every step works in bounded batches and can stop anywhere: a job leaves the ledger only after its record, its
@@ -34,7 +34,7 @@ ORPHAN_SIGHTINGS = "orphan_sightings"
 NOT_IMPLEMENTED = 238
 # Purged jobs taken out of their hour's ledger document per update.
 LEDGER_PULL_BATCH = 50
-# A job that ended is watched this much longer: the broker's retries of its last events (about 22 min for convert)
+# A job that ended stays live this much longer: the broker's retries of its last events (about 22 min for convert)
 # and a converter still writing after a cancel (until its ffmpeg deadline) all fall within it.
 SETTLE_AFTER = timedelta(hours=1)
 
@@ -95,26 +95,25 @@ class Lifetimes:
                 raise
         self._ttl_checked = True
 
-    def run(self, watched: list[Job]) -> PurgeReport:
+    def run(self) -> PurgeReport:
         self.ensure_ttl_index()
-        return PurgeReport(settled=self.settle(watched), jobs_purged=self.purge_jobs(),
+        return PurgeReport(settled=self.settle(), jobs_purged=self.purge_jobs(),
                            login_failures_purged=self.purge_login_failures())
 
-    def settle(self, watched: list[Job]) -> int:
-        """Moves settled jobs from the watch list to the ledger of the hour they ended. The ledger entry is written
-        first: a stop between the two leaves the job in both, which the next sweep repeats harmlessly."""
+    def settle(self) -> int:
+        """Moves at most `batch_size` settled jobs to the finished history, each entered first in the ledger of the
+        hour it ended: a stop in between leaves it in both, which the next sweep repeats harmlessly."""
         settled = 0
         moment = now()
-        for job in watched:
-            if not is_settled(job, moment):
-                continue
+        ended = self.jobs.collection.find({"state": {"$in": list(FINAL_STATES)}})
+        for job in [job for job in ended if is_settled(job, moment)][:self.batch_size]:
             if job["state"] == JobState.FAILED:
                 remove_job_media(self.database, job)
             hour = hour_of(job.get("finished_at") or job["updated_at"])
             self.endings.update_one({"_id": ledger_key(hour)}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
             # An hour behind the purge's place (a lifetime shorter than the settling time) moves it back.
             self.state.update_one({"_id": PURGE_CURSOR}, {"$min": {"next_hour": hour}}, upsert=True)
-            settled += self.jobs.unwatch(job)
+            settled += self.jobs.move_to_finished(job)
         return settled
 
     def purge_jobs(self) -> int:

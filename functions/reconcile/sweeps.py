@@ -1,9 +1,9 @@
 """The reconcile sweeps. The broker can lose an event in narrow windows (it acks before a dead-letter publish is
 confirmed) and a converter can die with its pod; the job records say what should have happened next.
 
-The sweeps look only at the jobs on the watch list (`Jobs.watched_jobs`: open ones, and those ended within about a
-day, whose media expire), each fetched by `_id`, so a sweep costs the same however many finished jobs are kept;
-`functions/reconcile/lifetimes.py` settles the rest and purges them when their lifetime ends."""
+The sweeps query only the live jobs (`jobs`: open ones, and those ended within about a day); settled ones are moved
+to the finished history and purged when their lifetime ends (functions/reconcile/lifetimes.py), so a sweep costs
+the same however many finished jobs are kept."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # An event still pending this long after its write was not emitted by the function that wrote it.
 PENDING_GRACE = timedelta(seconds=30)
 # A converter may still be writing for this long after its job was cancelled (until its ffmpeg deadline passes),
-# so a recently cancelled job's media are deleted again at every sweep; the job stays watched that long.
+# so a recently cancelled job's media are deleted again at every sweep; the job stays live that long.
 CANCELLED_RECHECK = SETTLE_AFTER
 
 
@@ -54,26 +54,24 @@ class Reconciler:
 
     def run(self) -> SweepReport:
         report = SweepReport()
-        watched = self.jobs.watched_jobs()
-        for job in self.jobs.with_pending_older_than(self.pending_grace, watched):
+        for job in self.jobs.with_pending_older_than(self.pending_grace):
             try:
                 self.jobs.flush_pending(job, self.emitter)
                 report.reemitted += 1
             except EmitError as error:
                 log.warning("job %s: pending event still not emitted: %s", job["_id"], error)
-        for job in self.jobs.stalled(self.stuck_after, watched):
+        for job in self.jobs.stalled(self.stuck_after):
             if self.redrive_or_fail(job):
                 report.redriven += 1
             else:
                 report.failed += 1
-        report.expired = self.delete_expired_audio(watched)
-        report.videos_deleted = self.delete_expired_videos(watched)
-        report.cancelled_cleaned = self.delete_cancelled_media(watched)
+        report.expired = self.delete_expired_audio()
+        report.videos_deleted = self.delete_expired_videos()
+        report.cancelled_cleaned = self.delete_cancelled_media()
         report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
         report.orphans_removed = self.remove_orphan_chunks()
         if self.lifetimes is not None:
-            # As read before the steps above: a job whose media they just deleted settles at the next sweep.
-            report.lifetimes = self.lifetimes.run(watched)
+            report.lifetimes = self.lifetimes.run()
         log.info("reconcile: %s", report)
         return report
 
@@ -101,15 +99,10 @@ class Reconciler:
             self.jobs.flush_pending(failed, self.emitter)
         return False
 
-    def watched_or(self, watched: list[Job] | None) -> list[Job]:
-        return self.jobs.watched_jobs() if watched is None else watched
-
-    def delete_expired_audio(self, watched: list[Job] | None = None) -> int:
+    def delete_expired_audio(self) -> int:
         audio = MediaStore(self.database, AUDIO)
-        moment = now()
-        expired = [job for job in self.watched_or(watched) if job["state"] == JobState.DONE
-                   and job.get("audio", {}).get("expires_at") and job["audio"]["expires_at"] < moment
-                   and "deleted_at" not in job["audio"]]
+        expired = self.jobs.collection.find({"state": JobState.DONE, "audio.expires_at": {"$lt": now()},
+                                             "audio.deleted_at": {"$exists": False}})
         count = 0
         for job in expired:
             audio.remove(job["audio"]["audio_id"])
@@ -117,13 +110,11 @@ class Reconciler:
             count += 1
         return count
 
-    def delete_expired_videos(self, watched: list[Job] | None = None) -> int:
+    def delete_expired_videos(self) -> int:
         """Source videos kept past their MP3 (`source_video_retention_seconds`) whose time is up."""
         videos = MediaStore(self.database, VIDEOS)
-        moment = now()
-        expired = [job for job in self.watched_or(watched) if job["state"] == JobState.DONE
-                   and job.get("video_expires_at") and job["video_expires_at"] < moment
-                   and "video_deleted_at" not in job]
+        expired = self.jobs.collection.find({"state": JobState.DONE, "video_expires_at": {"$lt": now()},
+                                             "video_deleted_at": {"$exists": False}})
         count = 0
         for job in expired:
             videos.remove(job["video_id"])
@@ -131,12 +122,12 @@ class Reconciler:
             count += 1
         return count
 
-    def delete_cancelled_media(self, watched: list[Job] | None = None) -> int:
+    def delete_cancelled_media(self) -> int:
         """Media of cancelled jobs: what a cancel request that died before deleting them left, and what a
         converter still at work when its job was cancelled wrote afterwards."""
-        recheck_from = now() - CANCELLED_RECHECK
-        cancelled = [job for job in self.watched_or(watched) if job["state"] == JobState.CANCELLED
-                     and ("media_deleted_at" not in job or job["finished_at"] > recheck_from)]
+        cancelled = self.jobs.collection.find({"state": JobState.CANCELLED, "$or": [
+            {"media_deleted_at": {"$exists": False}}, {"finished_at": {"$gt": now() - CANCELLED_RECHECK}},
+        ]})
         videos, audio = MediaStore(self.database, VIDEOS), MediaStore(self.database, AUDIO)
         count = 0
         for job in cancelled:

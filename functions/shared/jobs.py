@@ -44,17 +44,14 @@ def from_pending(pending: dict[str, Any]) -> EventPayload:
     return MODEL_BY_TYPE[pending["type"]].model_validate(pending["data"])
 
 
-WATCHED_JOBS = "watched_jobs"
+FINISHED_JOBS = "finished_jobs"
 OWNER_JOB_LISTS = "owner_job_lists"
-# An entry of the watch list without its job is dropped only after this long: the job's record is written right after
-# its entry, and an upload that died in between left nothing else.
-ORPHAN_ENTRY_GRACE = timedelta(minutes=10)
 
 
 class Jobs:
     def __init__(self, db: Database[Job]) -> None:
         self.collection: Collection[Job] = db["jobs"]
-        self.watched: Collection[dict[str, Any]] = db[WATCHED_JOBS]
+        self.finished: Collection[Job] = db[FINISHED_JOBS]
         self.owner_lists: Collection[dict[str, Any]] = db[OWNER_JOB_LISTS]
 
     def ensure_indexes(self) -> None:
@@ -63,8 +60,6 @@ class Jobs:
 
     def create(self, job: Job, event: EventPayload) -> None:
         moment = now()
-        self.owner_lists.update_one({"_id": job["owner_id"]}, {"$push": {"job_ids": job["_id"]}}, upsert=True)
-        self.watch(job["_id"], job["owner_id"])
         self.collection.insert_one({
             **job, "state": JobState.UPLOADED, "created_at": moment, "updated_at": moment,
             "history": [{"state": JobState.UPLOADED, "at": moment}], "attempts": 0, "redrives": 0,
@@ -72,43 +67,17 @@ class Jobs:
         })
 
     def delete(self, job_id: str) -> bool:
-        """Removes the job's record and every entry naming it (its media are `media.remove_job_media`'s). The
-        owner's list goes first: should this stop midway, the record is still there to say whose job it was."""
-        job = self.collection.find_one({"_id": job_id}, {"owner_id": 1})
+        """Removes the job's record, live or finished, and its place in its owner's list (its media are
+        `media.remove_job_media`'s). The list goes first: should this stop midway, the record still says whose
+        job it was. False when there was no record."""
+        job = self.get(job_id)
         if job is not None:
             self.owner_lists.update_one({"_id": job["owner_id"]}, {"$pull": {"job_ids": job_id}})
-        deleted = self.collection.delete_one({"_id": job_id}).deleted_count == 1
-        self.watched.delete_one({"_id": job_id})
-        return deleted
-
-    def watch(self, job_id: str, owner_id: str | None = None) -> None:
-        """Enters the job in the sweeps' watch list (again): before any write that leaves them work."""
-        self.watched.update_one({"_id": job_id}, {"$set": {"touched_at": now(),
-                                                           **({"owner_id": owner_id} if owner_id else {})}},
-                                upsert=True)
-
-    def watched_jobs(self) -> list[Job]:
-        """The jobs the sweeps must look at, each fetched by `_id`; entries whose job is gone are dropped once
-        `ORPHAN_ENTRY_GRACE` has passed."""
-        found = []
-        for entry in list(self.watched.find()):
-            job = self.get(entry["_id"])
-            if job is not None:
-                found.append(job)
-            elif entry["touched_at"] < now() - ORPHAN_ENTRY_GRACE:
-                if entry.get("owner_id"):
-                    self.owner_lists.update_one({"_id": entry["owner_id"]}, {"$pull": {"job_ids": entry["_id"]}})
-                self.watched.delete_one({"_id": entry["_id"], "touched_at": entry["touched_at"]})
-        return found
-
-    def unwatch(self, job: Job) -> bool:
-        """Takes a settled job off the watch list, unless a write entered it again after `job` was read (a writer
-        enters the job before it writes the record, so its entry is then newer than the record read)."""
-        return self.watched.delete_one({"_id": job["_id"], "touched_at": {"$lte": job["updated_at"]}}) \
-            .deleted_count == 1
+        deleted = self.collection.delete_one({"_id": job_id}).deleted_count
+        return deleted + self.finished.delete_one({"_id": job_id}).deleted_count > 0
 
     def get(self, job_id: str) -> Job | None:
-        return self.collection.find_one({"_id": job_id})
+        return self.collection.find_one({"_id": job_id}) or self.finished.find_one({"_id": job_id})
 
     def get_owned(self, job_id: str, owner_id: str) -> Job | None:
         """The job if `owner_id` owns it; None alike for a missing job and someone else's. Looked up by `_id` alone
@@ -117,19 +86,36 @@ class Jobs:
         return job if job is not None and job.get("owner_id") == owner_id else None
 
     def list_owned(self, owner_id: str, limit: int = 50) -> list[Job]:
-        """The owner's newest jobs, newest first: their list, then each job by `_id`."""
-        owned = self.owner_lists.find_one({"_id": owner_id}) or {}
-        newest_first = reversed((owned.get("job_ids") or [])[-limit:])
-        return [job for job in (self.get_owned(job_id, owner_id) for job_id in newest_first) if job is not None]
+        """The owner's newest jobs, newest first: the live ones, and the newest finished ones by `_id`."""
+        live = list(self.collection.find({"owner_id": owner_id}))
+        finished_ids = self.finished_ids(owner_id)[-limit:]
+        finished = [job for job in map(self.finished.find_one, ({"_id": job_id} for job_id in finished_ids))
+                    if job is not None]
+        return sorted(live + finished, key=lambda job: job["created_at"], reverse=True)[:limit]
 
     def owned_ids(self, owner_id: str) -> list[str]:
+        """Every job of the owner, live or finished."""
+        live = [job["_id"] for job in self.collection.find({"owner_id": owner_id}, {"_id": 1})]
+        return live + [job_id for job_id in self.finished_ids(owner_id) if job_id not in live]
+
+    def finished_ids(self, owner_id: str) -> list[str]:
         return list((self.owner_lists.find_one({"_id": owner_id}) or {}).get("job_ids") or [])
+
+    def move_to_finished(self, job: Job) -> bool:
+        """Moves a settled job from the live jobs to the finished history, unless it changed since `job` was read
+        or was deleted meanwhile (then the copy is dropped). Copied before it is deleted, so a stop in between
+        leaves it in both (readers take the live one; the next move repeats)."""
+        self.owner_lists.update_one({"_id": job["owner_id"]}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
+        self.finished.replace_one({"_id": job["_id"]}, job, upsert=True)
+        if self.collection.delete_one({"_id": job["_id"], "updated_at": job["updated_at"]}).deleted_count == 1:
+            return True
+        self.finished.delete_one({"_id": job["_id"]})
+        return False
 
     def _transition(self, query: dict[str, Any], state: JobState, fields: dict[str, Any] | None = None,
                     event: EventPayload | None = None, unset: tuple[str, ...] = (),
                     increment: dict[str, int] | None = None) -> Job | None:
         moment = now()
-        self.watch(query["_id"])
         update: dict[str, Any] = {
             "$set": {**(fields or {}), "state": state, "updated_at": moment,
                      **({"pending_event": as_pending(event)} if event else {})},
@@ -196,8 +182,6 @@ class Jobs:
     def update(self, job_id: str, query: dict[str, Any], fields: dict[str, Any],
                event: EventPayload | None = None) -> Job | None:
         """A change that is not a state transition (notification bookkeeping, redrives), guarded by `query`."""
-        if event is not None:
-            self.watch(job_id)
         update: dict[str, Any] = {"$set": {**fields, **({"pending_event": as_pending(event)} if event else {})}}
         return self.collection.find_one_and_update({"_id": job_id, **query}, update,
                                                    return_document=ReturnDocument.AFTER)
@@ -212,16 +196,14 @@ class Jobs:
             emitter.emit(from_pending(pending))
             self.clear_pending(job["_id"], pending["id"])
 
-    def with_pending_older_than(self, age: timedelta, among: list[Job] | None = None) -> list[Job]:
-        """Watched jobs (or those of `among`) whose pending event is older than `age`."""
-        cutoff = now() - age
-        return [job for job in (self.watched_jobs() if among is None else among)
-                if job.get("pending_event") and job["updated_at"] < cutoff]
+    def with_pending_older_than(self, age: timedelta, limit: int = 200) -> list[Job]:
+        return list(self.collection.find({"pending_event": {"$exists": True},
+                                          "updated_at": {"$lt": now() - age}}).limit(limit))
 
-    def stalled(self, age: timedelta, among: list[Job] | None = None) -> list[Job]:
+    def stalled(self, age: timedelta, limit: int = 200) -> list[Job]:
         """Jobs waiting for conversion, or converting without a live lease, that have not moved for `age`."""
         cutoff = now() - age
-        return [job for job in (self.watched_jobs() if among is None else among)
-                if (job["state"] == JobState.UPLOADED and job["updated_at"] < cutoff)
-                or (job["state"] == JobState.CONVERTING and job.get("lease_until") is not None
-                    and job["lease_until"] < cutoff)]
+        return list(self.collection.find({"$or": [
+            {"state": JobState.UPLOADED, "updated_at": {"$lt": cutoff}},
+            {"state": JobState.CONVERTING, "lease_until": {"$lt": cutoff}},
+        ]}).limit(limit))
