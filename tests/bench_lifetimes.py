@@ -20,7 +20,7 @@ import pymongo
 import requests
 
 from events import EventEmitter, VideoUploaded
-from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, hour_of, ledger_key
+from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, ledger_key, slot_of
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, JobState, now
 from stack.config import ENDPOINTS_FILE
@@ -33,38 +33,60 @@ LIST_REQUESTS = 40
 PURGE_SECONDS = 60.0
 
 
-def seed_settled_jobs(database: Any, count: int, ended_at: datetime, owners: list[str]) -> list[str]:
+def seed_settled_jobs(database: Any, count: int, ended_at: datetime, owners: list[str],
+                      spread: timedelta = timedelta(0)) -> list[str]:
     """`count` jobs as they are once settled (done, MP3 and video expired and deleted, in the finished history and
-    the ledger of the hour they ended), spread over `owners`, inserted in bulk. Their ids."""
+    the ledger of the minute they ended), spread over `owners`, ended evenly over the `spread` before `ended_at`,
+    inserted in bulk. Their ids."""
     job_ids: list[str] = []
+    ended: list[tuple[datetime, str]] = []
     by_owner: dict[str, list[str]] = defaultdict(list)
     jobs = database[FINISHED_JOBS]
     for start in range(0, count, SEED_BATCH):
         batch = []
         for n in range(start, min(count, start + SEED_BATCH)):
             job_id, owner = uuid.uuid4().hex, owners[n % len(owners)]
-            created = ended_at - timedelta(seconds=30) + timedelta(milliseconds=n)  # in upload order
+            job_ended = ended_at - spread + spread * (n + 1) / count
+            created = job_ended - timedelta(seconds=30) + timedelta(milliseconds=n)  # in upload order
             batch.append({
                 "_id": job_id, "owner_id": owner, "video_id": job_id, "filename": f"seeded-{n}.mp4",
                 "size_bytes": 1000, "sha256": "0" * 64, "bitrate_kbps": 192, "container": "mp4",
-                "state": JobState.DONE, "created_at": created, "updated_at": ended_at, "finished_at": ended_at,
+                "state": JobState.DONE, "created_at": created, "updated_at": job_ended, "finished_at": job_ended,
                 "history": [{"state": state, "at": created} for state in ("uploaded", "converting", "done")],
-                "attempts": 1, "redrives": 0, "video_deleted_at": ended_at,
+                "attempts": 1, "redrives": 0, "video_deleted_at": job_ended,
                 "audio": {"audio_id": job_id, "size_bytes": 1000, "sha256": "0" * 64, "duration_seconds": 3.0,
-                          "stream_copied": False, "expires_at": ended_at, "deleted_at": ended_at},
+                          "stream_copied": False, "expires_at": job_ended, "deleted_at": job_ended},
             })
             job_ids.append(job_id)
+            ended.append((job_ended, job_id))
             by_owner[owner].append(job_id)
         jobs.insert_many(batch, ordered=False)
     for owner, owned in by_owner.items():
         database[OWNER_JOB_LISTS].update_one({"_id": owner}, {"$push": {"job_ids": {"$each": owned}}}, upsert=True)
-    hour = hour_of(ended_at)
-    for start in range(0, len(job_ids), SEED_BATCH * 10):
-        database[JOB_ENDINGS].update_one({"_id": ledger_key(hour)},
-                                         {"$push": {"job_ids": {"$each": job_ids[start:start + SEED_BATCH * 10]}}},
+    by_slot: dict[datetime, list[str]] = defaultdict(list)
+    for document_ended, job_id in ended:
+        by_slot[slot_of(document_ended)].append(job_id)
+    for slot, slot_ids in by_slot.items():
+        database[JOB_ENDINGS].update_one({"_id": ledger_key(slot)}, {"$push": {"job_ids": {"$each": slot_ids}}},
                                          upsert=True)
-    database[RECONCILE_STATE].update_one({"_id": PURGE_CURSOR}, {"$min": {"next_hour": hour}}, upsert=True)
+    database[RECONCILE_STATE].update_one({"_id": PURGE_CURSOR}, {"$min": {"next_slot": min(by_slot)}}, upsert=True)
     return job_ids
+
+
+def forget_seeded(database: Any, owners: list[str]) -> None:
+    """Removes what is left of the jobs seeded for `owners` (they would otherwise stay a month on this stack), a
+    few owners per command: FerretDB's SQLite backend refuses to delete ~32k documents in one."""
+    seeded = set()
+    for owner in owners:
+        seeded.update((database[OWNER_JOB_LISTS].find_one({"_id": owner}) or {}).get("job_ids") or [])
+    for start in range(0, len(owners), 20):
+        database[FINISHED_JOBS].delete_many({"owner_id": {"$in": owners[start:start + 20]}})
+    database[OWNER_JOB_LISTS].delete_many({"_id": {"$in": owners}})
+    for ending in list(database[JOB_ENDINGS].find()):
+        left = [job_id for job_id in ending.get("job_ids") or [] if job_id in seeded]
+        if left:
+            database[JOB_ENDINGS].update_one({"_id": ending["_id"]}, {"$pullAll": {"job_ids": left}})
+            database[JOB_ENDINGS].delete_one({"_id": ending["_id"], "job_ids": {"$size": 0}})
 
 
 def p95(values: list[float]) -> float:
@@ -119,13 +141,7 @@ def measure(points: dict[str, str], sizes: list[int]) -> dict[str, Any]:
     try:
         return measure_with(points, database, jobs, reconciler, owner, token, others, sizes)
     finally:
-        # What the purge left of the seeded jobs (2 days old, they would otherwise stay a month on this stack), a
-        # few owners per command: FerretDB's SQLite backend refuses to delete ~32k documents in one.
-        for start in range(0, len(others), 20):
-            database[FINISHED_JOBS].delete_many({"owner_id": {"$in": others[start:start + 20]}})
-        database[FINISHED_JOBS].delete_many({"owner_id": owner})
-        database[OWNER_JOB_LISTS].delete_many({"_id": {"$in": [owner, *others]}})
-        database[JOB_ENDINGS].delete_one({"_id": ledger_key(hour_of(now() - timedelta(days=2)))})
+        forget_seeded(database, [owner, *others])
         client.close()
 
 
@@ -141,7 +157,9 @@ def measure_with(points: dict[str, str], database: Any, jobs: Jobs, reconciler: 
         # The user's own 20 and the rest spread over 200 others: the list answers the user's 20.
         if not seeded:
             seeded.extend(seed_settled_jobs(database, 20, now() - timedelta(days=2), [owner]))
-        seeded.extend(seed_settled_jobs(database, size - len(seeded), now() - timedelta(days=2), others))
+        # Ended over a day, between three and two days ago.
+        seeded.extend(seed_settled_jobs(database, size - len(seeded), now() - timedelta(days=2), others,
+                                        spread=timedelta(days=1)))
         seconds = time.perf_counter() - started
         renewals = [timed(lambda: jobs.renew_lease(live_job, "bench", timedelta(seconds=10), {"percent": 1.0}))
                     for _ in range(LIST_REQUESTS)]
@@ -191,8 +209,8 @@ def purge_rate(database: Any, jobs: Jobs, points: dict[str, str], token: str, co
     def purge() -> None:
         nonlocal purged, purge_seconds
         started = time.perf_counter()
-        while time.perf_counter() - started < PURGE_SECONDS and (step := lifetimes.purge_jobs()) > 0:
-            purged += step
+        while time.perf_counter() - started < PURGE_SECONDS and (step := lifetimes.purge_jobs()).entries > 0:
+            purged += step.records
         purge_seconds = time.perf_counter() - started
 
     purger = threading.Thread(target=purge)

@@ -24,7 +24,7 @@ from functions.reconcile.sweeps import Reconciler
 from functions.shared import mysql
 from functions.shared.jobs import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore
-from tests.bench_lifetimes import seed_settled_jobs
+from tests.bench_lifetimes import forget_seeded, seed_settled_jobs
 from tests.reliability_support import Stack, User, clip
 from tests.support import wait_for
 
@@ -127,17 +127,16 @@ def test_a_purge_killed_midway_resumes_without_losing_or_double_deleting_anythin
     left_before = db[FINISHED_JOBS].count_documents({"owner_id": owner})
     assert 20 < left_before <= 220
     lifetimes = Lifetimes(db, Jobs(db), job_lifetime=timedelta(hours=1), batch_size=100000)
-    resumed = lifetimes.purge_jobs()
+    resumed = lifetimes.purge_jobs().records
     # Exactly those still there were deleted (none twice: a deleted record is not counted again), none lost.
     assert resumed == left_before - 20
     assert db[FINISHED_JOBS].count_documents({"_id": {"$in": due}}) == 0
     assert db[FINISHED_JOBS].count_documents({"_id": {"$in": kept}}) == 20
     assert sorted(db[OWNER_JOB_LISTS].find_one({"_id": owner})["job_ids"]) == sorted(kept)
     assert db[JOB_ENDINGS].count_documents({"job_ids": {"$in": due}}) == 0
-    assert db[RECONCILE_STATE].find_one({"_id": "purge"})["next_hour"] > now() - timedelta(hours=2)
-    assert lifetimes.purge_jobs() == 0
-    db[FINISHED_JOBS].delete_many({"_id": {"$in": kept}})
-    db[OWNER_JOB_LISTS].delete_one({"_id": owner})
+    assert db[RECONCILE_STATE].find_one({"_id": "purge"})["next_slot"] > now() - timedelta(hours=2)
+    assert lifetimes.purge_jobs().entries == 0
+    forget_seeded(db, [owner])
 
 
 def test_login_throttle_rows_past_their_lifetime_are_purged(stack: Stack) -> None:
@@ -256,5 +255,4 @@ def test_the_list_and_the_sweeps_do_the_same_work_with_1k_and_5k_finished_jobs(
         work.append((counter.commands, counter.documents))
         assert [job["_id"] for job in listed] == mine[::-1]
     assert work[0] == work[1], f"commands and documents read with 1k vs 5k finished jobs: {work}"
-    database[FINISHED_JOBS].delete_many({"owner_id": {"$in": [*others, user.account_id]}})
-    database[OWNER_JOB_LISTS].delete_many({"_id": {"$in": [*others, user.account_id]}})
+    forget_seeded(database, [*others, user.account_id])

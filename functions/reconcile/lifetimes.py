@@ -1,6 +1,6 @@
 """Lifetimes: nothing is kept for ever. A job moves from the live jobs to the finished history once nothing more
-can happen to it (settled), entered in the ledger of the hour it ended, and is purged with its leftovers once
-JOB_RECORD_RETENTION_SECONDS have passed since that hour; login-throttle rows past their lifetime are deleted.
+can happen to it (settled), entered in the ledger of the minute it ended, and is purged with its leftovers once
+JOB_RECORD_RETENTION_SECONDS have passed since that minute; login-throttle rows past their lifetime are deleted.
 
 Every step works in bounded batches and can stop anywhere: a job leaves the ledger only after its record, its
 media and its place in its owner's list are gone, and each of those deletions is safe to repeat, so the next sweep
@@ -23,42 +23,50 @@ from functions.shared.media import remove_job_media
 
 log = logging.getLogger(__name__)
 
-# Per hour in which jobs ended, the ids of those settled: `{"_id": "2026-12-01T17", "job_ids": [...]}`.
+# Per minute in which jobs ended, the ids of those settled: `{"_id": "2026-12-01T17:05", "job_ids": [...]}`. A minute,
+# so that each document stays small (an update rewrites it whole) and is fetched by `_id`.
 JOB_ENDINGS = "job_endings"
-# The purge's place in the ledger, `{"_id": "purge", "next_hour": <the oldest hour not yet purged>}`.
+# The purge's place in the ledger, `{"_id": "purge", "next_slot": <the oldest minute not yet purged>}`.
 RECONCILE_STATE = "reconcile_state"
 PURGE_CURSOR = "purge"
-HOUR = timedelta(hours=1)
+SLOT = timedelta(minutes=1)
 # Where the orphan-chunk sweep remembers what it saw (functions/reconcile/sweeps.py).
 ORPHAN_SIGHTINGS = "orphan_sightings"
 NOT_IMPLEMENTED = 238
-# Purged jobs taken out of their hour's ledger document per update.
+# Purged jobs taken out of their minute's ledger document per update.
 LEDGER_PULL_BATCH = 50
 # A job that ended stays live this much longer: the broker's retries of its last events (about 22 min for convert)
 # and a converter still writing after a cancel (until its ffmpeg deadline) all fall within it.
 SETTLE_AFTER = timedelta(hours=1)
 
 
-def hour_of(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+def slot_of(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
 
 
-def ledger_key(hour: datetime) -> str:
-    return hour.strftime("%Y-%m-%dT%H")
+def ledger_key(slot: datetime) -> str:
+    return slot.strftime("%Y-%m-%dT%H:%M")
 
 
 def is_settled(job: Job, moment: datetime) -> bool:
     """Nothing more can happen to the job but the end of its lifetime: it ended over `SETTLE_AFTER` ago, has no
-    event pending, and its media are gone (a failed job's are removed as it settles)."""
+    event pending, its MP3 has expired and been deleted, and a kept source video's time is up (whatever media are
+    left, a failed job's video for one, are removed as it settles)."""
     ended = job.get("finished_at") or job["updated_at"]
     if job["state"] not in FINAL_STATES or job.get("pending_event") or max(ended, job["updated_at"]) > \
             moment - SETTLE_AFTER:
         return False
     if job["state"] == JobState.DONE:
-        return bool((job.get("audio") or {}).get("deleted_at")) and bool(job.get("video_deleted_at"))
+        return bool((job.get("audio") or {}).get("deleted_at")) and (job.get("video_expires_at") or ended) <= moment
     if job["state"] == JobState.CANCELLED:
         return "media_deleted_at" in job
     return True
+
+
+@dataclass
+class Purged:
+    entries: int = 0  # ledger entries taken
+    records: int = 0  # job records deleted (an entry whose job was deleted already deletes none)
 
 
 @dataclass
@@ -97,52 +105,53 @@ class Lifetimes:
 
     def run(self) -> PurgeReport:
         self.ensure_ttl_index()
-        return PurgeReport(settled=self.settle(), jobs_purged=self.purge_jobs(),
+        return PurgeReport(settled=self.settle(), jobs_purged=self.purge_jobs().records,
                            login_failures_purged=self.purge_login_failures())
 
     def settle(self) -> int:
         """Moves at most `batch_size` settled jobs to the finished history, each entered first in the ledger of the
-        hour it ended: a stop in between leaves it in both, which the next sweep repeats harmlessly."""
+        minute it ended: a stop in between leaves it in both, which the next sweep repeats harmlessly."""
         settled = 0
         moment = now()
         ended = self.jobs.collection.find({"state": {"$in": list(FINAL_STATES)}})
         for job in [job for job in ended if is_settled(job, moment)][:self.batch_size]:
-            if job["state"] == JobState.FAILED:
-                remove_job_media(self.database, job)
-            hour = hour_of(job.get("finished_at") or job["updated_at"])
-            self.endings.update_one({"_id": ledger_key(hour)}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
-            # An hour behind the purge's place (a lifetime shorter than the settling time) moves it back.
-            self.state.update_one({"_id": PURGE_CURSOR}, {"$min": {"next_hour": hour}}, upsert=True)
+            remove_job_media(self.database, job)
+            slot = slot_of(job.get("finished_at") or job["updated_at"])
+            self.endings.update_one({"_id": ledger_key(slot)}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
+            # A minute behind the purge's place (a lifetime shorter than the settling time) moves it back.
+            self.state.update_one({"_id": PURGE_CURSOR}, {"$min": {"next_slot": slot}}, upsert=True)
             settled += self.jobs.move_to_finished(job)
         return settled
 
-    def purge_jobs(self) -> int:
-        """Deletes, at most `batch_size` at a time, the jobs whose hour of ending is a whole lifetime ago, with their
-        media and every entry naming them; walks the ledger hour by hour, each fetched by `_id`."""
+    def purge_jobs(self) -> Purged:
+        """Deletes, at most `batch_size` ledger entries at a time, the jobs whose minute of ending is a whole lifetime
+        ago, with their media and every entry naming them; walks the ledger minute by minute, each fetched by `_id`
+        (at most `batch_size` minutes per call: a purge that fell behind catches up over a few sweeps)."""
+        result = Purged()
         cursor = self.state.find_one({"_id": PURGE_CURSOR})
         if cursor is None:
-            return 0
-        hour: datetime = cursor["next_hour"]
-        taken = hours_walked = purged = 0
-        while hour + HOUR <= now() - self.job_lifetime and taken < self.batch_size \
-                and hours_walked < self.batch_size:
-            hours_walked += 1
-            key = ledger_key(hour)
+            return result
+        slot: datetime = cursor["next_slot"]
+        slots_walked = 0
+        while slot + SLOT <= now() - self.job_lifetime and result.entries < self.batch_size \
+                and slots_walked < self.batch_size:
+            slots_walked += 1
+            key = ledger_key(slot)
             ending = self.endings.find_one({"_id": key}) or {}
-            job_ids = (ending.get("job_ids") or [])[:self.batch_size - taken]
-            # Taken out of the ledger a few at a time, once purged: each update rewrites the hour's document.
+            job_ids = (ending.get("job_ids") or [])[:self.batch_size - result.entries]
+            # Taken out of the ledger a few at a time, once purged.
             for start in range(0, len(job_ids), LEDGER_PULL_BATCH):
                 done = job_ids[start:start + LEDGER_PULL_BATCH]
-                purged += sum(self.purge_job(job_id) for job_id in done)
+                result.records += sum(self.purge_job(job_id) for job_id in done)
                 self.endings.update_one({"_id": key}, {"$pullAll": {"job_ids": done}})
-                taken += len(done)
+                result.entries += len(done)
             if len(job_ids) == len(ending.get("job_ids") or []):
-                # The hour is done: its document goes, then the purge moves past it (guarded, should a settle have
+                # The minute is done: its document goes, then the purge moves past it (guarded, should a settle have
                 # moved the cursor back meanwhile).
                 self.endings.delete_one({"_id": key, "job_ids": {"$size": 0}})
-                self.state.update_one({"_id": PURGE_CURSOR, "next_hour": hour}, {"$set": {"next_hour": hour + HOUR}})
-                hour += HOUR
-        return purged
+                self.state.update_one({"_id": PURGE_CURSOR, "next_slot": slot}, {"$set": {"next_slot": slot + SLOT}})
+                slot += SLOT
+        return result
 
     def purge_job(self, job_id: str) -> bool:
         """False when there was no record left to delete (a sweep that stopped before taking it out of the ledger
