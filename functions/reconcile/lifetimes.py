@@ -2,9 +2,10 @@
 can happen to it (settled), entered in the ledger of the minute it ended, and is purged with its leftovers once
 JOB_RECORD_RETENTION_SECONDS have passed since that minute; login-throttle rows past their lifetime are deleted.
 
-Every step works in bounded batches and can stop anywhere: a job leaves the ledger only after its record, its
-media and its place in its owner's list are gone, and each of those deletions is safe to repeat, so the next sweep
-resumes where an interrupted one stopped, with nothing lost and nothing deleted twice.
+A job's media and every leftover (tracks, segments, joiners' MP3s, a failed job's video) are removed as it settles,
+so the purge deletes records only. Every step works in bounded batches and can stop anywhere: a job leaves the
+ledger only after its record and its place in its owner's list are gone, and each of those deletions is safe to
+repeat, so the next sweep resumes where an interrupted one stopped, with nothing lost and nothing deleted twice.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ SLOT = timedelta(minutes=1)
 # Where the orphan-chunk sweep remembers what it saw (functions/reconcile/sweeps.py).
 ORPHAN_SIGHTINGS = "orphan_sightings"
 NOT_IMPLEMENTED = 238
+# Minutes walked per ledger entry a purge step may take: most minutes of a quiet service hold no job.
+EMPTY_SLOTS_PER_ENTRY = 10
 # Purged jobs taken out of their minute's ledger document per update.
 LEDGER_PULL_BATCH = 50
 # A job that ended stays live this much longer: the broker's retries of its last events (about 22 min for convert)
@@ -125,8 +128,9 @@ class Lifetimes:
 
     def purge_jobs(self) -> Purged:
         """Deletes, at most `batch_size` ledger entries at a time, the jobs whose minute of ending is a whole lifetime
-        ago, with their media and every entry naming them; walks the ledger minute by minute, each fetched by `_id`
-        (at most `batch_size` minutes per call: a purge that fell behind catches up over a few sweeps)."""
+        ago, with every entry naming them; walks the ledger minute by minute, each fetched by `_id` (at most
+        `EMPTY_SLOTS_PER_ENTRY` times `batch_size` minutes per call, each one lookup: a purge that fell behind
+        catches up over a few sweeps)."""
         result = Purged()
         cursor = self.state.find_one({"_id": PURGE_CURSOR})
         if cursor is None:
@@ -134,7 +138,7 @@ class Lifetimes:
         slot: datetime = cursor["next_slot"]
         slots_walked = 0
         while slot + SLOT <= now() - self.job_lifetime and result.entries < self.batch_size \
-                and slots_walked < self.batch_size:
+                and slots_walked < EMPTY_SLOTS_PER_ENTRY * self.batch_size:
             slots_walked += 1
             key = ledger_key(slot)
             ending = self.endings.find_one({"_id": key}) or {}
@@ -155,11 +159,7 @@ class Lifetimes:
 
     def purge_job(self, job_id: str) -> bool:
         """False when there was no record left to delete (a sweep that stopped before taking it out of the ledger
-        had deleted it, or its owner had)."""
-        job = self.jobs.get(job_id)
-        if job is None:
-            return False
-        remove_job_media(self.database, job)
+        had deleted it, or its owner had). Its media and leftovers went when it settled, so only records remain."""
         return self.jobs.delete(job_id)
 
     def purge_login_failures(self) -> int:
