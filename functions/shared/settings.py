@@ -127,7 +127,7 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     # the convert Trigger's whole retry budget (about 22 min), so the broker's own retries come first.
     stuck_after_seconds: float = Field(default=1800, gt=0)
     max_redrives: int = Field(default=3, ge=0)
-    # Lifetimes (README, "What is stored, for how long"): a job's record is purged this long after the hour the job
+    # Lifetimes (README, "What is stored, for how long"): a job's record is purged this long after the minute the job
     # ended (its status then answers 404); 0 purges each job as soon as it has settled (an hour after it ended).
     job_record_retention_seconds: int = Field(default=30 * 24 * 3600, ge=0)
     # Login-throttle rows (MySQL) are deleted this long after their window started; longer than the auth
