@@ -28,6 +28,8 @@ from tests.bench_lifetimes import forget_seeded, seed_settled_jobs
 from tests.reliability_support import Stack, User, clip
 from tests.support import wait_for
 
+pytestmark = pytest.mark.stack
+
 BUCKETS = (VIDEOS, AUDIO, TRACKS, SEGMENTS)
 
 
