@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 VIDEO ?=
 OUT ?=
 
-.PHONY: help setup up down status logs test test-quick test-faults go-test run bench lint schemas
+.PHONY: help setup up down status logs test test-quick test-faults go-test run bench load lint schemas
 
 help:
 	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
 	@echo "make test                                  install, start the local stack, run the whole test suite"
-	@echo "make setup | up | down | status | logs | bench | lint | go-test | test-quick (no slow tests) | test-faults (only them)"
+	@echo "make setup | up | down | status | logs | bench | load | lint | go-test | test-quick (no slow tests) | test-faults (only them)"
 
 setup:
 	@stack/setup.sh
@@ -47,10 +47,15 @@ test-faults: up
 	@$(PY) -m pytest -m slow --run-slow
 
 run: up
-	@$(VENV)/bin/vid2mp3 convert $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")
+	@$(VENV)/bin/vid2mp3 convert --local $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")
 
 bench: up
 	@$(PY) -m tests.bench
+
+# 200 uploads by 20 users at once, then a 10-minute soak at 0.5 uploads/s (about 15 minutes in all; loopback only,
+# stops by itself). LOAD_ARGS="--uploads 50 --soak-seconds 60" for a shorter run; tests/load.py has the options.
+load: up
+	@$(PY) -m tests.load $(LOAD_ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check .

@@ -21,6 +21,10 @@ class ClientError(Exception):
     """A request vid2mp3 refused; the message is its answer."""
 
 
+class Unauthorized(ClientError):
+    """401: the token is missing, expired or revoked."""
+
+
 def read_endpoints(path: Path) -> dict[str, str]:
     if not path.exists():
         raise ClientError(f"{path} does not exist: start the local stack with `make up`")
@@ -33,6 +37,8 @@ def answer(response: requests.Response) -> Any:
         body = response.json()
     except ValueError:
         body = {"message": response.text[:200]}
+    if response.status_code == 401:
+        raise Unauthorized(f"HTTP 401: {body.get('message') or body.get('error') or body}")
     if response.status_code >= 400:
         raise ClientError(f"HTTP {response.status_code}: {body.get('message') or body.get('error') or body}")
     return body
@@ -98,17 +104,26 @@ class Vid2mp3:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def sign_up_or_log_in(self, email: str, password: str) -> None:
-        credentials = {"email": email, "password": password}
-        response = self.session.post(f"{self.auth_url}/signup", json=credentials, timeout=self.timeout)
-        if response.status_code not in (201, 409):
-            answer(response)
-        self.token = answer(self.session.post(f"{self.auth_url}/login", json=credentials,
+    def sign_up(self, email: str, password: str) -> None:
+        answer(self.session.post(f"{self.auth_url}/signup", json={"email": email, "password": password},
+                                 timeout=self.timeout))
+
+    def log_in(self, email: str, password: str) -> None:
+        self.token = answer(self.session.post(f"{self.auth_url}/login", json={"email": email, "password": password},
                                               timeout=self.timeout))["access_token"]
 
+    def sign_up_or_log_in(self, email: str, password: str) -> None:
+        response = self.session.post(f"{self.auth_url}/signup", json={"email": email, "password": password},
+                                     timeout=self.timeout)
+        if response.status_code not in (201, 409):
+            answer(response)
+        self.log_in(email, password)
+
     def upload(self, video: Path, bitrate_kbps: int | None = None,
-               on_bytes: Callable[[int], object] = lambda _: None) -> dict[str, Any]:
-        params: dict[str, str] = {"filename": video.name}
+               on_bytes: Callable[[int], object] = lambda _: None,
+               options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Uploads `video`; `options`: conversion options as the upload function's fields (events/options.py)."""
+        params: dict[str, str] = {"filename": video.name, **(options or {})}
         if bitrate_kbps:
             params["bitrate"] = str(bitrate_kbps)
         with video.open("rb") as file:
@@ -122,6 +137,15 @@ class Vid2mp3:
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(answer(self.session.get(f"{self.status_url}/{job_id}", headers=self._headers(),
                                             timeout=self.timeout)))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(answer(self.session.get(f"{self.status_url}/", headers=self._headers(),
+                                            timeout=self.timeout))["jobs"])
+
+    def delete(self, job_id: str) -> None:
+        response = self.session.delete(f"{self.status_url}/{job_id}", headers=self._headers(), timeout=self.timeout)
+        if response.status_code != 204:
+            answer(response)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(answer(self.session.post(f"{self.status_url}/{job_id}/cancel", headers=self._headers(),

@@ -19,6 +19,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from events.options import ConversionOptions
+
 SCHEMA_BASE_URI = "https://github.com/vid2mp3/vid2mp3/raw/main/events/schemas/"
 SOURCE_PREFIX = "/vid2mp3/"
 
@@ -54,6 +56,8 @@ class FailureReason(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     STUCK = "stuck"
     SOURCE_MISSING = "source_missing"
+    # An option the probe showed cannot apply to this video (a trim past its end, a track it does not have).
+    INVALID_OPTIONS = "invalid_options"
 
 
 class EventPayload(BaseModel):
@@ -92,6 +96,13 @@ class VideoUploaded(EventPayload):
     sha256: Sha256
     bitrate_kbps: BitrateKbps = 192
     uploaded_at: datetime
+    # Optional, and left out of the payload when no option was given: an event without options is exactly what
+    # v1 subscribers always received, and one with them is read by any subscriber that ignores fields it does
+    # not know (events/README.md).
+    options: Annotated[ConversionOptions | None,
+                       Field(exclude_if=lambda value: value is None,
+                             description="Conversion options beyond the bitrate (trim, VBR quality, loudness, "
+                                         "track, channels, tags, cover); absent: the defaults.")] = None
 
 
 class AudioConverted(EventPayload):
@@ -178,4 +189,8 @@ PAYLOAD_MODELS: tuple[type[EventPayload], ...] = (
     JobCancelled,
     SegmentRequested,
 )
+# The events that tell of a job's progress: what a user's webhooks can subscribe to. `segment.requested` is the
+# pipeline's own work item, not news.
+JOB_EVENT_TYPES: tuple[str, ...] = (VIDEO_UPLOADED, AUDIO_CONVERTED, CONVERSION_FAILED, NOTIFICATION_SENT,
+                                    JOB_CANCELLED)
 MODEL_BY_TYPE: dict[str, type[EventPayload]] = {model.event_type: model for model in PAYLOAD_MODELS}

@@ -11,13 +11,25 @@ from typing import TypeVar
 import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ValidationError
 
-from events.catalog import SOURCE_PREFIX, EventPayload
+from events.catalog import AUDIO_CONVERTED, CONVERSION_FAILED, JOB_CANCELLED, SOURCE_PREFIX, EventPayload
 
 log = logging.getLogger(__name__)
 
 Payload = TypeVar("Payload", bound=EventPayload)
+
+# The OpenTelemetry API only: a function that set up no SDK (functions/shared/telemetry.py) records nothing, and
+# then an event carries no trace context.
+tracer = trace.get_tracer("vid2mp3.events")
+W3C_TRACE_CONTEXT = TraceContextTextMapPropagator()
+# The events that end a job, and the state they end it in.
+FINAL_STATE_BY_TYPE = {AUDIO_CONVERTED: "done", CONVERSION_FAILED: "failed", JOB_CANCELLED: "cancelled"}
+jobs_ended = metrics.get_meter("vid2mp3.events").create_counter(
+    "vid2mp3.jobs.ended", description="Jobs that reached a final state, by state (counted as the event is emitted)")
 
 
 class EmitError(Exception):
@@ -38,6 +50,9 @@ def to_cloud_event(payload: EventPayload, *, source_function: str) -> CloudEvent
         "datacontenttype": "application/json",
         "time": datetime.now(UTC).isoformat(),
     }
+    # The CloudEvents distributed-tracing extension: `traceparent` (and `tracestate`) of the current span, so the
+    # functions this event reaches continue its trace (README: what the broker does with them).
+    W3C_TRACE_CONTEXT.inject(attributes)
     return CloudEvent(attributes, payload.model_dump(mode="json"))
 
 
@@ -83,6 +98,24 @@ class EventEmitter:
         self._session = requests.Session()
 
     def emit(self, payload: EventPayload) -> None:
+        handler_span = trace.get_current_span()
+        # The request or event being handled now concerns this job (upload's request learns its id only here).
+        handler_span.set_attribute("vid2mp3.job_id", payload.job_id)
+        with tracer.start_as_current_span(f"emit {payload.event_type}", kind=SpanKind.PRODUCER, attributes={
+            "vid2mp3.job_id": payload.job_id, "cloudevents.event_type": payload.event_type,
+            "cloudevents.event_id": payload.event_id(),
+        }) as span:
+            self._post(payload)
+            final_state = FINAL_STATE_BY_TYPE.get(payload.event_type)
+            if final_state is not None:
+                jobs_ended.add(1, {"state": final_state})
+            if final_state == "failed":
+                # The failed job's trace shows where it failed: this span and the one that decided it.
+                failure = Status(StatusCode.ERROR, f"job failed: {getattr(payload, 'reason', '')}")
+                for marked in (span, handler_span):
+                    marked.set_status(failure)
+
+    def _post(self, payload: EventPayload) -> None:
         headers, body = to_binary(to_cloud_event(payload, source_function=self.source_function))
         problem = ""
         for attempt in range(self.attempts):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import json
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ import pika
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from stack import processes, servers
+from stack import processes, servers, telemetry
 from stack.config import (
     ALLOCATOR_TUNING,
     BIN,
@@ -24,7 +27,9 @@ from stack.config import (
     INGRESS_PORT,
     KNATIVE_DIR,
     LOCAL,
+    LOCAL_STACK_QUOTAS,
     LOGS,
+    OTLP_HTTP_PORT,
     PUBLIC_FUNCTIONS,
     RABBITMQ_NODE,
     RECONCILE_INTERVAL_SECONDS,
@@ -65,6 +70,16 @@ def jwt_private_key_pem() -> str:
     return path.read_text()
 
 
+def download_link_keys() -> str:
+    """The local stack's key for signed download links, made once; a cluster takes its keys from a Secret."""
+    path = SECRETS / "download-link-keys"
+    if not path.exists():
+        SECRETS.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text("local:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def endpoints() -> dict[str, str]:
     urls = server_urls()
     return {
@@ -74,6 +89,7 @@ def endpoints() -> dict[str, str]:
         "STATUS_URL": function_url("status"),
         "DOWNLOAD_URL": function_url("download"),
         "WEB_URL": function_url("web"),
+        "WEBHOOKS_URL": function_url("webhooks"),
         **{f"{name.upper()}_FUNCTION_URL": function_url(name) for name in FUNCTION_PORTS},
         "BROKER_INGRESS_URL": ingress_url(),
         "BROKER_EXCHANGE": topology().exchange,
@@ -82,6 +98,9 @@ def endpoints() -> dict[str, str]:
         "MONGO_URI": urls.mongo,
         "MYSQL_URL": urls.mysql,
         "SENDGRID_API_HOST": os.environ.get("VID2MP3_SENDGRID_API_HOST", f"http://{HOST}:{SENDGRID_PORT}"),
+        "JAEGER_URL": telemetry.jaeger_url(),
+        "METRICS_URL": telemetry.metrics_url(),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": telemetry.otlp_endpoint(),
     }
 
 
@@ -98,16 +117,27 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "PUBLIC_UPLOAD_URL": points["UPLOAD_URL"],
         "PUBLIC_STATUS_URL": points["STATUS_URL"],
         "PUBLIC_DOWNLOAD_URL": points["DOWNLOAD_URL"],
+        "PUBLIC_WEB_URL": points["WEB_URL"],
+        "DOWNLOAD_LINK_KEYS": download_link_keys(),
         # The web page calls auth, upload, status and download from its own origin.
         "CORS_ALLOWED_ORIGINS": points["WEB_URL"],
         "SENDGRID_API_HOST": points["SENDGRID_API_HOST"],
         # The stand-in checks that a key is sent, not which; a real key comes from the environment.
         "SENDGRID_API_KEY": os.environ.get("VID2MP3_SENDGRID_API_KEY", "local-standin-key"),
         "WORK_DIR": str(LOCAL / "work"),
+        # Webhook receivers of a local stack (tests, a developer's) listen on 127.0.0.1 over http.
+        "WEBHOOK_ALLOW_LOOPBACK": "true",
+        # Traces and metrics to the stack's Jaeger (functions/shared/telemetry.py; unset: none are made).
+        "OTEL_EXPORTER_OTLP_ENDPOINT": points["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        # Metrics every 5 s and spans every 0.5 s (the SDK's defaults: 60 s, 5 s), so a test, `curl $METRICS_URL`
+        # or the query API sees them soon.
+        "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
         "PYTHONUNBUFFERED": "1",
         # Conversions in parallel up to the cores, as Knative scales convert pods out.
         "THREADS": "8",
         **ALLOCATOR_TUNING,
+        **LOCAL_STACK_QUOTAS,
     }
 
 
@@ -157,7 +187,7 @@ def up() -> None:
     urls = server_urls()
     routing_topology = topology()  # a malformed manifest stops us before anything starts
     producers = producer_side()
-    for program in ("ingress", "dispatcher", "ferretdb", ADAPTER_PROGRAM):
+    for program in ("ingress", "dispatcher", "ferretdb", "jaeger", ADAPTER_PROGRAM):
         if not (BIN / program).exists():
             raise StackError(f"{BIN / program} is missing: run `make setup` first")
     startup = Startup()
@@ -171,6 +201,12 @@ def up() -> None:
         declare_producer_topology(producers, urls.amqp)
         points = endpoints()
         env = function_env(points)
+        print("Telemetry:")
+        # Before everything that sends it spans and metrics.
+        start_process(startup, "jaeger", telemetry.jaeger_argv(str(BIN / "jaeger")), env=telemetry.jaeger_env(),
+                      port=OTLP_HTTP_PORT)
+        processes.wait_until(telemetry.ready, "jaeger", FUNCTION_READY_TIMEOUT_SECONDS, name="jaeger")
+        broker_tracing = {"K_OBSERVABILITY_CONFIG": telemetry.broker_observability_config()}
         print("Functions:")
         start_process(startup, "sendgrid-standin",
                       [processes.python(), "-m", "stack.sendgrid_standin", str(SENDGRID_PORT)], port=SENDGRID_PORT)
@@ -183,25 +219,36 @@ def up() -> None:
         print("Broker data plane:")
         start_process(startup, "ingress", supervised("ingress", [str(BIN / "ingress")]), env={
             "BROKER_URL": urls.amqp, "EXCHANGE_NAME": routing_topology.exchange, "PORT": str(INGRESS_PORT),
+            **broker_tracing,
         }, port=INGRESS_PORT)
         one_request_per_pod = services_taking_one_request_per_pod(load_documents(KNATIVE_DIR))
         for spec in routing_topology.dispatchers(urls.amqp, ingress_url(), function_url):
             if spec.subscriber_service in one_request_per_pod:
                 cap_parallelism_at_cores(spec)
-            start_process(startup, spec.name, supervised(spec.name, [str(BIN / "dispatcher")]), env=spec.env)
-        if "reconcile" in available_functions():
-            start_process(startup, "reconcile-ticker", [
-                processes.python(), "-m", "stack.ticker", function_url("reconcile"), str(RECONCILE_INTERVAL_SECONDS),
-            ])
+            start_process(startup, spec.name, supervised(spec.name, [str(BIN / "dispatcher")]),
+                          env={**spec.env, **broker_tracing})
+        for ping_source, service in ping_sinks(load_documents(KNATIVE_DIR)):
+            if service in available_functions():
+                start_process(startup, f"{service}-ticker", [
+                    processes.python(), "-m", "stack.ticker", ping_source, function_url(service),
+                    str(RECONCILE_INTERVAL_SECONDS),
+                ])
         print("RabbitMQ source:")
         # After the ingress: the adapter posts every message it takes to it.
         start_process(startup, producers.adapter_process, supervised(producers.adapter_process, [
-            str(BIN / ADAPTER_PROGRAM)]), env=producers.adapter_env(urls.amqp, ingress_url()))
+            str(BIN / ADAPTER_PROGRAM)]), env={**producers.adapter_env(urls.amqp, ingress_url()), **broker_tracing})
     except BaseException:
         print("Start-up failed: stopping what this run started.", file=sys.stderr)
         startup.undo()
         raise
     write_endpoints(points)
+
+
+def ping_sinks(documents: list[tuple[Path, dict[str, Any]]]) -> list[tuple[str, str]]:
+    """Each PingSource of knative/ with the Service it drives (once a minute there; here every
+    VID2MP3_RECONCILE_INTERVAL seconds, 60 unless a test asks for faster)."""
+    return [(str(doc["metadata"]["name"]), str(doc["spec"]["sink"]["ref"]["name"]))
+            for _, doc in documents if doc.get("kind") == "PingSource"]
 
 
 def services_taking_one_request_per_pod(documents: list[tuple[Path, dict[str, Any]]]) -> set[str]:
@@ -243,7 +290,8 @@ def write_endpoints(points: dict[str, str]) -> None:
     ENDPOINTS_FILE.write_text("".join(f"{key}={value}\n" for key, value in points.items()))
     print(f"\nEndpoints (also in {ENDPOINTS_FILE}):")
     for key in ("AUTH_URL", "UPLOAD_URL", "STATUS_URL", "DOWNLOAD_URL", "WEB_URL", "JWKS_URL",
-                "BROKER_INGRESS_URL", "PRODUCER_EXCHANGE", "AMQP_URL", "MONGO_URI", "MYSQL_URL", "SENDGRID_API_HOST"):
+                "BROKER_INGRESS_URL", "PRODUCER_EXCHANGE", "AMQP_URL", "MONGO_URI", "MYSQL_URL", "SENDGRID_API_HOST",
+                "JAEGER_URL", "METRICS_URL"):
         print(f"  {key:<20} {servers.redact(points[key])}")
 
 
@@ -264,6 +312,7 @@ def status() -> int:
         "mariadb": servers.mysql_answers(urls.mysql),
         "ferretdb": servers.mongo_answers(urls.mongo),
         "ingress": processes.port_open(INGRESS_PORT),
+        "jaeger": telemetry.ready(),
         **{name: processes.port_open(FUNCTION_PORTS[name]) for name in available_functions()},
     }
     producers = producer_side()
@@ -277,6 +326,20 @@ def status() -> int:
         print(f"  {name:<{width}}  {'up' if ok else 'DOWN'}")
     print(f"RabbitMQ node {RABBITMQ_NODE}; public functions: {', '.join(PUBLIC_FUNCTIONS)}")
     return 0 if all(checks.values()) else 1
+
+
+def readable(line: str) -> str:
+    """A function's JSON log line (functions/shared/structured_logs.py) as one line for people; others as they are."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "message" not in record:
+        return line
+    context = " ".join(f"{key}={record[key]}" for key in ("job_id", "trace_id") if record.get(key))
+    text = f"{record.get('time', '')[11:23]} {record.get('level', '').upper():<7} {record['message']}"
+    text += f"  [{context}]" if context else ""
+    return text + ("\n" + record["exception"] if record.get("exception") else "")
 
 
 @contextlib.contextmanager
@@ -304,7 +367,7 @@ def main() -> None:
         else:
             for log in sorted(LOGS.glob("*.log")):
                 print(f"==> {log.relative_to(ROOT) if log.is_relative_to(ROOT) else log} <==")
-                print(processes.tail(log, 20))
+                print("\n".join(map(readable, processes.tail(log, 20).splitlines())))
 
 
 if __name__ == "__main__":

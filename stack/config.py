@@ -25,6 +25,18 @@ ACCOUNTS_SCHEMA = ROOT / "functions" / "auth" / "schema.sql"
 # once: 161 MiB default, 113 with 2 arenas, 77 with both (docs/BENCHMARKS.md).
 ALLOCATOR_TUNING = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144"}
 
+# The quotas of the local stack, raised above the defaults (functions/shared/settings.py) for what the suites do
+# as one user or from one address: the fault suite uploads 20 videos at once as one user, every test signs users
+# up from 127.0.0.1, `make load` uploads for minutes. tests/test_quotas.py tests the limits themselves with
+# functions started in-process at small limits.
+LOCAL_STACK_QUOTAS = {
+    "QUOTA_JOBS_IN_FLIGHT": "25",
+    "QUOTA_UPLOADS_PER_HOUR": "2000",
+    "QUOTA_MEDIA_BYTES": str(64 * 1024**3),
+    "QUOTA_LIVE_STREAMS": "6",
+    "SIGNUPS_PER_ADDRESS_PER_HOUR": "100000",
+}
+
 HOST = "127.0.0.1"
 # One block of ports of our own, so the stack neither needs nor disturbs system-wide servers.
 PORT_BASE = int(os.environ.get("VID2MP3_PORT_BASE", "18000"))
@@ -34,6 +46,12 @@ MYSQL_PORT = PORT_BASE + 306
 MONGO_PORT = PORT_BASE + 17
 INGRESS_PORT = PORT_BASE + 80
 SENDGRID_PORT = PORT_BASE + 25  # not started by `make up`; tests run their own stand-in here
+# Jaeger (stack/telemetry.py): OTLP in (gRPC, HTTP), the query API and UI, and the metrics it passes on.
+OTLP_GRPC_PORT = PORT_BASE + 317
+OTLP_HTTP_PORT = PORT_BASE + 318
+JAEGER_QUERY_GRPC_PORT = PORT_BASE + 685
+JAEGER_QUERY_HTTP_PORT = PORT_BASE + 686
+METRICS_PORT = PORT_BASE + 889
 
 # Every function the stack runs, with its port; Trigger subscribers name these as Knative Services.
 FUNCTION_PORTS = {
@@ -47,8 +65,10 @@ FUNCTION_PORTS = {
     "reconcile": PORT_BASE + 108,
     "web": PORT_BASE + 109,
     "segment": PORT_BASE + 110,
+    "webhooks": PORT_BASE + 111,
+    "delivery": PORT_BASE + 112,
 }
-PUBLIC_FUNCTIONS = ("auth", "upload", "status", "download", "web")
+PUBLIC_FUNCTIONS = ("auth", "upload", "status", "download", "web", "webhooks")
 
 RABBITMQ_NODE = f"vid2mp3-{PORT_BASE}@localhost"
 MYSQL_DATABASE = "vid2mp3"

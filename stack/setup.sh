@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- Go tools: FerretDB, the Knative RabbitMQ broker data plane and the RabbitMQ source adapter ------------------------------------------------
+# --- Go tools: FerretDB, the Knative RabbitMQ broker data plane and the RabbitMQ source adapter, Jaeger ------------------------------------------
 command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || fail "Go 1.24 or newer is needed to build FerretDB and the broker data plane"
 export GOBIN="$LOCAL/bin"
@@ -67,6 +67,15 @@ if [ ! -x "$GOBIN/skaffold" ] || [ "$(cat "$LOCAL/skaffold-pins" 2>/dev/null)" !
      && go install -ldflags="-s -w -X $skaffold_module/pkg/skaffold/version.version=$version" "$skaffold_module/cmd/skaffold")
   echo "$skaffold_pins" >"$LOCAL/skaffold-pins"
 fi
+# stack/jaeger pins Jaeger v1.76.0 (whose cmd/jaeger is Jaeger v2, an OpenTelemetry Collector build: `make up` runs it
+# as the stack's trace store and metrics receiver, with stack/jaeger/config.yaml). Like skaffold's, its go.mod repeats
+# Jaeger's replace directive, which `go install pkg@version` refuses; it is rebuilt only when those pins change.
+jaeger_pins="$({ grep -v '^//' stack/jaeger/go.mod; cat stack/jaeger/go.sum; } | sha256sum)"
+if [ ! -x "$GOBIN/jaeger" ] || [ "$(cat "$LOCAL/jaeger-pins" 2>/dev/null)" != "$jaeger_pins" ]; then
+  say "building Jaeger v1.76.0's cmd/jaeger (go install; once per machine: minutes on a fresh one)"
+  (cd stack/jaeger && GOFLAGS=-mod=readonly go install github.com/jaegertracing/jaeger/cmd/jaeger)
+  echo "$jaeger_pins" >"$LOCAL/jaeger-pins"
+fi
 # stack/validation/go.mod pins the Knative, eventing-rabbitmq and RabbitMQ operator modules: the Go admission test
 # builds on them and tests/test_manifests.py reads their released CRDs from the module cache, and skaffold's JSON
 # schema from the skaffold module its skaffold/ folder pins. Nothing is fetched once they are cached.
@@ -77,6 +86,17 @@ if [ ! -f "$stamp" ] || [ -n "$(find stack/validation -name go.sum -newer "$stam
   (cd stack/validation && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly go mod download)
   (cd stack/validation/skaffold && GOFLAGS=-mod=readonly go mod download github.com/GoogleContainerTools/skaffold/v2)
   touch "$stamp"
+fi
+
+# --- npm packages the tests read (stack/node/package.json, pinned with its package-lock.json) --------------------
+# Installed into .local/node, reinstalled only when the lock file changes.
+command -v npm >/dev/null 2>&1 || fail "Node.js with npm is needed (Debian: apt-get install nodejs npm)"
+if ! cmp -s stack/node/package-lock.json "$LOCAL/node/.installed-lock"; then
+  say "installing npm packages into .local/node"
+  mkdir -p "$LOCAL/node"
+  cp stack/node/package.json stack/node/package-lock.json "$LOCAL/node/"
+  (cd "$LOCAL/node" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  cp stack/node/package-lock.json "$LOCAL/node/.installed-lock"
 fi
 
 # --- Python: a virtual environment with the project and its test dependencies ------------------------------------

@@ -1,6 +1,6 @@
 """The local stand-in for the PingSource: POSTs a `dev.knative.sources.ping` CloudEvent to a URL every N seconds.
 
-Usage: python -m stack.ticker URL SECONDS
+Usage: python -m stack.ticker PINGSOURCE_NAME URL SECONDS
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from cloudevents.http import CloudEvent
 
 
 def main() -> None:
-    url, seconds = sys.argv[1], float(sys.argv[2])
+    name, url, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     session = requests.Session()
     while True:
         time.sleep(seconds)
         event = CloudEvent({
             "type": "dev.knative.sources.ping",
-            "source": "/apis/v1/namespaces/vid2mp3/pingsources/reconcile",
+            "source": f"/apis/v1/namespaces/vid2mp3/pingsources/{name}",
             "id": str(uuid.uuid4()),
             "time": datetime.now(UTC).isoformat(),
-        }, {"body": "reconcile"})
+        }, {})
         headers, body = to_binary(event)
         try:
             session.post(url, headers=headers, data=body, timeout=120)

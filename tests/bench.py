@@ -13,6 +13,8 @@ Figures, each a median of a few runs where cheap:
   the convert worker's peak beside its idle RSS over one job.
 - upload throughput into GridFS against a bare pymongo GridFSBucket upload of the same bytes.
 - GridFS lookups: reading a 1 MiB file with 0, 32 and 64 MiB beside it, pymongo's GridFSBucket against MediaStore.
+- tracing: what telemetry costs the convert step on the 60 s clip, and its phases read from the spans
+  (tests/bench_tracing.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,7 +56,7 @@ from functions.shared.media import AUDIO, TRACKS, VIDEOS, MediaStore, StoredFile
 from functions.shared.settings import ConvertSettings
 from stack import servers
 from stack.config import ENDPOINTS_FILE, ROOT, RUN
-from tests import bench_lifetimes, bench_segments
+from tests import bench_lifetimes, bench_options, bench_segments, bench_tracing
 from tests.support import stage_job
 
 # Inputs and results stay in the work tree even when the stack under test keeps its state elsewhere
@@ -99,10 +101,10 @@ CLIPS = {clip.name: clip for clip in (
 )}
 
 
-def make_inputs() -> None:
+def make_inputs(clips: Iterable[Clip] = CLIPS.values()) -> None:
     """The lavfi recipe of ../shared/notes/media-performance.md; made once, kept in .local/bench/inputs."""
     INPUTS_DIR.mkdir(parents=True, exist_ok=True)
-    for clip in CLIPS.values():
+    for clip in clips:
         if clip.path.exists():
             continue
         print(f"  making {clip.path.name} ...", flush=True)
@@ -912,6 +914,13 @@ def print_table(report: Report) -> None:
     if copy.get("plain_copy_speedup_vs_plain_reencode"):
         print(f"  stream copy: plain ffmpeg -c:a copy is {copy['plain_copy_speedup_vs_plain_reencode']:.1f}x faster "
               "than plain re-encoding")
+    tracing = figures.get("tracing")
+    if tracing:
+        print(f"\nTracing (telemetry.start as a function does, spans to Jaeger), {tracing['clip']}, medians of "
+              f"{tracing['conversions_each']}: {tracing['plain_median_s']:.3f} s without, "
+              f"{tracing['traced_median_s']:.3f} s with: overhead {tracing['overhead'] * 100:+.1f} % (wall), "
+              f"{tracing['cpu_overhead'] * 100:+.1f} % (CPU). Phases from the spans (s):")
+        print("  " + ", ".join(f"{name} {value:.3f}" for name, value in tracing["phases_from_spans_s"].items()))
     print("\nffmpeg/ffprobe as the convert step invokes them (no GridFS), medians of 5:")
     for name, row in figures.get("ffmpeg_invocation", {}).items():
         print(f"  {name:<16}" + ", ".join(f"{key} {value:.3f}" for key, value in row.items()))
@@ -941,7 +950,7 @@ def print_table(report: Report) -> None:
               f"{row['worker_idle_rss_mib']:.0f} MiB, peak {row['worker_peak_rss_mib']:.0f} MiB "
               f"(sampled {row['sampled_peak_rss_mib']:.0f})")
     bench_segments.print_table(report)
-    print("\nTargets (issues 6 and 12):")
+    print("\nTargets (issues 6, 12 and 17):")
     for target in report.targets:
         value = "-" if target["value"] is None else f"{target['value']:.3f}"
         sign = "<=" if target["better"] == "lower" else ">="
@@ -971,6 +980,14 @@ def main() -> int:
             print("Convert step vs plain ffmpeg:")
             bench = ConvertBench(database, points["BROKER_INGRESS_URL"], token_subject(client.token))
             plain = convert_step(report, bench, scratch)
+            print("Conversion options in the convert step:")
+            bench_options.options_cost(report, bench, [CLIPS[name].path for name in bench_options.CLIP_NAMES],
+                                       lambda clip: plain_ffmpeg(clip, scratch / "plain.mp3").seconds)
+            print("Tracing overhead on the convert step (alternated child processes):")
+            try:
+                bench_tracing.tracing_overhead(report, CLIPS["360p-60s"].path)
+            except Exception as error:
+                report.errors.append(f"tracing overhead: {type(error).__name__}: {str(error)[:300]}")
             long_clips = [CLIPS["360p-600s"].path, CLIPS["360p-3600s"].path]
             print("Segments alone vs plain ffmpeg:")
             bench_segments.segments_alone(report, long_clips, scratch)

@@ -4,8 +4,11 @@ endpoints, and the fixtures of the reliability and security suites (helpers live
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import pymongo
 import pytest
 import requests
 
@@ -63,6 +66,19 @@ def endpoints() -> dict[str, str]:
         pytest.fail(f"{STACK_NOT_RUNNING} (the broker ingress {ingress!r} does not answer: {error})",
                     pytrace=False)
     return points
+
+
+@pytest.fixture
+def database_name(endpoints: dict[str, str]) -> Iterator[str]:
+    """A MongoDB database of the test's own on the stack's server (for functions started in-process), dropped after."""
+    name = f"vid2mp3_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    pymongo.MongoClient(endpoints["MONGO_URI"]).drop_database(name)
+
+
+@pytest.fixture
+def database(endpoints: dict[str, str], database_name: str) -> Any:
+    return pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)[database_name]
 
 
 # --- The reliability and security suites ---------------------------------------------------------------------

@@ -250,7 +250,7 @@ def kill_function(name: str) -> list[int]:
     worker. Whatever they started (ffmpeg) is left to die with them; the supervisor, like the kubelet, starts the
     function again."""
     pid = function_pid(name)
-    victims = [pid] + [child for child in descendants(pid) if _is_python(child)]
+    victims = [pid] + [child for child in descendants(pid) if is_function_process(child)]
     for victim in victims:
         try:
             os.kill(victim, signal.SIGKILL)
@@ -259,7 +259,7 @@ def kill_function(name: str) -> list[int]:
     return victims
 
 
-def _is_python(pid: int) -> bool:
+def is_function_process(pid: int) -> bool:
     try:
         return b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:

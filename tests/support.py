@@ -3,9 +3,11 @@ of the running stack, a tap on the broker."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
+import secrets
 import subprocess
 import threading
 import time
@@ -43,6 +45,11 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def download_link_keys() -> str:
+    """A fresh key for signed download links, for functions a test builds in its own process."""
+    return "test:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 
 def read_endpoints_file(path: os.PathLike[str] | str) -> dict[str, str]:

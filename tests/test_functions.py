@@ -29,15 +29,18 @@ from events import (
     AudioConverted,
     EventEmitter,
     EventPayload,
+    SegmentRequested,
     VideoUploaded,
     to_cloud_event,
 )
+from functions.convert.fanout import FanOutRecord
+from functions.download.links import DownloadLinks
 from functions.notify.notifier import Mailer, Notifier
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs
 from functions.shared.media import AUDIO, VIDEOS, MediaStore
-from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, ROOT, RUN
-from tests.support import Sink, make_clip, new_user
+from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, LOCAL_STACK_QUOTAS, ROOT, RUN
+from tests.support import Sink, download_link_keys, make_clip, new_user, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -52,21 +55,17 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture
-def database_name(endpoints: dict[str, str]) -> Iterator[str]:
-    name = f"vid2mp3_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    pymongo.MongoClient(endpoints["MONGO_URI"]).drop_database(name)
-
-
-@pytest.fixture
 def function_env(endpoints: dict[str, str], sink: Sink, database_name: str, tmp_path: Path,
                  monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {
         "MONGO_URI": endpoints["MONGO_URI"], "MONGO_DATABASE": database_name, "MYSQL_URL": endpoints["MYSQL_URL"],
         "K_SINK": sink.url, "JWKS_URL": endpoints["JWKS_URL"], "JWT_PRIVATE_KEY": SIGNING_KEY.read_text(),
         "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "PUBLIC_DOWNLOAD_URL": endpoints["DOWNLOAD_URL"],
+        "PUBLIC_WEB_URL": endpoints["WEB_URL"], "DOWNLOAD_LINK_KEYS": download_link_keys(),
         "SENDGRID_API_HOST": endpoints["SENDGRID_API_HOST"], "SENDGRID_API_KEY": "local-standin-key",
         "WORK_DIR": str(tmp_path), "MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
+        # As the stack's: every test signs users up from 127.0.0.1 (tests/test_quotas.py tests the limits).
+        **LOCAL_STACK_QUOTAS,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -78,11 +77,6 @@ def app(function_env: dict[str, str]) -> Callable[[str], FlaskClient]:
     def make(name: str) -> FlaskClient:
         return create_app(target=name, source=str(ROOT / "functions" / name / "main.py")).test_client()
     return make
-
-
-@pytest.fixture
-def database(endpoints: dict[str, str], database_name: str) -> Any:
-    return pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)[database_name]
 
 
 @pytest.fixture
@@ -213,17 +207,22 @@ def test_upload_needs_a_valid_token(app: Callable[[str], FlaskClient]) -> None:
         assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_upload_that_cannot_be_queued_leaves_nothing(app: Callable[[str], FlaskClient], bearer: Any,
-                                                      database: Any, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("K_SINK", "http://127.0.0.1:9/")  # nothing listens: the broker is away
-    headers, _ = bearer
-    video = make_clip(tmp_path / "lost.mp4", seconds=1)
+def test_upload_is_kept_while_the_broker_is_away_and_its_event_leaves_when_it_is_back(
+        app: Callable[[str], FlaskClient], sink: Sink, bearer: Any, database: Any, tmp_path: Path) -> None:
+    # The ingress refuses the upload's two quick tries and the background retry's first two rounds, then takes it.
+    sink.statuses[:] = [503, 503, 503, 503, 202]
+    headers, token = bearer
+    video = make_clip(tmp_path / "kept.mp4", seconds=1)
     response = app("upload").post("/", headers=headers, data=video.read_bytes(),
                                   content_type="application/octet-stream")
-    assert response.status_code == 503 and response.json["error"] == "queue_unavailable"
-    assert database["jobs"].count_documents({}) == 0
-    assert database["videos.files"].count_documents({}) == database["videos.chunks"].count_documents({}) == 0
+    assert response.status_code == 202, response.json
+    job_id = response.json["job_id"]
+    job = Jobs(database).get(job_id)
+    assert job is not None and job["state"] == "uploaded" and job["owner_id"] == owner_of(token)
+    assert database["videos.files"].count_documents({"_id": job_id}) == 1
+    wait_for(lambda: "pending_event" not in Jobs(database).get(job_id), 30, "the pending event to leave")
+    sent = [event for event in sink.events() if event["attributes"].get("subject") == job_id]
+    assert len(sent) == 5 and sent[-1]["attributes"]["type"] == VideoUploaded.event_type
 
 
 # --- convert ------------------------------------------------------------------------------------------------
@@ -298,6 +297,60 @@ def test_convert_leaves_an_emitted_fan_out_to_its_segments(app: Callable[[str], 
     assert time.monotonic() - started < 2
     job = jobs.get(event.job_id)
     assert job["state"] == "converting" and job["attempt_id"] == "fanner" and job["attempts"] == 1
+
+
+def held_segment(database: Any, tmp_path: Path, holder_lease: timedelta) -> tuple[SegmentRequested, Jobs]:
+    """A fanned-out job whose segment 0 a worker named `holder` has claimed for `holder_lease`."""
+    event = seed_job(database, "42", make_clip(tmp_path / "fanned.mp4", seconds=1))
+    jobs, attempt_id = Jobs(database), uuid.uuid4().hex
+    assert jobs.claim_conversion(event.job_id, attempt_id, timedelta(minutes=5)) is not None
+    jobs.update(event.job_id, {}, {"fanout": {
+        "attempt_id": attempt_id, "count": 2, "done": [], "emitted": True, "progress": {}, "files": {},
+        "encodings": {"0": 1}, "claims": {"0": {"worker_id": "holder", "until": datetime.now(UTC) + holder_lease}},
+    }})
+    segment = SegmentRequested(job_id=event.job_id, owner_id="42", attempt_id=attempt_id, index=0, count=2,
+                               track_id="no-such-track", start_seconds=None, duration_seconds=0.5, skip_frames=0,
+                               keep_frames=None, bitrate_kbps=192)
+    return segment, jobs
+
+
+def test_segment_leaves_a_segment_to_its_live_worker_at_once(app: Callable[[str], FlaskClient], sink: Sink,
+                                                             database: Any, tmp_path: Path) -> None:
+    """A duplicate delivery of a segment while its worker renews the claim: acknowledged within about one renewal
+    (not 503, which the dispatcher would hold through its backoff), the segment left to that worker."""
+    segment, jobs = held_segment(database, tmp_path, timedelta(seconds=10))
+    record, stop = FanOutRecord(jobs), threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(0.5):
+            record.renew_segment(segment.job_id, segment.attempt_id, 0, "holder", 10.0)
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        started = time.monotonic()
+        assert post_event(app("segment"), segment, "binary").status_code == 200
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        renewer.join()
+    fan = jobs.get(segment.job_id)["fanout"]
+    assert fan["claims"]["0"]["worker_id"] == "holder" and fan["encodings"] == {"0": 1}
+    assert waited < 3, waited
+    assert sink.requests == []
+
+
+def test_segment_takes_over_from_a_worker_that_stopped_renewing(app: Callable[[str], FlaskClient], sink: Sink,
+                                                                database: Any, tmp_path: Path) -> None:
+    """The broker's retry of a worker that died looks like a duplicate: it waits for the claim to lapse and takes
+    the segment itself (here the track is missing, so the taken-over segment fails the job with that reason)."""
+    segment, jobs = held_segment(database, tmp_path, timedelta(seconds=2))
+    started = time.monotonic()
+    assert post_event(app("segment"), segment, "binary").status_code == 200
+    assert 1.5 < time.monotonic() - started < 10
+    job = jobs.get(segment.job_id)
+    assert job["fanout"]["encodings"] == {"0": 2}
+    assert job["state"] == "failed" and job["failure"]["reason"] == "source_missing"
 
 
 def test_convert_failure_is_recorded_and_announced(app: Callable[[str], FlaskClient], sink: Sink, database: Any,
@@ -417,7 +470,8 @@ def test_notify_keeps_one_email_when_the_store_drops_its_sent_record(
     notifier = Notifier(jobs=jobs, mailer=Mailer(api_key="local-standin-key", api_host=endpoints["SENDGRID_API_HOST"],
                                                  sender="vid2mp3@test.vid2mp3.dev"),
                         emitter=EventEmitter(sink.url, "notify"), mysql_url=endpoints["MYSQL_URL"],
-                        public_download_url=function_env["PUBLIC_DOWNLOAD_URL"])
+                        links=DownloadLinks(function_env["DOWNLOAD_LINK_KEYS"], function_env["PUBLIC_DOWNLOAD_URL"]),
+                        public_web_url=function_env["PUBLIC_WEB_URL"])
     notifier.handle(converted)
     notifier.handle(converted)  # a redelivery
     messages = requests.get(f"{endpoints['SENDGRID_API_HOST']}/_standin/messages", timeout=5).json()

@@ -252,10 +252,13 @@ def test_the_list_and_the_sweeps_do_the_same_work_with_1k_and_5k_finished_jobs(
         seeded = database[FINISHED_JOBS].count_documents({"owner_id": {"$in": others}})
         seed_settled_jobs(database, total - seeded, now() - timedelta(days=2), others)
         sweep.run()  # settles whatever other tests left, so both measured sweeps find the same
-        counter.commands = counter.documents = 0
-        listed = jobs.list_owned(user.account_id)
-        sweep.run()
-        work.append((counter.commands, counter.documents))
+        measured = []
+        for _ in range(2):  # the least of two: the stack's own functions may change a live job meanwhile
+            counter.commands = counter.documents = 0
+            listed = jobs.list_owned(user.account_id)
+            sweep.run()
+            measured.append((counter.commands, counter.documents))
+        work.append(min(measured))
         assert [job["_id"] for job in listed] == mine[::-1]
     assert work[0] == work[1], f"commands and documents read with 1k vs 5k finished jobs: {work}"
     forget_seeded(database, [*others, user.account_id])

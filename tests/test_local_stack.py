@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from stack.__main__ import services_taking_one_request_per_pod
-from stack.config import BIN, ROOT
+from stack.config import BIN, FUNCTION_PORTS, PORT_BASE, ROOT
 from stack.manifests import Broker, Delivery, ManifestError, Trigger, load_documents, load_routing
 from stack.processes import port_open
 from stack.topology import Topology, child_name, go_duration
@@ -39,6 +39,13 @@ FIXED_UIDS = {
     "Trigger/notify-on-audio-converted": NOTIFY_UID,
     "Trigger/segment-on-segment-requested": SEGMENT_UID,
 }
+# The webhook delivery Triggers: one per job event, all alike, no dead-letter sink (knative/300-triggers.yaml).
+DELIVERY_EVENTS = {"video-uploaded": "io.vid2mp3.video.uploaded.v1", "audio-converted": "io.vid2mp3.audio.converted.v1",
+                   "conversion-failed": "io.vid2mp3.conversion.failed.v1",
+                   "notification-sent": "io.vid2mp3.notification.sent.v1",
+                   "job-cancelled": "io.vid2mp3.job.cancelled.v1"}
+FIXED_UIDS.update({f"Trigger/delivery-on-{event}": f"d{index}000000-0000-4000-8000-000000000000"
+                   for index, event in enumerate(DELIVERY_EVENTS)})
 RABBIT_URL = "amqp://guest:guest@rabbitmq:5672/%2F"
 INGRESS_URL = "http://broker-ingress.vid2mp3.svc.cluster.local/"
 
@@ -90,12 +97,21 @@ def test_every_trigger_is_read_from_knative(routing: Any) -> None:
                               timeout=timedelta(minutes=3), dead_letter_service="deadletter"),
             parallelism="16",
         ),
+        **{f"delivery-on-{event}": Trigger(
+            name=f"delivery-on-{event}", namespace="vid2mp3", broker="vid2mp3",
+            filter_attributes={"type": event_type}, subscriber_service="delivery",
+            delivery=Delivery(retry=8, backoff_policy="exponential", backoff_delay=timedelta(seconds=1),
+                              timeout=timedelta(seconds=30), dead_letter_service=None),
+            parallelism="10",
+        ) for event, event_type in DELIVERY_EVENTS.items()},
     }
 
 
 def test_topology_names_and_arguments_match_the_controller(routing: Any) -> None:
     topology = Topology(routing, fixed_uids)
-    convert, notify, segment = sorted(routing.triggers, key=lambda trigger: trigger.name)
+    by_name = {trigger.name: trigger for trigger in routing.triggers}
+    convert, notify, segment = (by_name[name] for name in (
+        "convert-on-video-uploaded", "notify-on-audio-converted", "segment-on-segment-requested"))
     assert topology.exchange == f"b.vid2mp3.vid2mp3.{BROKER_UID}"
     assert topology.broker_dlx == f"b.vid2mp3.vid2mp3.dlx.{BROKER_UID}"
     assert topology.broker_dlq == f"b.vid2mp3.vid2mp3.dlq.{BROKER_UID}"
@@ -164,6 +180,12 @@ EXPECTED_DISPATCHERS = {
         "RETRY": "6", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms", "TIMEOUT": "3m0s",
         "PARALLELISM": "16", "DLX": "true",
     },
+    **{f"dispatcher-delivery-on-{event}": {
+        # A delivery spec without a dead-letter sink: no DLX_NAME, failures after the last try are dropped.
+        "QUEUE_NAME": f"vid2mp3.delivery-on-{event}.{BROKER_UID}", "SUBSCRIBER": service_url("delivery"),
+        "RETRY": "8", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "1s", "TIMEOUT": "30s",
+        "PARALLELISM": "10",
+    } for event in DELIVERY_EVENTS},
     "dlq-dispatcher-broker-vid2mp3": {
         "QUEUE_NAME": f"b.vid2mp3.vid2mp3.dlq.{BROKER_UID}", "SUBSCRIBER": service_url("deadletter"),
         "RETRY": "5", "BACKOFF_POLICY": "exponential", "BACKOFF_DELAY": "500ms",
@@ -439,7 +461,8 @@ def test_stack_up_refuses_a_malformed_manifest_and_starts_nothing(
     assert "Traceback" not in result.stderr
     # Nothing started: no state written, no port of that stack's block answering, no process pointing at it.
     assert not local.exists() or not any(local.iterdir())
-    ports = [SEPARATE_PORT_BASE + offset for offset in (672, 673, 306, 17, 80, 25, *range(101, 110))]
+    functions = [port - PORT_BASE for port in FUNCTION_PORTS.values()]
+    ports = [SEPARATE_PORT_BASE + offset for offset in (672, 673, 306, 17, 80, 25, *functions, 317, 318, 685, 686, 889)]
     assert [port for port in ports if port_open(port)] == []
     assert processes_mentioning(str(tmp_path)) == []
 

@@ -35,7 +35,9 @@ def test_a_video_becomes_an_mp3_and_one_email(endpoints: dict[str, str], tmp_pat
         target = tmp_path / "out.mp3"
         client.download(job["job_id"], target)
         info = probe(target)
-        assert [stream["codec_name"] for stream in info["streams"]] == ["mp3"]
+        # The MP3 and its cover (a frame of the video, an attached picture: README, Conversion options).
+        assert [(stream["codec_name"], stream["disposition"]["attached_pic"]) for stream in info["streams"]] == \
+            [("mp3", 0), ("mjpeg", 1)]
         assert abs(float(info["format"]["duration"]) - audio_duration(video)) <= 0.1
         assert int(info["format"]["bit_rate"]) == pytest.approx(128_000, rel=0.1)
         assert job["audio"]["stream_copied"] is False
@@ -69,7 +71,8 @@ def test_mp3_audio_is_copied_not_reencoded(endpoints: dict[str, str], tmp_path: 
     target = tmp_path / "copied.mp3"
     client.download(job["job_id"], target)
     copied = probe(target)
-    assert [stream["codec_name"] for stream in copied["streams"]] == ["mp3"]
+    # With a cover when the source has a picture (README, Conversion options).
+    assert [stream["codec_name"] for stream in copied["streams"]] == (["mp3", "mjpeg"] if with_video else ["mp3"])
     # The source's own stream, not a re-encode at the job's bitrate.
     source_audio = next(stream for stream in probe(video)["streams"] if stream["codec_type"] == "audio")
     assert int(copied["streams"][0]["bit_rate"]) == int(source_audio["bit_rate"]) != job["bitrate_kbps"] * 1000

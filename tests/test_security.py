@@ -38,7 +38,7 @@ from tests.reliability_support import (
     median,
     tone_mp3,
 )
-from tests.support import wait_for
+from tests.support import download_link_keys, wait_for
 
 FIGURES_SUITE = "security"  # the figures fixture writes .local/figures/security.json
 
@@ -254,6 +254,7 @@ def in_process_functions(endpoints: dict[str, str], test_issuer: Any) -> Iterato
     _, _, server = test_issuer
     env = {"MONGO_URI": endpoints["MONGO_URI"], "K_SINK": endpoints["BROKER_INGRESS_URL"], "JWKS_URL": server.url,
            "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "PUBLIC_DOWNLOAD_URL": endpoints["DOWNLOAD_URL"],
+           "DOWNLOAD_LINK_KEYS": download_link_keys(),
            "PUBLIC_UPLOAD_URL": endpoints["UPLOAD_URL"], "PUBLIC_AUTH_URL": endpoints["AUTH_URL"],
            "CORS_ALLOWED_ORIGINS": endpoints.get("WEB_URL", "http://127.0.0.1")}
     with pytest.MonkeyPatch.context() as patch:

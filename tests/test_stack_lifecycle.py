@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.stack, pytest.mark.timeout(900)]
 PORT_BASE = 24000
 # Every port the instance may open: AMQP, Erlang distribution, MariaDB, FerretDB, ingress, mail stand-in,
 # and the functions.
-PORTS = [PORT_BASE + offset for offset in (672, 673, 306, 17, 80, 25, *range(101, 110))]
+PORTS = [PORT_BASE + offset for offset in (672, 673, 306, 17, 80, 25, *range(101, 110), 317, 318, 685, 686, 889)]
 STACK_COMMAND_TIMEOUT_SECONDS = 300
 
 

@@ -5,6 +5,7 @@ from the page. A failing browser test leaves a screenshot in .local/screenshots/
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,11 +16,14 @@ import flask
 import pymongo
 import pytest
 import requests
+from mutagen.mp3 import MP3, BitrateMode
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from functions.shared.http import allow_cross_origin, json_response
 from stack.config import LOCAL
-from tests.support import TEST_PASSWORD, audio_duration, make_clip, probe
+from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, probe
+from tests.test_download_links import emailed_links
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -216,8 +220,37 @@ def test_sign_up_upload_follow_and_download_in_a_browser(tab: Tab, tmp_path: Pat
     download.value.save_as(str(target))
     assert download.value.suggested_filename == video.with_suffix(".mp3").name
     info = probe(target)
-    assert [stream["codec_name"] for stream in info["streams"]] == ["mp3"]
+    assert [stream["codec_name"] for stream in info["streams"]] == ["mp3", "mjpeg"]  # the MP3 and its cover
     assert abs(float(info["format"]["duration"]) - audio_duration(video)) <= 0.1
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_conversion_options_from_the_page(tab: Tab, tmp_path: Path) -> None:
+    sign_up(tab)
+    tab.page.click("#options summary")
+    tab.page.fill("#option-start", "later")
+    tab.page.fill("#option-date", "May")
+    tab.page.set_input_files("#file", str(make_clip(tmp_path / "first.mp4", seconds=4)))
+    # Refused with every bad field named, back on the form with those fields marked; nothing was stored.
+    expect(tab.page.locator("#options-message")).to_contain_text("start:")
+    expect(tab.page.locator("#options-message")).to_contain_text("date:")
+    assert tab.page.get_attribute("#option-start", "aria-invalid") == "true"
+    tab.page.fill("#option-start", "1")
+    tab.page.fill("#option-end", "0:03")
+    tab.page.fill("#option-date", "")
+    tab.page.fill("#option-title", "From the page")
+    tab.page.select_option("#quality", "V5")
+    tab.page.set_input_files("#file", str(make_clip(tmp_path / "second.mp4", seconds=4)))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)
+    expect(tab.page.locator("#applied")).to_contain_text("trimmed to 1 s - 3 s")
+    expect(tab.page.locator("#applied")).to_contain_text('tagged "From the page"')
+    with tab.page.expect_download() as download:
+        tab.page.click("#download")
+    target = tmp_path / "options.mp3"
+    download.value.save_as(str(target))
+    tags = MP3(target)
+    assert str(tags["TIT2"]) == "From the page" and tags.info.bitrate_mode == BitrateMode.VBR
     assert tab.problems == []
 
 
@@ -263,4 +296,82 @@ def test_a_conversion_is_cancelled_from_the_page(tab: Tab, database: Any, tmp_pa
     record = database["jobs"].find_one({"filename": video.name})
     assert record["state"] == "cancelled"
     assert database["videos.files"].count_documents({"_id": record["video_id"]}) == 0
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_the_emailed_links_open_in_a_browser_without_a_token(tab: Tab, endpoints: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    """What the owner does with the email: the direct link downloads the MP3 in a browser that was never logged in;
+    the page link asks to log in, then shows that job, ready to download."""
+    client, email = new_user(endpoints)
+    video = make_clip(tmp_path / f"emailed {uuid.uuid4().hex[:8]}.mp4", seconds=2)
+    job = client.follow(client.upload(video)["job_id"], lambda _: None, timeout=60)
+    links = emailed_links(endpoints, job["job_id"])
+    (direct,) = [url for url in links if url.startswith(endpoints["DOWNLOAD_URL"])]
+    (page_link,) = [url for url in links if url.startswith(endpoints["WEB_URL"])]
+
+    with tab.page.expect_download() as download:
+        with contextlib.suppress(PlaywrightError):  # Chromium reports a navigation that became a download
+            tab.page.goto(direct)
+    target = tmp_path / "direct.mp3"
+    download.value.save_as(str(target))
+    assert download.value.suggested_filename == video.with_suffix(".mp3").name
+    assert [stream["codec_name"] for stream in probe(target)["streams"]
+            if stream["codec_type"] == "audio"] == ["mp3"]
+    tampered = tab.page.request.get(direct.replace("signature=", "signature=x"))
+    assert tampered.status == 403 and tampered.json()["error"] == "invalid_link"
+
+    tab.page.goto(page_link)
+    tab.page.wait_for_selector("body[data-ready=true]", state="attached")
+    expect(tab.page.locator("#account-message")).to_contain_text("Log in to see the job")
+    tab.page.fill("#email", email)
+    tab.page.fill("#password", TEST_PASSWORD)
+    tab.page.click("#login")
+    expect(tab.page.locator("#state")).to_have_text("done")
+    assert tab.page.text_content("#job-title") == video.name
+    with tab.page.expect_download() as from_page:
+        tab.page.click("#download")
+    assert from_page.value.suggested_filename == video.with_suffix(".mp3").name
+
+
+@pytest.mark.stack
+def test_several_videos_dropped_at_once_become_jobs_in_the_history(tab: Tab, endpoints: dict[str, str],
+                                                                  tmp_path: Path) -> None:
+    """Three videos chosen at once: at most two upload at a time, each has its row; the history then lists every
+    job with its length and expiry, downloads one, and deletes one for good."""
+    sign_up(tab)
+    videos = [make_clip(tmp_path / f"part {index} {uuid.uuid4().hex[:6]}.mp4", seconds=8) for index in range(3)]
+    tab.page.evaluate("""() => {
+        window.uploadingAtOnce = 0;
+        new MutationObserver(() => {
+            const now = [...document.querySelectorAll("#jobs tbody tr")]
+                .filter((row) => row.cells[1].textContent.startsWith("uploading")).length;
+            window.uploadingAtOnce = Math.max(window.uploadingAtOnce, now);
+        }).observe(document.getElementById("jobs"), {subtree: true, childList: true, characterData: true});
+    }""")
+    tab.page.set_input_files("#file", [str(video) for video in videos])
+    rows = tab.page.locator("#jobs tbody tr[data-job-id]")
+    expect(rows).to_have_count(3, timeout=60_000)
+    for video in videos:
+        row = tab.page.locator("#jobs tbody tr[data-job-id]", has_text=video.name)
+        expect(row.locator("td").nth(1)).to_have_text("done", timeout=90_000)
+        expect(row.locator("td").nth(2)).to_have_text("8 s")
+        assert row.locator("td").nth(4).text_content()
+    assert 1 <= tab.page.evaluate("window.uploadingAtOnce") <= 2
+    assert tab.page.is_hidden("#job"), "several files do not take over the single job view"
+
+    first = tab.page.locator("#jobs tbody tr[data-job-id]", has_text=videos[0].name)
+    with tab.page.expect_download() as download:
+        first.locator("button[data-action=download]").click()
+    assert download.value.suggested_filename == videos[0].with_suffix(".mp3").name
+
+    gone_id = first.get_attribute("data-job-id")
+    tab.page.once("dialog", lambda dialog: dialog.accept())
+    first.locator("button[data-action=delete]").click()
+    expect(rows).to_have_count(2)
+    token = tab.page.evaluate("sessionStorage.getItem('vid2mp3.token')")
+    gone = requests.get(f"{endpoints['STATUS_URL']}/{gone_id}", timeout=10,
+                        headers={"Authorization": f"Bearer {token}"})
+    assert gone.status_code == 404
     assert tab.problems == []

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from events import EventEmitter
 from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
+from functions.auth.signup_limits import SignupLimits, SignupsThrottled, client_address
 from functions.shared import mongo
 from functions.shared.cancellation import Cancellation
 from functions.shared.erasure import Erasure
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 settings = load_settings(AuthSettings)
 accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
                     failure_window_seconds=settings.login_failure_window_seconds)
+signup_limits = SignupLimits(settings.mysql_url.get_secret_value(), per_hour=settings.signups_per_address_per_hour)
 schema = SetUpOnce("the accounts schema", accounts.apply_schema).at_start()
 issuer = TokenIssuer(settings.jwt_private_key.get_secret_value(), issuer=settings.jwt_issuer,
                      audience=settings.jwt_audience, ttl_seconds=settings.jwt_ttl_seconds,
@@ -62,8 +64,14 @@ def auth(request: flask.Request) -> Any:
     if route in (("POST", "/signup"), ("POST", "/login")):
         schema()
     if route == ("POST", "/signup"):
+        credentials = credentials_from(request)
         try:
-            account = accounts.sign_up(credentials_from(request))
+            signup_limits.take(client_address(request, settings.trusted_proxy_hops))
+        except SignupsThrottled as throttled:
+            raise HttpError(429, "too_many_signups", f"signups_per_address_per_hour: {throttled}; try again later",
+                            {"Retry-After": str(throttled.retry_after_seconds)}) from None
+        try:
+            account = accounts.sign_up(credentials)
         except AccountExists:
             raise HttpError(409, "account_exists", "an account with this email address exists; log in") from None
         return json_response({"account_id": account.account_id, "email": account.email}, 201)

@@ -13,3 +13,10 @@ CREATE TABLE IF NOT EXISTS login_failures (
     failures     INT UNSIGNED NOT NULL DEFAULT 0,
     window_start TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Sign-ups per client address in the current hour-long window (functions/auth/signup_limits.py).
+CREATE TABLE IF NOT EXISTS signups_by_address (
+    address      VARCHAR(45)  NOT NULL PRIMARY KEY,
+    signups      INT UNSIGNED NOT NULL DEFAULT 0,
+    window_start TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+) ENGINE = InnoDB DEFAULT CHARSET = ascii COLLATE = ascii_bin;

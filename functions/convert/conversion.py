@@ -8,23 +8,26 @@ over, and whatever it left in GridFS is removed before the MP3 is written again 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from events import EventEmitter, FailureReason, VideoUploaded
-from functions.convert import fanout, ffmpeg_tools, plan, segments
+from events.options import ConversionOptions
+from functions.convert import fanout, ffmpeg_tools, loudness, plan, segments, tagging
 from functions.convert.fanout import FanOutRecord
-from functions.convert.ffmpeg_tools import Probe, Progress, Rejected, Stopped
+from functions.convert.ffmpeg_tools import AudioShape, Probe, Progress, Rejected, Stopped, TrackMissing
 from functions.convert.mp3join import JoinError
 from functions.convert.outcome import Encoded, Outcome
-from functions.convert.plan import EncodingPlan, FanOutPolicy, Mode
+from functions.convert.plan import AudioRecipe, EncodingPlan, FanOutPolicy, Mode
 from functions.shared.consumer import RetryLater
 from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
 from functions.shared.media import MediaStore
@@ -35,6 +38,11 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=10)
 # How often a delivery that found the job held looks again for a sign of its holder (a renewal, the job's end).
 HOLDER_POLL_SECONDS = 0.2
+
+
+def job_options(job: Job) -> ConversionOptions:
+    """The options recorded with the job at upload (validated there; the job, not the event, is trusted)."""
+    return ConversionOptions.model_validate(job.get("options") or {})
 
 
 @dataclass
@@ -170,59 +178,108 @@ class Converter:
                 highest.percent, highest.eta_seconds = progress.percent, progress.eta_seconds
             return self.jobs.renew_lease(job["_id"], attempt_id, LEASE, highest.as_dict())
 
-        def command(*, copy: bool) -> list[str]:
-            return ffmpeg_tools.conversion_command(source, target, copy=copy, bitrate_kbps=job["bitrate_kbps"],
-                                                   max_duration=self.max_duration_seconds)
+        options = job_options(job)
+
+        def record(fields: dict[str, Any]) -> None:
+            self.jobs.update(job["_id"], {"attempt_id": attempt_id}, fields)
+
+        def command(audio: AudioRecipe) -> list[str]:
+            return ffmpeg_tools.conversion_command(
+                source, target, copy=audio.copy, bitrate_kbps=job["bitrate_kbps"],
+                max_duration=self.max_duration_seconds, start_seconds=audio.start_seconds,
+                duration_seconds=audio.duration_seconds, shape=audio.shape)
 
         # The encode starts while ffprobe judges the input, on the other core: ffprobe takes ~60 ms, nearly all of
         # it loading ffmpeg's libraries, which would otherwise come before every encode (a 10 s clip's whole encode
-        # takes 140 ms). It guesses from the container the upload recognised: an MP3 file is copied, anything else
-        # re-encoded in one pass. Its output counts only once the probe has accepted the input and confirmed the
-        # guess; a refusal, a wrong guess or a plan of segments stops it on leaving the block.
-        guessed_copy = job.get("container") == "mp3"
-        with ffmpeg_tools.Encoding(command(copy=guessed_copy), timeout=self.ffmpeg_timeout_seconds) as encoding:
-            probed = ffmpeg_tools.probe(source, max_streams=self.max_streams, max_duration=self.max_duration_seconds)
-            copy = probed.audio_codec == "mp3"  # already MP3: copy the stream, do not re-encode it
+        # takes 140 ms). It guesses from the container the upload recognised and the options: an MP3 file is
+        # copied, anything else re-encoded in one pass (no guess when the loudness must be measured first). Its
+        # output counts only once the probe has accepted the input and the command decided after it is the same;
+        # a refusal, a wrong guess or a plan of segments stops it on leaving the block.
+        guess = plan.guess(options, mp3_container=job.get("container") == "mp3")
+        with contextlib.ExitStack() as running:
+            encoding = None
+            if guess is not None:
+                encoding = running.enter_context(ffmpeg_tools.Encoding(command(guess),
+                                                                       timeout=self.ffmpeg_timeout_seconds))
+            try:
+                probed = ffmpeg_tools.probe(source, max_streams=self.max_streams,
+                                            max_duration=self.max_duration_seconds, track=options.track)
+            except TrackMissing as missing:
+                record({"audio_tracks": [track.as_dict() for track in missing.tracks]})  # to choose from
+                raise
+            tracks = [track.as_dict() for track in probed.audio_tracks]
+            try:
+                audio = plan.recipe(probed, options)
+            except Rejected:
+                record({"audio_tracks": tracks})
+                raise
+            # The cover frame is cut while the guessed encode runs.
+            tags = tagging.tags_for(options, probed, job["filename"], source, target.parent)
+            record({"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()}})
             may_fan_out = self.tracks is not None and fanout.can_fan_out(probed.container)
-            encoding_plan = plan.choose(probed, copy=copy, cpus=self.cpus,
+            encoding_plan = plan.choose(probed, copy=audio.copy, cpus=self.cpus,
                                         segment_min_seconds=self.segment_min_seconds,
-                                        fan_out=self.fan_out if may_fan_out else None)
-            encoded_by_guess = encoding_plan.mode is Mode.ONE_PASS and copy == guessed_copy
-            if encoded_by_guess:
-                encoding.wait(expected_duration=probed.audio_duration, heartbeat=heartbeat)
+                                        fan_out=self.fan_out if may_fan_out else None, audio=audio)
+            encoded_by_guess = (encoding is not None and encoding_plan.mode is Mode.ONE_PASS
+                                and encoding.command == command(audio))
+            if encoded_by_guess and encoding is not None:
+                encoding.wait(expected_duration=audio.expected_duration, heartbeat=heartbeat)
+        if audio.normalize_to_lufs is not None:
+            audio = self.measure_loudness(job, attempt_id, source, audio, tags, heartbeat)
+        id3 = tags.id3_bytes()
         if encoding_plan.mode is Mode.FAN_OUT:
             try:
-                self.start_fan_out(job, attempt_id, source, target.parent, probed, heartbeat)
+                self.start_fan_out(job, attempt_id, source, target.parent, probed, heartbeat, id3, audio.shape)
                 return None
             except Rejected as refused:
                 # The track could not be copied out on its own (a codec its container's muxer refuses): the
                 # segments are encoded here instead, from the video itself.
                 log.warning("job %s: no fan-out (%s); segments in this instance", job["_id"], refused.message)
-                encoding_plan = plan.choose(probed, copy=copy, cpus=self.cpus,
-                                            segment_min_seconds=self.segment_min_seconds, fan_out=None)
+                encoding_plan = plan.choose(probed, copy=audio.copy, cpus=self.cpus,
+                                            segment_min_seconds=self.segment_min_seconds, fan_out=None, audio=audio)
         if encoding_plan.mode is Mode.SEGMENTS:
             try:
-                return self.encode_segments(job, attempt_id, source, target, probed, encoding_plan, heartbeat)
+                return self.encode_segments(job, attempt_id, source, target, audio, encoding_plan, heartbeat, id3)
             except JoinError as error:
                 # ffmpeg made something the joiner does not take apart: the one-pass MP3 is as good, only slower.
                 log.warning("job %s: segments could not be joined (%s); encoding in one pass", job["_id"], error)
                 encoding_plan = plan.one_pass_instead(encoding_plan, f"segments could not be joined: {error}")
         if not encoded_by_guess:
-            ffmpeg_tools.run(command(copy=copy), expected_duration=probed.audio_duration,
+            ffmpeg_tools.run(command(audio), expected_duration=audio.expected_duration,
                              timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
-        duration = ffmpeg_tools.verify(target, expected_duration=probed.audio_duration,
+        duration = ffmpeg_tools.verify(target, expected_duration=audio.expected_duration,
                                        max_duration=self.max_duration_seconds)
-        return Encoded(duration, copy, encoding_plan.as_record())
+        tagging.write_tag(target, id3)
+        return Encoded(duration, audio.copy, encoding_plan.as_record(),
+                       average_kbps=ffmpeg_tools.average_kbps(target) if audio.shape.vbr_level is not None else None)
+
+    def measure_loudness(self, job: Job, attempt_id: str, source: Path, audio: AudioRecipe, tags: tagging.Tags,
+                         heartbeat: Callable[[Progress], bool]) -> AudioRecipe:
+        """The first pass of the loudness normalisation: the recipe with the gain it measured, recorded on the job.
+        Its progress counts as the first half of the job's: loudnorm's analysis (at 192 kHz, for the true peak) costs
+        about as much CPU as the encode, or more."""
+        assert audio.normalize_to_lufs is not None
+        measured = loudness.measure(
+            source, shape=audio.shape, target_lufs=audio.normalize_to_lufs, start_seconds=audio.start_seconds,
+            duration_seconds=audio.duration_seconds, expected_duration=audio.expected_duration,
+            timeout=self.ffmpeg_timeout_seconds,
+            heartbeat=lambda progress: heartbeat(Progress(percent=progress.percent / 2)))
+        audio = replace(audio, shape=replace(audio.shape, gain_db=measured.gain_db))
+        self.jobs.update(job["_id"], {"attempt_id": attempt_id},
+                         {"applied": {**audio.as_record(), "loudness": measured.as_record(),
+                                      "tags": tags.as_record()}})
+        return audio
 
     def start_fan_out(self, job: Job, attempt_id: str, source: Path, workdir: Path, probed: Probe,
-                      heartbeat: Callable[[Progress], bool]) -> None:
-        """Stores the audio track on its own, records the fan-out and emits one event per segment."""
+                      heartbeat: Callable[[Progress], bool], id3: bytes, shape: AudioShape) -> None:
+        """Stores the audio track on its own (and the MP3's ID3 tag beside it, for the joiner), records the fan-out
+        (with the channels and gain every segment applies) and emits one event per segment."""
         assert self.tracks is not None and self.fan_out is not None
         job_id = job["_id"]
         timings = fanout.Stopwatch()
         track = workdir / f"track.{fanout.TRACK_FORMATS[probed.container][1]}"
         with timings.lap("track_copy"):
-            ffmpeg_tools.run(fanout.track_command(source, track, probed.container),
+            ffmpeg_tools.run(fanout.track_command(source, track, probed.container, audio_track=probed.track),
                              expected_duration=probed.audio_duration, timeout=self.ffmpeg_timeout_seconds,
                              heartbeat=heartbeat)
             # Segment positions count from the track's own start, which the copy may have moved.
@@ -235,8 +292,11 @@ class Converter:
         with track.open("rb") as file, timings.lap("track_store"):
             self.tracks.store_file(track_id, file, filename=track.name,
                                    metadata={"owner_id": job["owner_id"], "job_id": job_id, "attempt_id": attempt_id})
+        self.tracks.store(fanout.tag_file_id(track_id), [id3], filename="tag.id3",
+                          metadata={"owner_id": job["owner_id"], "job_id": job_id, "attempt_id": attempt_id})
         record = FanOutRecord(self.jobs)
-        if record.start(job_id, attempt_id, track_id, encoding_plan, probed.audio_duration, timings.seconds) is None:
+        if record.start(job_id, attempt_id, track_id, encoding_plan, probed.audio_duration, timings.seconds,
+                        shape) is None:
             raise Stopped()
         for event in fanout.segment_events(job, attempt_id, track_id, encoding_plan):
             self.emitter.emit(event)
@@ -244,8 +304,8 @@ class Converter:
             raise Stopped()
         log.info("job %s: fanned out in %d segments", job_id, len(encoding_plan.segments))
 
-    def encode_segments(self, job: Job, attempt_id: str, source: Path, target: Path, probed: Probe,
-                        encoding_plan: EncodingPlan, heartbeat: Callable[[Progress], bool]) -> Encoded:
+    def encode_segments(self, job: Job, attempt_id: str, source: Path, target: Path, audio: AudioRecipe,
+                        encoding_plan: EncodingPlan, heartbeat: Callable[[Progress], bool], id3: bytes) -> Encoded:
         """Every segment's ffmpeg at once; the joined MP3 streams into GridFS from the first segment's end on, so
         the write overlaps the later segments' encoding."""
         job_id = job["_id"]
@@ -253,12 +313,13 @@ class Converter:
         self.jobs.update(job_id, {"attempt_id": attempt_id}, {"encoding": record})
         outputs = [target.with_name(f"segment-{index}.mp3") for index in range(len(encoding_plan.segments))]
         commands = segments.segment_commands(source, outputs, encoding_plan.segments,
-                                             bitrate_kbps=job["bitrate_kbps"], max_duration=self.max_duration_seconds)
-        with segments.SegmentEncodings(commands, plan.kept_seconds(encoding_plan, probed.audio_duration),
+                                             bitrate_kbps=job["bitrate_kbps"], max_duration=self.max_duration_seconds,
+                                             shape=audio.shape)
+        with segments.SegmentEncodings(commands, plan.kept_seconds(encoding_plan, audio.expected_duration),
                                        timeout=self.ffmpeg_timeout_seconds) as encodings:
             parts = segments.finished_segments(encodings, outputs, encoding_plan.segments, heartbeat)
-            encoded = self.outcome.store_joined(job, parts, target, expected_duration=probed.audio_duration,
-                                                max_duration=self.max_duration_seconds, plan=record)
+            encoded = self.outcome.store_joined(job, parts, target, expected_duration=audio.expected_duration,
+                                                max_duration=self.max_duration_seconds, plan=record, head=id3)
         # The same dict as `encoded.plan`: the job record gets the segments' timings when the job finishes.
         record["encoded_after_seconds"] = [encodings.times.finished.get(index)
                                            for index in range(len(encoding_plan.segments))]

@@ -23,6 +23,7 @@ from pymongo import ReturnDocument
 
 from events import SegmentRequested
 from functions.convert import ffmpeg_tools
+from functions.convert.ffmpeg_tools import AudioShape
 from functions.convert.plan import EncodingPlan
 from functions.shared.jobs import Job, Jobs, JobState, now
 
@@ -58,20 +59,32 @@ def can_fan_out(container: str) -> bool:
     return container in TRACK_FORMATS
 
 
-def track_command(source: Path, track: Path, container: str) -> list[str]:
-    """Copies the first audio stream, untouched, into a file of its own: each segment worker then reads a few MB of
-    audio instead of the whole video."""
+def track_command(source: Path, track: Path, container: str, audio_track: int = 0) -> list[str]:
+    """Copies the job's audio stream (`audio_track`, 0-based among the audio streams), untouched, into a file of
+    its own: each segment worker then reads a few MB of audio instead of the whole video."""
     muxer, _ = TRACK_FORMATS[container]
     command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1"]
     for option, value in ffmpeg_tools.input_options().items():
         command += [f"-{option}", value]
-    return [*command, "-i", str(source), "-map", "0:a:0", "-c", "copy", "-map_metadata", "-1", "-f", muxer, "-y",
-            str(track)]
+    return [*command, "-i", str(source), "-map", f"0:a:{audio_track:d}", "-c", "copy", "-map_metadata", "-1",
+            "-f", muxer, "-y", str(track)]
+
+
+def segment_shape(fan_out: dict[str, Any]) -> AudioShape:
+    """What a segment's encode applies, from the fan-out's record: the track file holds one stream, the job's."""
+    recorded = fan_out.get("shape") or {}
+    return AudioShape(track=0, channels=recorded.get("channels"), gain_db=recorded.get("gain_db"))
 
 
 def track_file_id(job_id: str, attempt_id: str) -> str:
     # 64 bits of the attempt's id tell the attempts of one job apart, and keep the id a MediaId (≤ 64 characters).
     return f"{job_id}.{attempt_id[:16]}"
+
+
+def tag_file_id(track_id: str) -> str:
+    """The MP3's ID3 tag (with its cover), made by convert from the video and stored beside the track for the
+    joiner, which has only the track."""
+    return f"{track_id}.id3"
 
 
 def joined_file_id(job_id: str, worker_id: str) -> str:
@@ -109,9 +122,12 @@ class FanOutRecord:
         return self.jobs.collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
     def start(self, job_id: str, attempt_id: str, track_id: str, encoding_plan: EncodingPlan,
-              expected_duration: float | None, timings: dict[str, float]) -> Job | None:
-        """Records the fan-out for the attempt that holds the job; None when it no longer does."""
+              expected_duration: float | None, timings: dict[str, float],
+              shape: AudioShape | None = None) -> Job | None:
+        """Records the fan-out for the attempt that holds the job (with what every segment's encode applies besides
+        the event's range and bitrate: channels, the loudness gain); None when the attempt no longer holds it."""
         fanout = {"attempt_id": attempt_id, "count": len(encoding_plan.segments), "track_id": track_id,
+                  "shape": {"channels": shape.channels, "gain_db": shape.gain_db} if shape else {},
                   "expected_duration": expected_duration, "done": [], "claims": {}, "progress": {}, "encodings": {},
                   "files": {}, "timings": {"convert": timings}, "started_at": now(), "emitted": False}
         # The job keeps convert's short lease until every segment event is out (`emitted`): should convert die

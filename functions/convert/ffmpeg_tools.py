@@ -3,6 +3,7 @@ time, memory and output, and the result checked against the probe (ffmpeg exits 
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from mutagen import MutagenError
 from mutagen.mp3 import MP3, MPEGInfo
 
 from events import FailureReason
+from events.options import metadata_text
+from functions.shared import telemetry
 from functions.shared.media_formats import FORMAT_WHITELIST, PROTOCOL_WHITELIST
 
 PROBE_TIMEOUT_SECONDS = 30
@@ -39,12 +42,38 @@ class Rejected(Exception):
         self.reason, self.message = reason, message
 
 
+class TrackMissing(Rejected):
+    """The `track` option names an audio track the input does not have; `tracks` lists those it has."""
+
+    def __init__(self, message: str, tracks: tuple[AudioTrack, ...]) -> None:
+        super().__init__(FailureReason.INVALID_OPTIONS, message)
+        self.tracks = tracks
+
+
 class Stopped(Exception):
     """The conversion was stopped from outside (the job was cancelled or taken over)."""
 
 
 @dataclass(frozen=True)
+class AudioTrack:
+    """One audio stream of the input, as the job lists it (language and title are the file's own words, cleaned)."""
+
+    index: int  # among the audio streams, as `track` counts
+    codec: str
+    channels: int | None
+    language: str | None
+    title: str | None
+    default: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "codec": self.codec, "channels": self.channels, "language": self.language,
+                "title": self.title, "default": self.default}
+
+
+@dataclass(frozen=True)
 class Probe:
+    """What ffprobe found; the audio_* fields describe the chosen track (`track`)."""
+
     container: str
     audio_codec: str
     audio_duration: float | None
@@ -53,6 +82,39 @@ class Probe:
     # Seconds from the container's start to the audio's first sample: ffmpeg's input `-ss` counts from the
     # former, a segment's position from the latter.
     audio_seek_offset: float = 0.0
+    track: int = 0
+    audio_tracks: tuple[AudioTrack, ...] = ()
+    audio_channels: int | None = None
+    # Absolute stream indexes: the first moving picture (a cover frame is taken from it) and the attached picture.
+    picture_stream: int | None = None
+    attached_picture_stream: int | None = None
+    # The container's title, artist, album and date, cleaned (defaults for the MP3's tags).
+    tags: dict[str, str] = field(default_factory=dict)
+    duration: float | None = None  # the container's own, for the cover frame's position
+
+
+@dataclass(frozen=True)
+class AudioShape:
+    """What the conversion options make of the audio besides its range: which track, VBR or CBR, channels, gain.
+    Numbers only: nothing here is text a user typed."""
+
+    track: int = 0
+    vbr_level: int | None = None  # LAME -q:a 0…9; None: CBR at the bitrate given
+    channels: int | None = None
+    gain_db: float | None = None
+
+    def output_options(self, bitrate_kbps: int) -> dict[str, Any]:
+        options: dict[str, Any] = {"acodec": "libmp3lame", "map": f"0:a:{self.track:d}"}
+        if self.vbr_level is None:
+            options["audio_bitrate"] = f"{bitrate_kbps:d}k"
+        else:
+            options["q:a"] = f"{self.vbr_level:d}"
+        if self.channels is not None:
+            options["ac"] = f"{self.channels:d}"
+        if self.gain_db is not None:
+            # A linear gain (the one the loudness measurement asked for); volume computes in floating point.
+            options["af"] = f"volume={self.gain_db:.2f}dB"
+        return options
 
 
 def limited(command: list[str], cpu_seconds: int) -> list[str]:
@@ -86,7 +148,10 @@ def without_paths(message: str, arguments: list[str]) -> str:
     return message
 
 
-def probe(path: Path, *, max_streams: int, max_duration: float) -> Probe:
+@telemetry.traced("ffprobe")
+def probe(path: Path, *, max_streams: int, max_duration: float, track: int | None = None) -> Probe:
+    """The input's streams and metadata; its audio fields describe `track` (0-based among the audio streams; None:
+    the container's default track). A track the input does not have is Rejected."""
     command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json"]
     for option, value in input_options().items():
         command += [f"-{option}", value]
@@ -109,31 +174,66 @@ def probe(path: Path, *, max_streams: int, max_duration: float) -> Probe:
     audio = [stream for stream in streams if stream.get("codec_type") == "audio"]
     if not audio:
         raise Rejected(FailureReason.NO_AUDIO, "the file has no audio track")
-    duration = _float(audio[0].get("duration")) or _float(format_info.get("duration"))
+    tracks = tuple(audio_track(number, stream) for number, stream in enumerate(audio))
+    if track is None:
+        track = next((listed.index for listed in tracks if listed.default), 0)
+    elif track >= len(audio):
+        raise TrackMissing(f"track {track} was asked for, but the file has {len(audio)} audio "
+                           f"track{'s' if len(audio) > 1 else ''} (0 to {len(audio) - 1})", tracks)
+    chosen = audio[track]
+    duration = _float(chosen.get("duration")) or _float(format_info.get("duration"))
     if duration is not None and duration > max_duration:
         raise Rejected(FailureReason.TOO_LONG, f"the audio lasts {duration:.0f} s; at most {max_duration:.0f} s "
                                                "are accepted")
-    sample_rate = _float(audio[0].get("sample_rate"))
-    audio_start, container_start = _float(audio[0].get("start_time")), _float(format_info.get("start_time"))
-    return Probe(container=container, audio_codec=str(audio[0].get("codec_name", "")),
+    sample_rate = _float(chosen.get("sample_rate"))
+    audio_start, container_start = _float(chosen.get("start_time")), _float(format_info.get("start_time"))
+    pictures = [stream for stream in streams if stream.get("codec_type") == "video"]
+    attached = [stream for stream in pictures if (stream.get("disposition") or {}).get("attached_pic")]
+    moving = [stream for stream in pictures if stream not in attached]
+    return Probe(container=container, audio_codec=str(chosen.get("codec_name", "")),
                  audio_duration=duration, stream_count=len(streams),
                  audio_sample_rate=int(sample_rate) if sample_rate else None,
-                 audio_seek_offset=max(0.0, (audio_start or 0.0) - (container_start or 0.0)))
+                 audio_seek_offset=max(0.0, (audio_start or 0.0) - (container_start or 0.0)),
+                 track=track, audio_tracks=tracks, audio_channels=tracks[track].channels,
+                 picture_stream=int(moving[0]["index"]) if moving else None,
+                 attached_picture_stream=int(attached[0]["index"]) if attached else None,
+                 tags=container_tags(format_info.get("tags") or {}),
+                 duration=_float(format_info.get("duration")) or duration)
+
+
+def audio_track(number: int, stream: dict[str, Any]) -> AudioTrack:
+    tags = {str(key).lower(): value for key, value in (stream.get("tags") or {}).items()}
+    channels = stream.get("channels")
+    return AudioTrack(index=number, codec=metadata_text(stream.get("codec_name"), 32) or "unknown",
+                      channels=channels if isinstance(channels, int) else None,
+                      language=metadata_text(tags.get("language"), 16), title=metadata_text(tags.get("title")),
+                      default=bool((stream.get("disposition") or {}).get("default")))
+
+
+def container_tags(tags: dict[str, Any]) -> dict[str, str]:
+    """The container's title, artist (or album artist), album and date, as untrusted text made safe for a tag."""
+    lowered = {str(key).lower(): value for key, value in tags.items()}
+    found = {"title": lowered.get("title"), "artist": lowered.get("artist") or lowered.get("album_artist"),
+             "album": lowered.get("album"), "date": lowered.get("date")}
+    cleaned = {name: metadata_text(value) for name, value in found.items()}
+    return {name: value for name, value in cleaned.items() if value}
 
 
 def conversion_command(source: Path, target: Path, *, copy: bool, bitrate_kbps: int, max_duration: float,
-                       start_seconds: float | None = None, duration_seconds: float | None = None) -> list[str]:
+                       start_seconds: float | None = None, duration_seconds: float | None = None,
+                       shape: AudioShape | None = None) -> list[str]:
     """The ffmpeg command for the whole audio, or for a time segment of it (`start_seconds` from the container's
-    start, `duration_seconds` long; None: from the start, to the end)."""
-    audio_options: dict[str, Any] = {"acodec": "copy"} if copy else {"acodec": "libmp3lame",
-                                                                     "audio_bitrate": f"{bitrate_kbps}k"}
+    start, `duration_seconds` long; None: from the start, to the end), shaped by the conversion options."""
+    shape = shape or AudioShape()
+    audio_options: dict[str, Any] = ({"acodec": "copy", "map": f"0:a:{shape.track:d}"} if copy
+                                     else shape.output_options(bitrate_kbps))
     # An input seek, which ffmpeg makes sample-exact when it decodes; none at all for the first segment (even
     # `-ss 0` drops the AAC decoder's priming skip: docs/BENCHMARKS.md).
     segment = {"ss": f"{start_seconds:.6f}"} if start_seconds is not None else {}
     if duration_seconds is not None:
         segment["t"] = f"{duration_seconds:.6f}"
     stream = ffmpeg.input(str(source), **segment, **input_options()).output(
-        str(target), f="mp3", map="0:a:0", map_metadata="-1", t=max_duration,
+        str(target), f="mp3", map_metadata="-1", t=max_duration,
         fs=int(max_duration * BYTES_PER_SECOND_AT_MAX_BITRATE) + 1_000_000, **audio_options,
     )
     stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-nostats",
@@ -151,16 +251,26 @@ class Progress:
                 "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1)}
 
 
+def output_name(command: list[str]) -> str:
+    """The file name an ffmpeg command writes (audio.mp3, segment-1.mp3, ...): its last path not given to `-i`."""
+    paths = [argument for before, argument in itertools.pairwise(command)
+             if argument.startswith("/") and before != "-i"]
+    return Path(paths[-1]).name if paths else ""
+
+
 class Encoding:
     """An ffmpeg run, started at once and supervised by `wait`: progress to `heartbeat` about once a second, stopped
     when the heartbeat answers False (Stopped) or the time runs out (Rejected). Leaving the `with` block stops it."""
 
-    def __init__(self, command: list[str], *, timeout: float) -> None:
+    def __init__(self, command: list[str], *, timeout: float, stderr_lines: int = 5) -> None:
         self.command, self.timeout = command, timeout
         self.started = time.monotonic()
         self.expected_duration: float | None = None  # known once the input is probed: the base of the percentage
         self.progress = Progress()
-        self.errors: deque[str] = deque(maxlen=5)
+        # ffmpeg's last words: its errors, or (with a filter that reports on stderr) the report.
+        self.errors: deque[str] = deque(maxlen=stderr_lines)
+        # Not the current span: ffmpeg runs beside the caller (beside ffprobe, beside the other segments).
+        self.span = telemetry.open_span("ffmpeg", **{"vid2mp3.ffmpeg.output": output_name(command)})
         self.process = subprocess.Popen(limited(command, int(timeout) + 5), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self._progress_reader = threading.Thread(target=self._read_progress, daemon=True)
@@ -222,11 +332,25 @@ class Encoding:
 
     def stop(self) -> None:
         """Kills ffmpeg if it still runs, and waits for it and its readers."""
-        if self.process.poll() is None:
+        finished = self.process.poll() is not None
+        if not finished:
             self.process.kill()
             self.process.wait()
         for reader in self._readers:
             reader.join(timeout=5)
+        self.ended(finished)
+
+    def ended(self, finished: bool) -> None:
+        """Ends the ffmpeg span (once: `stop` may come twice), and counts a finished encode's speed."""
+        if self.span.span is None:
+            return
+        code = self.process.returncode
+        if finished and code == 0 and self.expected_duration:
+            telemetry.encoding_speed.record((time.monotonic() - self.started) / self.expected_duration)
+        # Stopped (by the caller: a wrong guess, a cancellation, the time limit) is not an ffmpeg error.
+        self.span.end(error=f"ffmpeg exited {code}" if finished and code != 0 else None, **{
+            "vid2mp3.ffmpeg.outcome": ("exited" if finished else "stopped"), "vid2mp3.ffmpeg.exit_code": code,
+            "vid2mp3.ffmpeg.media_seconds": self.expected_duration or 0.0})
 
 
 def run(command: list[str], *, expected_duration: float | None, timeout: float,
@@ -236,6 +360,16 @@ def run(command: list[str], *, expected_duration: float | None, timeout: float,
         encoding.wait(expected_duration=expected_duration, heartbeat=heartbeat, heartbeat_seconds=heartbeat_seconds)
 
 
+def average_kbps(target: Path) -> int | None:
+    """A VBR MP3's average bitrate, from its own Xing header (read by mutagen)."""
+    try:
+        info = MP3(target).info
+    except MutagenError:
+        return None
+    return round(info.bitrate / 1000) if info is not None and info.bitrate else None
+
+
+@telemetry.traced("mp3 check")
 def verify(target: Path, *, expected_duration: float | None, max_duration: float) -> float:
     """The MP3's duration, after checking it is an MP3 as long as its source's audio (or the cap).
 

@@ -29,6 +29,8 @@ class Encoded:
     stream_copied: bool
     plan: dict[str, Any] = field(default_factory=dict)
     stored: StoredFile | None = None
+    # A VBR MP3's average bitrate (a CBR one has the job's).
+    average_kbps: int | None = None
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Outcome:
 
     def store_joined(self, job: Job, parts: Iterable[tuple[bytes, SegmentPlan]], target: Path, *,
                      expected_duration: float | None, max_duration: float, plan: dict[str, Any],
-                     file_id: str | None = None, metadata: dict[str, Any] | None = None) -> Encoded:
+                     file_id: str | None = None, metadata: dict[str, Any] | None = None, head: bytes = b"") -> Encoded:
         """Joins the segments' MP3s as they come and streams the result into GridFS meanwhile, under `file_id`
         (the job's id unless given); the stored file is removed again unless the joined MP3 passes the output
         check."""
@@ -56,7 +58,7 @@ class Outcome:
         if file_id == job_id:
             # Whatever an earlier attempt left half-written under the same id.
             self.clear_earlier_attempts_audio(job)
-        self.audio.store(file_id, segments.joined_mp3(parts, target), filename=f"{job_id}.mp3",
+        self.audio.store(file_id, segments.joined_mp3(parts, target, head), filename=f"{job_id}.mp3",
                          metadata={"owner_id": job["owner_id"], "job_id": job_id, **(metadata or {})})
         try:
             with target.open("rb") as file:
@@ -82,7 +84,8 @@ class Outcome:
         event = AudioConverted(
             job_id=job_id, owner_id=job["owner_id"], audio_id=stored.file_id, size_bytes=stored.size_bytes,
             sha256=stored.sha256, duration_seconds=encoded.duration_seconds,
-            bitrate_kbps=None if copied else job["bitrate_kbps"], stream_copied=copied, converted_at=now(),
+            bitrate_kbps=None if copied else encoded.average_kbps or job["bitrate_kbps"], stream_copied=copied,
+            converted_at=now(),
         )
         finished = self.jobs.finish(job_id, attempt_id, {
             "audio_id": stored.file_id, "size_bytes": stored.size_bytes, "sha256": stored.sha256,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.convert import ffmpeg_tools
-from functions.convert.ffmpeg_tools import Encoding, Progress, Stopped
+from functions.convert.ffmpeg_tools import AudioShape, Encoding, Progress, Stopped
 from functions.convert.mp3join import Mp3Joiner, SegmentPlan
 
 
@@ -69,10 +69,10 @@ class SegmentEncodings:
 
 
 def segment_commands(source: Path, outputs: list[Path], segments: tuple[SegmentPlan, ...], *, bitrate_kbps: int,
-                     max_duration: float) -> list[list[str]]:
+                     max_duration: float, shape: AudioShape | None = None) -> list[list[str]]:
     return [ffmpeg_tools.conversion_command(source, output, copy=False, bitrate_kbps=bitrate_kbps,
                                             max_duration=max_duration, start_seconds=segment.start_seconds,
-                                            duration_seconds=segment.duration_seconds)
+                                            duration_seconds=segment.duration_seconds, shape=shape)
             for segment, output in zip(segments, outputs, strict=True)]
 
 
@@ -85,17 +85,21 @@ def finished_segments(encodings: SegmentEncodings, outputs: list[Path], segments
         output.unlink()
 
 
-def joined_mp3(parts: Iterable[tuple[bytes, SegmentPlan]], target: Path) -> Iterator[bytes]:
-    """The MP3 joined from segments given in order, piece by piece as each comes, also written to `target`.
+def joined_mp3(parts: Iterable[tuple[bytes, SegmentPlan]], target: Path, head: bytes = b"") -> Iterator[bytes]:
+    """The MP3 joined from segments given in order, piece by piece as each comes, also written to `target`, after
+    `head` (its ID3 tag).
 
-    Its first frame, the Info/LAME tag, describes the whole file and is known only at the end: the stream starts
-    with that many zero bytes, and `target` gets the real tag once the stream is exhausted (a stored copy gets it
-    from `target`: MediaStore.rewrite_head)."""
+    Its first frame, the Info/LAME tag, describes the whole file and is known only at the end: the stream has
+    that many zero bytes in its place, and `target` gets the real tag once the stream is exhausted (a stored copy
+    gets it from `target`: MediaStore.rewrite_head, which rewrites the first chunk: head and tag fit in it)."""
     joiner = Mp3Joiner()
     with target.open("wb") as file:
+        if head:
+            file.write(head)
+            yield head
         for mp3, segment in parts:
             for piece in joiner.add(mp3, skip_frames=segment.skip_frames, keep_frames=segment.kept_frames):
-                if file.tell() == 0:
+                if file.tell() == len(head):
                     placeholder = bytes(joiner.tag_frame_length)
                     file.write(placeholder)
                     yield placeholder
@@ -104,5 +108,5 @@ def joined_mp3(parts: Iterable[tuple[bytes, SegmentPlan]], target: Path) -> Iter
         rest = joiner.close()
         file.write(rest)
         yield rest
-        file.seek(0)
+        file.seek(len(head))
         file.write(joiner.tag_frame())

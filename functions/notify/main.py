@@ -7,6 +7,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from events import AudioConverted, EventEmitter
+from functions.download.links import DownloadLinks
 from functions.notify.notifier import Mailer, Notifier
 from functions.shared import mongo
 from functions.shared.consumer import consume
@@ -22,7 +23,8 @@ notifier = Notifier(
     ),
     emitter=EventEmitter(str(settings.k_sink), "notify"),
     mysql_url=settings.mysql_url.get_secret_value(),
-    public_download_url=str(settings.public_download_url),
+    links=DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url)),
+    public_web_url=str(settings.public_web_url),
 )
 
 

@@ -19,7 +19,8 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
 
 from events import AudioConverted, EventEmitter, NotificationSent
-from functions.shared import mysql
+from functions.download.links import DownloadLinks
+from functions.shared import mysql, telemetry
 from functions.shared.consumer import RetryLater
 from functions.shared.jobs import Jobs, JobState, now
 
@@ -39,6 +40,7 @@ class Mailer:
     api_host: str
     sender: str
 
+    @telemetry.traced("email send")
     def send(self, recipient: str, subject: str, text: str) -> str:
         if not self.api_key:
             log.info("no SENDGRID_API_KEY: would send to %s: %s\n%s", recipient, subject, text)
@@ -55,7 +57,8 @@ class Notifier:
     mailer: Mailer
     emitter: EventEmitter
     mysql_url: str
-    public_download_url: str
+    links: DownloadLinks
+    public_web_url: str
 
     def handle(self, event: AudioConverted) -> None:
         job = self.jobs.get(event.job_id)
@@ -81,9 +84,12 @@ class Notifier:
         if recipient is None:
             self.record(event.job_id, {"state": "failed", "reason": "the owner's account no longer exists"})
             return
-        link = f"{self.public_download_url.rstrip('/')}/{event.job_id}"
+        expires_at = job["audio"]["expires_at"]
+        link = self.links.link(event.job_id, event.audio_id, expires_at)
+        page = f"{self.public_web_url.rstrip('/')}/#job={event.job_id}"
         text = (f"Your MP3 of {job.get('filename', 'your video')} is ready ({event.duration_seconds:.0f} s).\n\n"
-                f"Download it (log in first) at:\n{link}\n\nIt is kept for 24 hours.\n")
+                f"Download it:\n{link}\n\nThis link needs no login and works until {expires_at:%Y-%m-%d %H:%M} UTC,"
+                f" when the MP3 is deleted: keep it to yourself.\n\nSee the job on vid2mp3 (log in):\n{page}\n")
         try:
             channel = self.mailer.send(recipient, "Your MP3 is ready", text)
         except HTTPError as error:

@@ -15,6 +15,7 @@ from typing import Any
 from pymongo.database import Database
 
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
+from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
@@ -84,7 +85,8 @@ class Reconciler:
                 self.emitter.emit(VideoUploaded(
                     job_id=job["_id"], owner_id=job["owner_id"], video_id=job["video_id"], filename=job["filename"],
                     size_bytes=job["size_bytes"], sha256=job["sha256"], bitrate_kbps=job["bitrate_kbps"],
-                    uploaded_at=job["created_at"],
+                    uploaded_at=job["created_at"], options=ConversionOptions.model_validate(job["options"])
+                    if job.get("options") else None,
                 ))
             return True
         message = f"the job made no progress for {self.stuck_after.total_seconds():.0f} s, " \

@@ -4,9 +4,10 @@ MP3 segment, mark it done; the worker that completes the set joins the segments 
 the job as convert would.
 
 A redelivered event for a segment already done makes no second copy; one for a segment a live worker holds is
-answered "retry later"; a worker killed mid-encode loses its claim within seconds and the broker's retry takes it
-over. A segment that cannot be encoded fails the job with the reason; the dead-letter sink fails it when the
-broker gives up. A cancel ends every segment's ffmpeg at its next heartbeat.
+acknowledged as soon as that worker renews its claim (it leaves the dispatcher's worker at once, instead of
+waiting through the Trigger's backoff); a worker killed mid-encode loses its claim within seconds and the broker's
+retry of its own delivery takes it over. A segment that cannot be encoded fails the job with the reason; the
+dead-letter sink fails it when the broker gives up. A cancel ends every segment's ffmpeg at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -26,12 +27,21 @@ from pymongo.database import Database
 
 from events import FailureReason, SegmentRequested
 from functions.convert import ffmpeg_tools
-from functions.convert.fanout import FanOutRecord, Stopwatch, joined_file_id, segment_file_id
+from functions.convert.conversion import HOLDER_POLL_SECONDS
+from functions.convert.fanout import (
+    SEGMENT_LEASE,
+    FanOutRecord,
+    Stopwatch,
+    joined_file_id,
+    segment_file_id,
+    segment_shape,
+    tag_file_id,
+)
 from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
 from functions.convert.mp3join import JoinError, SegmentPlan
 from functions.convert.outcome import Outcome
 from functions.shared.consumer import RetryLater
-from functions.shared.jobs import FINAL_STATES, Job, JobState
+from functions.shared.jobs import FINAL_STATES, Job, JobState, now
 from functions.shared.media import SEGMENTS, TRACKS, MediaStore, remove_fan_out_media
 
 log = logging.getLogger(__name__)
@@ -66,13 +76,14 @@ class SegmentEncoder:
             return
         worker_id = uuid.uuid4().hex
         if event.index not in fan["done"]:
-            if self.record.claim_segment(event.job_id, event.attempt_id, event.index, worker_id) is None:
-                current = self.outcome.jobs.get(event.job_id) or {}
-                if event.index not in (current.get("fanout") or {}).get("done", []):
-                    raise RetryLater(f"segment {event.index} of job {event.job_id} is being encoded by another worker")
-            else:
+            claimed = self.record.claim_segment(event.job_id, event.attempt_id, event.index, worker_id) \
+                or self.claim_unless_held(event, worker_id)
+            if claimed is None:
+                return
+            job = claimed
+            if event.index not in claimed["fanout"]["done"]:
                 try:
-                    done = self.encode_and_store(job, event, worker_id)
+                    done = self.encode_and_store(claimed, event, worker_id)
                 except Exception:
                     self.record.release_segment(event.job_id, event.attempt_id, event.index, worker_id)
                     raise
@@ -81,6 +92,44 @@ class SegmentEncoder:
                 job = done
         if len(job["fanout"]["done"]) == event.count:
             self.join(job, event, worker_id)
+
+    def claim_unless_held(self, event: SegmentRequested, worker_id: str) -> Job | None:
+        """The record once this worker claimed the segment (its holder stopped renewing) or once the segment is done
+        (for the join that may follow); None when this delivery has nothing to do: the fan-out ended, or a live
+        worker holds the segment, so the delivery is acknowledged and leaves the dispatcher's worker at once.
+
+        As with convert's `claim_unless_held`: a duplicate and the broker's retry of a holder that died carry the
+        same event, and only the claim tells them apart. A live holder renews it every second while ffmpeg runs; a
+        dead holder's claim lapses within SEGMENT_LEASE, and its retried delivery takes the segment over here."""
+        seen: dict[str, Any] | None = None
+        deadline = time.monotonic() + SEGMENT_LEASE.total_seconds() + 1
+        while True:
+            job = self.outcome.jobs.get(event.job_id)
+            fan = (job or {}).get("fanout") or {}
+            if job is None or job["state"] != JobState.CONVERTING or fan.get("attempt_id") != event.attempt_id:
+                if job is not None and job["state"] in FINAL_STATES:
+                    self.outcome.jobs.flush_pending(job, self.outcome.emitter)
+                return None
+            if event.index in fan["done"]:
+                return job
+            claim = fan.get("claims", {}).get(str(event.index))
+            if claim is not None and claim["until"] > now():
+                if seen is not None and (claim["worker_id"] != seen["worker_id"] or claim["until"] > seen["until"]):
+                    log.info("segment %d of job %s is being encoded by a live worker: this delivery leaves it to "
+                             "that one", event.index, event.job_id)
+                    return None
+                seen = seen or claim
+            else:
+                claimed = self.record.claim_segment(event.job_id, event.attempt_id, event.index, worker_id)
+                if claimed is not None:
+                    log.info("segment %d of job %s taken over: its worker stopped renewing its claim", event.index,
+                             event.job_id)
+                    return claimed
+            if time.monotonic() > deadline:
+                # Not reached with the segment's own claim; a safety net should a claim be longer.
+                raise RetryLater(f"segment {event.index} of job {event.job_id} is held by a worker that neither "
+                                 "renews its claim nor finishes")
+            time.sleep(HOLDER_POLL_SECONDS)
 
     def encode_and_store(self, job: Job, event: SegmentRequested, worker_id: str) -> Job | None:
         """The record after this segment is marked done; None when the attempt ended meanwhile (nothing left)."""
@@ -103,7 +152,8 @@ class SegmentEncoder:
                 return None
             command = ffmpeg_tools.conversion_command(
                 track, output, copy=False, bitrate_kbps=event.bitrate_kbps, max_duration=self.max_duration_seconds,
-                start_seconds=event.start_seconds, duration_seconds=event.duration_seconds)
+                start_seconds=event.start_seconds, duration_seconds=event.duration_seconds,
+                shape=segment_shape(job.get("fanout") or {}))
             try:
                 with timings.lap("encode"):
                     ffmpeg_tools.run(command, expected_duration=event.duration_seconds or self.rest_of(job, event),
@@ -146,7 +196,8 @@ class SegmentEncoder:
                     joining, self.stored_segments(event, fan, specs, worker_id), target,
                     expected_duration=fan.get("expected_duration"), max_duration=self.max_duration_seconds,
                     plan=encoding_plan, file_id=joined_file_id(event.job_id, worker_id),
-                    metadata={"attempt_id": event.attempt_id, "joined_by": worker_id})
+                    metadata={"attempt_id": event.attempt_id, "joined_by": worker_id},
+                    head=self.stored_tag(fan["track_id"]))
             except (Rejected, JoinError) as problem:
                 reason = problem.reason if isinstance(problem, Rejected) else FailureReason.INVALID_OUTPUT
                 self.fail(joining, event, reason, f"the segments could not be joined: {problem}")
@@ -175,6 +226,14 @@ class SegmentEncoder:
                 raise RetryLater(f"segment {index} of job {event.job_id} is marked done but not stored")
             with source:
                 yield source.read(), spec
+
+    def stored_tag(self, track_id: str) -> bytes:
+        """The MP3's ID3 tag, which convert stored beside the track (none for a fan-out started before tags)."""
+        stored = self.tracks.open(tag_file_id(track_id))
+        if stored is None:
+            return b""
+        with stored:
+            return stored.read()
 
     @staticmethod
     def rest_of(job: Job, event: SegmentRequested) -> float | None:

@@ -19,6 +19,7 @@ import werkzeug.exceptions
 from cloudevents.http import CloudEvent
 
 from events import EmitError, EventPayload, InvalidEvent, parse_event
+from functions.shared import telemetry
 
 log = logging.getLogger(__name__)
 Payload = TypeVar("Payload", bound=EventPayload)
@@ -33,14 +34,19 @@ TRANSIENT_ERRORS = (RetryLater, EmitError, pymongo.errors.PyMongoError, pymysql.
 
 
 def consume(event: CloudEvent, model: type[Payload], handle: Callable[[Payload], None]) -> None:
-    try:
-        payload = parse_event(event, model)
-    except InvalidEvent as error:
-        log.warning("dropping event id=%s source=%s: %s", event["id"], event["source"], error)
-        return
-    try:
-        handle(payload)
-    except TRANSIENT_ERRORS as error:
-        log.warning("event id=%s for job %s will be retried: %s: %s", event["id"], payload.job_id,
-                    type(error).__name__, error)
-        raise werkzeug.exceptions.ServiceUnavailable(f"{type(error).__name__}: retry later") from None
+    with telemetry.handling(event) as delivery:
+        try:
+            payload = parse_event(event, model)
+        except InvalidEvent as error:
+            delivery.ended("dropped")
+            log.warning("dropping event id=%s source=%s: %s", event["id"], event["source"], error)
+            return
+        delivery.job(payload.job_id)
+        try:
+            handle(payload)
+        except TRANSIENT_ERRORS as error:
+            delivery.ended("retry")
+            log.warning("event id=%s for job %s will be retried: %s: %s", event["id"], payload.job_id,
+                        type(error).__name__, error)
+            raise werkzeug.exceptions.ServiceUnavailable(f"{type(error).__name__}: retry later") from None
+        delivery.ended("done")

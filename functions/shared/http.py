@@ -21,17 +21,23 @@ log = logging.getLogger(__name__)
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        # More of the answer for the client's own use (the 422 of bad options maps each field to its problem).
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.extra}
 
     def response(self) -> flask.Response:
-        return json_response({"error": self.code, "message": self.message}, self.status, self.headers)
+        return json_response(self.body(), self.status, self.headers)
 
     def response_leaving_body_unread(self) -> flask.Response:
         """The answer to a request whose body we stop reading (too large, not media): a streamed response, so
         functions-framework does not read the rest of the body into memory first, and the connection closes."""
-        body = json.dumps({"error": self.code, "message": self.message}).encode()
+        body = json.dumps(self.body()).encode()
         response = flask.Response(iter([body]), status=self.status, mimetype="application/json",
                                   headers={**self.headers, "Connection": "close", "Cache-Control": "no-store"})
         return response

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from functions.shared.jobs import Job, JobState, now
 
@@ -18,7 +18,16 @@ def is_expired(audio: dict[str, Any]) -> bool:
     return bool(audio.get("deleted_at")) or (expires_at is not None and expires_at <= now())
 
 
-def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]:
+class DownloadLinkMaker(Protocol):
+    """What a job's view needs to name its MP3: the download function's URL and signed links to it
+    (functions/download/links.py)."""
+
+    base_url: str
+
+    def link(self, job_id: str, audio_id: str, expires_at: datetime) -> str: ...
+
+
+def job_view(job: Job, links: DownloadLinkMaker | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "job_id": job["_id"],
         "state": job["state"],
@@ -29,6 +38,13 @@ def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]
         "updated_at": iso(job.get("updated_at")),
         "history": [{"state": step["state"], "at": iso(step["at"])} for step in job.get("history", [])],
     }
+    if job.get("options"):
+        view["options"] = job["options"]  # what the owner asked for (only the options given)
+    if job.get("audio_tracks"):
+        view["audio_tracks"] = job["audio_tracks"]  # what the probe found, for choosing `track`
+    if job.get("applied"):
+        # What the options made of this input, and what they forced (a re-encode, one pass, the cover found).
+        view["applied"] = job["applied"]
     if job.get("encoding"):
         # How the MP3 is (or was) made: one pass, segments at once on one instance, or fanned out to many.
         encoding = job["encoding"]
@@ -49,8 +65,11 @@ def job_view(job: Job, public_download_url: str | None = None) -> dict[str, Any]
             "expires_at": iso(audio.get("expires_at")),
             "expired": is_expired(audio),
         }
-        if public_download_url and not view["audio"]["expired"]:
-            view["audio"]["download_url"] = f"{public_download_url.rstrip('/')}/{job['_id']}"
+        if links is not None and not view["audio"]["expired"]:
+            # With the owner's token; and a signed link that needs none, to open in a browser or hand on.
+            view["audio"]["download_url"] = f"{links.base_url}/{job['_id']}"
+            if audio.get("expires_at") is not None:
+                view["audio"]["download_link"] = links.link(job["_id"], audio["audio_id"], audio["expires_at"])
     if job["state"] == JobState.FAILED and job.get("failure"):
         view["failure"] = job["failure"]
     if job.get("notification"):

@@ -30,6 +30,8 @@ from pymongo.collection import Collection
 from pymongo.cursor import Cursor
 from pymongo.database import Database
 
+from functions.shared import telemetry
+
 VIDEOS = "videos"
 AUDIO = "audio"
 # A fanned-out job's audio track (copied out of its video once) and the MP3 segments encoded from it.
@@ -72,6 +74,7 @@ class MediaStore:
         self.chunks = db[f"{bucket_name}.chunks"]
         self._indexed = False
 
+    @telemetry.traced("gridfs write")
     def store(self, file_id: str, pieces: Iterable[bytes], *, filename: str, metadata: dict[str, Any],
               max_bytes: int | None = None) -> StoredFile:
         """Streams `pieces` into GridFS under `file_id`, hashing as it goes; on any failure removes what it wrote.
@@ -164,6 +167,7 @@ class MediaStore:
     def exists(self, file_id: str) -> bool:
         return self.files.count_documents({"_id": file_id}, limit=1) == 1
 
+    @telemetry.traced("gridfs read")
     def copy_to(self, file_id: str, destination: BinaryIO) -> bool:
         """Writes the stored file to `destination`; False when there is no such file."""
         source = self.open(file_id)

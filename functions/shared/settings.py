@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from functions.shared import telemetry
 
 
 class FunctionSettings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    # Where traces and metrics go over OTLP/HTTP (the SDKs' standard variable; /v1/traces and /v1/metrics are
+    # appended). Unset: the function makes none (functions/shared/telemetry.py).
+    otel_exporter_otlp_endpoint: str = ""
 
 
 class MongoSettings(FunctionSettings):
@@ -47,6 +52,22 @@ class CorsSettings(FunctionSettings):
                          if origin.strip())
 
 
+class DownloadLinkSettings(FunctionSettings):
+    # Secret: the keys that sign download links (functions/download/links.py): `<id>:<base64url key>[,...]`, the
+    # first signs, all verify.
+    download_link_keys: SecretStr
+    public_download_url: AnyHttpUrl
+
+
+class QuotaSettings(FunctionSettings):
+    # Per user (functions/shared/quotas.py); over one, a request is refused with 429 and Retry-After.
+    quota_jobs_in_flight: int = Field(default=3, ge=1)
+    quota_uploads_per_hour: int = Field(default=30, ge=1)
+    # Videos waiting for conversion and MP3s not yet expired, together.
+    quota_media_bytes: int = Field(default=8 * 1024**3, ge=1)
+    quota_live_streams: int = Field(default=3, ge=1)
+
+
 class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSettings):
     # MongoDB and the broker: deleting an account (`DELETE /account`, with a token of its own) deletes its jobs
     # and their media, cancelling those still running.
@@ -58,15 +79,21 @@ class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSe
     # Failed logins per account within the window before further attempts are refused (429).
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Sign-ups per client address within an hour before further ones are refused (429).
+    signups_per_address_per_hour: int = Field(default=10, ge=1)
+    # How many proxies of our own (ingress gateway, activator, queue-proxy) stand between the client and auth, each
+    # appending its caller's address to X-Forwarded-For: the client's address is read that far from the right.
+    # 0 takes the connection's address (the local stack).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
 
 
-class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings):
+class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, QuotaSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     public_status_url: AnyHttpUrl
 
 
-class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings):
-    public_download_url: AnyHttpUrl
+class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings,
+                     QuotaSettings):
     # A job's live event stream ends after this long (the client reconnects): each open stream holds one of the
     # server's threads, and Knative ends a request at the Service's timeoutSeconds.
     events_stream_max_seconds: float = Field(default=900, gt=0)
@@ -75,7 +102,7 @@ class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     events_max_streams: int = Field(default=6, ge=1)
 
 
-class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings):
+class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings):
     pass
 
 
@@ -110,12 +137,13 @@ class SegmentSettings(MongoSettings, EmitterSettings):
     source_video_retention_seconds: int = Field(default=0, ge=0)
 
 
-class NotifySettings(MongoSettings, EmitterSettings):
+class NotifySettings(MongoSettings, EmitterSettings, DownloadLinkSettings):
     mysql_url: SecretStr
     sendgrid_api_key: SecretStr | None = None
     sendgrid_api_host: AnyHttpUrl = AnyHttpUrl("https://api.sendgrid.com")
     mail_from: str = "vid2mp3@example.com"
-    public_download_url: AnyHttpUrl
+    # The web page, whose view of the job the email links to.
+    public_web_url: AnyHttpUrl
 
 
 class DeadLetterSettings(MongoSettings, EmitterSettings):
@@ -138,6 +166,36 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     mysql_url: SecretStr
 
 
+class WebhookSettings(MongoSettings):
+    # Lets webhooks reach receivers on 127.0.0.1 over plain http: the local stack's, never a cluster's
+    # (functions/webhooks/addresses.py).
+    webhook_allow_loopback: bool = False
+
+
+class WebhooksSettings(WebhookSettings, TokenVerifierSettings, CorsSettings):
+    webhook_max_endpoints: int = Field(default=10, ge=1)
+
+
+class DeliverySettings(WebhookSettings):
+    webhook_timeout_seconds: float = Field(default=15, gt=0, le=60)
+    # Seconds to wait before each retry of a failed delivery, with ±10 % jitter: 8 attempts over about 27.5 hours
+    # (the schedule Standard Webhooks' reference service uses). The PingSource ticks every minute, so the short
+    # first delay means "at the next tick".
+    webhook_retry_delays_seconds: str = "5,300,1800,7200,18000,36000,36000"
+    # How long an ended delivery (delivered, failed, abandoned) stays in the endpoint's log.
+    webhook_delivery_log_seconds: int = Field(default=7 * 86400, ge=60)
+
+    @field_validator("webhook_retry_delays_seconds")
+    @classmethod
+    def positive_delays(cls, value: str) -> str:
+        if not all(part.strip() and float(part) > 0 for part in value.split(",")):
+            raise ValueError("a comma-separated list of positive seconds")
+        return value
+
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(delay) for delay in self.webhook_retry_delays_seconds.split(","))
+
+
 class WebSettings(FunctionSettings):
     public_auth_url: AnyHttpUrl
     public_upload_url: AnyHttpUrl
@@ -156,6 +214,8 @@ SETTINGS_BY_FUNCTION: dict[str, type[FunctionSettings]] = {
     "deadletter": DeadLetterSettings,
     "reconcile": ReconcileSettings,
     "web": WebSettings,
+    "webhooks": WebhooksSettings,
+    "delivery": DeliverySettings,
 }
 
 S = TypeVar("S", bound=FunctionSettings)
@@ -166,8 +226,9 @@ class MissingSettings(SystemExit):
 
 
 def load_settings(settings_class: type[S]) -> S:
+    """The function's settings; and, as every function's start-up comes through here, its logs and telemetry."""
     try:
-        return settings_class()
+        settings = settings_class()
     except ValidationError as error:
         problems = [
             f"{'.'.join(str(part) for part in item['loc']).upper()}: {item['msg']}" for item in error.errors()
@@ -175,6 +236,10 @@ def load_settings(settings_class: type[S]) -> S:
         raise MissingSettings(
             f"{settings_class.__name__}: fix these environment variables: " + "; ".join(problems)
         ) from None
+    function = next((name for name, known in SETTINGS_BY_FUNCTION.items() if known is settings_class),
+                    settings_class.__name__)
+    telemetry.start(function, settings.otel_exporter_otlp_endpoint)
+    return settings
 
 
 def required_variables(settings_class: type[FunctionSettings]) -> set[str]:

@@ -1,23 +1,27 @@
 """status (HTTP): the owner's jobs. `GET /<job id>` answers a job (state, timestamps, history, progress while
 converting, the MP3 and when it expires once done, the reason when failed); `GET /<job id>/events` streams its
 changes as Server-Sent Events until it ends; `POST /<job id>/cancel` cancels it; `DELETE /<job id>` deletes it
-with its media at once (cancelling it first); `GET /` lists recent jobs. Someone else's job answers exactly like a
-missing one."""
+with its media at once (cancelling it first); `GET /` lists recent jobs and the user's usage against the quotas.
+Someone else's job answers exactly like a missing one."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from datetime import timedelta
 
 import flask
 import functions_framework
 
 from events import EventEmitter
 from events.catalog import is_job_id
+from functions.download.links import DownloadLinks
 from functions.shared import mongo
 from functions.shared.cancellation import Cancellation, JobNotFound, NotCancellable
 from functions.shared.erasure import Erasure
 from functions.shared.http import (
     NOT_FOUND,
+    STORE_ERRORS,
     HttpError,
     SetUpOnce,
     allow_cross_origin,
@@ -27,10 +31,12 @@ from functions.shared.http import (
 )
 from functions.shared.job_view import job_view
 from functions.shared.jobs import Job, Jobs
+from functions.shared.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimits, Quotas
 from functions.shared.settings import StatusSettings, load_settings
 from functions.shared.tokens import Identity, TokenVerifier
 from functions.status.live import JobStream
 
+log = logging.getLogger(__name__)
 settings = load_settings(StatusSettings)
 database = mongo.database(settings)
 jobs = Jobs(database)
@@ -38,7 +44,8 @@ indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
 erasure = Erasure(database, jobs, cancellation)
-download_url = str(settings.public_download_url)
+download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
+quotas = Quotas(database, QuotaLimits.from_settings(settings))
 # Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
 open_streams = threading.BoundedSemaphore(settings.events_max_streams)
 
@@ -54,9 +61,10 @@ def status(request: flask.Request) -> flask.Response:
     if len(parts) > 2 or (parts and not is_job_id(parts[0])):
         raise NOT_FOUND
     if route == ("GET", 0, None):
-        return json_response({"jobs": [job_view(job, download_url) for job in jobs.list_owned(identity.subject)]})
+        return json_response({"jobs": [job_view(job, download_links) for job in jobs.list_owned(identity.subject)],
+                              "usage": quotas.report(identity.subject)})
     if route == ("GET", 1, None):
-        return json_response(job_view(owned(parts[0], identity), download_url))
+        return json_response(job_view(owned(parts[0], identity), download_links))
     if route == ("DELETE", 1, None):
         if not erasure.erase(parts[0], identity.subject):
             raise NOT_FOUND
@@ -65,7 +73,7 @@ def status(request: flask.Request) -> flask.Response:
         return event_stream(parts[0], identity)
     if route == ("POST", 2, "cancel"):
         try:
-            return json_response(job_view(cancellation.cancel(parts[0], identity.subject), download_url))
+            return json_response(job_view(cancellation.cancel(parts[0], identity.subject), download_links))
         except JobNotFound:
             raise NOT_FOUND from None
         except NotCancellable as refused:
@@ -84,7 +92,15 @@ def owned(job_id: str, identity: Identity) -> Job:
 
 def event_stream(job_id: str, identity: Identity) -> flask.Response:
     owned(job_id, identity)
+    try:
+        # Slightly longer than the stream may last, so a slot whose close was never seen frees itself.
+        stream_slot = quotas.open_stream(identity.subject, timedelta(seconds=settings.events_stream_max_seconds + 30))
+    except OverQuota as over:
+        raise over.http_error() from None
+    except QuotaBusy:
+        raise QUOTA_BUSY from None
     if not open_streams.acquire(blocking=False):
+        quotas.close_stream(identity.subject, stream_slot)
         raise HttpError(503, "too_many_streams", f"too many live streams; poll GET /{job_id} instead",
                         {"Retry-After": "5"})
     released = threading.Event()
@@ -93,9 +109,13 @@ def event_stream(job_id: str, identity: Identity) -> flask.Response:
         if not released.is_set():
             released.set()
             open_streams.release()
+            try:
+                quotas.close_stream(identity.subject, stream_slot)
+            except (*STORE_ERRORS, QuotaBusy) as error:  # the slot lapses by itself
+                log.warning("a live stream's quota slot stays until it lapses: %s", type(error).__name__)
 
     stream = JobStream(load=lambda: jobs.get_owned(job_id, identity.subject),
-                       render=lambda job: job_view(job, download_url), max_seconds=settings.events_stream_max_seconds)
+                       render=lambda job: job_view(job, download_links), max_seconds=settings.events_stream_max_seconds)
     response = flask.Response(iter(stream), mimetype="text/event-stream", headers={
         "Cache-Control": "no-store", "X-Accel-Buffering": "no",
     })

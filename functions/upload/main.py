@@ -1,5 +1,7 @@
 """upload (HTTP, the public upload function URL): `POST /` with a bearer token and a video (multipart form with one
-file, or a raw body; optional `bitrate` 128/192/256/320) answers 202 with the job id and its status URL."""
+file, or a raw body; optional conversion options as query parameters or form fields: `quality`/`bitrate`, `start`,
+`end`, `normalize`, … README: Conversion options) answers 202 with the job id and its status URL, or 422 naming
+every bad option."""
 
 from __future__ import annotations
 
@@ -11,15 +13,23 @@ from functions.shared import mongo
 from functions.shared.http import HttpError, allow_cross_origin, authenticate
 from functions.shared.jobs import Jobs
 from functions.shared.media import VIDEOS, MediaStore
+from functions.shared.quotas import QuotaLimits, Quotas
 from functions.shared.settings import UploadSettings, load_settings
 from functions.shared.tokens import TokenVerifier
+from functions.upload.pending_events import PendingEventRetry
 from functions.upload.uploads import Uploads
 
 settings = load_settings(UploadSettings)
 database = mongo.database(settings)
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+jobs = Jobs(database)
 uploads = Uploads(
-    videos=MediaStore(database, VIDEOS), jobs=Jobs(database), emitter=EventEmitter(str(settings.k_sink), "upload"),
+    # Two quick tries while the client waits; past them the event waits in the job's outbox for the broker.
+    videos=MediaStore(database, VIDEOS), jobs=jobs,
+    emitter=EventEmitter(str(settings.k_sink), "upload", attempts=2, timeout_seconds=5),
+    pending_events=PendingEventRetry(jobs, EventEmitter(str(settings.k_sink), "upload", attempts=1,
+                                                        timeout_seconds=5)),
+    quotas=Quotas(database, QuotaLimits.from_settings(settings)),
     max_upload_bytes=settings.max_upload_bytes, public_status_url=str(settings.public_status_url),
 )
 

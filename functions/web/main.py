@@ -1,5 +1,6 @@
 """web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
-the public function URLs the page calls straight from the browser: auth, upload, status and download. No build
+the public function URLs the page calls straight from the browser: auth, upload, status and download; and
+`asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), for integrators. No build
 step, no third-party code; a strict Content-Security-Policy lets the page talk to those four origins only."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 import flask
 import functions_framework
 
+from events.asyncapi import asyncapi_document
 from functions.shared.http import HttpError, answer_errors, json_response
 from functions.shared.settings import WebSettings, load_settings
 
@@ -23,6 +25,7 @@ PAGES = {
 }
 # Read once: three small files, the same for every request.
 CONTENTS = {name: (STATIC / name).read_bytes() for name, _ in PAGES.values()}
+EVENTS_DOCUMENT = asyncapi_document()
 API = {
     "auth_url": str(settings.public_auth_url).rstrip("/"),
     "upload_url": str(settings.public_upload_url).rstrip("/"),
@@ -56,6 +59,8 @@ def web(request: flask.Request) -> flask.Response:
         raise HttpError(405, "method_not_allowed", "the web page is read-only")
     if request.path == "/config.json":
         return json_response(API, headers=SECURITY_HEADERS)
+    if request.path == "/asyncapi.json":
+        return json_response(EVENTS_DOCUMENT, headers=SECURITY_HEADERS)
     page = PAGES.get(request.path)
     if page is None:
         raise HttpError(404, "not_found", "no such page")

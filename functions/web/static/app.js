@@ -1,5 +1,6 @@
 // vid2mp3's web page: sign up or log in, upload a video (with its upload progress), follow the job live, download
-// the MP3, see why a job failed, or cancel it. It talks only to the public function URLs named by config.json.
+// the MP3, see why a job failed, or cancel it; several videos dropped at once upload one or two at a time; the
+// history lists every job of the user with download, cancel and delete. It talks only to the public function URLs named by config.json.
 // The access token lives in this tab's sessionStorage and travels only in Authorization headers, never in a URL.
 "use strict";
 
@@ -17,6 +18,8 @@ class ApiError extends Error {
   constructor(status, body) {
     super((body && (body.message || body.error)) || `the server answered HTTP ${status}`);
     this.status = status;
+    // A 422 of bad conversion options names each bad field and what is wrong with it.
+    this.fields = (body && body.fields) || {};
   }
 }
 
@@ -36,7 +39,9 @@ function showSignedIn() {
   byId("convert").hidden = !token;
   byId("who").hidden = !token;
   byId("who-email").textContent = email || "";
+  byId("history").hidden = !token;
   if (!token) byId("job").hidden = true;
+  if (token) refreshHistory();
 }
 
 function signOut(message) {
@@ -74,6 +79,39 @@ async function logIn(email, password) {
   sessionStorage.setItem("vid2mp3.token", answer.access_token);
   sessionStorage.setItem("vid2mp3.email", email);
   showSignedIn();
+  openLinkedJob();
+}
+
+// The email links to the page with `#job=<job id>`: once signed in, the page shows that job (its state, and the
+// MP3 to download while it is kept).
+function linkedJobId() {
+  const match = /^#job=([0-9a-f]{32})$/.exec(window.location.hash);
+  return match ? match[1] : null;
+}
+
+function openLinkedJob() {
+  const jobId = linkedJobId();
+  if (!jobId) return;
+  if (!session().token) {
+    say("account-message", "Log in to see the job you were sent a link to.", true);
+    return;
+  }
+  history.replaceState(null, "", window.location.pathname);  // shown once; a reload starts afresh
+  stopFollowing();
+  byId("job").hidden = false;
+  byId("convert").hidden = true;
+  byId("job-title").textContent = "Your job";
+  call("GET", `${api.status_url}/${jobId}`, { headers: authorization() })
+    .then((job) => {
+      byId("job-title").textContent = job.filename || "Your job";
+      showJob(job);
+      if (!FINAL_STATES.has(job.state)) follow(jobId);
+    })
+    .catch((error) => {
+      showJob({ state: "not found" });
+      say("job-message", error.status === 404 ? "No such job of yours: it may have been deleted." : error.message);
+      byId("again").hidden = false;
+    });
 }
 
 async function signUp(email, password) {
@@ -108,18 +146,37 @@ function showUploadProgress(percent) {
   byId("upload-percent").textContent = `${Math.floor(percent)} %`;
 }
 
-function sendVideo(file, bitrate) {
+// The conversion options as the upload function's fields (README: Conversion options): the quality, and every
+// field of the options panel that is filled in.
+function conversionOptions() {
+  const fields = { quality: byId("quality").value };
+  for (const input of byId("options").querySelectorAll("input, select")) {
+    const value = input.type === "checkbox" ? (input.checked ? input.value : "") : input.value.trim();
+    if (value) fields[input.name] = value;
+  }
+  return fields;
+}
+
+function showOptionErrors(fields) {
+  for (const input of byId("convert").querySelectorAll("input[name], select[name]")) {
+    input.setAttribute("aria-invalid", input.name in fields ? "true" : "false");
+  }
+  say("options-message", Object.entries(fields).map(([name, problem]) => `${name}: ${problem}`).join("; "));
+  if (Object.keys(fields).length) byId("options").open = true;
+}
+
+function sendVideo(file, options, onProgress, onRequest = () => {}) {
   return new Promise((resolve, reject) => {
     const url = new URL(api.upload_url);
     url.searchParams.set("filename", file.name);
-    url.searchParams.set("bitrate", bitrate);
+    for (const [name, value] of Object.entries(options)) url.searchParams.set(name, value);
     const request = new XMLHttpRequest();
-    upload = request;
+    onRequest(request);
     request.open("POST", url);
     request.setRequestHeader("Authorization", authorization().Authorization);
     request.setRequestHeader("Content-Type", "application/octet-stream");
     request.upload.onprogress = (event) => {
-      if (event.lengthComputable) showUploadProgress((100 * event.loaded) / event.total);
+      if (event.lengthComputable) onProgress((100 * event.loaded) / event.total);
     };
     request.onload = () => {
       let body = null;
@@ -129,7 +186,6 @@ function sendVideo(file, bitrate) {
     };
     request.onerror = () => reject(new Error("the upload did not get through: check the connection and try again"));
     request.onabort = () => reject(Object.assign(new Error("you cancelled the upload"), { aborted: true }));
-    request.onloadend = () => { upload = null; };
     request.send(file);
   });
 }
@@ -145,16 +201,27 @@ async function start(file) {
   showJob({ state: "uploading" });
   byId("cancel").hidden = false;
   let accepted;
+  showOptionErrors({});
   try {
-    accepted = await sendVideo(file, byId("bitrate").value);
+    accepted = await sendVideo(file, conversionOptions(), showUploadProgress, (request) => { upload = request; });
   } catch (error) {
+    upload = null;
+    if (error.status === 422 && Object.keys(error.fields).length) {
+      // Bad options: back to the form, each bad field marked, nothing was stored.
+      byId("job").hidden = true;
+      byId("convert").hidden = false;
+      showOptionErrors(error.fields);
+      return;
+    }
     showJob({ state: error.aborted ? "cancelled" : "upload failed" });
     say("job-message", error.aborted ? "Upload cancelled: nothing was stored." : `The upload failed: ${error.message}`);
     byId("again").hidden = false;
     return;
   }
+  upload = null;
   showUploadProgress(100);
   showJob({ job_id: accepted.job_id, state: accepted.state || "uploaded" });
+  refreshHistory();
   follow(accepted.job_id);
 }
 
@@ -262,6 +329,17 @@ function showJob(job) {
       ? "This MP3 has expired and was deleted."
       : `The MP3 can be downloaded until ${new Date(audio.expires_at).toLocaleString()}.`;
   }
+  const applied = job.applied ? [...(job.applied.forced || [])] : [];
+  if (job.applied && job.applied.loudness) {
+    applied.push(`loudness ${job.applied.loudness.measured_lufs} LUFS measured, ${job.applied.loudness.gain_db} dB applied`);
+  }
+  if (job.applied && job.applied.tags) applied.push(`tagged "${job.applied.tags.title}", cover: ${job.applied.tags.cover}`);
+  if (job.audio_tracks && job.audio_tracks.length > 1) {
+    applied.push(`audio tracks: ${job.audio_tracks.map((t) => `${t.index} ${t.language || ""} ${t.codec}`).join(", ")}`);
+  }
+  byId("applied").hidden = !applied.length;
+  byId("applied").textContent = applied.join(" · ");
+  if (FINAL_STATES.has(job.state)) refreshHistory();
   if (job.state === "failed" && job.failure) {
     say("job-message", `The conversion failed: ${job.failure.message}`);
   } else if (job.state === "cancelled") {
@@ -291,12 +369,10 @@ function fileNameOf(disposition, fallback) {
   return plain ? plain[1] : fallback;
 }
 
-async function download() {
-  if (!currentJob) return;
-  const button = byId("download");
+async function download(jobId, button, messageId) {
   button.disabled = true;
   try {
-    const response = await fetch(`${api.download_url}/${currentJob.job_id}`, { headers: authorization() });
+    const response = await fetch(`${api.download_url}/${jobId}`, { headers: authorization() });
     if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
     const blob = await response.blob();
     const link = document.createElement("a");
@@ -307,7 +383,7 @@ async function download() {
     link.remove();
     setTimeout(() => URL.revokeObjectURL(link.href), 60000);
   } catch (error) {
-    say("job-message", `The download failed: ${error.message}`);
+    say(messageId, `The download failed: ${error.message}`);
   } finally {
     button.disabled = false;
   }
@@ -322,6 +398,139 @@ function again() {
   byId("file").value = "";
 }
 
+// --- Several videos at once, and the history -------------------------------------------------------------------
+
+const UPLOADS_AT_ONCE = 2;      // the rest wait: each upload takes the whole connection's width anyway
+const HISTORY_REFRESH_MILLISECONDS = 2000;
+const queuedUploads = [];       // {key, file} not started yet
+const pendingUploads = new Map();  // key → {name, state, percent, error}: rows before the job exists
+let uploadsRunning = 0;
+let shownJobs = [];
+let historyTimer = null;
+
+// One file follows the job in the big view; several go to the history, one row each.
+function startAll(files) {
+  if (files.length === 1) { start(files[0]); return; }
+  const options = conversionOptions();
+  for (const file of files) {
+    const key = `${Date.now()}-${Math.random()}`;
+    pendingUploads.set(key, { name: file.name, state: "waiting", percent: 0, error: "" });
+    queuedUploads.push({ key, file, options });
+  }
+  byId("file").value = "";
+  pumpUploads();
+  renderHistory();
+}
+
+function pumpUploads() {
+  while (uploadsRunning < UPLOADS_AT_ONCE && queuedUploads.length) {
+    const { key, file, options } = queuedUploads.shift();
+    const row = pendingUploads.get(key);
+    uploadsRunning += 1;
+    row.state = "uploading";
+    renderHistory();
+    sendVideo(file, options, (percent) => { row.percent = percent; renderHistory(); })
+      .then(() => pendingUploads.delete(key))
+      .catch((error) => {
+        row.state = "upload failed";
+        row.error = Object.keys(error.fields || {}).length
+          ? Object.entries(error.fields).map(([name, problem]) => `${name}: ${problem}`).join("; ") : error.message;
+      })
+      .finally(() => { uploadsRunning -= 1; pumpUploads(); refreshHistory(); });
+  }
+}
+
+async function refreshHistory() {
+  clearTimeout(historyTimer);
+  if (!session().token) return;
+  try {
+    shownJobs = (await call("GET", `${api.status_url}/`, { headers: authorization() })).jobs;
+    say("history-message", "");
+  } catch (error) {
+    say("history-message", `The list could not be loaded: ${error.message}`);
+  }
+  renderHistory();
+  const moving = pendingUploads.size > 0 || shownJobs.some((job) => !FINAL_STATES.has(job.state));
+  if (moving) historyTimer = setTimeout(refreshHistory, HISTORY_REFRESH_MILLISECONDS);
+}
+
+function cell(text) {
+  const element = document.createElement("td");
+  element.textContent = text;
+  return element;
+}
+
+function actionButton(action, label, secondary = true) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.action = action;
+  button.textContent = label;
+  if (secondary) button.className = "secondary";
+  return button;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function jobRow(job) {
+  const row = document.createElement("tr");
+  row.dataset.jobId = job.job_id;
+  const audio = job.state === "done" ? job.audio : null;
+  const state = job.state === "converting" && job.progress ? `converting ${Math.floor(job.progress.percent)} %`
+    : job.state;
+  const actions = document.createElement("td");
+  if (audio && !audio.expired) actions.append(actionButton("download", "Download", false));
+  if (CANCELLABLE_STATES.has(job.state)) actions.append(actionButton("cancel", "Cancel"));
+  actions.append(actionButton("delete", "Delete"));
+  row.append(cell(job.filename || job.job_id), cell(state),
+             cell(audio ? formatSeconds(audio.duration_seconds) : ""), cell(when(job.created_at)),
+             cell(audio ? (audio.expired ? "expired" : when(audio.expires_at)) : ""), actions);
+  return row;
+}
+
+function uploadRow([key, upload]) {
+  const row = document.createElement("tr");
+  row.dataset.upload = key;
+  const state = upload.state === "uploading" ? `uploading ${Math.floor(upload.percent)} %` : upload.state;
+  const stateCell = cell(state);
+  if (upload.error) stateCell.title = upload.error;
+  const actions = document.createElement("td");
+  if (upload.state === "upload failed") actions.append(actionButton("dismiss", "Dismiss"));
+  row.append(cell(upload.name), stateCell, cell(""), cell(""), cell(upload.error), actions);
+  return row;
+}
+
+function renderHistory() {
+  const rows = [...[...pendingUploads.entries()].map(uploadRow), ...shownJobs.map(jobRow)];
+  byId("jobs").tBodies[0].replaceChildren(...rows);
+  byId("no-jobs").hidden = rows.length > 0;
+}
+
+async function onHistoryAction(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const row = button.closest("tr");
+  const jobId = row.dataset.jobId;
+  const name = row.cells[0].textContent;
+  try {
+    if (button.dataset.action === "dismiss") {
+      pendingUploads.delete(row.dataset.upload);
+    } else if (button.dataset.action === "download") {
+      await download(jobId, button, "history-message");
+    } else if (button.dataset.action === "cancel") {
+      await call("POST", `${api.status_url}/${jobId}/cancel`, { headers: authorization() });
+    } else if (button.dataset.action === "delete") {
+      if (!window.confirm(`Delete ${name} and its MP3? This cannot be undone.`)) return;
+      await call("DELETE", `${api.status_url}/${jobId}`, { headers: authorization() });
+      if (currentJob && currentJob.job_id === jobId) again();
+    }
+  } catch (error) {
+    say("history-message", error.message);
+  }
+  refreshHistory();
+}
+
 // --- Wiring ---------------------------------------------------------------------------------------------------
 
 function wireDropZone() {
@@ -333,10 +542,9 @@ function wireDropZone() {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     zone.classList.remove("over");
-    const file = event.dataTransfer && event.dataTransfer.files[0];
-    if (file) start(file);
+    if (event.dataTransfer) startAll([...event.dataTransfer.files]);
   });
-  byId("file").addEventListener("change", (event) => start(event.target.files[0]));
+  byId("file").addEventListener("change", (event) => startAll([...event.target.files]));
   // A file dropped beside the zone must not make the browser navigate away to it.
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());
@@ -348,10 +556,15 @@ async function main() {
   byId("signup").addEventListener("click", accountAction(signUp));
   byId("logout").addEventListener("click", () => signOut(""));
   byId("cancel").addEventListener("click", cancel);
-  byId("download").addEventListener("click", download);
+  byId("download").addEventListener("click", () => {
+    if (currentJob) download(currentJob.job_id, byId("download"), "job-message");
+  });
   byId("again").addEventListener("click", again);
+  byId("jobs").addEventListener("click", onHistoryAction);
   wireDropZone();
   showSignedIn();
+  openLinkedJob();
+  window.addEventListener("hashchange", openLinkedJob);  // a link followed while the page is open
   document.body.dataset.ready = "true";
 }
 

@@ -1,0 +1,320 @@
+"""Traces, logs and metrics: one job's hops read back from the local stack's Jaeger as one trace, a failed job's
+trace marking its error, the functions' JSON log lines joined to it by trace id, the metrics the functions push,
+and what the logs never contain."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from opentelemetry import trace
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from events.catalog import NOTIFICATION_SENT
+from functions.shared import structured_logs
+from functions.shared.telemetry import CloudEventTraceContext
+from stack.__main__ import readable
+from stack.config import LOGS, ROOT
+from tests import bench_tracing
+from tests.support import TEST_PASSWORD, event_tap, make_clip, new_user, wait_for
+
+TRACE_TIMEOUT_SECONDS = 60
+
+
+# --- Reading Jaeger's query API ------------------------------------------------------------------------------
+
+def traces_of_job(jaeger_url: str, service: str, job_id: str) -> list[dict[str, Any]]:
+    response = requests.get(f"{jaeger_url}/api/traces", params={
+        "service": service, "tags": json.dumps({"vid2mp3.job_id": job_id}), "lookback": "1h", "limit": 20,
+    }, timeout=10)
+    response.raise_for_status()
+    return list(response.json()["data"] or [])
+
+
+def whole_trace(jaeger_url: str, trace_id: str) -> dict[str, Any]:
+    response = requests.get(f"{jaeger_url}/api/traces/{trace_id}", timeout=10)
+    response.raise_for_status()
+    [trace] = response.json()["data"]
+    return dict(trace)
+
+
+class Trace:
+    """A Jaeger trace as spans that know their function (service) and their parent."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.trace_id = data["traceID"]
+        services = {key: process["serviceName"] for key, process in data["processes"].items()}
+        self.spans = [{
+            "id": span["spanID"], "name": span["operationName"], "service": services[span["processID"]],
+            "parent": next((reference["spanID"] for reference in span.get("references", [])
+                            if reference["refType"] == "CHILD_OF"), None),
+            "tags": {tag["key"]: tag["value"] for tag in span.get("tags", [])},
+        } for span in data["spans"]]
+        self.by_id = {span["id"]: span for span in self.spans}
+
+    def services(self) -> set[str]:
+        return {span["service"] for span in self.spans}
+
+    def named(self, name: str, service: str | None = None) -> list[dict[str, Any]]:
+        return [span for span in self.spans if span["name"] == name and service in (None, span["service"])]
+
+    def ancestors(self, span: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while span["parent"] in self.by_id:
+            span = self.by_id[span["parent"]]
+            yield span
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [span for span in self.spans
+                if span["tags"].get("error") is True or span["tags"].get("otel.status_code") == "ERROR"]
+
+
+def job_trace(endpoints: dict[str, str], job_id: str, *, expect: set[tuple[str, str]]) -> Trace:
+    """The job's trace, once it holds the spans `expect` names as (function, span name) and the parent of every
+    span: each process sends its spans in batches (the broker's every 5 s), so a trace fills up over seconds."""
+    def complete() -> Trace | None:
+        found = {trace["traceID"] for trace in traces_of_job(endpoints["JAEGER_URL"], "upload", job_id)}
+        if len(found) != 1:
+            return None
+        trace = Trace(whole_trace(endpoints["JAEGER_URL"], found.pop()))
+        whole = all(span["parent"] is None or span["parent"] in trace.by_id for span in trace.spans)
+        return trace if whole and all(trace.named(name, service) for service, name in expect) else None
+    return wait_for(complete, TRACE_TIMEOUT_SECONDS, f"one trace of job {job_id} with spans {sorted(expect)}",
+                    interval=0.5)
+
+
+def log_lines(function: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in (LOGS / f"{function}.log").read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            lines.append(record)
+    return lines
+
+
+# --- On the local stack ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def converted_job(endpoints: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Trace]:
+    client, _ = new_user(endpoints)
+    clip = make_clip(tmp_path_factory.mktemp("tracing") / "clip.mp4", seconds=3)
+    with event_tap(endpoints, [NOTIFICATION_SENT]) as tap:
+        job_id = client.upload(clip)["job_id"]
+        wait_for(lambda: tap.events_for(job_id), 90, f"notification sent for job {job_id}", interval=0.2)
+    return job_id, job_trace(endpoints, job_id, expect={
+        ("upload", "emit io.vid2mp3.video.uploaded.v1"), ("convert", "handle io.vid2mp3.video.uploaded.v1"),
+        ("convert", "POST /"), ("notify", "handle io.vid2mp3.audio.converted.v1"), ("notify", "POST /"),
+        ("notify", "emit io.vid2mp3.notification.sent.v1")})
+
+
+@pytest.mark.stack
+def test_one_job_is_one_trace_across_upload_broker_convert_and_notify(converted_job: tuple[str, Trace]) -> None:
+    job_id, trace = converted_job
+    upload_requests = [span for span in trace.named("POST /", "upload") if span["parent"] is None]
+    assert len(upload_requests) == 1, "the upload request starts the trace"
+    [handled] = trace.named("handle io.vid2mp3.video.uploaded.v1", "convert")
+    assert handled["tags"]["vid2mp3.job_id"] == job_id
+    assert handled["tags"]["vid2mp3.outcome"] == "done"
+    # The hop through the broker: convert's request continues the span that emitted the event in upload.
+    [emitted] = trace.named("emit io.vid2mp3.video.uploaded.v1", "upload")
+    assert emitted in trace.ancestors(handled)
+    # Where convert's time goes, each a child of its handling of the event.
+    for name in ("gridfs read", "ffprobe", "ffmpeg", "mp3 check", "gridfs write"):
+        spans = trace.named(name, "convert")
+        assert spans, f"no {name!r} span in convert"
+        assert all(handled in trace.ancestors(span) for span in spans), f"{name!r} is not inside the handling"
+    [ffmpeg] = trace.named("ffmpeg", "convert")
+    assert ffmpeg["tags"]["vid2mp3.ffmpeg.outcome"] == "exited"
+    assert ffmpeg["tags"]["vid2mp3.ffmpeg.output"] == "audio.mp3"
+    [notified] = trace.named("handle io.vid2mp3.audio.converted.v1", "notify")
+    assert trace.named("emit io.vid2mp3.audio.converted.v1", "convert")[0] in trace.ancestors(notified)
+    assert [span for span in trace.named("email send", "notify") if notified in trace.ancestors(span)]
+    assert not trace.errors(), [(span["service"], span["name"]) for span in trace.errors()]
+
+
+@pytest.mark.stack
+def test_the_broker_hops_appear_in_the_trace(converted_job: tuple[str, Trace]) -> None:
+    _, trace = converted_job
+    dispatches = trace.named("rabbitmq-dispatcher")
+    assert dispatches, f"no dispatcher span; services {sorted(trace.services())}"
+    # Each delivery to convert and to notify passes through a dispatcher span.
+    for event_type, function in (("video.uploaded", "convert"), ("audio.converted", "notify")):
+        [handled] = trace.named(f"handle io.vid2mp3.{event_type}.v1", function)
+        assert any(span in dispatches for span in trace.ancestors(handled)), f"{function} not reached via a dispatcher"
+
+
+@pytest.mark.stack
+def test_a_failed_jobs_trace_marks_the_error(endpoints: dict[str, str], tmp_path: Path) -> None:
+    client, _ = new_user(endpoints)
+    silent = make_clip(tmp_path / "silent-film.mp4", seconds=2, audio=None)
+    job_id = client.upload(silent)["job_id"]
+    wait_for(lambda: client.job(job_id)["state"] == "failed", 60, f"job {job_id} failed")
+    trace = job_trace(endpoints, job_id, expect={("convert", "handle io.vid2mp3.video.uploaded.v1"),
+                                                 ("convert", "emit io.vid2mp3.conversion.failed.v1")})
+    errors = {(span["service"], span["name"]) for span in trace.errors()}
+    assert ("convert", "ffprobe") in errors, errors
+    assert ("convert", "emit io.vid2mp3.conversion.failed.v1") in errors, errors
+    assert ("convert", "handle io.vid2mp3.video.uploaded.v1") in errors, errors
+
+
+@pytest.mark.stack
+def test_the_functions_log_lines_carry_the_trace_id(converted_job: tuple[str, Trace]) -> None:
+    job_id, trace = converted_job
+    for function in ("upload", "convert", "notify"):
+        joined = [line for line in log_lines(function) if line.get("trace_id") == trace.trace_id]
+        assert joined, f"no {function} log line carries trace {trace.trace_id}"
+        for line in joined:
+            assert {"time", "level", "function", "message", "span_id"} <= line.keys(), line
+            assert line["function"] == function
+        if function != "upload":  # upload names the job only in its messages; the others while handling it
+            assert any(line.get("job_id") == job_id for line in joined), f"{function}: no line names job {job_id}"
+
+
+@pytest.mark.stack
+def test_metrics_reach_the_receiver(endpoints: dict[str, str], converted_job: tuple[str, Trace]) -> None:
+    wanted = ["vid2mp3_jobs_ended_total", "vid2mp3_event_broker_wait_seconds_bucket",
+              "vid2mp3_events_handled_total", "vid2mp3_conversion_seconds_per_media_second_bucket",
+              "http_server_duration_milliseconds_bucket"]
+
+    def exposition() -> str | None:
+        text = requests.get(endpoints["METRICS_URL"], timeout=10).text
+        return text if all(name in text for name in wanted) else None
+    text = wait_for(exposition, 30, f"metrics {wanted} at {endpoints['METRICS_URL']}", interval=1)
+    done = [line for line in text.splitlines() if line.startswith("vid2mp3_jobs_ended_total")
+            and 'state="done"' in line]
+    assert done and float(done[0].rsplit(" ", 1)[1]) >= 1, done
+    assert any('service_name="upload"' in line for line in text.splitlines()
+               if line.startswith("http_server_duration_milliseconds_count")), "no request latency of upload"
+
+
+@pytest.mark.stack
+def test_no_token_or_password_reaches_the_stack_logs(converted_job: tuple[str, Trace]) -> None:
+    # The job above signed up, logged in and uploaded with a bearer token.
+    for log in LOGS.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert "eyJ" not in text, f"a JWT in {log.name}"
+        assert TEST_PASSWORD not in text, f"the test password in {log.name}"
+
+
+# --- In-process: the log format and what it hides -------------------------------------------------------------
+
+SECRETS_IN_LINES = [
+    ("token eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl accepted", "eyJ"),
+    ("Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
+    ('{"email": "a@b.c", "password": "hunter2 hunter2"}', "hunter2"),
+    ("login password=hunter2&next=/", "hunter2"),
+    ("mongodb://vid2mp3:s3cret@db:27017/vid2mp3 unreachable", "s3cret"),
+    ("sendgrid key SG.abcdefghijkl.mnopqrstuvwxyz0123 refused", "SG.abcdefghijkl"),
+    ("GET https://store.example/a.mp3?X-Amz-Signature=deadbeef&X-Amz-Expires=60", "deadbeef"),
+    ("download https://vid2mp3.example/d/1?token=abc123&x=1", "abc123"),
+]
+
+
+@pytest.mark.parametrize(("message", "secret"), SECRETS_IN_LINES)
+def test_a_log_line_never_holds_a_secret(message: str, secret: str) -> None:
+    formatter = structured_logs.JsonLines("auth")
+    record = logging.LogRecord("vid2mp3.test", logging.WARNING, __file__, 1, "%s", (message,), None)
+    line = json.loads(formatter.format(record))
+    assert secret not in line["message"], line
+    assert structured_logs.REDACTED in line["message"]
+    assert {line["function"], line["level"]} == {"auth", "warning"}
+
+
+def test_an_exceptions_text_is_redacted_too() -> None:
+    formatter = structured_logs.JsonLines("auth")
+    try:
+        raise ValueError("cannot reach mysql://vid2mp3:s3cret@127.0.0.1/vid2mp3")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = json.loads(formatter.format(record))
+    assert "s3cret" not in line["exception"] and "ValueError" in line["exception"]
+
+
+def test_without_an_endpoint_nothing_is_traced_or_loaded() -> None:
+    """A function with no OTEL_EXPORTER_OTLP_ENDPOINT loads no SDK, makes no span and sends no trace context."""
+    program = """
+import json, sys
+from functions.shared import telemetry
+from events import to_cloud_event
+from events.catalog import JobCancelled
+telemetry.start("status", "")
+event = to_cloud_event(JobCancelled(job_id="a" * 32, owner_id="o", cancelled_at="2026-01-01T00:00:00Z"),
+                       source_function="status")
+print(json.dumps({"enabled": telemetry.enabled(), "sdk": "opentelemetry.sdk" in sys.modules,
+                  "traceparent": event.get("traceparent")}))
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, check=True,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert json.loads(result.stdout.splitlines()[-1]) == {"enabled": False, "sdk": False, "traceparent": None}
+
+
+def test_an_emitted_event_carries_the_current_trace_context() -> None:
+    program = """
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from events import to_cloud_event
+from events.catalog import JobCancelled
+trace.set_tracer_provider(TracerProvider())
+with trace.get_tracer("test").start_as_current_span("emitting") as span:
+    event = to_cloud_event(JobCancelled(job_id="a" * 32, owner_id="o", cancelled_at="2026-01-01T00:00:00Z"),
+                           source_function="status")
+    print(json.dumps({"traceparent": event.get("traceparent"),
+                      "trace_id": format(span.get_span_context().trace_id, "032x")}))
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, check=True,
+                            env={"PATH": "/usr/bin:/bin"})
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["traceparent"].startswith(f"00-{seen['trace_id']}-"), seen
+
+
+
+def test_a_delivery_continues_its_transport_hop_else_the_events_own_trace_context() -> None:
+    propagator = CompositePropagator([CloudEventTraceContext(), TraceContextTextMapPropagator()])
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    emitted, delivered = f"00-{trace_id}-00f067aa0ba902b7-01", f"00-{trace_id}-b7ad6b7169203331-01"
+
+    def parent_span_id(headers: dict[str, str]) -> str:
+        span_context = trace.get_current_span(propagator.extract(headers)).get_span_context()
+        return format(span_context.span_id, "016x") if span_context.is_valid else ""
+
+    assert parent_span_id({"ce-traceparent": emitted}) == "00f067aa0ba902b7"
+    assert parent_span_id({"ce-traceparent": emitted, "traceparent": delivered}) == "b7ad6b7169203331"
+    assert parent_span_id({"ce-id": "x"}) == ""
+    injected: dict[str, str] = {}
+    propagator.inject(injected, propagator.extract({"traceparent": delivered}))
+    assert set(injected) == {"traceparent"}, "no ce- header on other HTTP calls"
+
+
+@pytest.mark.stack
+def test_the_bench_reads_a_conversions_phases_from_its_spans(endpoints: dict[str, str], tmp_path: Path) -> None:
+    """`make bench`'s tracing part (tests/bench_tracing.py) on a short clip: one traced child conversion."""
+    measured = bench_tracing.run_child(make_clip(tmp_path / "clip.mp4", seconds=3), traced=True)
+    assert len(measured["seconds"]) == bench_tracing.RUNS_PER_CHILD
+    for phases, seconds in zip(measured["phases"], measured["seconds"], strict=True):
+        assert {"gridfs read", "ffprobe", "ffmpeg", "mp3 check", "gridfs write", bench_tracing.MONGODB,
+                "other (Python, temp files)"} <= phases.keys(), phases
+        assert all(value >= 0 for value in phases.values()), phases
+        # ffmpeg runs beside ffprobe and the lease renewals (MongoDB): the phases may exceed the wall time by those.
+        beside_ffmpeg = phases["ffprobe"] + phases[bench_tracing.MONGODB]
+        assert sum(phases.values()) - beside_ffmpeg <= seconds + 0.01, (phases, seconds)
+
+
+def test_make_logs_shows_a_json_line_readably_and_other_lines_as_they_are() -> None:
+    line = json.dumps({"time": "2026-12-01T17:06:24.632+00:00", "level": "info", "function": "convert",
+                       "message": "emitted io.vid2mp3.audio.converted.v1", "job_id": "a" * 32, "trace_id": "b" * 32})
+    assert readable(line) == (f"17:06:24.632 INFO    emitted io.vid2mp3.audio.converted.v1  [job_id={'a' * 32} "
+                              f"trace_id={'b' * 32}]")
+    for other in ("--- 2026-12-01 17:06:06 starting functions-framework", "[2026-12-01 17:06:07] [INFO] Booting",
+                  "[1, 2]"):
+        assert readable(other) == other
