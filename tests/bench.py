@@ -56,7 +56,7 @@ from functions.shared.media import AUDIO, TRACKS, VIDEOS, MediaStore, StoredFile
 from functions.shared.settings import ConvertSettings
 from stack import servers
 from stack.config import ENDPOINTS_FILE, ROOT, RUN
-from tests import bench_options, bench_segments, bench_tracing
+from tests import bench_lifetimes, bench_options, bench_segments, bench_tracing
 from tests.support import stage_job
 
 # Inputs and results stay in the work tree even when the stack under test keeps its state elsewhere
@@ -1008,6 +1008,8 @@ def main() -> int:
             print("Upload memory and speed:")
             bare_gridfs_upload(report, database)
             upload_memory_and_speed(report, e2e)
+            print("Lifetimes: finished jobs piling up, and the purge:")
+            report.figures["lifetimes"] = bench_lifetimes.measure(points, bench_lifetimes.SIZES)
         finally:
             e2e.clean_up()
     judge(report)

@@ -106,6 +106,23 @@ class Accounts:
                 (credentials.email, self.window, self.window))
             raise LoginRefused()
 
+    def confirm(self, account_id: str, email: str, password: str) -> None:
+        """The password of account `account_id` (whose token names `email`), checked as a login is, throttle
+        included: raises LoginRefused or LoginThrottled."""
+        try:
+            account = self.log_in(Credentials(email=email, password=password))
+        except ValueError:  # not even well-formed: refused like a wrong password
+            raise LoginRefused() from None
+        if account.account_id != account_id:
+            raise LoginRefused()
+
+    def delete(self, account_id: str, email: str) -> None:
+        """The account and every row naming it: its login-throttle row. Tokens are not stored (no server-side
+        sessions): those already issued are refused by nothing but their expiry."""
+        with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
+            cursor.execute("DELETE FROM accounts WHERE id = %s", (int(account_id),))
+            cursor.execute("DELETE FROM login_failures WHERE email = %s", (email,))
+
     @staticmethod
     def _password_matches(password_hash: str, password: str) -> bool:
         try:

@@ -1,20 +1,35 @@
 """auth (HTTP): `POST /signup` and `POST /login` with `{"email", "password"}` against MySQL; login answers an
-EdDSA JWT. `GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with."""
+EdDSA JWT. `GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with.
+`DELETE /account` with the account's token and `{"password"}` deletes the account, all its jobs and their media."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import flask
 import functions_framework
 from pydantic import ValidationError
 
+from events import EventEmitter
 from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
 from functions.auth.signup_limits import SignupLimits, SignupsThrottled, client_address
-from functions.shared.http import HttpError, SetUpOnce, allow_cross_origin, answer_errors, json_response
+from functions.shared import mongo
+from functions.shared.cancellation import Cancellation
+from functions.shared.erasure import Erasure
+from functions.shared.http import (
+    HttpError,
+    SetUpOnce,
+    allow_cross_origin,
+    answer_errors,
+    authenticate,
+    json_response,
+)
+from functions.shared.jobs import Jobs
 from functions.shared.settings import AuthSettings, load_settings
-from functions.shared.tokens import TokenIssuer
+from functions.shared.tokens import TokenIssuer, TokenVerifier
 
+log = logging.getLogger(__name__)
 settings = load_settings(AuthSettings)
 accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
                     failure_window_seconds=settings.login_failure_window_seconds)
@@ -23,6 +38,10 @@ schema = SetUpOnce("the accounts schema", accounts.apply_schema).at_start()
 issuer = TokenIssuer(settings.jwt_private_key.get_secret_value(), issuer=settings.jwt_issuer,
                      audience=settings.jwt_audience, ttl_seconds=settings.jwt_ttl_seconds,
                      key_id=settings.jwt_key_id)
+verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+database = mongo.database(settings)
+jobs = Jobs(database)
+erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
 
 
 def credentials_from(request: flask.Request) -> Credentials:
@@ -66,6 +85,30 @@ def auth(request: flask.Request) -> Any:
                             {"Retry-After": str(throttled.retry_after_seconds)}) from None
         token = issuer.issue(account.account_id, account.email)
         return json_response({"access_token": token, "token_type": "Bearer", "expires_in": issuer.ttl_seconds})
-    if route[1] in ("/signup", "/login", "/.well-known/jwks.json"):
+    if route == ("DELETE", "/account"):
+        delete_account(request)
+        return flask.Response(status=204)
+    if route[1] in ("/signup", "/login", "/.well-known/jwks.json", "/account"):
         raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
-    raise HttpError(404, "not_found", "try POST /signup, POST /login or GET /.well-known/jwks.json")
+    raise HttpError(404, "not_found", "try POST /signup, POST /login, DELETE /account or GET /.well-known/jwks.json")
+
+
+def delete_account(request: flask.Request) -> None:
+    """The account's jobs first (media and records, running ones cancelled), then the account: should this stop
+    midway, the owner can still log in and ask again."""
+    identity = authenticate(request, verifier)
+    body = request.get_json(silent=True)
+    password = body.get("password") if isinstance(body, dict) else None
+    if not isinstance(password, str) or not password:
+        raise HttpError(422, "password_required", 'confirm with the account\'s password: {"password": "..."}')
+    schema()
+    try:
+        accounts.confirm(identity.subject, identity.email, password)
+    except LoginRefused:
+        raise HttpError(403, "wrong_password", "the password does not match this account") from None
+    except LoginThrottled as throttled:
+        raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
+                        {"Retry-After": str(throttled.retry_after_seconds)}) from None
+    jobs_deleted = erasure.erase_owner(identity.subject)
+    accounts.delete(identity.subject, identity.email)
+    log.info("account %s deleted with its %d jobs", identity.subject, jobs_deleted)

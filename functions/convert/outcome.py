@@ -95,9 +95,9 @@ class Outcome:
         if finished is None:
             current = self.jobs.get(job_id)
             # A file of this attempt's own is no one else's; the job's id may be another attempt's write by now,
-            # unless the job has ended without an MP3.
-            if stored.file_id != job_id or (current is not None
-                                            and current["state"] in (JobState.CANCELLED, JobState.FAILED)):
+            # unless the job has ended without an MP3 or was deleted by its owner.
+            if stored.file_id != job_id or current is None \
+                    or current["state"] in (JobState.CANCELLED, JobState.FAILED):
                 self.audio.remove(stored.file_id)
             log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
             return False

@@ -1,5 +1,6 @@
 """reconcile (CloudEvent, driven every minute by a PingSource): finds what the event flow left behind and mends it:
-pending events re-emitted, stalled jobs re-driven or failed, expired MP3s and orphan GridFS chunks deleted."""
+pending events re-emitted, stalled jobs re-driven or failed, expired MP3s and orphan GridFS chunks deleted, and
+records past their lifetime purged."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from events import EventEmitter
+from functions.reconcile.lifetimes import Lifetimes
 from functions.reconcile.sweeps import Reconciler
 from functions.shared import mongo
 from functions.shared.jobs import Jobs
@@ -16,9 +18,13 @@ from functions.shared.settings import ReconcileSettings, load_settings
 
 settings = load_settings(ReconcileSettings)
 database = mongo.database(settings)
-reconciler = Reconciler(database=database, jobs=Jobs(database), emitter=EventEmitter(str(settings.k_sink),
-                                                                                    "reconcile"),
-                        stuck_after=timedelta(seconds=settings.stuck_after_seconds), max_redrives=settings.max_redrives)
+jobs = Jobs(database)
+lifetimes = Lifetimes(database, jobs, job_lifetime=timedelta(seconds=settings.job_record_retention_seconds),
+                      batch_size=settings.purge_batch_size, mysql_url=settings.mysql_url.get_secret_value(),
+                      login_failure_lifetime=timedelta(seconds=settings.login_failure_retention_seconds))
+reconciler = Reconciler(database=database, jobs=jobs, emitter=EventEmitter(str(settings.k_sink), "reconcile"),
+                        stuck_after=timedelta(seconds=settings.stuck_after_seconds), max_redrives=settings.max_redrives,
+                        lifetimes=lifetimes)
 
 
 @functions_framework.cloud_event

@@ -1,10 +1,14 @@
 """The reconcile sweeps. The broker can lose an event in narrow windows (it acks before a dead-letter publish is
-confirmed) and a converter can die with its pod; the job records say what should have happened next."""
+confirmed) and a converter can die with its pod; the job records say what should have happened next.
+
+The sweeps query only the live jobs (`jobs`: open ones, and those ended within about a day); settled ones are moved
+to the finished history and purged when their lifetime ends (functions/reconcile/lifetimes.py), so a sweep costs
+the same however many finished jobs are kept."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +16,7 @@ from pymongo.database import Database
 
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
+from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 
@@ -20,10 +25,8 @@ log = logging.getLogger(__name__)
 # An event still pending this long after its write was not emitted by the function that wrote it.
 PENDING_GRACE = timedelta(seconds=30)
 # A converter may still be writing for this long after its job was cancelled (until its ffmpeg deadline passes),
-# so a recently cancelled job's media are deleted again at every sweep.
-CANCELLED_RECHECK = timedelta(hours=1)
-# Where the orphan sweep remembers what it saw, for the next sweep to compare.
-ORPHAN_SIGHTINGS = "orphan_sightings"
+# so a recently cancelled job's media are deleted again at every sweep; the job stays live that long.
+CANCELLED_RECHECK = SETTLE_AFTER
 
 
 @dataclass
@@ -36,6 +39,7 @@ class SweepReport:
     cancelled_cleaned: int = 0
     fan_out_leftovers_removed: int = 0
     orphans_removed: int = 0
+    lifetimes: PurgeReport = field(default_factory=PurgeReport)
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Reconciler:
     stuck_after: timedelta
     max_redrives: int
     pending_grace: timedelta = PENDING_GRACE
+    # Settles ended jobs and purges them (and login-throttle rows) when their lifetime ends; None: kept for ever.
+    lifetimes: Lifetimes | None = None
 
     def run(self) -> SweepReport:
         report = SweepReport()
@@ -65,6 +71,8 @@ class Reconciler:
         report.cancelled_cleaned = self.delete_cancelled_media()
         report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
         report.orphans_removed = self.remove_orphan_chunks()
+        if self.lifetimes is not None:
+            report.lifetimes = self.lifetimes.run()
         log.info("reconcile: %s", report)
         return report
 

@@ -44,9 +44,15 @@ def from_pending(pending: dict[str, Any]) -> EventPayload:
     return MODEL_BY_TYPE[pending["type"]].model_validate(pending["data"])
 
 
+FINISHED_JOBS = "finished_jobs"
+OWNER_JOB_LISTS = "owner_job_lists"
+
+
 class Jobs:
     def __init__(self, db: Database[Job]) -> None:
         self.collection: Collection[Job] = db["jobs"]
+        self.finished: Collection[Job] = db[FINISHED_JOBS]
+        self.owner_lists: Collection[dict[str, Any]] = db[OWNER_JOB_LISTS]
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("owner_id", ASCENDING), ("created_at", ASCENDING)])
@@ -60,18 +66,51 @@ class Jobs:
             "pending_event": as_pending(event),
         })
 
-    def delete(self, job_id: str) -> None:
-        self.collection.delete_one({"_id": job_id})
+    def delete(self, job_id: str) -> bool:
+        """Removes the job's record, live or finished, and its place in its owner's list (its media are
+        `media.remove_job_media`'s). The list goes first: should this stop midway, the record still says whose
+        job it was. False when there was no record."""
+        job = self.get(job_id)
+        if job is not None:
+            self.owner_lists.update_one({"_id": job["owner_id"]}, {"$pull": {"job_ids": job_id}})
+        deleted = self.collection.delete_one({"_id": job_id}).deleted_count
+        return deleted + self.finished.delete_one({"_id": job_id}).deleted_count > 0
 
     def get(self, job_id: str) -> Job | None:
-        return self.collection.find_one({"_id": job_id})
+        return self.collection.find_one({"_id": job_id}) or self.finished.find_one({"_id": job_id})
 
     def get_owned(self, job_id: str, owner_id: str) -> Job | None:
-        """The job if `owner_id` owns it; None alike for a missing job and someone else's."""
-        return self.collection.find_one({"_id": job_id, "owner_id": owner_id})
+        """The job if `owner_id` owns it; None alike for a missing job and someone else's. Looked up by `_id` alone
+        and the owner compared here: the local FerretDB answers only a filter of `_id` alone from an index."""
+        job = self.get(job_id)
+        return job if job is not None and job.get("owner_id") == owner_id else None
 
     def list_owned(self, owner_id: str, limit: int = 50) -> list[Job]:
-        return list(self.collection.find({"owner_id": owner_id}).sort("created_at", -1).limit(limit))
+        """The owner's newest jobs, newest first: the live ones, and the newest finished ones by `_id`."""
+        live = list(self.collection.find({"owner_id": owner_id}))
+        finished_ids = self.finished_ids(owner_id)[-limit:]
+        finished = [job for job in map(self.finished.find_one, ({"_id": job_id} for job_id in finished_ids))
+                    if job is not None]
+        return sorted(live + finished, key=lambda job: job["created_at"], reverse=True)[:limit]
+
+    def owned_ids(self, owner_id: str) -> list[str]:
+        """Every job of the owner, live or finished."""
+        live = [job["_id"] for job in self.collection.find({"owner_id": owner_id}, {"_id": 1})]
+        return live + [job_id for job_id in self.finished_ids(owner_id) if job_id not in live]
+
+    def finished_ids(self, owner_id: str) -> list[str]:
+        return list((self.owner_lists.find_one({"_id": owner_id}) or {}).get("job_ids") or [])
+
+    def move_to_finished(self, job: Job) -> bool:
+        """Moves a settled job from the live jobs to the finished history, unless it changed since `job` was read
+        or was deleted meanwhile (then the copy is dropped). Copied before it is deleted, so a stop in between
+        leaves it in both (readers take the live one; the next move repeats)."""
+        self.owner_lists.update_one({"_id": job["owner_id"]}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
+        self.finished.replace_one({"_id": job["_id"]}, job, upsert=True)
+        if self.collection.delete_one({"_id": job["_id"], "updated_at": job["updated_at"]}).deleted_count == 1:
+            return True
+        self.finished.delete_one({"_id": job["_id"]})
+        return False
 
     def _transition(self, query: dict[str, Any], state: JobState, fields: dict[str, Any] | None = None,
                     event: EventPayload | None = None, unset: tuple[str, ...] = (),

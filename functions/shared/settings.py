@@ -68,7 +68,9 @@ class QuotaSettings(FunctionSettings):
     quota_live_streams: int = Field(default=3, ge=1)
 
 
-class AuthSettings(TokenSettings, CorsSettings):
+class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSettings):
+    # MongoDB and the broker: deleting an account (`DELETE /account`, with a token of its own) deletes its jobs
+    # and their media, cancelling those still running.
     mysql_url: SecretStr
     # PEM of an Ed25519 private key; its public half is published as the JWKS.
     jwt_private_key: SecretStr
@@ -153,6 +155,15 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     # the convert Trigger's whole retry budget (about 22 min), so the broker's own retries come first.
     stuck_after_seconds: float = Field(default=1800, gt=0)
     max_redrives: int = Field(default=3, ge=0)
+    # Lifetimes (README, "What is stored, for how long"): a job's record is purged this long after the minute the job
+    # ended (its status then answers 404); 0 purges each job as soon as it has settled (an hour after it ended).
+    job_record_retention_seconds: int = Field(default=30 * 24 * 3600, ge=0)
+    # Login-throttle rows (MySQL) are deleted this long after their window started; longer than the auth
+    # function's LOGIN_FAILURE_WINDOW_SECONDS, or throttling would forget failures early.
+    login_failure_retention_seconds: int = Field(default=24 * 3600, ge=900)
+    # Records deleted per purge step of a sweep: a sweep's work, and its time, stay bounded however much is due.
+    purge_batch_size: int = Field(default=500, ge=1)
+    mysql_url: SecretStr
 
 
 class WebhookSettings(MongoSettings):

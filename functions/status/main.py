@@ -1,7 +1,7 @@
 """status (HTTP): the owner's jobs. `GET /<job id>` answers a job (state, timestamps, history, progress while
 converting, the MP3 and when it expires once done, the reason when failed); `GET /<job id>/events` streams its
-changes as Server-Sent Events until it ends; `POST /<job id>/cancel` cancels it; `GET /` lists recent jobs and
-the user's usage against the quotas.
+changes as Server-Sent Events until it ends; `POST /<job id>/cancel` cancels it; `DELETE /<job id>` deletes it
+with its media at once (cancelling it first); `GET /` lists recent jobs and the user's usage against the quotas.
 Someone else's job answers exactly like a missing one."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from events import EventEmitter
 from events.catalog import is_job_id
 from functions.download.links import DownloadLinks
 from functions.shared import mongo
+from functions.shared.cancellation import Cancellation, JobNotFound, NotCancellable
+from functions.shared.erasure import Erasure
 from functions.shared.http import (
     NOT_FOUND,
     STORE_ERRORS,
@@ -31,7 +33,6 @@ from functions.shared.job_view import job_view
 from functions.shared.jobs import Job, Jobs
 from functions.shared.settings import StatusSettings, load_settings
 from functions.shared.tokens import Identity, TokenVerifier
-from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
 from functions.status.live import JobStream
 from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimits, Quotas
 
@@ -42,6 +43,7 @@ jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
+erasure = Erasure(database, jobs, cancellation)
 download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
 quotas = Quotas(database, QuotaLimits.from_settings(settings))
 # Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
@@ -63,6 +65,10 @@ def status(request: flask.Request) -> flask.Response:
                               "usage": quotas.report(identity.subject)})
     if route == ("GET", 1, None):
         return json_response(job_view(owned(parts[0], identity), download_links))
+    if route == ("DELETE", 1, None):
+        if not erasure.erase(parts[0], identity.subject):
+            raise NOT_FOUND
+        return flask.Response(status=204)
     if route == ("GET", 2, "events"):
         return event_stream(parts[0], identity)
     if route == ("POST", 2, "cancel"):

@@ -1,0 +1,177 @@
+"""Lifetimes: nothing is kept for ever. A job moves from the live jobs to the finished history once nothing more
+can happen to it (settled), entered in the ledger of the minute it ended, and is purged with its leftovers once
+JOB_RECORD_RETENTION_SECONDS have passed since that minute; login-throttle rows past their lifetime are deleted.
+
+A job's media and every leftover (tracks, segments, joiners' MP3s, a failed job's video) are removed as it settles,
+so the purge deletes records only. Every step works in bounded batches and can stop anywhere: a job leaves the
+ledger only after its record and its place in its owner's list are gone, and each of those deletions is safe to
+repeat, so the next sweep resumes where an interrupted one stopped, with nothing lost and nothing deleted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+
+from functions.shared import mysql
+from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
+from functions.shared.media import remove_job_media
+
+log = logging.getLogger(__name__)
+
+# Per minute in which jobs ended, the ids of those settled: `{"_id": "2026-12-01T17:05", "job_ids": [...]}`. A minute,
+# so that each document stays small (an update rewrites it whole) and is fetched by `_id`.
+JOB_ENDINGS = "job_endings"
+# The purge's place in the ledger, `{"_id": "purge", "next_slot": <the oldest minute not yet purged>}`.
+RECONCILE_STATE = "reconcile_state"
+PURGE_CURSOR = "purge"
+SLOT = timedelta(minutes=1)
+# Where the orphan-chunk sweep remembers what it saw (functions/reconcile/sweeps.py).
+ORPHAN_SIGHTINGS = "orphan_sightings"
+NOT_IMPLEMENTED = 238
+# Minutes walked per ledger entry a purge step may take: most minutes of a quiet service hold no job.
+EMPTY_SLOTS_PER_ENTRY = 10
+# Purged jobs taken out of their minute's ledger document per update.
+LEDGER_PULL_BATCH = 50
+# A job that ended stays live this much longer: the broker's retries of its last events (about 22 min for convert)
+# and a converter still writing after a cancel (until its ffmpeg deadline) all fall within it.
+SETTLE_AFTER = timedelta(hours=1)
+
+
+def slot_of(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def ledger_key(slot: datetime) -> str:
+    return slot.strftime("%Y-%m-%dT%H:%M")
+
+
+def is_settled(job: Job, moment: datetime) -> bool:
+    """Nothing more can happen to the job but the end of its lifetime: it ended over `SETTLE_AFTER` ago, has no
+    event pending, its MP3 has expired and been deleted, and a kept source video's time is up (whatever media are
+    left, a failed job's video for one, are removed as it settles)."""
+    ended = job.get("finished_at") or job["updated_at"]
+    if job["state"] not in FINAL_STATES or job.get("pending_event") or max(ended, job["updated_at"]) > \
+            moment - SETTLE_AFTER:
+        return False
+    if job["state"] == JobState.DONE:
+        return bool((job.get("audio") or {}).get("deleted_at")) and (job.get("video_expires_at") or ended) <= moment
+    if job["state"] == JobState.CANCELLED:
+        return "media_deleted_at" in job
+    return True
+
+
+@dataclass
+class Purged:
+    entries: int = 0  # ledger entries taken
+    records: int = 0  # job records deleted (an entry whose job was deleted already deletes none)
+
+
+@dataclass
+class PurgeReport:
+    settled: int = 0
+    jobs_purged: int = 0
+    login_failures_purged: int = 0
+
+
+@dataclass
+class Lifetimes:
+    database: Database[dict[str, Any]]
+    jobs: Jobs
+    job_lifetime: timedelta
+    batch_size: int = 500
+    mysql_url: str | None = None
+    login_failure_lifetime: timedelta = field(default=timedelta(days=1))
+
+    def __post_init__(self) -> None:
+        self.endings = self.database[JOB_ENDINGS]
+        self.state = self.database[RECONCILE_STATE]
+        self._ttl_checked = False
+
+    def ensure_ttl_index(self) -> None:
+        """Orphan sightings are replaced at every sweep; should the sweeps stop, a MongoDB server's TTL monitor
+        deletes them a day after they were seen. Job records get no TTL index: their purge must take their media and
+        entries along, which a TTL monitor cannot. FerretDB v1.24.2 refuses TTL indexes (NotImplemented, code 238)."""
+        if self._ttl_checked:
+            return
+        try:
+            self.database[ORPHAN_SIGHTINGS].create_index("seen_at", expireAfterSeconds=24 * 3600)
+        except OperationFailure as refused:
+            if refused.code != NOT_IMPLEMENTED:
+                raise
+        self._ttl_checked = True
+
+    def run(self) -> PurgeReport:
+        self.ensure_ttl_index()
+        return PurgeReport(settled=self.settle(), jobs_purged=self.purge_jobs().records,
+                           login_failures_purged=self.purge_login_failures())
+
+    def settle(self) -> int:
+        """Moves at most `batch_size` settled jobs to the finished history, each entered first in the ledger of the
+        minute it ended: a stop in between leaves it in both, which the next sweep repeats harmlessly."""
+        settled = 0
+        moment = now()
+        ended = self.jobs.collection.find({"state": {"$in": list(FINAL_STATES)}})
+        for job in [job for job in ended if is_settled(job, moment)][:self.batch_size]:
+            remove_job_media(self.database, job)
+            slot = slot_of(job.get("finished_at") or job["updated_at"])
+            self.endings.update_one({"_id": ledger_key(slot)}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
+            # A minute behind the purge's place (a lifetime shorter than the settling time) moves it back.
+            self.state.update_one({"_id": PURGE_CURSOR}, {"$min": {"next_slot": slot}}, upsert=True)
+            settled += self.jobs.move_to_finished(job)
+        return settled
+
+    def purge_jobs(self) -> Purged:
+        """Deletes, at most `batch_size` ledger entries at a time, the jobs whose minute of ending is a whole lifetime
+        ago, with every entry naming them; walks the ledger minute by minute, each fetched by `_id` (at most
+        `EMPTY_SLOTS_PER_ENTRY` times `batch_size` minutes per call, each one lookup: a purge that fell behind
+        catches up over a few sweeps)."""
+        result = Purged()
+        cursor = self.state.find_one({"_id": PURGE_CURSOR})
+        if cursor is None:
+            return result
+        slot: datetime = cursor["next_slot"]
+        slots_walked = 0
+        while slot + SLOT <= now() - self.job_lifetime and result.entries < self.batch_size \
+                and slots_walked < EMPTY_SLOTS_PER_ENTRY * self.batch_size:
+            slots_walked += 1
+            key = ledger_key(slot)
+            ending = self.endings.find_one({"_id": key}) or {}
+            job_ids = (ending.get("job_ids") or [])[:self.batch_size - result.entries]
+            # Taken out of the ledger a few at a time, once purged.
+            for start in range(0, len(job_ids), LEDGER_PULL_BATCH):
+                done = job_ids[start:start + LEDGER_PULL_BATCH]
+                result.records += sum(self.purge_job(job_id) for job_id in done)
+                self.endings.update_one({"_id": key}, {"$pullAll": {"job_ids": done}})
+                result.entries += len(done)
+            if len(job_ids) == len(ending.get("job_ids") or []):
+                # The minute is done: its document goes, then the purge moves past it (guarded, should a settle have
+                # moved the cursor back meanwhile).
+                self.endings.delete_one({"_id": key, "job_ids": {"$size": 0}})
+                self.state.update_one({"_id": PURGE_CURSOR, "next_slot": slot}, {"$set": {"next_slot": slot + SLOT}})
+                slot += SLOT
+        return result
+
+    def purge_job(self, job_id: str) -> bool:
+        """False when there was no record left to delete (a sweep that stopped before taking it out of the ledger
+        had deleted it, or its owner had). Its media and leftovers went when it settled, so only records remain."""
+        return self.jobs.delete(job_id)
+
+    def purge_login_failures(self) -> int:
+        """Login-throttle rows whose window started over their lifetime ago (they throttle nothing any more)."""
+        if not self.mysql_url:
+            return 0
+        purged = 0
+        with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
+            while True:
+                deleted = cursor.execute(
+                    "DELETE FROM login_failures WHERE window_start < NOW(3) - INTERVAL %s SECOND LIMIT %s",
+                    (int(self.login_failure_lifetime.total_seconds()), self.batch_size))
+                purged += deleted
+                if deleted < self.batch_size:
+                    return purged

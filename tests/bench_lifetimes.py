@@ -1,0 +1,235 @@
+"""Lifetimes benchmark (part of `make bench`): finished jobs seeded straight into MongoDB in bulk (1k, 20k, 100k), then
+the status list p95, one full reconcile sweep and the orphan-chunk sweep measured at each size; the purge rate; and
+uploads timed with and without a purge running beside them. Also the seeding helper the lifetimes tests use.
+
+Run alone: `.local/venv/bin/python -m tests.bench_lifetimes [--sizes 1000,20000,100000]` with the stack up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import pymongo
+import requests
+
+from events import EventEmitter, VideoUploaded
+from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, ledger_key, slot_of
+from functions.reconcile.sweeps import Reconciler
+from functions.shared.jobs import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, JobState, now
+from stack.config import ENDPOINTS_FILE
+from tests.support import read_endpoints_file
+
+SIZES = [1000, 20000, 100000]
+SEED_BATCH = 1000
+LIST_REQUESTS = 40
+# The purge rate is measured over this long (purging 100k records takes minutes).
+PURGE_SECONDS = 60.0
+
+
+def seed_settled_jobs(database: Any, count: int, ended_at: datetime, owners: list[str],
+                      spread: timedelta = timedelta(0)) -> list[str]:
+    """`count` jobs as they are once settled (done, MP3 and video expired and deleted, in the finished history and
+    the ledger of the minute they ended), spread over `owners`, ended evenly over the `spread` before `ended_at`,
+    inserted in bulk. Their ids."""
+    job_ids: list[str] = []
+    ended: list[tuple[datetime, str]] = []
+    by_owner: dict[str, list[str]] = defaultdict(list)
+    jobs = database[FINISHED_JOBS]
+    for start in range(0, count, SEED_BATCH):
+        batch = []
+        for n in range(start, min(count, start + SEED_BATCH)):
+            job_id, owner = uuid.uuid4().hex, owners[n % len(owners)]
+            job_ended = ended_at - spread + spread * (n + 1) / count
+            created = job_ended - timedelta(seconds=30) + timedelta(milliseconds=n)  # in upload order
+            batch.append({
+                "_id": job_id, "owner_id": owner, "video_id": job_id, "filename": f"seeded-{n}.mp4",
+                "size_bytes": 1000, "sha256": "0" * 64, "bitrate_kbps": 192, "container": "mp4",
+                "state": JobState.DONE, "created_at": created, "updated_at": job_ended, "finished_at": job_ended,
+                "history": [{"state": state, "at": created} for state in ("uploaded", "converting", "done")],
+                "attempts": 1, "redrives": 0, "video_deleted_at": job_ended,
+                "audio": {"audio_id": job_id, "size_bytes": 1000, "sha256": "0" * 64, "duration_seconds": 3.0,
+                          "stream_copied": False, "expires_at": job_ended, "deleted_at": job_ended},
+            })
+            job_ids.append(job_id)
+            ended.append((job_ended, job_id))
+            by_owner[owner].append(job_id)
+        jobs.insert_many(batch, ordered=False)
+    for owner, owned in by_owner.items():
+        database[OWNER_JOB_LISTS].update_one({"_id": owner}, {"$push": {"job_ids": {"$each": owned}}}, upsert=True)
+    by_slot: dict[datetime, list[str]] = defaultdict(list)
+    for document_ended, job_id in ended:
+        by_slot[slot_of(document_ended)].append(job_id)
+    for slot, slot_ids in by_slot.items():
+        database[JOB_ENDINGS].update_one({"_id": ledger_key(slot)}, {"$push": {"job_ids": {"$each": slot_ids}}},
+                                         upsert=True)
+    database[RECONCILE_STATE].update_one({"_id": PURGE_CURSOR}, {"$min": {"next_slot": min(by_slot)}}, upsert=True)
+    return job_ids
+
+
+def forget_seeded(database: Any, owners: list[str]) -> None:
+    """Removes what is left of the jobs seeded for `owners` (they would otherwise stay a month on this stack), a
+    few owners per command: FerretDB's SQLite backend refuses to delete ~32k documents in one."""
+    seeded = set()
+    for owner in owners:
+        seeded.update((database[OWNER_JOB_LISTS].find_one({"_id": owner}) or {}).get("job_ids") or [])
+    for start in range(0, len(owners), 20):
+        database[FINISHED_JOBS].delete_many({"owner_id": {"$in": owners[start:start + 20]}})
+    database[OWNER_JOB_LISTS].delete_many({"_id": {"$in": owners}})
+    for ending in list(database[JOB_ENDINGS].find()):
+        left = [job_id for job_id in ending.get("job_ids") or [] if job_id in seeded]
+        if left:
+            database[JOB_ENDINGS].update_one({"_id": ending["_id"]}, {"$pullAll": {"job_ids": left}})
+            database[JOB_ENDINGS].delete_one({"_id": ending["_id"], "job_ids": {"$size": 0}})
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+
+
+def timed(action: Any) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def new_token(points: dict[str, str]) -> tuple[str, str]:
+    credentials = {"email": f"bench-{uuid.uuid4().hex[:12]}@example.com", "password": "bench-" + uuid.uuid4().hex}
+    account = requests.post(f"{points['AUTH_URL']}/signup", json=credentials, timeout=30).json()["account_id"]
+    token = requests.post(f"{points['AUTH_URL']}/login", json=credentials, timeout=30).json()["access_token"]
+    return str(account), str(token)
+
+
+def list_request_times(points: dict[str, str], token: str) -> list[float]:
+    session = requests.Session()
+    times = []
+    for _ in range(LIST_REQUESTS):
+        started = time.perf_counter()
+        session.get(points["STATUS_URL"] + "/", headers={"Authorization": f"Bearer {token}"},
+                    timeout=30).raise_for_status()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def live_converting_job(jobs: Jobs, owner: str) -> str:
+    """One job being converted, as a converter holds it: its lease renewals are the hottest write there is."""
+    job_id = uuid.uuid4().hex
+    event = VideoUploaded(job_id=job_id, owner_id=owner, video_id=job_id, filename="bench.mp4", size_bytes=1,
+                          sha256="0" * 64, bitrate_kbps=192, uploaded_at=now())
+    jobs.create({"_id": job_id, "owner_id": owner, "video_id": job_id, "filename": "bench.mp4", "size_bytes": 1,
+                 "sha256": "0" * 64, "bitrate_kbps": 192}, event)
+    jobs.claim_conversion(job_id, "bench", timedelta(seconds=10))
+    return job_id
+
+
+def measure(points: dict[str, str], sizes: list[int]) -> dict[str, Any]:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(points["MONGO_URI"], tz_aware=True)
+    database = client["vid2mp3"]
+    jobs = Jobs(database)
+    reconciler = Reconciler(database=database, jobs=jobs,
+                            emitter=EventEmitter(points["BROKER_INGRESS_URL"], "reconcile"),
+                            stuck_after=timedelta(minutes=30), max_redrives=3,
+                            lifetimes=Lifetimes(database, jobs, job_lifetime=timedelta(days=30)))
+    owner, token = new_token(points)
+    others = [f"bench-owner-{uuid.uuid4().hex[:8]}-{n}" for n in range(200)]
+    try:
+        return measure_with(points, database, jobs, reconciler, owner, token, others, sizes)
+    finally:
+        forget_seeded(database, [owner, *others])
+        client.close()
+
+
+def measure_with(points: dict[str, str], database: Any, jobs: Jobs, reconciler: Reconciler, owner: str, token: str,
+                 others: list[str], sizes: list[int]) -> dict[str, Any]:
+    seeded: list[str] = []
+    figures: dict[str, Any] = {"sizes": {}}
+    live_job = live_converting_job(jobs, owner)
+    names = {"status_list_p95_ms": "status list p95", "reconcile_sweep_ms": "one reconcile sweep",
+             "orphan_sweep_ms": "orphan-chunk sweep", "lease_renewal_p95_ms": "a converter's lease renewal p95"}
+    for size in sizes:
+        started = time.perf_counter()
+        # The user's own 20 and the rest spread over 200 others: the list answers the user's 20.
+        if not seeded:
+            seeded.extend(seed_settled_jobs(database, 20, now() - timedelta(days=2), [owner]))
+        # Ended over a day, between three and two days ago.
+        seeded.extend(seed_settled_jobs(database, size - len(seeded), now() - timedelta(days=2), others,
+                                        spread=timedelta(days=1)))
+        seconds = time.perf_counter() - started
+        renewals = [timed(lambda: jobs.renew_lease(live_job, "bench", timedelta(seconds=10), {"percent": 1.0}))
+                    for _ in range(LIST_REQUESTS)]
+        measured = {
+            "status_list_p95_ms": p95(list_request_times(points, token)) * 1e3,
+            "reconcile_sweep_ms": statistics.median(timed(reconciler.run) for _ in range(3)) * 1e3,
+            "orphan_sweep_ms": statistics.median(timed(reconciler.remove_orphan_chunks) for _ in range(3)) * 1e3,
+            "lease_renewal_p95_ms": p95(renewals) * 1e3,
+        }
+        figures["sizes"][size] = {"seed_seconds": round(seconds, 2),
+                                  **{name: round(value, 1) for name, value in measured.items()}}
+        print(f"{size:>7} finished jobs (seeded in {seconds:.1f} s): "
+              + ", ".join(f"{names[name]} {value:.1f} ms" for name, value in measured.items()), flush=True)
+    first, last = figures["sizes"][sizes[0]], figures["sizes"][sizes[-1]]
+    for name in names:
+        figures[f"{name}_ratio"] = round(last[name] / max(first[name], 0.001), 2)
+    print(f"{sizes[-1]} vs {sizes[0]}: " + ", ".join(f"{names[name]} {figures[name + '_ratio']}x" for name in names),
+          flush=True)
+    # Control: the query the list made before (by owner, sorted) on a collection holding the same history.
+    before = [timed(lambda: list(database[FINISHED_JOBS].find({"owner_id": owner}).sort("created_at", -1).limit(50)))
+              for _ in range(3)]
+    figures["list_query_before_ms"] = round(statistics.median(before) * 1e3, 1)
+    print(f"control: the list's query before (owner_id, sorted) on {len(seeded)} jobs: "
+          f"{figures['list_query_before_ms']} ms", flush=True)
+    jobs.delete(live_job)
+    figures.update(purge_rate(database, jobs, points, token, len(seeded)))
+    return figures
+
+
+def purge_rate(database: Any, jobs: Jobs, points: dict[str, str], token: str, count: int) -> dict[str, Any]:
+    """The seeded jobs purged (a lifetime of one day, so the seeded two-day-old ones are due) for PURGE_SECONDS while
+    uploads run: records per second, and the uploads' answer times against the same uploads without a purge."""
+    lifetimes = Lifetimes(database, jobs, job_lifetime=timedelta(days=1), batch_size=500)
+    video = b"\x00\x00\x00\x20ftypisom" + bytes(200_000)  # recognised as MP4 at upload; never converted well
+
+    def uploads(n: int) -> list[float]:
+        session = requests.Session()
+        return [timed(lambda: session.post(points["UPLOAD_URL"], params={"filename": "bench.mp4"}, data=video,
+                                           headers={"Authorization": f"Bearer {token}",
+                                                    "Content-Type": "application/octet-stream"},
+                                           timeout=60).raise_for_status()) for _ in range(n)]
+
+    alone = uploads(10)
+    purged = 0
+    purge_seconds = 0.0
+
+    def purge() -> None:
+        nonlocal purged, purge_seconds
+        started = time.perf_counter()
+        while time.perf_counter() - started < PURGE_SECONDS and (step := lifetimes.purge_jobs()).entries > 0:
+            purged += step.records
+        purge_seconds = time.perf_counter() - started
+
+    purger = threading.Thread(target=purge)
+    purger.start()
+    during = uploads(10)
+    purger.join()
+    rate = purged / purge_seconds if purge_seconds else 0.0
+    print(f"purge: {purged} of {count} records in {purge_seconds:.1f} s ({rate:.0f} records/s); uploads' answer "
+          f"p95 {p95(alone) * 1e3:.0f} ms alone, {p95(during) * 1e3:.0f} ms during the purge", flush=True)
+    return {"purged": purged, "purge_records_per_second": round(rate), "upload_p95_ms_alone": round(p95(alone) * 1e3),
+            "upload_p95_ms_during_purge": round(p95(during) * 1e3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    arguments = parser.parse_args()
+    measure(read_endpoints_file(ENDPOINTS_FILE), [int(size) for size in arguments.sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()
