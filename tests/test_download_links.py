@@ -119,8 +119,9 @@ def test_the_email_and_the_status_view_carry_a_link_that_needs_no_token(endpoint
     database["jobs"].update_one({"_id": job["job_id"]},
                                 {"$set": {"audio.expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
     assert requests.get(link, timeout=10).status_code == 410
-    # The job gone (deleted): 404, as for any job the link cannot name.
-    database["jobs"].delete_one({"_id": job["job_id"]})
+    # The job deleted by its owner: 404, as for any job the link cannot name.
+    assert requests.delete(f"{endpoints['STATUS_URL']}/{job['job_id']}", timeout=10,
+                           headers={"Authorization": f"Bearer {client.token}"}).status_code == 204
     assert requests.get(link, timeout=10).status_code == 404
 
     # Signatures never reach a log.

@@ -142,18 +142,24 @@ def test_a_purge_killed_midway_resumes_without_losing_or_double_deleting_anythin
     forget_seeded(db, [owner])
 
 
-def test_login_throttle_rows_past_their_lifetime_are_purged(stack: Stack) -> None:
+def test_throttle_rows_past_their_lifetime_are_purged(stack: Stack) -> None:
     with mysql.connect(stack.points["MYSQL_URL"]) as connection, connection.cursor() as cursor:
         cursor.execute("INSERT INTO login_failures (email, failures, window_start) VALUES "
                        "('old@lifetimes.test', 3, NOW(3) - INTERVAL 2 DAY), ('new@lifetimes.test', 1, NOW(3)) "
                        "ON DUPLICATE KEY UPDATE window_start = VALUES(window_start)")
+        cursor.execute("INSERT INTO signups_by_address (address, signups, window_start) VALUES "
+                       "('192.0.2.1', 4, NOW(3) - INTERVAL 61 MINUTE), ('192.0.2.2', 1, NOW(3)) "
+                       "ON DUPLICATE KEY UPDATE window_start = VALUES(window_start)")
     purged = Lifetimes(stack.db, Jobs(stack.db), job_lifetime=timedelta(days=30), mysql_url=stack.points["MYSQL_URL"],
-                       login_failure_lifetime=timedelta(days=1)).purge_login_failures()
+                       login_failure_lifetime=timedelta(days=1)).purge_throttle_rows()
     with mysql.connect(stack.points["MYSQL_URL"]) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT email FROM login_failures WHERE email LIKE '%%@lifetimes.test'")
         left = [row["email"] for row in cursor.fetchall()]
         cursor.execute("DELETE FROM login_failures WHERE email LIKE '%%@lifetimes.test'")
-    assert purged >= 1 and left == ["new@lifetimes.test"]
+        cursor.execute("SELECT address FROM signups_by_address WHERE address LIKE '192.0.2.%%'")
+        addresses_left = [row["address"] for row in cursor.fetchall()]
+        cursor.execute("DELETE FROM signups_by_address WHERE address LIKE '192.0.2.%%'")
+    assert purged >= 2 and left == ["new@lifetimes.test"] and addresses_left == ["192.0.2.2"]
 
 
 # --- Deleting ---------------------------------------------------------------------------------------------
@@ -184,6 +190,13 @@ def test_deleting_an_account_leaves_nothing_of_it(stack: Stack) -> None:
     auth = stack.points["AUTH_URL"]
     finished = done_job(stack, user)
     running = stack.accepted_upload(user, clip(600))
+    hooks = stack.session.post(stack.points["WEBHOOKS_URL"], headers=user.headers, timeout=30, json={
+        "url": "http://127.0.0.1:9/hook", "events": ["io.vid2mp3.audio.converted.v1"]})
+    assert hooks.status_code == 201, hooks.text
+    db = stack.db
+    db["webhook_deliveries"].insert_one({"_id": f"{hooks.json()['id']}/x", "endpoint_id": hooks.json()["id"],
+                                         "owner_id": user.account_id, "state": "delivered"})
+    assert db["quotas"].count_documents({"_id": user.account_id}) == 1
     refused = stack.session.post(f"{auth}/login", json={"email": user.email, "password": "wrong password"},
                                  timeout=30)
     assert refused.status_code == 401  # a throttle row for the address
@@ -193,13 +206,15 @@ def test_deleting_an_account_leaves_nothing_of_it(stack: Stack) -> None:
     deleted = stack.session.delete(f"{auth}/account", headers=user.headers, json={"password": user.password},
                                    timeout=60)
     assert deleted.status_code == 204, deleted.text
-    db = stack.db
     wait_for(lambda: nothing_left(db, running), 30, "nothing left of the running job")
     for job_id in (finished, running):
         assert nothing_left(db, job_id), traces_of(db, job_id)
     assert db["jobs"].count_documents({"owner_id": user.account_id}) == 0
     assert db[FINISHED_JOBS].count_documents({"owner_id": user.account_id}) == 0
     assert db[OWNER_JOB_LISTS].count_documents({"_id": user.account_id}) == 0
+    for collection in ("webhook_endpoints", "webhook_deliveries"):
+        assert db[collection].count_documents({"owner_id": user.account_id}) == 0, collection
+    assert db["quotas"].count_documents({"_id": user.account_id}) == 0
     for bucket in BUCKETS:
         assert db[f"{bucket}.files"].count_documents({"metadata.owner_id": user.account_id}) == 0
     with mysql.connect(stack.points["MYSQL_URL"]) as connection, connection.cursor() as cursor:

@@ -1,6 +1,7 @@
 """auth (HTTP): `POST /signup` and `POST /login` with `{"email", "password"}` against MySQL; login answers an
 EdDSA JWT. `GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with.
-`DELETE /account` with the account's token and `{"password"}` deletes the account, all its jobs and their media."""
+`DELETE /account` with the account's token and `{"password"}` deletes the account, all its jobs and their media,
+its webhook endpoints and their deliveries, and its quota usage."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from functions.shared.http import (
 from functions.shared.jobs import Jobs
 from functions.shared.settings import AuthSettings, load_settings
 from functions.shared.tokens import TokenIssuer, TokenVerifier
+from functions.upload.quotas import forget_usage
+from functions.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 settings = load_settings(AuthSettings)
@@ -41,6 +44,7 @@ issuer = TokenIssuer(settings.jwt_private_key.get_secret_value(), issuer=setting
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 database = mongo.database(settings)
 jobs = Jobs(database)
+webhooks = WebhookStore(database)
 erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
 
 
@@ -110,5 +114,7 @@ def delete_account(request: flask.Request) -> None:
         raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
                         {"Retry-After": str(throttled.retry_after_seconds)}) from None
     jobs_deleted = erasure.erase_owner(identity.subject)
+    webhooks.delete_owned(identity.subject)
+    forget_usage(database, identity.subject)
     accounts.delete(identity.subject, identity.email)
     log.info("account %s deleted with its %d jobs", identity.subject, jobs_deleted)

@@ -18,6 +18,7 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from functions.auth.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
 from functions.shared import mysql
 from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
 from functions.shared.media import remove_job_media
@@ -76,7 +77,7 @@ class Purged:
 class PurgeReport:
     settled: int = 0
     jobs_purged: int = 0
-    login_failures_purged: int = 0
+    throttle_rows_purged: int = 0
 
 
 @dataclass
@@ -109,7 +110,7 @@ class Lifetimes:
     def run(self) -> PurgeReport:
         self.ensure_ttl_index()
         return PurgeReport(settled=self.settle(), jobs_purged=self.purge_jobs().records,
-                           login_failures_purged=self.purge_login_failures())
+                           throttle_rows_purged=self.purge_throttle_rows())
 
     def settle(self) -> int:
         """Moves at most `batch_size` settled jobs to the finished history, each entered first in the ledger of the
@@ -162,16 +163,19 @@ class Lifetimes:
         had deleted it, or its owner had). Its media and leftovers went when it settled, so only records remain."""
         return self.jobs.delete(job_id)
 
-    def purge_login_failures(self) -> int:
-        """Login-throttle rows whose window started over their lifetime ago (they throttle nothing any more)."""
+    def purge_throttle_rows(self) -> int:
+        """Throttle rows whose window started over their lifetime ago (they throttle nothing any more): failed logins
+        after LOGIN_FAILURE_RETENTION_SECONDS, sign-ups per address once their hour is over."""
         if not self.mysql_url:
             return 0
         purged = 0
         with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
-            while True:
-                deleted = cursor.execute(
-                    "DELETE FROM login_failures WHERE window_start < NOW(3) - INTERVAL %s SECOND LIMIT %s",
-                    (int(self.login_failure_lifetime.total_seconds()), self.batch_size))
-                purged += deleted
-                if deleted < self.batch_size:
-                    return purged
+            for table, lifetime in (("login_failures", int(self.login_failure_lifetime.total_seconds())),
+                                    ("signups_by_address", SIGNUP_WINDOW_SECONDS)):
+                statement = f"DELETE FROM {table} WHERE window_start < NOW(3) - INTERVAL %s SECOND LIMIT %s"  # noqa: S608
+                while True:
+                    deleted = cursor.execute(statement, (lifetime, self.batch_size))
+                    purged += deleted
+                    if deleted < self.batch_size:
+                        break
+        return purged

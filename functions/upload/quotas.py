@@ -34,6 +34,10 @@ COMPARE_AND_SET_TRIES = 20
 Usage = dict[str, Any]
 
 
+# One document per user: its reservations, uploads of the hour and open streams.
+USAGE_COLLECTION = "quotas"
+
+
 @dataclass(frozen=True)
 class QuotaLimits:
     jobs_in_flight: int
@@ -69,7 +73,7 @@ QUOTA_BUSY = HttpError(503, "quota_busy", "too many of your requests at once; tr
 class Quotas:
     def __init__(self, database: Database[dict[str, Any]], limits: QuotaLimits) -> None:
         self.database = database
-        self.usage = database["quotas"]
+        self.usage = database[USAGE_COLLECTION]
         self.limits = limits
 
     # --- uploads ---------------------------------------------------------------------------------------------
@@ -192,3 +196,8 @@ class Quotas:
             if written.matched_count == 1:
                 return
         raise QuotaBusy(f"the usage of {owner_id} kept changing")
+
+
+def forget_usage(database: Database[dict[str, Any]], owner_id: str) -> None:
+    """Deletes the usage document of an account that is deleted."""
+    database[USAGE_COLLECTION].delete_one({"_id": owner_id})
