@@ -81,6 +81,14 @@ def database(endpoints: dict[str, str], database_name: str) -> Any:
     return pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)[database_name]
 
 
+@pytest.fixture(scope="module")
+def stack_database(endpoints: dict[str, str]) -> Iterator[Any]:
+    """The running stack's own database, to look at what the functions stored."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)
+    yield client["vid2mp3"]
+    client.close()
+
+
 # --- The reliability and security suites ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

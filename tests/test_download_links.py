@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 import requests
 
@@ -76,13 +74,6 @@ def test_keys_that_are_not_strong_or_not_named_are_refused(keys: str) -> None:
 # --- On the stack ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def database(endpoints: dict[str, str]) -> Iterator[Any]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)
-    yield client["vid2mp3"]
-    client.close()
-
-
 def emailed_links(endpoints: dict[str, str], job_id: str) -> list[str]:
     def mail() -> str | None:
         messages = requests.get(f"{endpoints['SENDGRID_API_HOST']}/_standin/messages", timeout=5).json()
@@ -93,7 +84,7 @@ def emailed_links(endpoints: dict[str, str], job_id: str) -> list[str]:
 
 @pytest.mark.stack
 def test_the_email_and_the_status_view_carry_a_link_that_needs_no_token(endpoints: dict[str, str],
-                                                                        tmp_path: Path, database: Any) -> None:
+                                                                        tmp_path: Path, stack_database: Any) -> None:
     client, _ = new_user(endpoints)
     job = client.follow(client.upload(make_clip(tmp_path / "clip.mp4", seconds=2))["job_id"], lambda _: None,
                         timeout=60)
@@ -116,7 +107,7 @@ def test_the_email_and_the_status_view_carry_a_link_that_needs_no_token(endpoint
     assert requests.get(link.replace(job["job_id"], "0" * 32), timeout=10).status_code == 404
 
     # The MP3 past its retention: the link (still within its own expiry here) finds nothing to give.
-    database["jobs"].update_one({"_id": job["job_id"]},
+    stack_database["jobs"].update_one({"_id": job["job_id"]},
                                 {"$set": {"audio.expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
     assert requests.get(link, timeout=10).status_code == 410
     # The job deleted by its owner: 404, as for any job the link cannot name.

@@ -8,12 +8,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 import requests
 from cloudevents.conversion import to_binary
@@ -111,13 +109,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
-def database(endpoints: dict[str, str]) -> Iterator[Any]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)
-    yield client["vid2mp3"]
-    client.close()
-
-
 @pytest.fixture
 def user(endpoints: dict[str, str]) -> Vid2mp3:
     return new_user(endpoints)[0]
@@ -139,12 +130,12 @@ def follow_stream(client: Vid2mp3, job_id: str, timeout: float = 120) -> list[di
     raise AssertionError(f"job {job_id} did not end within {timeout} s: {views[-1:]}")
 
 
-def media_left(database: Any, job: dict[str, Any]) -> dict[str, int]:
+def media_left(stack_database: Any, job: dict[str, Any]) -> dict[str, int]:
     """Files and chunks still stored for the job, by GridFS collection."""
     counts = {}
     for bucket, file_id in (("videos", job["video_id"]), ("audio", job["_id"])):
-        counts[f"{bucket}.files"] = database[f"{bucket}.files"].count_documents({"_id": file_id})
-        counts[f"{bucket}.chunks"] = database[f"{bucket}.chunks"].count_documents({"files_id": file_id})
+        counts[f"{bucket}.files"] = stack_database[f"{bucket}.files"].count_documents({"_id": file_id})
+        counts[f"{bucket}.chunks"] = stack_database[f"{bucket}.chunks"].count_documents({"files_id": file_id})
     return counts
 
 
@@ -219,7 +210,7 @@ def test_the_client_follows_a_job_through_its_event_stream(user: Vid2mp3, clips:
 
 @pytest.mark.stack
 def test_cancel_mid_conversion_ends_ffmpeg_within_2_s_and_leaves_no_media(
-        endpoints: dict[str, str], user: Vid2mp3, clips: dict[str, Path], database: Any) -> None:
+        endpoints: dict[str, str], user: Vid2mp3, clips: dict[str, Path], stack_database: Any) -> None:
     with event_tap(endpoints, [JOB_CANCELLED]) as tap:
         accepted = user.upload(clips["long"])
         job_id = accepted["job_id"]
@@ -244,13 +235,13 @@ def test_cancel_mid_conversion_ends_ffmpeg_within_2_s_and_leaves_no_media(
               f"the request was sent; the request (media deleted, event emitted) took {answered - asked:.2f} s")
         assert watch.ended_at - asked <= CANCEL_DEADLINE_SECONDS
 
-        record = database["jobs"].find_one({"_id": job_id})
+        record = stack_database["jobs"].find_one({"_id": job_id})
         assert record["state"] == JobState.CANCELLED
         assert "pending_event" not in record, "the cancelled event was emitted and cleared from the outbox"
         # The converter's own clean-up: its work directory is gone (LOCAL/work is the stack's WORK_DIR).
         wait_for(lambda: not list((LOCAL / "work").glob(f"{job_id}.*")), 5, "the work directory to be removed")
         time.sleep(1.5)  # a converter that missed the cancel would have written its MP3 by now
-        assert media_left(database, record) == dict.fromkeys(media_left(database, record), 0)
+        assert media_left(stack_database, record) == dict.fromkeys(media_left(stack_database, record), 0)
         wait_for(lambda: tap.events_for(job_id), 10, "the cancelled event on the broker")
 
         # A late (or redelivered) video-uploaded event for the cancelled job does nothing.
@@ -262,8 +253,8 @@ def test_cancel_mid_conversion_ends_ffmpeg_within_2_s_and_leaves_no_media(
         assert delivered.status_code < 300
         time.sleep(1)
         assert not ffmpeg_processes_for(job_id)
-        assert database["jobs"].find_one({"_id": job_id})["state"] == JobState.CANCELLED
-        assert media_left(database, record) == dict.fromkeys(media_left(database, record), 0)
+        assert stack_database["jobs"].find_one({"_id": job_id})["state"] == JobState.CANCELLED
+        assert media_left(stack_database, record) == dict.fromkeys(media_left(stack_database, record), 0)
         assert len(tap.events_for(job_id)) == 1
 
     # The stream of a cancelled job ends at once; a second cancel repeats the answer; the MP3 is not there.
@@ -276,7 +267,7 @@ def test_cancel_mid_conversion_ends_ffmpeg_within_2_s_and_leaves_no_media(
 
 @pytest.mark.stack
 def test_cancel_of_a_finished_job_is_refused_and_owner_only(endpoints: dict[str, str], user: Vid2mp3,
-                                                            clips: dict[str, Path], database: Any) -> None:
+                                                            clips: dict[str, Path], stack_database: Any) -> None:
     job = converted(user, clips["short"])
     assert job["state"] == "done"
     refused = status_request(user, "POST", f"{job['job_id']}/cancel")
@@ -297,24 +288,24 @@ def test_cancel_of_a_finished_job_is_refused_and_owner_only(endpoints: dict[str,
 
 @pytest.mark.stack
 def test_an_expired_mp3_answers_410_and_its_chunks_are_gone(endpoints: dict[str, str], user: Vid2mp3,
-                                                           clips: dict[str, Path], database: Any,
+                                                           clips: dict[str, Path], stack_database: Any,
                                                            tmp_path: Path) -> None:
     job = converted(user, clips["short"])
     assert job["state"] == "done"
     job_id = job["job_id"]
-    record = database["jobs"].find_one({"_id": job_id})
+    record = stack_database["jobs"].find_one({"_id": job_id})
     expires_at = datetime.fromisoformat(job["audio"]["expires_at"])
     assert timedelta(hours=23, minutes=59) < expires_at - record["finished_at"] <= timedelta(hours=24)
     # The source video goes as soon as the MP3 is stored (SOURCE_VIDEO_RETENTION_SECONDS is 0 by default).
     def source_video_gone() -> dict[str, int]:
-        counts = media_left(database, record)
+        counts = media_left(stack_database, record)
         return counts if counts["videos.files"] + counts["videos.chunks"] == 0 else {}
 
     counts = wait_for(source_video_gone, 30, "the source video to be deleted")
     assert counts["audio.files"] == 1 and counts["audio.chunks"] >= 1
     user.download(job_id, tmp_path / "before.mp3")
 
-    database["jobs"].update_one({"_id": job_id}, {"$set": {"audio.expires_at": datetime.now(UTC) - timedelta(
+    stack_database["jobs"].update_one({"_id": job_id}, {"$set": {"audio.expires_at": datetime.now(UTC) - timedelta(
         seconds=1)}})
     with pytest.raises(ClientError, match="HTTP 410"):  # expired, even before the sweep deletes its bytes
         user.download(job_id, tmp_path / "after.mp3")
@@ -324,8 +315,8 @@ def test_an_expired_mp3_answers_410_and_its_chunks_are_gone(endpoints: dict[str,
     headers, body = to_binary(ping)
     swept = requests.post(endpoints["RECONCILE_FUNCTION_URL"], headers=headers, data=body, timeout=120)
     assert swept.status_code < 300
-    assert media_left(database, record) == dict.fromkeys(media_left(database, record), 0)
-    assert database["jobs"].find_one({"_id": job_id})["audio"]["deleted_at"]
+    assert media_left(stack_database, record) == dict.fromkeys(media_left(stack_database, record), 0)
+    assert stack_database["jobs"].find_one({"_id": job_id})["audio"]["deleted_at"]
     with pytest.raises(ClientError, match="HTTP 410"):
         user.download(job_id, tmp_path / "after.mp3")
     view = user.job(job_id)

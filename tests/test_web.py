@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import flask
-import pymongo
 import pytest
 import requests
 from mutagen.mp3 import MP3, BitrateMode
@@ -165,13 +164,6 @@ def tab(browser: Any, endpoints: dict[str, str], request: pytest.FixtureRequest)
     context.close()
 
 
-@pytest.fixture(scope="module")
-def database(endpoints: dict[str, str]) -> Iterator[Any]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)
-    yield client["vid2mp3"]
-    client.close()
-
-
 def sign_up(tab: Tab) -> str:
     email = f"web-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
     tab.page.fill("#email", email)
@@ -283,7 +275,7 @@ def test_wrong_password_is_shown(tab: Tab, endpoints: dict[str, str]) -> None:
 
 
 @pytest.mark.stack
-def test_a_conversion_is_cancelled_from_the_page(tab: Tab, database: Any, tmp_path: Path) -> None:
+def test_a_conversion_is_cancelled_from_the_page(tab: Tab, stack_database: Any, tmp_path: Path) -> None:
     video = make_clip(tmp_path / f"long {uuid.uuid4().hex[:8]}.mp4", seconds=1200)
     sign_up(tab)
     tab.page.set_input_files("#file", str(video))
@@ -293,9 +285,9 @@ def test_a_conversion_is_cancelled_from_the_page(tab: Tab, database: Any, tmp_pa
     expect(tab.page.locator("#state")).to_have_text("cancelled", timeout=30_000)
     assert "Cancelled" in (tab.page.text_content("#job-message") or "")
     assert not tab.page.is_visible("#cancel") and not tab.page.is_visible("#download")
-    record = database["jobs"].find_one({"filename": video.name})
+    record = stack_database["jobs"].find_one({"filename": video.name})
     assert record["state"] == "cancelled"
-    assert database["videos.files"].count_documents({"_id": record["video_id"]}) == 0
+    assert stack_database["videos.files"].count_documents({"_id": record["video_id"]}) == 0
     assert tab.problems == []
 
 
