@@ -16,6 +16,8 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(ma
 { command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || missing+=(ffmpeg)
 # The browser tests drive Debian's Chromium through Playwright (never `playwright install`'s own download).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# npm installs the packages the tests read (stack/node/package.json, pinned by its lock file).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || fail "install ${missing[*]} with your package manager (this script knows apt-get)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
