@@ -29,10 +29,10 @@ from functions.convert.ffmpeg_tools import Probe
 from functions.convert.plan import FanOutPolicy, Mode
 from functions.deadletter.handler import DeadLetters
 from functions.reconcile.sweeps import Reconciler
-from functions.shared.cancellation import Cancellation
 from functions.shared.job_view import job_view
 from functions.shared.jobs import FINAL_STATES, Jobs, JobState
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
+from functions.status.cancellation import Cancellation
 from stack.config import LOCAL
 from tests.audio_quality import best_lag, click_ratio, decode, make_source, snr_db
 from tests.reliability_support import kill_function

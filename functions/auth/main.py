@@ -16,8 +16,6 @@ from events import EventEmitter
 from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
 from functions.auth.signup_limits import SignupLimits, SignupsThrottled, client_address
 from functions.shared import mongo
-from functions.shared.cancellation import Cancellation
-from functions.shared.erasure import Erasure
 from functions.shared.http import (
     HttpError,
     SetUpOnce,
@@ -29,6 +27,8 @@ from functions.shared.http import (
 from functions.shared.jobs import Jobs
 from functions.shared.settings import AuthSettings, load_settings
 from functions.shared.tokens import TokenIssuer, TokenVerifier
+from functions.status.cancellation import Cancellation
+from functions.status.erasure import Erasure
 from functions.upload.quotas import forget_usage
 from functions.webhooks.store import WebhookStore
 

@@ -17,8 +17,6 @@ from events import EventEmitter
 from events.catalog import is_job_id
 from functions.download.links import DownloadLinks
 from functions.shared import mongo
-from functions.shared.cancellation import Cancellation, JobNotFound, NotCancellable
-from functions.shared.erasure import Erasure
 from functions.shared.http import (
     NOT_FOUND,
     STORE_ERRORS,
@@ -33,6 +31,8 @@ from functions.shared.job_view import job_view
 from functions.shared.jobs import Job, Jobs
 from functions.shared.settings import StatusSettings, load_settings
 from functions.shared.tokens import Identity, TokenVerifier
+from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
+from functions.status.erasure import Erasure
 from functions.status.live import JobStream
 from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimits, Quotas
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from pymongo.database import Database
 
-from functions.shared.cancellation import Cancellation
 from functions.shared.jobs import FINAL_STATES, Jobs
 from functions.shared.media import remove_job_media
+from functions.status.cancellation import Cancellation
 
 log = logging.getLogger(__name__)
 
