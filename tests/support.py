@@ -123,19 +123,25 @@ def new_user(endpoints: dict[str, str]) -> tuple[Vid2mp3, str]:
 
 
 class Sink:
-    """A local HTTP server standing in for the broker ingress: answers each POST with the next scripted status."""
+    """A local HTTP server standing in for the broker ingress (or a webhook receiver): answers each POST with the
+    next scripted status (the last one repeats), after `delay` seconds, with `location` as its Location header."""
 
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
+    def __init__(self, statuses: list[int], delay: float = 0, location: str | None = None, path: str = "/") -> None:
+        self.statuses, self.delay, self.location = list(statuses), delay, location
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each request, in order
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.arrived.append(time.monotonic())
                 sink.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                time.sleep(sink.delay)
                 status = sink.statuses.pop(0) if len(sink.statuses) > 1 else sink.statuses[0]
                 self.send_response(status)
+                if sink.location:
+                    self.send_header("Location", sink.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -143,7 +149,7 @@ class Sink:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:

@@ -243,6 +243,25 @@ def test_convert_makes_one_mp3_however_often_delivered(app: Callable[[str], Flas
     assert list(tmp_path.glob(f"{event.job_id}.*")) == []  # the work dir is gone
 
 
+def answered_while_held(renew: Callable[[], object], deliver: Callable[[], int]) -> tuple[int, float]:
+    """The status of `deliver()` and how long it took, while another worker renews its hold every 0.5 s."""
+    stop = threading.Event()
+
+    def keep_renewing() -> None:
+        while not stop.wait(0.5):
+            renew()
+
+    renewer = threading.Thread(target=keep_renewing)
+    renewer.start()
+    try:
+        started = time.monotonic()
+        status = deliver()
+        return status, time.monotonic() - started
+    finally:
+        stop.set()
+        renewer.join()
+
+
 def test_convert_leaves_a_job_to_its_live_holder_at_once(app: Callable[[str], FlaskClient], sink: Sink,
                                                          database: Any, tmp_path: Path) -> None:
     """A duplicate delivery while a live attempt renews the lease: acknowledged within about one renewal, the job
@@ -250,21 +269,10 @@ def test_convert_leaves_a_job_to_its_live_holder_at_once(app: Callable[[str], Fl
     event = seed_job(database, "42", make_clip(tmp_path / "held.mp4", seconds=1))
     jobs = Jobs(database)
     assert jobs.claim_conversion(event.job_id, "holder", timedelta(seconds=10)) is not None
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(0.5):
-            jobs.renew_lease(event.job_id, "holder", timedelta(seconds=10), {"percent": 1.0, "eta_seconds": None})
-
-    renewer = threading.Thread(target=renew)
-    renewer.start()
-    try:
-        started = time.monotonic()
-        assert post_event(app("convert"), event, "binary").status_code == 200
-        waited = time.monotonic() - started
-    finally:
-        stop.set()
-        renewer.join()
+    status, waited = answered_while_held(
+        lambda: jobs.renew_lease(event.job_id, "holder", timedelta(seconds=10), {"percent": 1.0, "eta_seconds": None}),
+        lambda: post_event(app("convert"), event, "binary").status_code)
+    assert status == 200
     job = jobs.get(event.job_id)
     assert job["state"] == "converting" and job["attempt_id"] == "holder" and job["attempts"] == 1
     assert waited < 3, waited
@@ -319,21 +327,11 @@ def test_segment_leaves_a_segment_to_its_live_worker_at_once(app: Callable[[str]
     """A duplicate delivery of a segment while its worker renews the claim: acknowledged within about one renewal
     (not 503, which the dispatcher would hold through its backoff), the segment left to that worker."""
     segment, jobs = held_segment(database, tmp_path, timedelta(seconds=10))
-    record, stop = FanOutRecord(jobs), threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(0.5):
-            record.renew_segment(segment.job_id, segment.attempt_id, 0, "holder", 10.0)
-
-    renewer = threading.Thread(target=renew)
-    renewer.start()
-    try:
-        started = time.monotonic()
-        assert post_event(app("segment"), segment, "binary").status_code == 200
-        waited = time.monotonic() - started
-    finally:
-        stop.set()
-        renewer.join()
+    record = FanOutRecord(jobs)
+    status, waited = answered_while_held(
+        lambda: record.renew_segment(segment.job_id, segment.attempt_id, 0, "holder", 10.0),
+        lambda: post_event(app("segment"), segment, "binary").status_code)
+    assert status == 200
     fan = jobs.get(segment.job_id)["fanout"]
     assert fan["claims"]["0"]["worker_id"] == "holder" and fan["encodings"] == {"0": 1}
     assert waited < 3, waited

@@ -5,11 +5,9 @@ the `delivery` function (through the broker's Triggers) to receivers that verify
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,46 +19,20 @@ from events.catalog import AUDIO_CONVERTED, JOB_EVENT_TYPES, NOTIFICATION_SENT, 
 from functions.delivery.deliverer import JITTER, next_attempt_time
 from functions.shared.settings import DeliverySettings
 from functions.webhooks.addresses import RefusedAddress, resolve
-from tests.support import make_clip, new_user, wait_for
+from tests.support import Sink, make_clip, new_user, wait_for
 
 pytestmark = pytest.mark.stack
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1: answers each POST with the next scripted status (the last one repeats),
-    after `delay` seconds, and keeps every request."""
+class Receiver(Sink):
+    """A webhook receiver on 127.0.0.1 (a Sink at a path with a query, as receivers' URLs often have)."""
 
     def __init__(self, statuses: list[int], delay: float = 0, location: str | None = None) -> None:
-        self.statuses, self.delay, self.location = list(statuses), delay, location
-        self.requests: list[tuple[float, dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body))
-                time.sleep(receiver.delay)
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                self.send_response(status)
-                if receiver.location:
-                    self.send_header("Location", receiver.location)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks?team=7"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(statuses, delay=delay, location=location, path="/hooks?team=7")
 
     def verified(self, secret: str) -> list[dict[str, Any]]:
         """Every request that verifies with `secret`, as the receiver's code would accept it (raises otherwise)."""
-        return [Webhook(secret).verify(body, headers) for _, headers, body in self.requests]
+        return [Webhook(secret).verify(body, headers) for headers, body in self.requests]
 
 
 @pytest.fixture
@@ -111,12 +83,12 @@ def test_each_event_of_a_job_reaches_the_receiver_once_verified(endpoints: dict[
     received = receiver.verified(endpoint["secret"])
     assert sorted(message["type"] for message in received) == sorted(wanted)
     assert all(message["data"]["job_id"] == job_id for message in received)
-    ids = [headers["webhook-id"] for _, headers, _ in receiver.requests]
+    ids = [headers["webhook-id"] for headers, _ in receiver.requests]
     assert len(set(ids)) == 3 and all(identifier.startswith(job_id + ".") for identifier in ids)
-    assert all(headers["host"] == receiver.url.split("/")[2] for _, headers, _ in receiver.requests)
+    assert all(headers["host"] == receiver.url.split("/")[2] for headers, _ in receiver.requests)
 
     # What a forger or a replayer could send fails verification: a changed body, a moved timestamp, another secret.
-    _, headers, body = receiver.requests[0]
+    headers, body = receiver.requests[0]
     tampered = body.replace(job_id.encode(), b"f" * 32)
     moved = {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 60)}
     for attempt_body, attempt_headers, secret in ((tampered, headers, endpoint["secret"]),
@@ -127,8 +99,8 @@ def test_each_event_of_a_job_reaches_the_receiver_once_verified(endpoints: dict[
 
     # The broker delivering an event again (at least once) makes no second webhook.
     converted_id = f"{job_id}.audio-converted"
-    (_, _, original_body) = next(request for request in receiver.requests
-                                                if request[1]["webhook-id"] == converted_id)
+    (_, original_body) = next(request for request in receiver.requests
+                                             if request[0]["webhook-id"] == converted_id)
     event = json.loads(original_body)
     answer = requests.post(endpoints["BROKER_INGRESS_URL"], data=json.dumps(event["data"]), timeout=10, headers={
         "ce-specversion": "1.0", "ce-type": AUDIO_CONVERTED, "ce-source": "/vid2mp3/convert", "ce-id": converted_id,
@@ -159,7 +131,7 @@ def test_a_failing_receiver_gets_the_event_once_after_retries_and_delays_no_othe
     wait_for(lambda: healthy.requests, 30, "the healthy receiver's webhook")
     wait_for(lambda: failing.requests, 30, "the failing receiver's first try")
     # Both were attempted at once: the healthy one did not wait for the slow one's 5 s.
-    assert abs(healthy.requests[0][0] - failing.requests[0][0]) < 3, time.monotonic() - started
+    assert abs(healthy.arrived[0] - failing.arrived[0]) < 3, time.monotonic() - started
 
     delays = DeliverySettings(mongo_uri="mongodb://unused").retry_delays()
     for attempt in (1, 2, 3):
@@ -177,8 +149,8 @@ def test_a_failing_receiver_gets_the_event_once_after_retries_and_delays_no_othe
     assert record["state"] == "delivered" and [entry["status"] for entry in record["history"]] == [500] * 3 + [200]
     assert len(failing.requests) == 4 and len(healthy.requests) == 1
     # Every try was the same message: the same id and bytes, freshly signed.
-    assert {headers["webhook-id"] for _, headers, _ in failing.requests} == {event_id}
-    assert len({body for _, _, body in failing.requests}) == 1
+    assert {headers["webhook-id"] for headers, _ in failing.requests} == {event_id}
+    assert len({body for _, body in failing.requests}) == 1
     assert len(failing.verified(bad["secret"])) == 4 and len(healthy.verified(good["secret"])) == 1
     tick(endpoints)
     assert len(failing.requests) == 4
