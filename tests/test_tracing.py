@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -24,7 +28,7 @@ from functions.shared.telemetry import CloudEventTraceContext
 from stack.__main__ import readable
 from stack.config import LOGS, ROOT
 from tests import bench_tracing
-from tests.support import TEST_PASSWORD, event_tap, make_clip, new_user, wait_for
+from tests.support import TEST_PASSWORD, event_tap, make_clip, new_user, stage_job, tick_ping_source, wait_for
 
 TRACE_TIMEOUT_SECONDS = 60
 
@@ -57,6 +61,8 @@ class Trace:
             "parent": next((reference["spanID"] for reference in span.get("references", [])
                             if reference["refType"] == "CHILD_OF"), None),
             "tags": {tag["key"]: tag["value"] for tag in span.get("tags", [])},
+            "links": [(reference["traceID"], reference["spanID"]) for reference in span.get("references", [])
+                      if reference["refType"] == "FOLLOWS_FROM"],
         } for span in data["spans"]]
         self.by_id = {span["id"]: span for span in self.spans}
 
@@ -151,6 +157,42 @@ def test_the_broker_hops_appear_in_the_trace(converted_job: tuple[str, Trace]) -
     for event_type, function in (("video.uploaded", "convert"), ("audio.converted", "notify")):
         [handled] = trace.named(f"handle io.vid2mp3.{event_type}.v1", function)
         assert any(span in dispatches for span in trace.ancestors(handled)), f"{function} not reached via a dispatcher"
+
+
+@pytest.mark.stack
+def test_an_event_the_reconcile_sweep_sends_later_stays_in_the_jobs_trace(
+        endpoints: dict[str, str], stack_database: Any, tmp_path: Path) -> None:
+    """An upload whose event the broker did not take: the reconcile sweep sends it later, from a request of its
+    own; the send and the conversion it leads to still land in the job's trace, linked to the sweep."""
+    client, _ = new_user(endpoints)
+    owner_id = jwt.decode(client.token, options={"verify_signature": False})["sub"]
+    trace_id, upload_span_id = secrets.token_hex(16), secrets.token_hex(8)
+    during_upload = TraceContextTextMapPropagator().extract({"traceparent": f"00-{trace_id}-{upload_span_id}-01"})
+    attached = otel_context.attach(during_upload)
+    try:  # what the upload function records when the broker refuses the event: the job with its event pending
+        event = stage_job(stack_database, make_clip(tmp_path / "clip.mp4", seconds=2), owner_id, 128)
+    finally:
+        otel_context.detach(attached)
+    stack_database["jobs"].update_one({"_id": event.job_id},
+                                      {"$set": {"updated_at": datetime.now(UTC) - timedelta(minutes=2)}})
+    tick_ping_source(endpoints["RECONCILE_FUNCTION_URL"], "reconcile-every-minute")
+    wait_for(lambda: client.job(event.job_id)["state"] == "done", 90, f"job {event.job_id} done", interval=0.5)
+
+    def complete() -> Trace | None:
+        try:
+            trace = Trace(whole_trace(endpoints["JAEGER_URL"], trace_id))
+        except requests.HTTPError:  # 404 until the first span arrives
+            return None
+        return trace if trace.named("send pending io.vid2mp3.video.uploaded.v1", "reconcile") and \
+            trace.named("handle io.vid2mp3.video.uploaded.v1", "convert") else None
+
+    trace = wait_for(complete, TRACE_TIMEOUT_SECONDS, f"trace {trace_id} with reconcile's send and convert",
+                     interval=0.5)
+    sends = trace.named("send pending io.vid2mp3.video.uploaded.v1", "reconcile")
+    assert all(send["parent"] == upload_span_id for send in sends), "the send continues the upload's span"
+    assert all(send["links"] and send["links"][0][0] != trace_id for send in sends), "linked to the sweep's trace"
+    [handled] = trace.named("handle io.vid2mp3.video.uploaded.v1", "convert")
+    assert any(ancestor in sends for ancestor in trace.ancestors(handled)), "convert continues the send"
 
 
 @pytest.mark.stack

@@ -19,7 +19,7 @@ from events.catalog import AUDIO_CONVERTED, JOB_EVENT_TYPES, NOTIFICATION_SENT, 
 from functions.delivery.deliverer import JITTER, next_attempt_time
 from functions.shared.settings import DeliverySettings
 from functions.webhooks.addresses import RefusedAddress, resolve
-from tests.support import Sink, make_clip, new_user, wait_for
+from tests.support import Sink, make_clip, new_user, tick_ping_source, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -57,11 +57,7 @@ def register(endpoints: dict[str, str], token: str, url: str, events: list[str])
 
 
 def tick(endpoints: dict[str, str]) -> None:
-    """What the delivery function's PingSource does every minute."""
-    answer = requests.post(endpoints["DELIVERY_FUNCTION_URL"], timeout=60, json={}, headers={
-        "ce-specversion": "1.0", "ce-type": "dev.knative.sources.ping", "ce-id": str(time.time_ns()),
-        "ce-source": "/apis/v1/namespaces/vid2mp3/pingsources/webhook-retries-every-minute"})
-    assert answer.status_code in (200, 204), answer.text
+    tick_ping_source(endpoints["DELIVERY_FUNCTION_URL"], "webhook-retries-every-minute")
 
 
 def delivery_record(stack_database: Any, endpoint_id: str, event_id: str) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from pymongo.database import Database
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
+from functions.shared import telemetry
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 
@@ -82,12 +83,8 @@ class Reconciler:
             claimed = self.jobs.update(job["_id"], {"state": job["state"], "updated_at": job["updated_at"]},
                                        {"updated_at": now(), "redrives": job.get("redrives", 0) + 1})
             if claimed is not None:
-                self.emitter.emit(VideoUploaded(
-                    job_id=job["_id"], owner_id=job["owner_id"], video_id=job["video_id"], filename=job["filename"],
-                    size_bytes=job["size_bytes"], sha256=job["sha256"], bitrate_kbps=job["bitrate_kbps"],
-                    uploaded_at=job["created_at"], options=ConversionOptions.model_validate(job["options"])
-                    if job.get("options") else None,
-                ))
+                with telemetry.resumed(job.get("trace"), "send round again", **{telemetry.JOB_ID: job["_id"]}):
+                    self.emit_uploaded_again(job)
             return True
         message = f"the job made no progress for {self.stuck_after.total_seconds():.0f} s, " \
                   f"{self.max_redrives} times over"
@@ -100,6 +97,14 @@ class Reconciler:
         if failed is not None:
             self.jobs.flush_pending(failed, self.emitter)
         return False
+
+    def emit_uploaded_again(self, job: Job) -> None:
+        self.emitter.emit(VideoUploaded(
+            job_id=job["_id"], owner_id=job["owner_id"], video_id=job["video_id"], filename=job["filename"],
+            size_bytes=job["size_bytes"], sha256=job["sha256"], bitrate_kbps=job["bitrate_kbps"],
+            uploaded_at=job["created_at"], options=ConversionOptions.model_validate(job["options"])
+            if job.get("options") else None,
+        ))
 
     def delete_expired_audio(self) -> int:
         audio = MediaStore(self.database, AUDIO)

@@ -17,6 +17,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from events import MODEL_BY_TYPE, EventEmitter, EventPayload
+from functions.shared import telemetry
 
 Job = dict[str, Any]
 
@@ -37,7 +38,9 @@ def now() -> datetime:
 
 
 def as_pending(payload: EventPayload) -> dict[str, Any]:
-    return {"id": payload.event_id(), "type": payload.event_type, "data": payload.model_dump(mode="json")}
+    # With the trace it belongs to: whoever sends it later (the reconcile sweep) sends it in the job's trace.
+    return {"id": payload.event_id(), "type": payload.event_type, "data": payload.model_dump(mode="json"),
+            **({"trace": kept} if (kept := telemetry.trace_context()) else {})}
 
 
 def from_pending(pending: dict[str, Any]) -> EventPayload:
@@ -64,6 +67,8 @@ class Jobs:
             **job, "state": JobState.UPLOADED, "created_at": moment, "updated_at": moment,
             "history": [{"state": JobState.UPLOADED, "at": moment}], "attempts": 0, "redrives": 0,
             "pending_event": as_pending(event),
+            # The upload's trace: what reconcile does for the job later (sending it round again) joins it.
+            **({"trace": kept} if (kept := telemetry.trace_context()) else {}),
         })
 
     def delete(self, job_id: str) -> bool:
@@ -193,7 +198,9 @@ class Jobs:
         """Emits the job's pending event, if any, and clears it. Raises EmitError if the broker refuses it."""
         pending = job.get("pending_event")
         if pending:
-            emitter.emit(from_pending(pending))
+            with telemetry.resumed(pending.get("trace"), f"send pending {pending['type']}",
+                                   **{telemetry.JOB_ID: job["_id"]}):
+                emitter.emit(from_pending(pending))
             self.clear_pending(job["_id"], pending["id"])
 
     def with_pending_older_than(self, age: timedelta, limit: int = 200) -> list[Job]:

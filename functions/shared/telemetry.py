@@ -194,6 +194,34 @@ def open_span(name: str, **attributes: Any) -> OpenSpan:
     return OpenSpan(name, attributes)
 
 
+_W3C = TraceContextTextMapPropagator()
+
+
+def trace_context() -> dict[str, str]:
+    """The current span's W3C trace context (`traceparent`, and `tracestate` if any; empty outside a trace), to
+    keep beside work that another process may finish later: a job's pending event, the job itself."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier
+
+
+@contextmanager
+def resumed(kept: dict[str, str] | None, name: str, **attributes: Any) -> Iterator[None]:
+    """Work done on a job's behalf by whoever comes later (the reconcile sweep re-sending its pending event or
+    sending it round again, the upload's background retry): a span `name` in the job's own trace (`kept`, from
+    `trace_context`), linked to the span that does the work, so the job's trace shows everything done for it.
+    Already inside the job's trace, or without a kept context, it adds nothing."""
+    kept_span = trace.get_current_span(_W3C.extract(kept or {})).get_span_context()
+    current = trace.get_current_span().get_span_context()
+    if _tracer is None or not kept_span.is_valid or kept_span.trace_id == current.trace_id:
+        yield
+        return
+    links = [trace.Link(current)] if current.is_valid else []
+    with _tracer.start_as_current_span(name, context=_W3C.extract(kept or {}), links=links,
+                                       attributes=attributes):
+        yield
+
+
 class Delivery:
     """One received event being handled: its span (None when telemetry is off), its job and its outcome."""
 
