@@ -2,8 +2,9 @@
 encoded in segments at once by the real Converter (its GridFS, job records and broker), and fanned out to the
 running segment function through the broker. Each result is measured against the source and a single pass of
 plain ffmpeg: the same sample count, aligned at lag 0, SNR around every join within 0.5 dB of the single pass's,
-no click on a pure tone. Then the hard cases: a redelivered segment event, cancel mid-encode (every segment's
-ffmpeg stopped within 2 s, nothing left), and a segment worker killed with SIGKILL mid-encode."""
+no click on a pure tone; one trace across the fan-out. Then the hard cases: a redelivered segment event, cancel
+mid-encode (every segment's ffmpeg stopped within 2 s, nothing left), and a segment worker killed with SIGKILL
+mid-encode."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pymongo
 import pytest
 
 from client.cli import describe
-from events import EventEmitter, SegmentRequested, VideoUploaded
+from events import AudioConverted, EventEmitter, SegmentRequested, VideoUploaded
 from functions.convert import plan
 from functions.convert.conversion import Converter
 from functions.convert.ffmpeg_tools import Probe
@@ -37,6 +38,7 @@ from stack.config import LOCAL
 from tests.audio_quality import best_lag, click_ratio, decode, make_source, snr_db
 from tests.reliability_support import kill_function
 from tests.support import Sink, make_clip, processes_mentioning, stage_job, wait_for
+from tests.test_tracing import a_trace_of_our_own, trace_holding
 
 pytestmark = pytest.mark.stack
 
@@ -420,3 +422,21 @@ def test_the_cli_says_how_a_segmented_mp3_was_made() -> None:
                                                       "instance", "segments": 2}}
     assert "2 segments at once" in describe(job)
     assert "segments" not in describe({**job, "encoding": {"mode": "one_pass", "reason": "short", "segments": 0}})
+
+
+def test_a_fanned_out_job_is_one_trace_through_its_segments_and_the_join(
+        on_stack: OnStack, endpoints: dict[str, str], tmp_path: Path) -> None:
+    """The segment events carry the job's trace context: every segment's encode, its ffmpeg and the join's
+    `audio converted` are spans of the one trace convert started."""
+    event = on_stack.stage(make_clip(tmp_path / "clip.mp4", seconds=30))
+    with a_trace_of_our_own() as (trace_id, _):
+        on_stack.converter(fan_out=FanOutPolicy(min_seconds=10, segment_seconds=10, max_segments=3)).handle(event)
+    assert on_stack.wait_final(event.job_id)["state"] == JobState.DONE
+    handled = f"handle {SegmentRequested.event_type}"
+    trace = trace_holding(endpoints, trace_id, {("segment", handled), ("segment", "ffmpeg"),
+                                                ("segment", f"emit {AudioConverted.event_type}")},
+                          count=lambda trace: len(trace.named(handled, "segment")) >= 3)
+    segments = trace.named(handled, "segment")
+    assert sorted(span["tags"].get("vid2mp3.job_id") for span in segments) == [event.job_id] * len(segments)
+    for ffmpeg in trace.named("ffmpeg", "segment"):
+        assert any(ancestor in segments for ancestor in trace.ancestors(ffmpeg)), "each ffmpeg inside its segment"

@@ -9,7 +9,8 @@ import logging
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,31 @@ def job_trace(endpoints: dict[str, str], job_id: str, *, expect: set[tuple[str, 
                     interval=0.5)
 
 
+@contextmanager
+def a_trace_of_our_own() -> Iterator[tuple[str, str]]:
+    """Runs the block inside a trace of a made-up id (the test process exports no spans: the functions' spans that
+    continue it are what Jaeger will hold); yields the trace id and the made-up parent span's id."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    attached = otel_context.attach(
+        TraceContextTextMapPropagator().extract({"traceparent": f"00-{trace_id}-{span_id}-01"}))
+    try:
+        yield trace_id, span_id
+    finally:
+        otel_context.detach(attached)
+
+
+def trace_holding(endpoints: dict[str, str], trace_id: str, expect: set[tuple[str, str]],
+                  count: Callable[[Trace], bool] = lambda _: True) -> Trace:
+    """The trace `trace_id` once it holds the spans `expect` names as (function, span name) and `count` is true."""
+    def complete() -> Trace | None:
+        try:
+            trace = Trace(whole_trace(endpoints["JAEGER_URL"], trace_id))
+        except requests.HTTPError:  # 404 until its first span arrives
+            return None
+        return trace if all(trace.named(name, service) for service, name in expect) and count(trace) else None
+    return wait_for(complete, TRACE_TIMEOUT_SECONDS, f"trace {trace_id} with spans {sorted(expect)}", interval=0.5)
+
+
 def log_lines(function: str) -> list[dict[str, Any]]:
     lines = []
     for line in (LOGS / f"{function}.log").read_text(errors="replace").splitlines():
@@ -166,28 +192,15 @@ def test_an_event_the_reconcile_sweep_sends_later_stays_in_the_jobs_trace(
     own; the send and the conversion it leads to still land in the job's trace, linked to the sweep."""
     client, _ = new_user(endpoints)
     owner_id = jwt.decode(client.token, options={"verify_signature": False})["sub"]
-    trace_id, upload_span_id = secrets.token_hex(16), secrets.token_hex(8)
-    during_upload = TraceContextTextMapPropagator().extract({"traceparent": f"00-{trace_id}-{upload_span_id}-01"})
-    attached = otel_context.attach(during_upload)
-    try:  # what the upload function records when the broker refuses the event: the job with its event pending
+    with a_trace_of_our_own() as (trace_id, upload_span_id):
+        # What the upload function records when the broker refuses the event: the job with its event pending.
         event = stage_job(stack_database, make_clip(tmp_path / "clip.mp4", seconds=2), owner_id, 128)
-    finally:
-        otel_context.detach(attached)
     stack_database["jobs"].update_one({"_id": event.job_id},
                                       {"$set": {"updated_at": datetime.now(UTC) - timedelta(minutes=2)}})
     tick_ping_source(endpoints["RECONCILE_FUNCTION_URL"], "reconcile-every-minute")
     wait_for(lambda: client.job(event.job_id)["state"] == "done", 90, f"job {event.job_id} done", interval=0.5)
-
-    def complete() -> Trace | None:
-        try:
-            trace = Trace(whole_trace(endpoints["JAEGER_URL"], trace_id))
-        except requests.HTTPError:  # 404 until the first span arrives
-            return None
-        return trace if trace.named("send pending io.vid2mp3.video.uploaded.v1", "reconcile") and \
-            trace.named("handle io.vid2mp3.video.uploaded.v1", "convert") else None
-
-    trace = wait_for(complete, TRACE_TIMEOUT_SECONDS, f"trace {trace_id} with reconcile's send and convert",
-                     interval=0.5)
+    trace = trace_holding(endpoints, trace_id, {("reconcile", "send pending io.vid2mp3.video.uploaded.v1"),
+                                                ("convert", "handle io.vid2mp3.video.uploaded.v1")})
     sends = trace.named("send pending io.vid2mp3.video.uploaded.v1", "reconcile")
     assert all(send["parent"] == upload_span_id for send in sends), "the send continues the upload's span"
     assert all(send["links"] and send["links"][0][0] != trace_id for send in sends), "linked to the sweep's trace"
