@@ -32,7 +32,7 @@ logs:
 # The whole suite: the Go tests (the local FerretDB's, the manifests' admission checks), then Python's; the
 # fault-injection and life-cycle tests (marked slow) run last.
 test: up go-test
-	@$(PY) -m pytest --run-slow
+	@$(PY) -m pytest --run-slow --durations=15
 
 test-quick: up go-test
 	@$(PY) -m pytest
