@@ -150,6 +150,31 @@ class MediaStore:
         self.files.update_one({"_id": file_id}, {"$set": {"sha256": digest}})
         return StoredFile(file_id=file_id, size_bytes=document["length"], sha256=digest)
 
+    # --- a file written piece by piece, across requests (functions/upload/resumable.py) -----------------------
+
+    def create_empty(self, file_id: str, *, filename: str, metadata: dict[str, Any]) -> None:
+        """A files document of length 0, written before its chunks: the file grows by `write_chunks` and the
+        writer moves `length` on as the chunks land, so the file always owns its chunks."""
+        self._ensure_indexes()
+        self.files.insert_one({"_id": file_id, "length": 0, "chunkSize": CHUNK_BYTES, "uploadDate": datetime.now(UTC),
+                               "filename": filename, "metadata": metadata})
+
+    def chunk_data(self, file_id: str, n: int) -> bytes:
+        chunk = self.chunks.find_one({"_id": chunk_id(file_id, n)})
+        return bytes(chunk["data"]) if chunk is not None else b""
+
+    def write_chunk(self, file_id: str, n: int, data: bytes) -> None:
+        """Writes chunk `n`, replacing what is there: a last chunk written partly is completed by writing it again."""
+        self.chunks.replace_one({"_id": chunk_id(file_id, n)},
+                                {"_id": chunk_id(file_id, n), "files_id": file_id, "n": n, "data": Binary(data)},
+                                upsert=True)
+
+    def delete_chunks_from(self, file_id: str, n: int, until: int) -> None:
+        """Deletes chunks `n` to `until` (inclusive) of the file: what a write that is taken back had added."""
+        if until >= n:
+            self.chunks.bulk_write([DeleteOne({"_id": chunk_id(file_id, index)}) for index in range(n, until + 1)],
+                                   ordered=False)
+
     def _ensure_indexes(self) -> None:
         """The indexes the GridFS spec asks of every writer, so that other drivers' reads (by files_id) use one."""
         if not self._indexed:
