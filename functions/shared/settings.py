@@ -93,8 +93,8 @@ class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     # Where clients reach this function: a resumable upload's URL (tus `Location`) is `<it>/files/<id>`.
     public_upload_url: AnyHttpUrl
     # An unfinished resumable upload expires this long after its last bytes arrived (tus `Upload-Expires`); the
-    # reconcile sweep then removes it.
-    resumable_upload_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    # reconcile sweep then removes it. At least the quota reservation's hour (functions/upload/unfinished.py).
+    resumable_upload_lifetime_seconds: int = Field(default=24 * 3600, ge=3600)
 
 
 class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings,

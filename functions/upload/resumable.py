@@ -6,7 +6,7 @@ An unfinished upload is a GridFS files document written up front (`MediaStore.cr
 offset (the bytes its chunks surely hold) and its tus state is `metadata.resumable`. So the reconcile sweep of
 orphan chunks sees a file owning its chunks and leaves them alone, the quota of media bytes counts what is stored,
 and the offset, the state and the lease of the one request writing change together, in one document, by
-compare-and-set. Reconcile removes the unfinished uploads past `expires_at` (functions/reconcile/resumable_expiry.py).
+compare-and-set. Reconcile removes the unfinished uploads past `expires_at` (unfinished.py).
 
 GridFS chunks are fixed-size but the last, so a PATCH ending mid-chunk leaves a partial chunk: the next PATCH reads
 it back and writes it again completed. A PATCH without a checksum moves the offset on after every chunk (a client
@@ -36,6 +36,7 @@ from functions.shared.media import StoredFile
 from functions.shared.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
 from functions.shared.tokens import Identity
 from functions.upload.intake import read_stream, safe_filename
+from functions.upload.unfinished import STATE
 from functions.upload.uploads import Uploads, options_of, too_large
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 # The request writing to an upload holds it this long past its last chunk; a writer that died frees it then.
 WRITER_LEASE = timedelta(seconds=60)
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-STATE = "metadata.resumable"
 
 
 def http_date(moment: datetime) -> str:
