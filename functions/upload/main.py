@@ -35,7 +35,7 @@ uploads = Uploads(
     quotas=Quotas(database, QuotaLimits.from_settings(settings)),
     max_upload_bytes=settings.max_upload_bytes, public_status_url=str(settings.public_status_url),
 )
-resumable_uploads = ResumableUploads(uploads, public_upload_url=str(settings.public_upload_url),
+resumable_uploads = ResumableUploads(uploads, public_upload_url=str(settings.public_upload_url or ""),
                                      lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds))
 
 

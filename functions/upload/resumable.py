@@ -92,7 +92,7 @@ class LostLease(Exception):
 @dataclass
 class ResumableUploads:
     uploads: Uploads
-    public_upload_url: str
+    public_upload_url: str  # empty: the URL the request came to
     lifetime: timedelta
 
     @property
@@ -164,7 +164,8 @@ class ResumableUploads:
             self.uploads.release(identity.subject, upload_id)
             log.error("upload %s could not be created: %s", upload_id, error)
             raise STORE_UNAVAILABLE from None
-        headers = {"Location": f"{self.public_upload_url.rstrip('/')}/files/{upload_id}"}
+        base = self.public_upload_url or request.url_root
+        headers = {"Location": f"{base.rstrip('/')}/files/{upload_id}"}
         if with_body:
             document = self.write(request, self.owned(upload_id, identity), identity, checksum=parse_checksum(
                 request.headers.get("Upload-Checksum")))
