@@ -1,8 +1,8 @@
 """The `vid2mp3` command, for any vid2mp3 deployment: `vid2mp3 login --server URL` (the web page's URL; the login is
-kept, client/session.py), then `vid2mp3 convert VIDEO... [options] [-o OUT]` uploads, follows and downloads several
-videos at once, one progress line each; `jobs`, `download JOB`, `cancel JOB`, `delete JOB`, `logout`. Without a
-login, on a checkout whose local stack is up, it signs in a local user by itself (`make run`); `--sample` makes a
-test clip to convert."""
+kept, client/session.py), then `vid2mp3 convert VIDEO... [options] [-o OUT]` uploads (with tus from 64 MiB, or with
+--resumable: a rerun resumes), follows and downloads several videos at once, one progress line each; `jobs`,
+`download JOB`, `cancel JOB`, `delete JOB`, `logout`. Without a login, on a checkout whose local stack is up, it signs
+in a local user by itself (`make run`); `--sample` makes a test clip to convert."""
 
 from __future__ import annotations
 
