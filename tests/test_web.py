@@ -6,7 +6,7 @@ from the page. A failing browser test leaves a screenshot in .local/screenshots/
 from __future__ import annotations
 
 import contextlib
-import time
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -386,12 +386,13 @@ def test_the_page_finishes_an_upload_after_the_network_drops(tab: Tab, tmp_path:
         else:
             route.continue_()
 
-    context.route("**/files/*", drop_the_first_patch)
+    context.route(re.compile(r"/files/"), drop_the_first_patch)
     tab.page.set_input_files("#file", str(video))
-    wait_for(lambda: dropped, 20, "the upload to start")
+    # Polled through Playwright, whose calls are what let the route handler run (a sleep would block it).
+    wait_for(lambda: tab.page.wait_for_timeout(50) or dropped, 20, "the upload to start")
     upload_id = dropped[0].rsplit("/", 1)[1]
     expect(tab.page.locator("#state")).to_have_text("uploading")
-    time.sleep(1)  # offline for a moment: the page's retries find no network
+    tab.page.wait_for_timeout(1000)  # offline for a moment: the page's retries find no network
     assert stack_database["jobs"].find_one({"_id": upload_id}) is None
     context.set_offline(False)
     expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)

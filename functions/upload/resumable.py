@@ -125,8 +125,10 @@ class ResumableUploads:
         raise HttpError(405, "method_not_allowed", "HEAD, PATCH or DELETE an upload")
 
     def answer(self, status: int, headers: dict[str, str]) -> flask.Response:
-        return flask.Response(status=status, headers={"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store",
-                                                      **headers})
+        response = flask.Response(status=status, headers={"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store",
+                                                          **headers})
+        del response.headers["Content-Type"]  # no body
+        return response
 
     def progress_headers(self, document: dict[str, Any]) -> dict[str, str]:
         state = document["metadata"].get("resumable")
@@ -167,8 +169,13 @@ class ResumableUploads:
         base = self.public_upload_url or request.url_root
         headers = {"Location": f"{base.rstrip('/')}/files/{upload_id}"}
         if with_body:
-            document = self.write(request, self.owned(upload_id, identity), identity, checksum=parse_checksum(
-                request.headers.get("Upload-Checksum")))
+            try:
+                document = self.write(request, self.owned(upload_id, identity), identity, checksum=parse_checksum(
+                    request.headers.get("Upload-Checksum")))
+            except HttpError:
+                # The client learns no URL from a failed creation: nothing of it may stay.
+                self.remove({"_id": upload_id, "metadata": {"owner_id": identity.subject}})
+                raise
         else:
             document = self.owned(upload_id, identity)
         headers.update(self.progress_headers(document))
@@ -338,6 +345,9 @@ class ResumableUploads:
         """The last byte is in: the job is recorded and its event emitted, as for a one-shot upload, under the
         upload's lease (one request does it). The files document then becomes an ordinary stored video."""
         upload_id, state = document["_id"], document["metadata"]["resumable"]
+        if self.uploads.jobs.get(upload_id) is not None:  # finished but for clearing its state: never a second job
+            self.files.update_one({"_id": upload_id}, {"$unset": {STATE: ""}})
+            return self.owned(upload_id, identity)
         # Shorter than a sniff's bytes, and sent in pieces: no PATCH saw its head whole.
         container = state["container"] or sniff_container(self.uploads.videos.chunk_data(upload_id, 0)[:SNIFF_BYTES])
         if container is None:
@@ -355,14 +365,17 @@ class ResumableUploads:
             stored = StoredFile(upload_id, document["length"], digest.hexdigest())
             self.uploads.accept_stored(identity.subject, stored, document["filename"], container,
                                        options_of(state["fields"]), undo=self.forget_job)
-            self.files.update_one({"_id": upload_id}, {"$set": {"sha256": stored.sha256,
-                                                                "metadata.container": container},
-                                                       "$unset": {STATE: ""}})
         except pymongo.errors.PyMongoError as error:
             log.error("upload %s: could not be finished: %s", upload_id, error)
             raise STORE_UNAVAILABLE from None
         finally:
             self.release(upload_id, writer)
+        try:
+            self.files.update_one({"_id": upload_id}, {"$set": {"sha256": stored.sha256,
+                                                                "metadata.container": container},
+                                                       "$unset": {STATE: ""}})
+        except pymongo.errors.PyMongoError as error:  # the job is recorded: reconcile clears the state once expired
+            log.warning("upload %s: its job is recorded, its tus state stays for now: %s", upload_id, error)
         log.info("upload %s finished: job recorded", upload_id)
         return self.owned(upload_id, identity)
 
