@@ -400,3 +400,35 @@ def test_the_page_finishes_an_upload_after_the_network_drops(tab: Tab, tmp_path:
     job = stack_database["jobs"].find_one({"_id": upload_id})
     assert job is not None and job["size_bytes"] == video.stat().st_size
     assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_the_page_resumes_an_upload_after_a_reload(tab: Tab, tmp_path: Path, stack_database: Any) -> None:
+    video = make_clip(tmp_path / "reloaded.mkv", seconds=2, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    sign_up(tab)
+    created: list[str] = []
+    patches_fail = [True]
+
+    def fail_patches(route: Any) -> None:
+        if route.request.method == "POST":
+            created.append(route.request.url)
+        if route.request.method == "PATCH" and patches_fail[0]:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    tab.page.context.route(re.compile(r"/files/"), fail_patches)
+    with tab.page.expect_response(lambda response: response.request.method == "POST" and "/files/" in response.url) \
+            as creation:
+        tab.page.set_input_files("#file", str(video))
+    upload_url = creation.value.headers["location"]
+    # The tab is reloaded mid-upload (still signed in: the token is the tab's), the same file chosen again.
+    tab.page.reload()
+    tab.page.wait_for_selector("#convert", state="visible")
+    patches_fail[0] = False
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)
+    assert len(created) == 1, "the upload was resumed, not made again"
+    job = stack_database["jobs"].find_one({"_id": upload_url.rsplit("/", 1)[1]})
+    assert job is not None and job["size_bytes"] == video.stat().st_size
+    assert tab.problems == []
