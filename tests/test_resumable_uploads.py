@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import socket
+import subprocess
 import threading
 import urllib.parse
 from datetime import timedelta
@@ -24,6 +27,7 @@ from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import Jobs, now
 from functions.shared.media import CHUNK_BYTES
 from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, probe, wait_for
+from tests.test_cli import VID2MP3
 
 pytestmark = pytest.mark.stack
 
@@ -323,6 +327,17 @@ def test_the_cli_uploads_with_tuspy_and_a_rerun_resumes(endpoints: dict[str, str
     notes.write_bytes(b"plain words " * 100)
     with pytest.raises(ClientError, match="HTTP 415"):
         user.upload_resumable(notes, store)
+
+
+def test_the_command_converts_resumably(endpoints: dict[str, str], clip: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.mp3"
+    converted = subprocess.run(
+        [VID2MP3, "convert", str(clip), "--resumable", "-o", str(target), "--local"], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}, stdin=subprocess.DEVNULL)
+    assert converted.returncode == 0, converted.stdout + converted.stderr
+    assert abs(audio_duration(target) - audio_duration(clip)) <= 0.1
+    # Nothing left to resume once the upload is complete.
+    assert json.loads((tmp_path / "config" / "vid2mp3" / "resumable-uploads.json").read_text())["_default"] == {}
 
 
 def test_resumable_answers_let_the_web_page_read_them(endpoints: dict[str, str]) -> None:
