@@ -22,6 +22,7 @@ import hashlib
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,8 +100,15 @@ class ResumableUploads:
     def files(self) -> Any:
         return self.uploads.videos.files
 
-    def handle(self, request: flask.Request, authenticate: Any) -> flask.Response:
-        """Routes a request under /files/. `authenticate(request)` is the caller's token check."""
+    def handle(self, request: flask.Request, authenticate: Callable[[flask.Request], Identity]) -> flask.Response:
+        """Answers a request under /files/. `authenticate(request)` is the caller's token check."""
+        try:
+            return self.route(request, authenticate)
+        except pymongo.errors.PyMongoError as error:
+            log.error("a resumable upload request failed on the store: %s", error)
+            raise STORE_UNAVAILABLE from None
+
+    def route(self, request: flask.Request, authenticate: Callable[[flask.Request], Identity]) -> flask.Response:
         upload_id = request.path.removeprefix("/files").strip("/")
         if request.method == "OPTIONS":
             return self.answer(204, {"Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
