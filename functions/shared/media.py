@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from bson import Binary
-from pymongo import ASCENDING, DeleteOne
+from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.cursor import Cursor
 from pymongo.database import Database
@@ -163,11 +163,13 @@ class MediaStore:
         chunk = self.chunks.find_one({"_id": chunk_id(file_id, n)})
         return bytes(chunk["data"]) if chunk is not None else b""
 
-    def write_chunk(self, file_id: str, n: int, data: bytes) -> None:
-        """Writes chunk `n`, replacing what is there: a last chunk written partly is completed by writing it again."""
-        self.chunks.replace_one({"_id": chunk_id(file_id, n)},
-                                {"_id": chunk_id(file_id, n), "files_id": file_id, "n": n, "data": Binary(data)},
-                                upsert=True)
+    def write_chunks(self, file_id: str, first: int, pieces: list[bytes]) -> None:
+        """Writes chunks `first`, `first` + 1, ... in one round trip, replacing what is there: a last chunk written
+        partly is completed by writing it again."""
+        self.chunks.bulk_write([
+            ReplaceOne({"_id": chunk_id(file_id, n)}, {"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
+                                                        "data": Binary(data)}, upsert=True)
+            for n, data in enumerate(pieces, start=first)], ordered=True)
 
     def delete_chunks_from(self, file_id: str, n: int, until: int) -> None:
         """Deletes chunks `n` to `until` (inclusive) of the file: what a write that is taken back had added."""

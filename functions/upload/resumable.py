@@ -9,8 +9,9 @@ and the offset, the state and the lease of the one request writing change togeth
 compare-and-set. Reconcile removes the unfinished uploads past `expires_at` (unfinished.py).
 
 GridFS chunks are fixed-size but the last, so a PATCH ending mid-chunk leaves a partial chunk: the next PATCH reads
-it back and writes it again completed. A PATCH without a checksum moves the offset on after every chunk (a client
-that drops keeps what reached GridFS, and the part chunk it had sent); with one, only once the sha1 matches.
+it back and writes it again completed. A PATCH without a checksum moves the offset on after every few chunks it
+writes, and a client that drops keeps all it sent (the rest is written then); with one, only once the sha1 matches.
+Memory per PATCH: a few chunks (WRITE_BATCH_CHUNKS) and one read.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import werkzeug.exceptions
 
 from functions.shared.http import HttpError
 from functions.shared.jobs import now
-from functions.shared.media import StoredFile
+from functions.shared.media import WRITE_BATCH_CHUNKS, StoredFile
 from functions.shared.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
 from functions.shared.tokens import Identity
 from functions.upload.intake import read_stream, safe_filename
@@ -297,7 +298,8 @@ class ResumableUploads:
     def append(self, request: flask.Request, document: dict[str, Any], writer: str, checksum: bytes | None) -> None:
         videos, upload_id = self.uploads.videos, document["_id"]
         state, offset, chunk_size = document["metadata"]["resumable"], document["length"], document["chunkSize"]
-        first_chunk = n = offset // chunk_size
+        first_chunk = n = offset // chunk_size  # n: the first chunk not written yet
+        last_written = first_chunk - 1
         # The part of the last chunk already stored: written again, completed, with the new bytes.
         kept = videos.chunk_data(upload_id, n)[:offset % chunk_size] if offset % chunk_size else b""
         buffer = bytearray(kept)  # the file's bytes from chunk n on
@@ -305,11 +307,23 @@ class ResumableUploads:
         sha1 = hashlib.sha1()  # noqa: S324 - tus's checksum extension names sha1; it guards against damage only
         received = 0
 
+        def write(chunks: int | None) -> None:
+            """Writes `chunks` whole chunks from the buffer in one round trip (None: all of it, a part chunk too)."""
+            nonlocal n, last_written
+            size = len(buffer) if chunks is None else chunks * chunk_size
+            pieces = [bytes(buffer[start:min(start + chunk_size, size)]) for start in range(0, size, chunk_size)]
+            if pieces:
+                videos.write_chunks(upload_id, n, pieces)
+                last_written = n + len(pieces) - 1
+            if chunks is not None:
+                del buffer[:size]
+                n += chunks
+
         def take_back(error: HttpError) -> HttpError:
             """The PATCH's bytes are discarded: the stored part chunk restored, the chunks it added deleted."""
             if kept:
-                videos.write_chunk(upload_id, first_chunk, kept)
-            videos.delete_chunks_from(upload_id, first_chunk + (1 if kept else 0), n)
+                videos.write_chunks(upload_id, first_chunk, [kept])
+            videos.delete_chunks_from(upload_id, first_chunk + (1 if kept else 0), last_written)
             if checksum is None and received:
                 self.advance(upload_id, writer, offset, None)
             return error
@@ -326,22 +340,19 @@ class ResumableUploads:
                     if container is None:
                         self.remove(document)
                         raise NOT_MEDIA
-                while len(buffer) >= chunk_size:
-                    videos.write_chunk(upload_id, n, bytes(buffer[:chunk_size]))
-                    del buffer[:chunk_size]
-                    n += 1
+                # A few chunks per round trip, as MediaStore.store writes them; the offset moves on after each batch.
+                if len(buffer) >= WRITE_BATCH_CHUNKS * chunk_size:
+                    write(WRITE_BATCH_CHUNKS)
                     self.advance(upload_id, writer, n * chunk_size if checksum is None else None, container)
         except (werkzeug.exceptions.ClientDisconnected, OSError) as error:
             # The client is gone: what it sent counts (unless a checksum was to vouch for it), so it resumes there.
             log.info("upload %s: the client dropped after %d bytes: %s", upload_id, received, error)
             if checksum is not None:
                 raise take_back(HttpError(400, "incomplete", "the body ended early")) from None
-            if buffer:
-                videos.write_chunk(upload_id, n, bytes(buffer))
-            self.advance(upload_id, writer, n * chunk_size + len(buffer), container)
+            write(None)
+            self.advance(upload_id, writer, offset + received, container)
             raise HttpError(400, "incomplete", "the body ended early; ask the offset (HEAD) and go on") from None
-        if buffer:
-            videos.write_chunk(upload_id, n, bytes(buffer))
+        write(None)
         if checksum is not None and sha1.digest() != checksum:
             raise take_back(HttpError(460, "checksum_mismatch", "the body's sha1 is not Upload-Checksum's; its bytes "
                                                                 "were discarded, send them again"))
