@@ -36,8 +36,9 @@ OFFSET_STREAM = "application/offset+octet-stream"
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3 s clip of about 2.3 MB (PCM audio): three GridFS chunks, so a cut falls inside one."""
-    return make_clip(tmp_path_factory.mktemp("clips") / "resumable clip.mkv", seconds=3,
+    """A 16 s clip of about 12 MB (PCM audio): twelve GridFS chunks, so a cut falls inside one, and a PATCH writes
+    batches of them while it reads on."""
+    return make_clip(tmp_path_factory.mktemp("clips") / "resumable clip.mkv", seconds=16,
                      extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
 
 

@@ -24,6 +24,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -307,20 +308,42 @@ class ResumableUploads:
         sha1 = hashlib.sha1()  # noqa: S324 - tus's checksum extension names sha1; it guards against damage only
         received = 0
 
-        def write(chunks: int | None) -> None:
-            """Writes `chunks` whole chunks from the buffer in one round trip (None: all of it, a part chunk too)."""
-            nonlocal n, last_written
+        # One batch is written (with the offset moved on) on this thread while the next is read, as MediaStore.store
+        # does; `settle()` waits for it and raises what it raised.
+        batch_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resumable-writer")
+        in_flight: Future[None] | None = None
+
+        def settle() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                pending, in_flight = in_flight, None
+                pending.result()
+
+        def write(chunks: int | None, new_offset: int | None = None) -> None:
+            """Writes `chunks` whole chunks from the buffer in one round trip (None: all of it, a part chunk too, at
+            once); then moves the offset to `new_offset` (None: keeps it, renewing the lease)."""
+            nonlocal n, last_written, in_flight
             size = len(buffer) if chunks is None else chunks * chunk_size
             pieces = [bytes(buffer[start:min(start + chunk_size, size)]) for start in range(0, size, chunk_size)]
+            first = n
+            settle()
             if pieces:
-                videos.write_chunks(upload_id, n, pieces)
                 last_written = n + len(pieces) - 1
-            if chunks is not None:
-                del buffer[:size]
-                n += chunks
+            if chunks is None:
+                if pieces:
+                    videos.write_chunks(upload_id, first, pieces)
+                return
+            del buffer[:size]
+            n += chunks
+
+            def write_and_advance() -> None:
+                videos.write_chunks(upload_id, first, pieces)
+                self.advance(upload_id, writer, new_offset, container)
+            in_flight = batch_writer.submit(write_and_advance)
 
         def take_back(error: HttpError) -> HttpError:
             """The PATCH's bytes are discarded: the stored part chunk restored, the chunks it added deleted."""
+            settle()
             if kept:
                 videos.write_chunks(upload_id, first_chunk, [kept])
             videos.delete_chunks_from(upload_id, first_chunk + (1 if kept else 0), last_written)
@@ -342,8 +365,7 @@ class ResumableUploads:
                         raise NOT_MEDIA
                 # A few chunks per round trip, as MediaStore.store writes them; the offset moves on after each batch.
                 if len(buffer) >= WRITE_BATCH_CHUNKS * chunk_size:
-                    write(WRITE_BATCH_CHUNKS)
-                    self.advance(upload_id, writer, n * chunk_size if checksum is None else None, container)
+                    write(WRITE_BATCH_CHUNKS, (n + WRITE_BATCH_CHUNKS) * chunk_size if checksum is None else None)
         except (werkzeug.exceptions.ClientDisconnected, OSError) as error:
             # The client is gone: what it sent counts (unless a checksum was to vouch for it), so it resumes there.
             log.info("upload %s: the client dropped after %d bytes: %s", upload_id, received, error)
@@ -352,6 +374,11 @@ class ResumableUploads:
             write(None)
             self.advance(upload_id, writer, offset + received, container)
             raise HttpError(400, "incomplete", "the body ended early; ask the offset (HEAD) and go on") from None
+        finally:
+            try:
+                settle()  # a batch still being written would write after a take-back or the answer
+            finally:
+                batch_writer.shutdown(wait=True)
         write(None)
         if checksum is not None and sha1.digest() != checksum:
             raise take_back(HttpError(460, "checksum_mismatch", "the body's sha1 is not Upload-Checksum's; its bytes "
