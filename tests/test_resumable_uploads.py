@@ -35,6 +35,13 @@ OFFSET_STREAM = "application/offset+octet-stream"
 
 
 @pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s clip of about 2.3 MB (PCM audio): three GridFS chunks."""
+    return make_clip(tmp_path_factory.mktemp("clips") / "short clip.mkv", seconds=3,
+                     extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+
+
+@pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 16 s clip of about 12 MB (PCM audio): twelve GridFS chunks, so a cut falls inside one, and a PATCH writes
     batches of them while it reads on."""
@@ -140,9 +147,9 @@ def test_an_upload_cut_at_40_percent_resumes_into_the_right_mp3(endpoints: dict[
     assert abs(audio_duration(target) - audio_duration(clip)) <= 0.1
 
 
-def test_a_checksum_mismatch_answers_460_and_keeps_the_offset(endpoints: dict[str, str], clip: Path,
+def test_a_checksum_mismatch_answers_460_and_keeps_the_offset(endpoints: dict[str, str], short_clip: Path,
                                                               stack_database: Any) -> None:
-    tus, data = Tus(endpoints), clip.read_bytes()
+    tus, data = Tus(endpoints), short_clip.read_bytes()
     first = CHUNK_BYTES + 1000  # past a chunk boundary, so the mismatching PATCH rewrites a part chunk
     created = tus.create(len(data), body=data[:first])
     assert created.status_code == 201 and created.headers["Upload-Offset"] == str(first)
@@ -158,7 +165,7 @@ def test_a_checksum_mismatch_answers_460_and_keeps_the_offset(endpoints: dict[st
     assert job is not None and job["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_only_the_owner_can_touch_an_upload(endpoints: dict[str, str], clip: Path) -> None:
+def test_only_the_owner_can_touch_an_upload(endpoints: dict[str, str]) -> None:
     owner, stranger = Tus(endpoints), Tus(endpoints)
     url = owner.created(1000)
     for answer in (stranger.head(url), stranger.patch(url, 0, b"\x1a\x45\xdf\xa3"),
@@ -195,7 +202,7 @@ def test_a_bad_patch_is_refused_and_changes_nothing(endpoints: dict[str, str], c
     assert tus.offset(url) == 1000
 
 
-def test_creation_refuses_what_it_cannot_take(endpoints: dict[str, str], clip: Path) -> None:
+def test_creation_refuses_what_it_cannot_take(endpoints: dict[str, str]) -> None:
     tus = Tus(endpoints)
     limit = int(requests.options(tus.files_url, timeout=30).headers["Tus-Max-Size"])
     assert tus.create(limit + 1).status_code == 413
@@ -222,8 +229,8 @@ def test_first_bytes_that_are_not_media_terminate_the_upload(endpoints: dict[str
     assert stored(stack_database, url.rsplit("/", 1)[1]) == (None, 0)
 
 
-def test_termination_removes_the_bytes(endpoints: dict[str, str], clip: Path, stack_database: Any) -> None:
-    tus, data = Tus(endpoints), clip.read_bytes()
+def test_termination_removes_the_bytes(endpoints: dict[str, str], short_clip: Path, stack_database: Any) -> None:
+    tus, data = Tus(endpoints), short_clip.read_bytes()
     url = tus.create(len(data), body=data[:CHUNK_BYTES + 10]).headers["Location"]
     assert stored(stack_database, url.rsplit("/", 1)[1])[1] == 2
     deleted = requests.delete(url, headers=tus.headers(), timeout=30)
@@ -232,9 +239,9 @@ def test_termination_removes_the_bytes(endpoints: dict[str, str], clip: Path, st
     assert tus.head(url).status_code == 404
 
 
-def test_an_expired_upload_answers_410_and_reconcile_removes_it(endpoints: dict[str, str], clip: Path,
+def test_an_expired_upload_answers_410_and_reconcile_removes_it(endpoints: dict[str, str], short_clip: Path,
                                                                  stack_database: Any) -> None:
-    tus, data = Tus(endpoints), clip.read_bytes()
+    tus, data = Tus(endpoints), short_clip.read_bytes()
     expired = tus.create(len(data), body=data[:CHUNK_BYTES + 10]).headers["Location"]
     alive = tus.create(len(data), body=data[:CHUNK_BYTES + 10]).headers["Location"]
     expired_id, alive_id = expired.rsplit("/", 1)[1], alive.rsplit("/", 1)[1]
@@ -265,9 +272,9 @@ def test_deleting_the_job_to_be_or_the_account_removes_unfinished_uploads(endpoi
     assert stored(stack_database, second.rsplit("/", 1)[1]) == (None, 0)
 
 
-def test_two_patches_at_once_cannot_corrupt_an_upload(endpoints: dict[str, str], clip: Path,
+def test_two_patches_at_once_cannot_corrupt_an_upload(endpoints: dict[str, str], short_clip: Path,
                                                       stack_database: Any) -> None:
-    tus, data = Tus(endpoints), clip.read_bytes()
+    tus, data = Tus(endpoints), short_clip.read_bytes()
     url = tus.created(len(data))
     release = threading.Event()
     slow = threading.Thread(target=send_part_and_drop, args=(tus, url, 0, data, 1000, release))
@@ -297,23 +304,23 @@ def interrupted_after_a_chunk(user: Vid2mp3, video: Path, store: Path) -> None:
         user.upload_resumable(video, store, on_bytes=stop_after_a_chunk, options={"channels": "1"})
 
 
-def test_the_cli_uploads_with_tuspy_and_a_rerun_resumes(endpoints: dict[str, str], clip: Path, tmp_path: Path,
+def test_the_cli_uploads_with_tuspy_and_a_rerun_resumes(endpoints: dict[str, str], short_clip: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     user, _ = new_user(endpoints)
     monkeypatch.setattr(client.api, "RESUMABLE_CHUNK_BYTES", CHUNK_BYTES)
     store = tmp_path / "resumable-uploads.json"
-    interrupted_after_a_chunk(user, clip, store)
+    interrupted_after_a_chunk(user, short_clip, store)
     resumed: list[int] = []
     rerun = Vid2mp3(user.auth_url, user.upload_url, user.status_url, user.download_url, token=user.token)
-    accepted = rerun.upload_resumable(clip, store, on_bytes=resumed.append, options={"channels": "1"})
+    accepted = rerun.upload_resumable(short_clip, store, on_bytes=resumed.append, options={"channels": "1"})
     assert resumed[0] == CHUNK_BYTES, "the rerun starts where the first run stopped"
-    assert sum(resumed) == clip.stat().st_size
+    assert sum(resumed) == short_clip.stat().st_size
     job = user.follow(accepted["job_id"], lambda _: None, timeout=60, interval=0.2)
     assert job["state"] == "done" and job["options"] == {"channels": 1}
 
     # A kept upload that is gone (terminated, expired) is started afresh rather than failing.
     copy = tmp_path / "copy.mkv"
-    copy.write_bytes(clip.read_bytes())
+    copy.write_bytes(short_clip.read_bytes())
     interrupted_after_a_chunk(user, copy, store)
     kept = client.api.FileStorage(str(store))
     (url,) = [item["url"] for item in kept._db.all()]
@@ -330,13 +337,14 @@ def test_the_cli_uploads_with_tuspy_and_a_rerun_resumes(endpoints: dict[str, str
         user.upload_resumable(notes, store)
 
 
-def test_the_command_converts_resumably(endpoints: dict[str, str], clip: Path, tmp_path: Path) -> None:
+def test_the_command_converts_resumably(endpoints: dict[str, str], short_clip: Path, tmp_path: Path) -> None:
     target = tmp_path / "out.mp3"
     converted = subprocess.run(
-        [VID2MP3, "convert", str(clip), "--resumable", "-o", str(target), "--local"], capture_output=True, text=True,
-        timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}, stdin=subprocess.DEVNULL)
+        [VID2MP3, "convert", str(short_clip), "--resumable", "-o", str(target), "--local"], capture_output=True,
+        text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
+        stdin=subprocess.DEVNULL)
     assert converted.returncode == 0, converted.stdout + converted.stderr
-    assert abs(audio_duration(target) - audio_duration(clip)) <= 0.1
+    assert abs(audio_duration(target) - audio_duration(short_clip)) <= 0.1
     # Nothing left to resume once the upload is complete.
     assert json.loads((tmp_path / "config" / "vid2mp3" / "resumable-uploads.json").read_text())["_default"] == {}
 
