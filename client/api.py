@@ -12,9 +12,18 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import requests
+from tusclient.client import TusClient
+from tusclient.exceptions import TusCommunicationError, TusUploadFailed
+from tusclient.fingerprint.fingerprint import Fingerprint
+from tusclient.storage.filestorage import FileStorage
 
 FINAL_STATES = ("done", "failed", "cancelled")
 READ_BYTES = 1024 * 1024
+# Bytes per PATCH of a resumable upload: tuspy holds one in memory, and a dropped connection costs at most one again.
+RESUMABLE_CHUNK_BYTES = 8 * 1024 * 1024
+# Tries of a PATCH that failed (a dropped connection, a restarting server), each after asking the offset again.
+RESUMABLE_RETRIES = 5
+RESUMABLE_RETRY_DELAY_SECONDS = 2
 
 
 class ClientError(Exception):
@@ -71,6 +80,17 @@ def until(deadline: float | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield chunk
         if deadline is not None and time.monotonic() > deadline:
             return
+
+
+class UploadKey(Fingerprint):
+    """What a resumable upload is remembered by: the file (its path, size and modification time) and where it goes,
+    rather than tuspy's default (its first 64 KiB and size), which two different videos can share."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def get_fingerprint(self, fs: Any) -> str:
+        return self.key
 
 
 class ProgressReader:
@@ -133,6 +153,58 @@ class Vid2mp3:
                 timeout=(self.timeout, 600),
             )
         return dict(answer(response))
+
+    def upload_resumable(self, video: Path, resume_store: Path, on_bytes: Callable[[int], object] = lambda _: None,
+                         options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Uploads `video` with tus (README: Resumable uploads): in chunks, each retried after a dropped connection
+        from the offset the server holds; the upload's URL is kept in `resume_store` until it is complete, so
+        uploading the same file again (a rerun of the command) resumes it. Answers the job id and status URL."""
+        files_url = f"{self.upload_url.rstrip('/')}/files/"
+        stat = video.stat()
+        key = UploadKey(f"{files_url} {video.resolve()} {stat.st_size} {stat.st_mtime_ns}")
+        resume_store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        storage = FileStorage(str(resume_store))
+        try:
+            tus = TusClient(files_url, headers=self._headers())
+
+            def uploader() -> Any:
+                return tus.uploader(str(video), chunk_size=RESUMABLE_CHUNK_BYTES, store_url=True,
+                                    url_storage=storage, fingerprinter=key, upload_checksum=True,
+                                    metadata={"filename": video.name, **(options or {})})
+            try:
+                upload = uploader()  # asks the server where a kept upload stands
+            except TusCommunicationError:  # gone (expired, another user's, another server's): start over
+                storage.remove_item(key.key)
+                upload = uploader()
+            on_bytes(upload.offset)
+            tries = 0
+            while upload.offset < stat.st_size:
+                before = upload.offset
+                try:
+                    upload.upload_chunk()
+                except (TusCommunicationError, TusUploadFailed) as error:
+                    # tuspy would retry any failure; a refusal (4xx but a conflict) is final.
+                    refused = error.status_code is not None and 400 <= error.status_code < 500 \
+                        and error.status_code not in (409, 423)
+                    tries += 1
+                    if refused or tries > RESUMABLE_RETRIES:
+                        raise
+                    time.sleep(RESUMABLE_RETRY_DELAY_SECONDS)
+                    upload.offset = upload.get_offset()
+                    continue
+                tries = 0
+                on_bytes(upload.offset - before)
+            storage.remove_item(key.key)
+        except (TusCommunicationError, TusUploadFailed) as error:
+            content = error.response_content
+            words = content.decode(errors="replace") if isinstance(content, bytes) else str(content or error)
+            raise ClientError(f"HTTP {error.status_code}: {words}") from None
+        except requests.ConnectionError as error:  # tuspy lets these through: the server is not there
+            raise ClientError(f"the upload stopped: {error}; run the same command again to resume") from None
+        finally:
+            storage.close()
+        job_id = str(upload.url).rstrip("/").rsplit("/", 1)[-1]
+        return {"job_id": job_id, "status_url": f"{self.status_url.rstrip('/')}/{job_id}"}
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(answer(self.session.get(f"{self.status_url}/{job_id}", headers=self._headers(),

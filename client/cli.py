@@ -1,8 +1,8 @@
 """The `vid2mp3` command, for any vid2mp3 deployment: `vid2mp3 login --server URL` (the web page's URL; the login is
-kept, client/session.py), then `vid2mp3 convert VIDEO... [options] [-o OUT]` uploads, follows and downloads several
-videos at once, one progress line each; `jobs`, `download JOB`, `cancel JOB`, `delete JOB`, `logout`. Without a
-login, on a checkout whose local stack is up, it signs in a local user by itself (`make run`); `--sample` makes a
-test clip to convert."""
+kept, client/session.py), then `vid2mp3 convert VIDEO... [options] [-o OUT]` uploads (with tus from 64 MiB, or with
+--resumable: a rerun resumes), follows and downloads several videos at once, one progress line each; `jobs`,
+`download JOB`, `cancel JOB`, `delete JOB`, `logout`. Without a login, on a checkout whose local stack is up, it signs
+in a local user by itself (`make run`); `--sample` makes a test clip to convert."""
 
 from __future__ import annotations
 
@@ -173,6 +173,12 @@ def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
                                                                     in invalid.errors.items())) from None
 
 
+# Videos from this size on go up resumably (tus): a dropped connection costs one chunk, not the upload, and a rerun
+# resumes. Smaller ones go in one request: one round trip, nothing to remember, and little to lose.
+RESUMABLE_FROM_BYTES = 64 * 1024 * 1024
+# Where the URLs of resumable uploads not finished yet are kept (in the login's folder), by file.
+RESUME_FILE = "resumable-uploads.json"
+
 # Conversions under way at once when several videos are given: each waits on the network and the server, not on
 # this machine, and the server runs each user's jobs side by side up to its quota.
 CONCURRENT_CONVERSIONS = 3
@@ -189,7 +195,7 @@ def targets_for(videos: list[Path], output: str | None) -> list[Path]:
 
 
 def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fields: dict[str, str],
-                line: int) -> dict[str, Any]:
+                line: int, resumable: bool = False) -> dict[str, Any]:
     """Uploads, follows and downloads one video, on one progress line of its own; answers the final job view."""
     client = new_client()
     with tqdm(total=100, position=line, desc=video.name[:30], bar_format="{desc}: {bar} {n:.0f}% {postfix}",
@@ -205,7 +211,11 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fi
             sent[0] += count
             at(100 * sent[0] / size, "uploading")
 
-        job_id = client.upload(video, on_bytes=uploaded, options=fields)["job_id"]
+        if resumable or video.stat().st_size >= RESUMABLE_FROM_BYTES:
+            job_id = client.upload_resumable(video, session.config_dir() / RESUME_FILE, on_bytes=uploaded,
+                                             options=fields)["job_id"]
+        else:
+            job_id = client.upload(video, on_bytes=uploaded, options=fields)["job_id"]
         job = client.follow(job_id, lambda view: at(100.0 if view["state"] == "done" else
                                                     view.get("progress", {}).get("percent", 0.0), view["state"]))
         if job["state"] == "done":
@@ -234,7 +244,7 @@ def convert(arguments: argparse.Namespace) -> int:
     targets = targets_for(videos, arguments.output)
     new_client = client_factory(arguments)
     with ThreadPoolExecutor(max_workers=min(len(videos), CONCURRENT_CONVERSIONS)) as pool:
-        futures = [pool.submit(convert_one, new_client, video, target, fields, line)
+        futures = [pool.submit(convert_one, new_client, video, target, fields, line, arguments.resumable)
                    for line, (video, target) in enumerate(zip(videos, targets, strict=True))]
         outcomes = [future.exception() or future.result() for future in futures]
     failures = 0
@@ -272,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
     convert_parser.add_argument("--sample", action="store_true", help=f"make and convert a {SAMPLE_SECONDS} s clip")
     convert_parser.add_argument("-o", "--output", help="the MP3 for one video, or a folder for several "
                                                        "(default: ./<video name>.mp3)")
+    convert_parser.add_argument("--resumable", action="store_true",
+                                help=f"upload resumably (tus) whatever the size (default: from "
+                                     f"{RESUMABLE_FROM_BYTES // 1024**2} MiB); rerun to resume")
     convert_parser.add_argument("--bitrate", type=int, choices=(128, 192, 256, 320), help="kbit/s (default 192)")
     options = convert_parser.add_argument_group("conversion options (README: Conversion options)")
     options.add_argument("--start", help="trim: start at, in seconds (12.5) or [HH:]MM:SS[.mmm]")

@@ -90,7 +90,7 @@ if [ ! -f "$stamp" ] || [ -n "$(find stack/validation -name go.sum -newer "$stam
   touch "$stamp"
 fi
 
-# --- npm packages the tests read (stack/node/package.json, pinned with its package-lock.json) --------------------
+# --- npm packages the tests and the web page read (stack/node/package.json, pinned with its package-lock.json) ---
 # Installed into .local/node, reinstalled only when the lock file changes.
 command -v npm >/dev/null 2>&1 || fail "Node.js with npm is needed (Debian: apt-get install nodejs npm)"
 if ! cmp -s stack/node/package-lock.json "$LOCAL/node/.installed-lock"; then

@@ -232,3 +232,27 @@ def test_client_address_read_from_the_right_of_x_forwarded_for(forwarded: str | 
     with flask.Flask(__name__).test_request_context("/", headers=headers,
                                                     environ_base={"REMOTE_ADDR": "10.0.0.9"}):
         assert client_address(flask.request, hops) == expected
+
+
+def test_a_resumable_upload_holds_its_declared_bytes_once_and_termination_frees_them(
+        app: Callable[[str], FlaskClient], user: tuple[dict[str, str], str]) -> None:
+    headers, _ = user
+    tus = {**headers, "Tus-Resumable": "1.0.0"}
+    client = app("upload")
+    mib = 1024 * 1024
+
+    def create(length: int) -> Any:
+        return client.post("/files/", headers={**tus, "Upload-Length": str(length)})
+
+    first = create(6 * mib)
+    assert first.status_code == 201
+    patched = client.patch(first.headers["Location"], data=b"\x1a\x45\xdf\xa3" + bytes(2 * mib - 4), headers={
+        **tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    assert patched.status_code == 204
+    # 6 MiB declared (2 of them stored) and 4 more make the 10 MiB limit: counted once, not as 2 + 6.
+    second = create(4 * mib)
+    assert second.status_code == 201, second.get_json()
+    assert client.delete(second.headers["Location"], headers=tus).status_code == 204
+    assert_over(create(5 * mib), "media_bytes")
+    assert client.delete(first.headers["Location"], headers=tus).status_code == 204
+    assert create(10 * mib).status_code == 201

@@ -6,6 +6,7 @@ from the page. A failing browser test leaves a screenshot in .local/screenshots/
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from functions.shared.http import allow_cross_origin, json_response
 from stack.config import LOCAL
-from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, probe
+from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, probe, wait_for
 from tests.test_download_links import emailed_links
 
 CHROMIUM = "/usr/bin/chromium"
@@ -366,4 +367,68 @@ def test_several_videos_dropped_at_once_become_jobs_in_the_history(tab: Tab, end
     gone = requests.get(f"{endpoints['STATUS_URL']}/{gone_id}", timeout=10,
                         headers={"Authorization": f"Bearer {token}"})
     assert gone.status_code == 404
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_the_page_finishes_an_upload_after_the_network_drops(tab: Tab, tmp_path: Path, stack_database: Any) -> None:
+    # Three GridFS chunks of PCM audio, so the upload is under way for a while and the PATCH resumes mid-file.
+    video = make_clip(tmp_path / "dropped.mkv", seconds=3, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    sign_up(tab)
+    context = tab.page.context
+    dropped: list[str] = []
+
+    def drop_the_first_patch(route: Any) -> None:
+        if route.request.method == "PATCH" and not dropped:
+            dropped.append(route.request.url)
+            context.set_offline(True)
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    context.route(re.compile(r"/files/"), drop_the_first_patch)
+    tab.page.set_input_files("#file", str(video))
+    # Polled through Playwright, whose calls are what let the route handler run (a sleep would block it).
+    wait_for(lambda: tab.page.wait_for_timeout(50) or dropped, 20, "the upload to start")
+    upload_id = dropped[0].rsplit("/", 1)[1]
+    expect(tab.page.locator("#state")).to_have_text("uploading")
+    tab.page.wait_for_timeout(1000)  # offline for a moment: the page's retries find no network
+    assert stack_database["jobs"].find_one({"_id": upload_id}) is None
+    context.set_offline(False)
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)
+    assert tab.page.text_content("#upload-percent") == "100 %"
+    job = stack_database["jobs"].find_one({"_id": upload_id})
+    assert job is not None and job["size_bytes"] == video.stat().st_size
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_the_page_resumes_an_upload_after_a_reload(tab: Tab, tmp_path: Path, stack_database: Any) -> None:
+    video = make_clip(tmp_path / "reloaded.mkv", seconds=2, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    sign_up(tab)
+    created: list[str] = []
+    patches_fail = [True]
+
+    def fail_patches(route: Any) -> None:
+        if route.request.method == "POST":
+            created.append(route.request.url)
+        if route.request.method == "PATCH" and patches_fail[0]:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    tab.page.context.route(re.compile(r"/files/"), fail_patches)
+    with tab.page.expect_response(lambda response: response.request.method == "POST" and "/files/" in response.url) \
+            as creation:
+        tab.page.set_input_files("#file", str(video))
+    upload_url = creation.value.headers["location"]
+    # The tab is reloaded mid-upload (still signed in: the token is the tab's), the same file chosen again.
+    tab.page.reload()
+    tab.page.wait_for_selector("#convert", state="visible")
+    patches_fail[0] = False
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)
+    assert len(created) == 1, "the upload was resumed, not made again"
+    job = stack_database["jobs"].find_one({"_id": upload_url.rsplit("/", 1)[1]})
+    assert job is not None and job["size_bytes"] == video.stat().st_size
     assert tab.problems == []

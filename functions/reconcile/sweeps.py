@@ -20,6 +20,7 @@ from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifeti
 from functions.shared import telemetry
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
+from functions.upload.unfinished import remove_expired
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class SweepReport:
     cancelled_cleaned: int = 0
     fan_out_leftovers_removed: int = 0
     orphans_removed: int = 0
+    unfinished_uploads_expired: int = 0
     lifetimes: PurgeReport = field(default_factory=PurgeReport)
 
 
@@ -71,6 +73,7 @@ class Reconciler:
         report.videos_deleted = self.delete_expired_videos()
         report.cancelled_cleaned = self.delete_cancelled_media()
         report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
+        report.unfinished_uploads_expired = remove_expired(self.database)
         report.orphans_removed = self.remove_orphan_chunks()
         if self.lifetimes is not None:
             report.lifetimes = self.lifetimes.run()

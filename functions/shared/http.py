@@ -112,10 +112,15 @@ class SetUpOnce:
         return self
 
 
-# What the web page sends (a bearer token, JSON or a raw video, byte ranges) and what it must be able to read.
-CORS_ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
-CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Range, If-None-Match"
-CORS_EXPOSED_HEADERS = "Content-Disposition, Content-Length, Content-Range, ETag, Retry-After"
+# What the web page sends (a bearer token, JSON or a raw video, byte ranges, tus resumable uploads) and what it
+# must be able to read.
+CORS_ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+CORS_ALLOWED_HEADERS = ("Authorization, Content-Type, Range, If-None-Match, Tus-Resumable, Upload-Length, "
+                        "Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, Upload-Concat, "
+                        "X-HTTP-Method-Override")
+CORS_EXPOSED_HEADERS = ("Content-Disposition, Content-Length, Content-Range, ETag, Retry-After, Location, "
+                        "Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, Tus-Resumable, Tus-Version, "
+                        "Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")
 CORS_PREFLIGHT_MAX_AGE_SECONDS = 600
 
 

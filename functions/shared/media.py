@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from bson import Binary
-from pymongo import ASCENDING, DeleteOne
+from pymongo import ASCENDING, DeleteOne, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.cursor import Cursor
 from pymongo.database import Database
@@ -149,6 +149,33 @@ class MediaStore:
             raise FileNotFoundError(f"stored file {file_id!r} has no chunk 0 of ours")
         self.files.update_one({"_id": file_id}, {"$set": {"sha256": digest}})
         return StoredFile(file_id=file_id, size_bytes=document["length"], sha256=digest)
+
+    # --- a file written piece by piece, across requests (functions/upload/resumable.py) -----------------------
+
+    def create_empty(self, file_id: str, *, filename: str, metadata: dict[str, Any]) -> None:
+        """A files document of length 0, written before its chunks: the file grows by `write_chunks` and the
+        writer moves `length` on as the chunks land, so the file always owns its chunks."""
+        self._ensure_indexes()
+        self.files.insert_one({"_id": file_id, "length": 0, "chunkSize": CHUNK_BYTES, "uploadDate": datetime.now(UTC),
+                               "filename": filename, "metadata": metadata})
+
+    def chunk_data(self, file_id: str, n: int) -> bytes:
+        chunk = self.chunks.find_one({"_id": chunk_id(file_id, n)})
+        return bytes(chunk["data"]) if chunk is not None else b""
+
+    def write_chunks(self, file_id: str, first: int, pieces: list[bytes]) -> None:
+        """Writes chunks `first`, `first` + 1, ... in one round trip, replacing what is there: a last chunk written
+        partly is completed by writing it again."""
+        self.chunks.bulk_write([
+            ReplaceOne({"_id": chunk_id(file_id, n)}, {"_id": chunk_id(file_id, n), "files_id": file_id, "n": n,
+                                                        "data": Binary(data)}, upsert=True)
+            for n, data in enumerate(pieces, start=first)], ordered=True)
+
+    def delete_chunks_from(self, file_id: str, n: int, until: int) -> None:
+        """Deletes chunks `n` to `until` (inclusive) of the file: what a write that is taken back had added."""
+        if until >= n:
+            self.chunks.bulk_write([DeleteOne({"_id": chunk_id(file_id, index)}) for index in range(n, until + 1)],
+                                   ordered=False)
 
     def _ensure_indexes(self) -> None:
         """The indexes the GridFS spec asks of every writer, so that other drivers' reads (by files_id) use one."""

@@ -90,6 +90,12 @@ class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSe
 class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, QuotaSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     public_status_url: AnyHttpUrl
+    # Where clients reach this function: a resumable upload's URL (tus `Location`) is `<it>/files/<id>`. Unset: the
+    # URL the creating request came to.
+    public_upload_url: AnyHttpUrl | None = None
+    # An unfinished resumable upload expires this long after its last bytes arrived (tus `Upload-Expires`); the
+    # reconcile sweep then removes it. At least the quota reservation's hour (functions/upload/unfinished.py).
+    resumable_upload_lifetime_seconds: int = Field(default=24 * 3600, ge=3600)
 
 
 class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings,

@@ -12,6 +12,7 @@ from pymongo.database import Database
 from functions.shared.jobs import FINAL_STATES, Jobs
 from functions.shared.media import remove_job_media
 from functions.status.cancellation import Cancellation
+from functions.upload.unfinished import remove_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,11 @@ class Erasure:
 
     def erase(self, job_id: str, owner_id: str) -> bool:
         """False when the owner has no such job (someone else's is the same as none). The media go before the
-        record: should this stop midway, the record still leads a repeat (or the purge) to what is left."""
+        record: should this stop midway, the record still leads a repeat (or the purge) to what is left. A
+        resumable upload not finished yet is the job to be: its bytes go."""
         job = self.jobs.get_owned(job_id, owner_id)
         if job is None:
-            return False
+            return remove_unfinished(self.database, owner_id, job_id) > 0
         if job["state"] not in FINAL_STATES:
             # Through the cancel path: its event goes out, and the converter stops at its next lease renewal.
             job = self.cancellation.cancel(job_id, owner_id)
@@ -37,7 +39,9 @@ class Erasure:
         return True
 
     def erase_owner(self, owner_id: str) -> int:
-        """Every job of the owner, however many, then their (empty) list; the number deleted."""
+        """Every job of the owner, however many, and unfinished upload, then their (empty) list; the number of jobs
+        deleted."""
+        remove_unfinished(self.database, owner_id)
         deleted = sum(self.erase(job_id, owner_id) for job_id in self.jobs.owned_ids(owner_id))
         self.jobs.owner_lists.delete_one({"_id": owner_id, "job_ids": {"$size": 0}})
         return deleted

@@ -1,9 +1,11 @@
 """upload (HTTP, the public upload function URL): `POST /` with a bearer token and a video (multipart form with one
 file, or a raw body; optional conversion options as query parameters or form fields: `quality`/`bitrate`, `start`,
 `end`, `normalize`, … README: Conversion options) answers 202 with the job id and its status URL, or 422 naming
-every bad option."""
+every bad option. Under `/files/` it speaks tus 1.0.0, resumable uploads (resumable.py)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import flask
 import functions_framework
@@ -17,6 +19,7 @@ from functions.shared.settings import UploadSettings, load_settings
 from functions.shared.tokens import TokenVerifier
 from functions.upload.pending_events import PendingEventRetry
 from functions.upload.quotas import QuotaLimits, Quotas
+from functions.upload.resumable import TUS_VERSION, ResumableUploads
 from functions.upload.uploads import Uploads
 
 settings = load_settings(UploadSettings)
@@ -32,15 +35,23 @@ uploads = Uploads(
     quotas=Quotas(database, QuotaLimits.from_settings(settings)),
     max_upload_bytes=settings.max_upload_bytes, public_status_url=str(settings.public_status_url),
 )
+resumable_uploads = ResumableUploads(uploads, public_upload_url=str(settings.public_upload_url or ""),
+                                     lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds))
 
 
 @functions_framework.http
 @allow_cross_origin(settings.allowed_origins())
 def upload(request: flask.Request) -> flask.Response:
+    resumable = request.path == "/files" or request.path.startswith("/files/")
     try:
+        if resumable:
+            return resumable_uploads.handle(request, lambda request: authenticate(request, verifier))
         if request.method != "POST":
             raise HttpError(405, "method_not_allowed", "POST a video to this URL")
         return uploads.accept(request, authenticate(request, verifier))
     except HttpError as error:
+        if resumable:
+            error = HttpError(error.status, error.code, error.message, {"Tus-Resumable": TUS_VERSION, **error.headers},
+                              error.extra)
         # The body may be partly unread: answer without letting the framework read the rest into memory.
         return error.response_leaving_body_unread()

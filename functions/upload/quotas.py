@@ -122,10 +122,13 @@ class Quotas:
         self._compare_and_set(owner_id, change)
 
     def media_bytes_held(self, owner_id: str) -> int:
+        """Stored media, an unfinished resumable upload counting all it declared (Upload-Length)."""
         total = 0
         for bucket in (VIDEOS, AUDIO):
-            for document in self.database[f"{bucket}.files"].find({"metadata.owner_id": owner_id}, {"length": 1}):
-                total += int(document.get("length", 0))
+            for document in self.database[f"{bucket}.files"].find({"metadata.owner_id": owner_id},
+                                                                  {"length": 1, "metadata.resumable.length": 1}):
+                declared = ((document.get("metadata") or {}).get("resumable") or {}).get("length")
+                total += int(declared if declared is not None else document.get("length", 0))
         return total
 
     def _live_in_flight(self, entries: list[dict[str, Any]], moment: datetime) -> tuple[list[dict[str, Any]], int]:
@@ -137,7 +140,9 @@ class Quotas:
             job = self.database["jobs"].find_one({"_id": entry["job_id"]}, {"state": 1})
             if job is None and entry["at"] > moment - RESERVATION_LIFETIME:
                 live.append(entry)
-                streaming_bytes += entry["bytes"]
+                # A resumable upload's video is counted already, by media_bytes_held.
+                if self.database[f"{VIDEOS}.files"].find_one({"_id": entry["job_id"]}, {"_id": 1}) is None:
+                    streaming_bytes += entry["bytes"]
             elif job is not None and job["state"] not in FINAL_STATES:
                 live.append(entry)
         return live, streaming_bytes

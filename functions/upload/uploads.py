@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from events import EmitError, EventEmitter, VideoUploaded
 from events.options import ConversionOptions, InvalidOptions, parse_options
 from functions.shared.http import HttpError, json_response
 from functions.shared.jobs import Jobs, JobState, now
-from functions.shared.media import MediaStore, TooLarge
+from functions.shared.media import MediaStore, StoredFile, TooLarge
 from functions.shared.media_formats import DEMUXERS
 from functions.shared.tokens import Identity
 from functions.upload.intake import BadUpload, open_upload
@@ -67,7 +68,7 @@ class Uploads:
         try:
             return self.take(request, identity, job_id, query_fields, room)
         except BaseException:
-            self.release(identity, job_id)
+            self.release(identity.subject, job_id)
             raise
 
     def reserve(self, identity: Identity, job_id: str, declared_bytes: int) -> int:
@@ -82,9 +83,9 @@ class Uploads:
             raise HttpError(503, "storage_unavailable", "the upload could not be taken; try again",
                             {"Retry-After": "5"}) from None
 
-    def release(self, identity: Identity, job_id: str) -> None:
+    def release(self, owner_id: str, job_id: str) -> None:
         try:
-            self.quotas.release_upload(identity.subject, job_id)
+            self.quotas.release_upload(owner_id, job_id)
         except (QuotaBusy, pymongo.errors.PyMongoError) as error:  # the slot frees itself: no job record follows
             log.warning("job %s: its quota reservation stays until it lapses: %s", job_id, error)
 
@@ -120,21 +121,32 @@ class Uploads:
         except HttpError:
             self.videos.remove(job_id)
             raise
+        answer = self.accept_stored(identity.subject, stored, upload.filename, upload.container, options,
+                                    undo=self.undo)
+        return json_response(answer, 202, {"Location": answer["status_url"]})
+
+    def accept_stored(self, owner_id: str, stored: StoredFile, filename: str, container: str,
+                      options: ConversionOptions, undo: Callable[[str], None]) -> dict[str, Any]:
+        """The one way a stored video becomes a job, for the one-shot and the resumable upload alike: records the
+        job with its event in the outbox, emits it, and answers what the client is told (the 202's body).
+        `undo(job_id)` clears what is left should the job not be recorded."""
         bitrate = options.cbr_kbps or DEFAULT_BITRATE_KBPS
         event = VideoUploaded(
-            job_id=job_id, owner_id=identity.subject, video_id=stored.file_id, filename=upload.filename,
+            job_id=stored.file_id, owner_id=owner_id, video_id=stored.file_id, filename=filename,
             size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=bitrate,  # type: ignore[arg-type]
             uploaded_at=now(), options=options.for_event(),
         )
-        self.record_and_emit(event, upload.container)
-        status_url = f"{self.public_status_url.rstrip('/')}/{job_id}"
-        return json_response({
-            "job_id": job_id, "state": JobState.UPLOADED, "status_url": status_url, "filename": upload.filename,
-            "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate,
+        self.record_and_emit(event, container, undo)
+        return {
+            "job_id": event.job_id, "state": JobState.UPLOADED, "status_url": self.status_url(event.job_id),
+            "filename": filename, "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate,
             "options": options.given(),
-        }, 202, {"Location": status_url})
+        }
 
-    def record_and_emit(self, event: VideoUploaded, container: str) -> None:
+    def status_url(self, job_id: str) -> str:
+        return f"{self.public_status_url.rstrip('/')}/{job_id}"
+
+    def record_and_emit(self, event: VideoUploaded, container: str, undo: Callable[[str], None]) -> None:
         job: dict[str, Any] = {
             "_id": event.job_id, "owner_id": event.owner_id, "video_id": event.video_id,
             "filename": event.filename, "size_bytes": event.size_bytes, "sha256": event.sha256,
@@ -145,7 +157,7 @@ class Uploads:
             self.jobs.create(job, event)  # with the event pending: the reconcile sweep emits it should we die
         except pymongo.errors.PyMongoError as error:
             log.error("job %s could not be recorded, removing it: %s", event.job_id, error)
-            self.undo(event.job_id)
+            undo(event.job_id)
             raise HttpError(503, "storage_unavailable", "the job could not be recorded and nothing was kept; "
                                                         "try again", {"Retry-After": "5"}) from None
         try:

@@ -1,7 +1,8 @@
 """web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
 the public function URLs the page calls straight from the browser: auth, upload, status and download; and
 `asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), for integrators. No build
-step, no third-party code; a strict Content-Security-Policy lets the page talk to those four origins only."""
+step; one third-party script, tus-js-client (the page's resumable uploads), served from this origin at the version
+pinned in stack/node/package.json. A strict Content-Security-Policy lets the page talk to those four origins only."""
 
 from __future__ import annotations
 
@@ -17,14 +18,25 @@ from functions.shared.settings import WebSettings, load_settings
 
 settings = load_settings(WebSettings)
 STATIC = Path(__file__).with_name("static")
+# tus-js-client as npm installed it, never a copy in the repository: into the image by functions/Dockerfile, or
+# into the checkout's .local/node by stack/setup.sh (the local stack's).
+TUS_JS_CLIENT = next((path for path in (
+    STATIC / "vendor" / "tus.min.js",
+    Path(__file__).resolve().parents[2] / ".local" / "node" / "node_modules" / "tus-js-client" / "dist" / "tus.min.js",
+) if path.is_file()), None)
+if TUS_JS_CLIENT is None:
+    raise SystemExit("web: tus-js-client is not installed: run stack/setup.sh (or build the image from "
+                     "functions/Dockerfile)")
 PAGES = {
     "/": ("index.html", "text/html"),
     "/index.html": ("index.html", "text/html"),
     "/app.js": ("app.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
+    "/tus.min.js": ("tus.min.js", "text/javascript"),
 }
-# Read once: three small files, the same for every request.
-CONTENTS = {name: (STATIC / name).read_bytes() for name, _ in PAGES.values()}
+# Read once: four small files, the same for every request.
+CONTENTS = {name: (STATIC / name).read_bytes() for name, _ in PAGES.values() if name != "tus.min.js"}
+CONTENTS["tus.min.js"] = TUS_JS_CLIENT.read_bytes()
 EVENTS_DOCUMENT = asyncapi_document()
 API = {
     "auth_url": str(settings.public_auth_url).rstrip("/"),

@@ -1,4 +1,4 @@
-// vid2mp3's web page: sign up or log in, upload a video (with its upload progress), follow the job live, download
+// vid2mp3's web page: sign up or log in, upload a video (resumable, with its progress), follow the job live, download
 // the MP3, see why a job failed, or cancel it; several videos dropped at once upload one or two at a time; the
 // history lists every job of the user with download, cancel and delete. It talks only to the public function URLs named by config.json.
 // The access token lives in this tab's sessionStorage and travels only in Authorization headers, never in a URL.
@@ -11,7 +11,7 @@ const byId = (id) => document.getElementById(id);
 
 let api = null;          // {auth_url, upload_url, status_url, download_url}
 let following = null;    // AbortController of the job being followed
-let upload = null;       // the XMLHttpRequest of an upload under way
+let upload = null;       // the upload under way (its abort() terminates it)
 let currentJob = null;   // the last view of the current job
 
 class ApiError extends Error {
@@ -165,28 +165,64 @@ function showOptionErrors(fields) {
   if (Object.keys(fields).length) byId("options").open = true;
 }
 
+// Waits before each new try of a dropped upload (tus-js-client's retryDelays, in ms): a network that comes back
+// within about two minutes finds the upload going on by itself, from the bytes the server holds.
+const UPLOAD_RETRY_DELAYS = [0, 1000, 2000, 5000, 10000, 20000, 30000, 60000];
+
+// A failed tus request worth trying again: no answer (the network), a server error, or a conflict (the request
+// before it still holding the upload). Unlike tus-js-client's own rule, also while the browser says it is offline:
+// each try then waits its delay, and the connection may be back.
+function retryable(error) {
+  const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+  return status === 0 || status >= 500 || status === 409 || status === 423;
+}
+
+// The answer a tus request failed with, as the page's other errors are (ApiError), or the words of a network error.
+function uploadError(error) {
+  const response = error.originalResponse;
+  if (!response) return new Error("the upload did not get through: check the connection and try again");
+  let body = null;
+  try { body = JSON.parse(response.getBody()); } catch { /* not JSON: the status says enough */ }
+  return new ApiError(response.getStatus(), body);
+}
+
+// Uploads with tus (README: Resumable uploads) through tus-js-client: a dropped connection is retried from the
+// offset the server holds; the upload's URL is kept in localStorage until it completes, so the same file chosen
+// again (after a reload) resumes where it stopped. Resolves with the job: its id is the upload's.
 function sendVideo(file, options, onProgress, onRequest = () => {}) {
   return new Promise((resolve, reject) => {
-    const url = new URL(api.upload_url);
-    url.searchParams.set("filename", file.name);
-    for (const [name, value] of Object.entries(options)) url.searchParams.set(name, value);
-    const request = new XMLHttpRequest();
-    onRequest(request);
-    request.open("POST", url);
-    request.setRequestHeader("Authorization", authorization().Authorization);
-    request.setRequestHeader("Content-Type", "application/octet-stream");
-    request.upload.onprogress = (event) => {
-      if (event.lengthComputable) onProgress((100 * event.loaded) / event.total);
-    };
-    request.onload = () => {
-      let body = null;
-      try { body = JSON.parse(request.responseText); } catch { /* not JSON: the status says enough */ }
-      if (request.status === 202) resolve(body);
-      else reject(new ApiError(request.status, body));
-    };
-    request.onerror = () => reject(new Error("the upload did not get through: check the connection and try again"));
-    request.onabort = () => reject(Object.assign(new Error("you cancelled the upload"), { aborted: true }));
-    request.send(file);
+    let cancelled = false;
+    const upload = new tus.Upload(file, {
+      endpoint: `${api.upload_url}/files/`,
+      headers: authorization(),
+      metadata: { filename: file.name, ...options },
+      retryDelays: UPLOAD_RETRY_DELAYS,
+      onShouldRetry: retryable,
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      onProgress: (sent, total) => onProgress((100 * sent) / total),
+      onSuccess: () => resolve({ job_id: upload.url.split("/").pop(), state: "uploaded" }),
+      onError: (error) => {
+        if (cancelled) return;
+        // Offline past every retry: the upload goes on when the browser is back online.
+        if (!navigator.onLine && retryable(error)) {
+          window.addEventListener("online", () => upload.start(), { once: true });
+          return;
+        }
+        reject(uploadError(error));
+      },
+    });
+    onRequest({
+      abort() {  // the upload is terminated: its bytes go
+        cancelled = true;
+        upload.abort(true).catch(() => {}).finally(() => reject(
+          Object.assign(new Error("you cancelled the upload"), { aborted: true })));
+      },
+    });
+    upload.findPreviousUploads().then((previous) => {
+      if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+      upload.start();
+    });
   });
 }
 

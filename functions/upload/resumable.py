@@ -1,0 +1,460 @@
+"""tus 1.0.0 resumable uploads at `UPLOAD_URL/files/` (README: Resumable uploads): creation (with upload), HEAD,
+PATCH, termination, expiration and sha1 checksums. Bytes go into GridFS as they arrive; when the last one lands,
+the upload becomes a job by the one-shot upload's own path (`Uploads.accept_stored`), the job's id the upload's.
+
+An unfinished upload is a GridFS files document written up front (`MediaStore.create_empty`): its `length` is the
+offset (the bytes its chunks surely hold) and its tus state is `metadata.resumable`. So the reconcile sweep of
+orphan chunks sees a file owning its chunks and leaves them alone, the quota of media bytes counts what is stored,
+and the offset, the state and the lease of the one request writing change together, in one document, by
+compare-and-set. Reconcile removes the unfinished uploads past `expires_at` (unfinished.py).
+
+GridFS chunks are fixed-size but the last, so a PATCH ending mid-chunk leaves a partial chunk: the next PATCH reads
+it back and writes it again completed. A PATCH without a checksum moves the offset on after every few chunks it
+writes, and a client that drops keeps all it sent (the rest is written then); with one, only once the sha1 matches.
+Memory per PATCH: a few chunks (WRITE_BATCH_CHUNKS) and one read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import flask
+import pymongo.errors
+import werkzeug.exceptions
+
+from functions.shared.http import HttpError
+from functions.shared.jobs import now
+from functions.shared.media import WRITE_BATCH_CHUNKS, StoredFile
+from functions.shared.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
+from functions.shared.tokens import Identity
+from functions.upload.intake import read_stream, safe_filename
+from functions.upload.unfinished import STATE
+from functions.upload.uploads import Uploads, options_of, too_large
+
+log = logging.getLogger(__name__)
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+# The request writing to an upload holds it this long past its last chunk; a writer that died frees it then.
+WRITER_LEASE = timedelta(seconds=60)
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def http_date(moment: datetime) -> str:
+    return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def header_integer(request: flask.Request, name: str) -> int:
+    value = request.headers.get(name, "")
+    if not value.isdigit():
+        raise HttpError(400, "bad_header", f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """tus `Upload-Metadata`: `key base64value,key2 base64value2` (a key may come alone)."""
+    metadata: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in header.split(","))):
+        key, _, value = pair.partition(" ")
+        try:
+            metadata[key] = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise HttpError(400, "bad_header", f"Upload-Metadata: the value of {key!r} is not base64 of UTF-8 "
+                                               "text") from None
+    return metadata
+
+
+def parse_checksum(header: str | None) -> bytes | None:
+    if header is None:
+        return None
+    algorithm, _, digest = header.strip().partition(" ")
+    if algorithm != "sha1":
+        raise HttpError(400, "bad_header", "Upload-Checksum: the one algorithm supported is sha1")
+    try:
+        return base64.b64decode(digest, validate=True)
+    except binascii.Error:
+        raise HttpError(400, "bad_header", "Upload-Checksum: the digest is not base64") from None
+
+
+class LostLease(Exception):
+    """Another request took the upload over (ours stalled past its lease) or it was terminated."""
+
+
+@dataclass
+class ResumableUploads:
+    uploads: Uploads
+    public_upload_url: str  # empty: the URL the request came to
+    lifetime: timedelta
+
+    @property
+    def files(self) -> Any:
+        return self.uploads.videos.files
+
+    def handle(self, request: flask.Request, authenticate: Callable[[flask.Request], Identity]) -> flask.Response:
+        """Answers a request under /files/. `authenticate(request)` is the caller's token check."""
+        try:
+            return self.route(request, authenticate)
+        except pymongo.errors.PyMongoError as error:
+            log.error("a resumable upload request failed on the store: %s", error)
+            raise STORE_UNAVAILABLE from None
+
+    def route(self, request: flask.Request, authenticate: Callable[[flask.Request], Identity]) -> flask.Response:
+        upload_id = request.path.removeprefix("/files").strip("/")
+        if request.method == "OPTIONS":
+            return self.answer(204, {"Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
+                                     "Tus-Max-Size": str(self.uploads.max_upload_bytes),
+                                     "Tus-Checksum-Algorithm": "sha1"})
+        if request.headers.get("Tus-Resumable") != TUS_VERSION:
+            raise HttpError(412, "unsupported_version", f"send Tus-Resumable: {TUS_VERSION}",
+                            {"Tus-Version": TUS_VERSION})
+        identity = authenticate(request)
+        if not upload_id:
+            if request.method != "POST":
+                raise HttpError(405, "method_not_allowed", "POST creates an upload here")
+            return self.create(request, identity)
+        if not UPLOAD_ID.fullmatch(upload_id):
+            raise NO_SUCH_UPLOAD
+        if request.method == "HEAD":
+            return self.head(upload_id, identity)
+        if request.method == "PATCH":
+            return self.patch(request, upload_id, identity)
+        if request.method == "DELETE":
+            return self.terminate(upload_id, identity)
+        raise HttpError(405, "method_not_allowed", "HEAD, PATCH or DELETE an upload")
+
+    def answer(self, status: int, headers: dict[str, str]) -> flask.Response:
+        response = flask.Response(status=status, headers={"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store",
+                                                          **headers})
+        del response.headers["Content-Type"]  # no body
+        return response
+
+    def progress_headers(self, document: dict[str, Any]) -> dict[str, str]:
+        state = document["metadata"].get("resumable")
+        headers = {"Upload-Offset": str(document["length"]),
+                   "Upload-Length": str(state["length"] if state else document["length"])}
+        if state:
+            headers["Upload-Expires"] = http_date(state["expires_at"])
+        return headers
+
+    # --- creation --------------------------------------------------------------------------------------------
+
+    def create(self, request: flask.Request, identity: Identity) -> flask.Response:
+        if "Upload-Defer-Length" in request.headers:
+            raise HttpError(400, "bad_header", "deferred lengths are not supported: send Upload-Length")
+        length = header_integer(request, "Upload-Length")
+        if length == 0:
+            raise HttpError(400, "bad_header", "Upload-Length must be positive: an empty file is no video")
+        if length > self.uploads.max_upload_bytes:
+            raise too_large(self.uploads.max_upload_bytes)
+        with_body = (request.content_length or 0) > 0
+        if with_body and request.mimetype != OFFSET_CONTENT_TYPE:
+            raise HttpError(415, "bad_content_type", f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
+        metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
+        filename = safe_filename(metadata.pop("filename", None))
+        options_of(metadata)  # 422 now, not once the whole video is in
+        upload_id = uuid.uuid4().hex
+        self.uploads.reserve(identity, upload_id, length)
+        try:
+            moment = now()
+            self.uploads.videos.create_empty(upload_id, filename=filename, metadata={
+                "owner_id": identity.subject, "job_id": upload_id,
+                "resumable": {"length": length, "fields": metadata, "created_at": moment,
+                              "expires_at": moment + self.lifetime, "writer": None, "container": None}})
+        except pymongo.errors.PyMongoError as error:
+            self.uploads.release(identity.subject, upload_id)
+            log.error("upload %s could not be created: %s", upload_id, error)
+            raise STORE_UNAVAILABLE from None
+        base = self.public_upload_url or request.url_root
+        headers = {"Location": f"{base.rstrip('/')}/files/{upload_id}"}
+        if with_body:
+            try:
+                document = self.write(request, self.owned(upload_id, identity), identity, checksum=parse_checksum(
+                    request.headers.get("Upload-Checksum")))
+            except HttpError:
+                # The client learns no URL from a failed creation: nothing of it may stay.
+                self.remove({"_id": upload_id, "metadata": {"owner_id": identity.subject}})
+                raise
+        else:
+            document = self.owned(upload_id, identity)
+        headers.update(self.progress_headers(document))
+        if not with_body:
+            del headers["Upload-Offset"]
+        return self.answer(201, headers)
+
+    # --- the state of an upload ------------------------------------------------------------------------------
+
+    def owned(self, upload_id: str, identity: Identity) -> dict[str, Any]:
+        """The upload's files document; 404 alike for none and someone else's, 410 once expired."""
+        try:
+            # By _id alone (the local FerretDB answers only that from an index); the owner is compared here.
+            document = self.files.find_one({"_id": upload_id})
+        except pymongo.errors.PyMongoError:
+            raise STORE_UNAVAILABLE from None
+        if document is None or (document.get("metadata") or {}).get("owner_id") != identity.subject:
+            raise NO_SUCH_UPLOAD
+        state = document["metadata"].get("resumable")
+        if state and state["expires_at"] < now():
+            raise HttpError(410, "upload_expired", "this upload expired unfinished; start a new one")
+        return document
+
+    def head(self, upload_id: str, identity: Identity) -> flask.Response:
+        document = self.owned(upload_id, identity)
+        state = document["metadata"].get("resumable")
+        if state and document["length"] == state["length"] and self.free(state):
+            # Every byte landed but the job was not recorded then (the store failed): a client resuming asks here
+            # first, and would take the full offset for done.
+            document = self.finish(document, identity)
+        return self.answer(200, self.progress_headers(document))
+
+    @staticmethod
+    def free(state: dict[str, Any]) -> bool:
+        return state["writer"] is None or state["writer"]["until"] < now()
+
+    # --- PATCH -----------------------------------------------------------------------------------------------
+
+    def patch(self, request: flask.Request, upload_id: str, identity: Identity) -> flask.Response:
+        if request.mimetype != OFFSET_CONTENT_TYPE:
+            raise HttpError(415, "bad_content_type", f"PATCH the bytes as {OFFSET_CONTENT_TYPE}")
+        offset = header_integer(request, "Upload-Offset")
+        checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+        document = self.owned(upload_id, identity)
+        if document["length"] != offset:
+            raise offset_mismatch(document["length"])
+        if "resumable" not in document["metadata"]:
+            raise HttpError(409, "upload_finished", "this upload is complete; its job is at "
+                                                    f"{self.uploads.status_url(upload_id)}")
+        document = self.write(request, document, identity, checksum)
+        return self.answer(204, {key: value for key, value in self.progress_headers(document).items()
+                                 if key != "Upload-Length"})
+
+    def write(self, request: flask.Request, document: dict[str, Any], identity: Identity,
+              checksum: bytes | None) -> dict[str, Any]:
+        """Takes the request's body at the upload's offset, holding the upload's lease meanwhile; finishes the
+        upload when its last byte lands. The upload's files document as it is after."""
+        state, offset = document["metadata"]["resumable"], document["length"]
+        if request.content_length is not None and offset + request.content_length > state["length"]:
+            raise HttpError(413, "too_large", f"this upload is {state['length']} bytes; {offset} are in")
+        writer = self.claim(document)
+        try:
+            self.append(request, document, writer, checksum)
+        except LostLease:
+            raise HttpError(409, "conflict", "another request took this upload over; ask its offset (HEAD) and "
+                                             "go on from there") from None
+        except pymongo.errors.PyMongoError as error:
+            log.error("upload %s: writing failed: %s", document["_id"], error)
+            raise STORE_UNAVAILABLE from None
+        finally:
+            self.release(document["_id"], writer)
+        document = self.owned(document["_id"], identity)
+        if document["length"] == state["length"]:
+            document = self.finish(document, identity)
+        return document
+
+    def claim(self, document: dict[str, Any]) -> str:
+        """Takes the upload's lease at its offset (compare-and-set: two PATCHes at once, one gets 409)."""
+        writer = uuid.uuid4().hex
+        moment = now()
+        free = {"$or": [{f"{STATE}.writer": None}, {f"{STATE}.writer.until": {"$lt": moment}}]}
+        claimed = self.files.update_one({"_id": document["_id"], "length": document["length"], **free},
+                                        {"$set": {f"{STATE}.writer": {"id": writer, "until": moment + WRITER_LEASE}}})
+        if claimed.matched_count != 1:
+            current = self.files.find_one({"_id": document["_id"]}, {"length": 1}) or {"length": None}
+            if current["length"] != document["length"]:
+                raise offset_mismatch(current["length"])
+            raise HttpError(409, "conflict", "another request is writing to this upload; ask its offset (HEAD) "
+                                             "and go on from there")
+        return writer
+
+    def release(self, upload_id: str, writer: str) -> None:
+        try:
+            self.files.update_one({"_id": upload_id, f"{STATE}.writer.id": writer}, {"$set": {f"{STATE}.writer": None}})
+        except pymongo.errors.PyMongoError as error:  # the lease lapses by itself
+            log.warning("upload %s: its lease stays until it lapses: %s", upload_id, error)
+
+    def advance(self, upload_id: str, writer: str, offset: int | None, container: str | None) -> None:
+        """Moves the offset on (None: keeps it) and renews the lease and the expiry, while the lease is ours."""
+        moment = now()
+        changes: dict[str, Any] = {f"{STATE}.writer.until": moment + WRITER_LEASE,
+                                   f"{STATE}.expires_at": moment + self.lifetime}
+        if offset is not None:
+            changes["length"] = offset
+        if container is not None:
+            changes[f"{STATE}.container"] = container
+        if self.files.update_one({"_id": upload_id, f"{STATE}.writer.id": writer},
+                                 {"$set": changes}).matched_count != 1:
+            raise LostLease(upload_id)
+
+    def append(self, request: flask.Request, document: dict[str, Any], writer: str, checksum: bytes | None) -> None:
+        videos, upload_id = self.uploads.videos, document["_id"]
+        state, offset, chunk_size = document["metadata"]["resumable"], document["length"], document["chunkSize"]
+        first_chunk = n = offset // chunk_size  # n: the first chunk not written yet
+        last_written = first_chunk - 1
+        # The part of the last chunk already stored: written again, completed, with the new bytes.
+        kept = videos.chunk_data(upload_id, n)[:offset % chunk_size] if offset % chunk_size else b""
+        buffer = bytearray(kept)  # the file's bytes from chunk n on
+        container = state["container"]
+        sha1 = hashlib.sha1()  # noqa: S324 - tus's checksum extension names sha1; it guards against damage only
+        received = 0
+
+        # One batch is written (with the offset moved on) on this thread while the next is read, as MediaStore.store
+        # does; `settle()` waits for it and raises what it raised.
+        batch_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resumable-writer")
+        in_flight: Future[None] | None = None
+
+        def settle() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                pending, in_flight = in_flight, None
+                pending.result()
+
+        def write(chunks: int | None, new_offset: int | None = None) -> None:
+            """Writes `chunks` whole chunks from the buffer in one round trip (None: all of it, a part chunk too, at
+            once); then moves the offset to `new_offset` (None: keeps it, renewing the lease)."""
+            nonlocal n, last_written, in_flight
+            size = len(buffer) if chunks is None else chunks * chunk_size
+            pieces = [bytes(buffer[start:min(start + chunk_size, size)]) for start in range(0, size, chunk_size)]
+            first = n
+            settle()
+            if pieces:
+                last_written = n + len(pieces) - 1
+            if chunks is None:
+                if pieces:
+                    videos.write_chunks(upload_id, first, pieces)
+                return
+            del buffer[:size]
+            n += chunks
+
+            def write_and_advance() -> None:
+                videos.write_chunks(upload_id, first, pieces)
+                self.advance(upload_id, writer, new_offset, container)
+            in_flight = batch_writer.submit(write_and_advance)
+
+        def take_back(error: HttpError) -> HttpError:
+            """The PATCH's bytes are discarded: the stored part chunk restored, the chunks it added deleted."""
+            settle()
+            if kept:
+                videos.write_chunks(upload_id, first_chunk, [kept])
+            videos.delete_chunks_from(upload_id, first_chunk + (1 if kept else 0), last_written)
+            if checksum is None and received:
+                self.advance(upload_id, writer, offset, None)
+            return error
+
+        try:
+            for piece in read_stream(request.stream):
+                received += len(piece)
+                if offset + received > state["length"]:
+                    raise take_back(HttpError(413, "too_large", f"this upload is {state['length']} bytes"))
+                sha1.update(piece)
+                buffer += piece
+                if container is None and n == 0 and len(buffer) >= min(SNIFF_BYTES, state["length"]):
+                    container = sniff_container(bytes(buffer[:SNIFF_BYTES]))
+                    if container is None:
+                        self.remove(document)
+                        raise NOT_MEDIA
+                # A few chunks per round trip, as MediaStore.store writes them; the offset moves on after each batch.
+                if len(buffer) >= WRITE_BATCH_CHUNKS * chunk_size:
+                    write(WRITE_BATCH_CHUNKS, (n + WRITE_BATCH_CHUNKS) * chunk_size if checksum is None else None)
+        except (werkzeug.exceptions.ClientDisconnected, OSError) as error:
+            # The client is gone: what it sent counts (unless a checksum was to vouch for it), so it resumes there.
+            log.info("upload %s: the client dropped after %d bytes: %s", upload_id, received, error)
+            if checksum is not None:
+                raise take_back(HttpError(400, "incomplete", "the body ended early")) from None
+            write(None)
+            self.advance(upload_id, writer, offset + received, container)
+            raise HttpError(400, "incomplete", "the body ended early; ask the offset (HEAD) and go on") from None
+        finally:
+            try:
+                settle()  # a batch still being written would write after a take-back or the answer
+            finally:
+                batch_writer.shutdown(wait=True)
+        write(None)
+        if checksum is not None and sha1.digest() != checksum:
+            raise take_back(HttpError(460, "checksum_mismatch", "the body's sha1 is not Upload-Checksum's; its bytes "
+                                                                "were discarded, send them again"))
+        self.advance(upload_id, writer, offset + received, container)
+
+    # --- the end of an upload --------------------------------------------------------------------------------
+
+    def finish(self, document: dict[str, Any], identity: Identity) -> dict[str, Any]:
+        """The last byte is in: the job is recorded and its event emitted, as for a one-shot upload, under the
+        upload's lease (one request does it). The files document then becomes an ordinary stored video."""
+        upload_id, state = document["_id"], document["metadata"]["resumable"]
+        if self.uploads.jobs.get(upload_id) is not None:  # finished but for clearing its state: never a second job
+            self.files.update_one({"_id": upload_id}, {"$unset": {STATE: ""}})
+            return self.owned(upload_id, identity)
+        # Shorter than a sniff's bytes, and sent in pieces: no PATCH saw its head whole.
+        container = state["container"] or sniff_container(self.uploads.videos.chunk_data(upload_id, 0)[:SNIFF_BYTES])
+        if container is None:
+            self.remove(document)
+            raise NOT_MEDIA
+        writer = self.claim(document)
+        try:
+            source = self.uploads.videos.open(upload_id)
+            if source is None:  # terminated meanwhile
+                raise NO_SUCH_UPLOAD
+            digest = hashlib.sha256()
+            with source:
+                for chunk in source.prefetched(2):
+                    digest.update(chunk)
+            stored = StoredFile(upload_id, document["length"], digest.hexdigest())
+            self.uploads.accept_stored(identity.subject, stored, document["filename"], container,
+                                       options_of(state["fields"]), undo=self.forget_job)
+        except pymongo.errors.PyMongoError as error:
+            log.error("upload %s: could not be finished: %s", upload_id, error)
+            raise STORE_UNAVAILABLE from None
+        finally:
+            self.release(upload_id, writer)
+        try:
+            self.files.update_one({"_id": upload_id}, {"$set": {"sha256": stored.sha256,
+                                                                "metadata.container": container},
+                                                       "$unset": {STATE: ""}})
+        except pymongo.errors.PyMongoError as error:  # the job is recorded: reconcile clears the state once expired
+            log.warning("upload %s: its job is recorded, its tus state stays for now: %s", upload_id, error)
+        log.info("upload %s finished: job recorded", upload_id)
+        return self.owned(upload_id, identity)
+
+    def forget_job(self, job_id: str) -> None:
+        """The job could not be recorded: the upload stays, whole and unfinished, and its next HEAD tries again."""
+        try:
+            self.uploads.jobs.delete(job_id)
+        except pymongo.errors.PyMongoError as error:
+            log.error("upload %s: a half-recorded job stays: %s", job_id, error)
+
+    def terminate(self, upload_id: str, identity: Identity) -> flask.Response:
+        document = self.owned(upload_id, identity)
+        if "resumable" not in document["metadata"]:
+            raise HttpError(409, "upload_finished", "this upload is complete; delete its job at "
+                                                    f"{self.uploads.status_url(upload_id)}")
+        self.remove(document)
+        return self.answer(204, {})
+
+    def remove(self, document: dict[str, Any]) -> None:
+        """The upload's bytes and its quota reservation go."""
+        try:
+            self.uploads.videos.remove(document["_id"])
+        except pymongo.errors.PyMongoError:
+            raise STORE_UNAVAILABLE from None
+        self.uploads.release(document["metadata"]["owner_id"], document["_id"])
+
+
+NO_SUCH_UPLOAD = HttpError(404, "not_found", "no such upload")
+NOT_MEDIA = HttpError(415, "not_media", "the file is not a video or audio container vid2mp3 reads "
+                                        f"({', '.join(DEMUXERS)}); the upload was terminated")
+STORE_UNAVAILABLE = HttpError(503, "storage_unavailable", "the upload could not be stored; try again",
+                              {"Retry-After": "5"})
+
+
+def offset_mismatch(stored: int | None) -> HttpError:
+    return HttpError(409, "offset_mismatch", f"the upload's offset is {stored}: ask it (HEAD) and go on from there")
