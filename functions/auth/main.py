@@ -13,13 +13,23 @@ import functions_framework
 from pydantic import ValidationError
 
 from events import EventEmitter
-from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
+from functions.auth.accounts import (
+    AccessToken,
+    AccountExists,
+    Accounts,
+    Credentials,
+    LoginRefused,
+    LoginThrottled,
+    PasswordConfirmation,
+    SignedUp,
+)
 from functions.auth.signup_limits import SignupLimits, SignupsThrottled, client_address
 from functions.shared import mongo
 from functions.shared.http import (
     HttpError,
     SetUpOnce,
     allow_cross_origin,
+    also_under,
     answer_errors,
     authenticate,
     json_response,
@@ -59,6 +69,7 @@ def credentials_from(request: flask.Request) -> Credentials:
 
 
 @functions_framework.http
+@also_under("auth")
 @allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def auth(request: flask.Request) -> Any:
@@ -78,7 +89,7 @@ def auth(request: flask.Request) -> Any:
             account = accounts.sign_up(credentials)
         except AccountExists:
             raise HttpError(409, "account_exists", "an account with this email address exists; log in") from None
-        return json_response({"account_id": account.account_id, "email": account.email}, 201)
+        return json_response(SignedUp(account_id=account.account_id, email=account.email).model_dump(), 201)
     if route == ("POST", "/login"):
         try:
             account = accounts.log_in(credentials_from(request))
@@ -88,7 +99,7 @@ def auth(request: flask.Request) -> Any:
             raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
                             {"Retry-After": str(throttled.retry_after_seconds)}) from None
         token = issuer.issue(account.account_id, account.email)
-        return json_response({"access_token": token, "token_type": "Bearer", "expires_in": issuer.ttl_seconds})
+        return json_response(AccessToken(access_token=token, expires_in=issuer.ttl_seconds).model_dump())
     if route == ("DELETE", "/account"):
         delete_account(request)
         return flask.Response(status=204)
@@ -102,9 +113,11 @@ def delete_account(request: flask.Request) -> None:
     midway, the owner can still log in and ask again."""
     identity = authenticate(request, verifier)
     body = request.get_json(silent=True)
-    password = body.get("password") if isinstance(body, dict) else None
-    if not isinstance(password, str) or not password:
-        raise HttpError(422, "password_required", 'confirm with the account\'s password: {"password": "..."}')
+    try:
+        password = PasswordConfirmation.model_validate(body if isinstance(body, dict) else {}).password
+    except ValidationError:
+        raise HttpError(422, "password_required", 'confirm with the account\'s password: {"password": "..."}') \
+            from None
     schema()
     try:
         accounts.confirm(identity.subject, identity.email, password)

@@ -11,7 +11,7 @@ from events.catalog import is_job_id
 from functions.download.links import DownloadLinks
 from functions.download.streaming import mp3_response
 from functions.shared import mongo
-from functions.shared.http import NOT_FOUND, HttpError, allow_cross_origin, answer_errors, authenticate
+from functions.shared.http import NOT_FOUND, HttpError, allow_cross_origin, also_under, answer_errors, authenticate
 from functions.shared.job_view import is_expired
 from functions.shared.jobs import Jobs, JobState
 from functions.shared.media import AUDIO, MediaStore
@@ -27,6 +27,7 @@ verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, aud
 
 
 @functions_framework.http
+@also_under("download")
 @allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def download(request: flask.Request) -> flask.Response:

@@ -14,10 +14,20 @@ from typing import Any
 import flask
 import pymongo.errors
 import pymysql
+from pydantic import BaseModel, Field
 
 from functions.shared.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer's JSON body (the OpenAPI document's `Error` schema)."""
+
+    error: str = Field(description="A stable, machine-readable code (`not_found`, `over_quota`, ...).")
+    message: str = Field(description="What went wrong, in words, for a person.")
+    fields: dict[str, str] | None = Field(default=None, description="With a 422 of bad options: each bad field "
+                                                                    "and what is wrong with it.")
 
 
 class HttpError(Exception):
@@ -29,7 +39,7 @@ class HttpError(Exception):
         self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, **self.extra}
+        return ErrorBody(error=self.code, message=self.message, **self.extra).model_dump(exclude_unset=True)
 
     def response(self) -> flask.Response:
         return json_response(self.body(), self.status, self.headers)
@@ -146,6 +156,25 @@ def allow_cross_origin(allowed_origins: Collection[str]) -> Callable[[Callable[[
                 response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
             response.vary.add("Origin")
             return response
+
+        return wrapper
+
+    return decorate
+
+
+def also_under(name: str) -> Callable[[Callable[[flask.Request], Any]], Callable[[flask.Request], Any]]:
+    """Decorator: the function answers each of its paths under `/<name>` too (`/status/<job id>` as `/<job id>`).
+    Every function has a URL of its own, so their paths overlap (`GET /` lists jobs on status and endpoints on
+    webhooks); the OpenAPI document (functions/web/openapi.py) names each path with its function's prefix, which
+    keeps one document's paths apart, and lets a single gateway route by prefix."""
+    prefix = f"/{name}"
+
+    def decorate(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
+        @functools.wraps(handler)
+        def wrapper(request: flask.Request) -> Any:
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                request.path = request.path[len(prefix):] or "/"
+            return handler(request)
 
         return wrapper
 

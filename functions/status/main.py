@@ -23,14 +23,16 @@ from functions.shared.http import (
     HttpError,
     SetUpOnce,
     allow_cross_origin,
+    also_under,
     answer_errors,
     authenticate,
     json_response,
 )
-from functions.shared.job_view import job_view
+from functions.shared.job_view import job_view, view_of
 from functions.shared.jobs import Job, Jobs
 from functions.shared.settings import StatusSettings, load_settings
 from functions.shared.tokens import Identity, TokenVerifier
+from functions.status.answers import JobList, Usage
 from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
 from functions.status.erasure import Erasure
 from functions.status.live import JobStream
@@ -51,6 +53,7 @@ open_streams = threading.BoundedSemaphore(settings.events_max_streams)
 
 
 @functions_framework.http
+@also_under("status")
 @allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def status(request: flask.Request) -> flask.Response:
@@ -61,8 +64,9 @@ def status(request: flask.Request) -> flask.Response:
     if len(parts) > 2 or (parts and not is_job_id(parts[0])):
         raise NOT_FOUND
     if route == ("GET", 0, None):
-        return json_response({"jobs": [job_view(job, download_links) for job in jobs.list_owned(identity.subject)],
-                              "usage": quotas.report(identity.subject)})
+        listing = JobList(jobs=[view_of(job, download_links) for job in jobs.list_owned(identity.subject)],
+                          usage=Usage.model_validate(quotas.report(identity.subject)))
+        return json_response(listing.model_dump(mode="json", exclude_unset=True))
     if route == ("GET", 1, None):
         return json_response(job_view(owned(parts[0], identity), download_links))
     if route == ("DELETE", 1, None):

@@ -10,7 +10,7 @@ import functions_framework
 
 from events import EventEmitter
 from functions.shared import mongo
-from functions.shared.http import HttpError, allow_cross_origin, authenticate
+from functions.shared.http import HttpError, allow_cross_origin, also_under, authenticate
 from functions.shared.jobs import Jobs
 from functions.shared.media import VIDEOS, MediaStore
 from functions.shared.settings import UploadSettings, load_settings
@@ -35,6 +35,7 @@ uploads = Uploads(
 
 
 @functions_framework.http
+@also_under("upload")
 @allow_cross_origin(settings.allowed_origins())
 def upload(request: flask.Request) -> flask.Response:
     try:

@@ -23,6 +23,7 @@ from functions.shared.jobs import Jobs, JobState, now
 from functions.shared.media import MediaStore, TooLarge
 from functions.shared.media_formats import DEMUXERS
 from functions.shared.tokens import Identity
+from functions.upload.accepted import UploadAccepted
 from functions.upload.intake import BadUpload, open_upload
 from functions.upload.pending_events import PendingEventRetry
 from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
@@ -128,11 +129,10 @@ class Uploads:
         )
         self.record_and_emit(event, upload.container)
         status_url = f"{self.public_status_url.rstrip('/')}/{job_id}"
-        return json_response({
-            "job_id": job_id, "state": JobState.UPLOADED, "status_url": status_url, "filename": upload.filename,
-            "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate,
-            "options": options.given(),
-        }, 202, {"Location": status_url})
+        accepted = UploadAccepted(job_id=job_id, state=JobState.UPLOADED, status_url=status_url,
+                                  filename=upload.filename, size_bytes=stored.size_bytes, sha256=stored.sha256,
+                                  bitrate_kbps=bitrate, options=options.given())
+        return json_response(accepted.model_dump(mode="json"), 202, {"Location": status_url})
 
     def record_and_emit(self, event: VideoUploaded, container: str) -> None:
         job: dict[str, Any] = {

@@ -1,6 +1,7 @@
 """web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
 the public function URLs the page calls straight from the browser: auth, upload, status and download; and
-`asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), for integrators. No build
+`asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), and `openapi.json`, the
+OpenAPI 3.1 document of the public HTTP functions (functions/web/openapi.py), for integrators. No build
 step, no third-party code; a strict Content-Security-Policy lets the page talk to those four origins only."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functions_framework
 from events.asyncapi import asyncapi_document
 from functions.shared.http import HttpError, answer_errors, json_response
 from functions.shared.settings import WebSettings, load_settings
+from functions.web.openapi import openapi_document
 
 settings = load_settings(WebSettings)
 STATIC = Path(__file__).with_name("static")
@@ -32,6 +34,8 @@ API = {
     "status_url": str(settings.public_status_url).rstrip("/"),
     "download_url": str(settings.public_download_url).rstrip("/"),
 }
+HTTP_DOCUMENT = openapi_document({**{name.removesuffix("_url"): url for name, url in API.items()},
+                                  "webhooks": str(settings.public_webhooks_url).rstrip("/")})
 
 
 def origin(url: str) -> str:
@@ -61,6 +65,8 @@ def web(request: flask.Request) -> flask.Response:
         return json_response(API, headers=SECURITY_HEADERS)
     if request.path == "/asyncapi.json":
         return json_response(EVENTS_DOCUMENT, headers=SECURITY_HEADERS)
+    if request.path == "/openapi.json":
+        return json_response(HTTP_DOCUMENT, headers=SECURITY_HEADERS)
     page = PAGES.get(request.path)
     if page is None:
         raise HttpError(404, "not_found", "no such page")

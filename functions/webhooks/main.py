@@ -9,7 +9,15 @@ import flask
 import functions_framework
 
 from functions.shared import mongo
-from functions.shared.http import HttpError, SetUpOnce, allow_cross_origin, answer_errors, authenticate, json_response
+from functions.shared.http import (
+    HttpError,
+    SetUpOnce,
+    allow_cross_origin,
+    also_under,
+    answer_errors,
+    authenticate,
+    json_response,
+)
 from functions.shared.settings import WebhooksSettings, load_settings
 from functions.shared.tokens import TokenVerifier
 from functions.webhooks.registry import ENDPOINT_NOT_FOUND, Registry
@@ -24,6 +32,7 @@ registry = Registry(store, allow_loopback=settings.webhook_allow_loopback,
 
 
 @functions_framework.http
+@also_under("webhooks")
 @allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def webhooks(request: flask.Request) -> flask.Response:
