@@ -33,6 +33,7 @@ from functions.shared.http import (
     answer_errors,
     authenticate,
     json_response,
+    method_not_allowed,
 )
 from functions.shared.jobs import Jobs
 from functions.shared.settings import AuthSettings, load_settings
@@ -56,6 +57,9 @@ database = mongo.database(settings)
 jobs = Jobs(database)
 webhooks = WebhookStore(database)
 erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
+
+
+METHODS_BY_PATH = {"/signup": "POST", "/login": "POST", "/.well-known/jwks.json": "GET", "/account": "DELETE"}
 
 
 def credentials_from(request: flask.Request) -> Credentials:
@@ -103,8 +107,8 @@ def auth(request: flask.Request) -> Any:
     if route == ("DELETE", "/account"):
         delete_account(request)
         return flask.Response(status=204)
-    if route[1] in ("/signup", "/login", "/.well-known/jwks.json", "/account"):
-        raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    if route[1] in METHODS_BY_PATH:
+        raise method_not_allowed(METHODS_BY_PATH[route[1]], f"{request.method} is not allowed on {request.path}")
     raise HttpError(404, "not_found", "try POST /signup, POST /login, DELETE /account or GET /.well-known/jwks.json")
 
 

@@ -11,7 +11,15 @@ from events.catalog import is_job_id
 from functions.download.links import DownloadLinks
 from functions.download.streaming import mp3_response
 from functions.shared import mongo
-from functions.shared.http import NOT_FOUND, HttpError, allow_cross_origin, also_under, answer_errors, authenticate
+from functions.shared.http import (
+    NOT_FOUND,
+    HttpError,
+    allow_cross_origin,
+    also_under,
+    answer_errors,
+    authenticate,
+    method_not_allowed,
+)
 from functions.shared.job_view import is_expired
 from functions.shared.jobs import Jobs, JobState
 from functions.shared.media import AUDIO, MediaStore
@@ -35,7 +43,7 @@ def download(request: flask.Request) -> flask.Response:
     signed = links.is_link(arguments)
     identity = None if signed else authenticate(request, verifier)
     if request.method not in ("GET", "HEAD"):
-        raise HttpError(405, "method_not_allowed", "GET the MP3 of a job")
+        raise method_not_allowed("GET, HEAD", "GET the MP3 of a job")
     job_id = request.path.strip("/")
     if not is_job_id(job_id):
         raise NOT_FOUND

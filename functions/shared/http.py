@@ -64,6 +64,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 NOT_FOUND = HttpError(404, "not_found", "no such job")
 
 
+def method_not_allowed(allowed: str, message: str) -> HttpError:
+    """405, with the `Allow` header RFC 9110 requires on it (the methods the path answers)."""
+    return HttpError(405, "method_not_allowed", message, {"Allow": allowed})
+
+
 def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
     try:
         return verifier.verify(bearer_token(request.headers.get("Authorization")))

@@ -27,6 +27,7 @@ from functions.shared.http import (
     answer_errors,
     authenticate,
     json_response,
+    method_not_allowed,
 )
 from functions.shared.job_view import job_view, view_of
 from functions.shared.jobs import Job, Jobs
@@ -82,8 +83,9 @@ def status(request: flask.Request) -> flask.Response:
             raise NOT_FOUND from None
         except NotCancellable as refused:
             raise HttpError(409, "not_cancellable", str(refused)) from None
-    if len(parts) <= 1 or parts[1] in ("events", "cancel"):
-        raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    allowed = {0: "GET", 1: "GET, DELETE"}.get(len(parts)) or {"events": "GET", "cancel": "POST"}.get(parts[1])
+    if allowed is not None:
+        raise method_not_allowed(allowed, f"{request.method} is not allowed on {request.path}")
     raise NOT_FOUND
 
 

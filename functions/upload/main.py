@@ -10,7 +10,7 @@ import functions_framework
 
 from events import EventEmitter
 from functions.shared import mongo
-from functions.shared.http import HttpError, allow_cross_origin, also_under, authenticate
+from functions.shared.http import HttpError, allow_cross_origin, also_under, authenticate, method_not_allowed
 from functions.shared.jobs import Jobs
 from functions.shared.media import VIDEOS, MediaStore
 from functions.shared.settings import UploadSettings, load_settings
@@ -40,7 +40,7 @@ uploads = Uploads(
 def upload(request: flask.Request) -> flask.Response:
     try:
         if request.method != "POST":
-            raise HttpError(405, "method_not_allowed", "POST a video to this URL")
+            raise method_not_allowed("POST", "POST a video to this URL")
         return uploads.accept(request, authenticate(request, verifier))
     except HttpError as error:
         # The body may be partly unread: answer without letting the framework read the rest into memory.

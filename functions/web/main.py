@@ -13,7 +13,7 @@ import flask
 import functions_framework
 
 from events.asyncapi import asyncapi_document
-from functions.shared.http import HttpError, answer_errors, json_response
+from functions.shared.http import HttpError, answer_errors, json_response, method_not_allowed
 from functions.shared.settings import WebSettings, load_settings
 from functions.web.openapi import openapi_document
 
@@ -60,7 +60,7 @@ SECURITY_HEADERS = {
 @answer_errors
 def web(request: flask.Request) -> flask.Response:
     if request.method not in ("GET", "HEAD"):
-        raise HttpError(405, "method_not_allowed", "the web page is read-only")
+        raise method_not_allowed("GET, HEAD", "the web page is read-only")
     if request.path == "/config.json":
         return json_response(API, headers=SECURITY_HEADERS)
     if request.path == "/asyncapi.json":

@@ -22,12 +22,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from events.catalog import JOB_ID_PATTERN
-from events.options import CBR_QUALITIES, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS, QUALITIES
+from events.options import CBR_QUALITIES, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
 from functions.auth.accounts import AccessToken, Credentials, PasswordConfirmation, SignedUp
 from functions.shared.http import ErrorBody
 from functions.shared.job_view import JobView
 from functions.status.answers import JobList
 from functions.upload.accepted import UploadAccepted
+from functions.upload.intake import MAX_FIELD_BYTES, MAX_PARTS
 from functions.webhooks.registry import (
     EndpointList,
     EndpointRequest,
@@ -108,25 +109,41 @@ def option_parameters() -> list[dict[str, Any]]:
             for name, schema in option_field_schemas().items()]
 
 
+def caseless(word: str) -> str:
+    return "".join(f"[{char.lower()}{char.upper()}]" if char.isalpha() else char for char in word)
+
+
+def spelled(*alternatives: str) -> dict[str, Any]:
+    """A field's accepted spellings: the parser trims it, and an empty field counts as absent (a form sends them)."""
+    return {"type": "string", "pattern": rf"^\s*({'|'.join(alternatives)})?\s*$"}
+
+
+def or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
 def option_field_schemas() -> dict[str, dict[str, Any]]:
-    time = {"type": "string", "pattern": r"^(\d{1,6}(\.\d{1,6})?|(\d{1,3}:)?[0-5]?\d:[0-5]\d(\.\d{1,3})?)$",
-            "description": "Seconds (`12.5`) or `[HH:]MM:SS[.mmm]`."}
-    tag = {"type": "string", "minLength": 1, "maxLength": MAX_TAG_CHARS}
+    """Each option as the upload reads it (events/options.py: trimmed, case-insensitive, empty = absent). Options
+    that each fit may still conflict (an end before the start, a loudness without normalize): 422 names them."""
+    time = r"\d{1,6}(\.\d{1,6})?|(\d{1,3}:)?[0-5]?\d:[0-5]\d(\.\d{1,3})?"
+    cbr = "|".join(CBR_QUALITIES)
+    tag = {"type": "string", "maxLength": MAX_TAG_CHARS}
     return {
-        "start": {**time, "description": "Trim: where the MP3 starts. " + time["description"]},
-        "end": {**time, "description": "Trim: where the MP3 ends (after `start`). " + time["description"]},
-        "quality": {"type": "string", "enum": list(QUALITIES),
-                    "description": "CBR kbit/s or a LAME VBR level (`V0` best … `V9` smallest)."},
-        "bitrate": {"type": "string", "enum": list(CBR_QUALITIES), "description": "The older spelling of a CBR "
-                                                                                "`quality`."},
-        "normalize": {"type": "string", "enum": ["ebu-r128"], "description": "Loudness normalisation."},
-        "loudness": {"type": "number", "minimum": LOUDNESS_RANGE_LUFS[0], "maximum": LOUDNESS_RANGE_LUFS[1],
-                     "description": "LUFS target; only with `normalize`."},
-        "track": {"type": "integer", "minimum": 0, "maximum": 99, "description": "0-based audio track."},
-        "channels": {"type": "integer", "enum": [1, 2]},
+        "start": {**spelled(time), "description": "Trim: where the MP3 starts, in seconds (`12.5`) or "
+                                                  "`[HH:]MM:SS[.mmm]`."},
+        "end": {**spelled(time), "description": "Trim: where the MP3 ends (after `start`), in the same form."},
+        "quality": {**spelled(f"({cbr})[kK]?", "[vV][0-9]"),
+                    "description": f"CBR kbit/s ({', '.join(CBR_QUALITIES)}) or a LAME VBR level (`V0` best … `V9` "
+                                   "smallest)."},
+        "bitrate": {**spelled(f"({cbr})[kK]?"), "description": "The older spelling of a CBR `quality`."},
+        "normalize": {**spelled(caseless("ebu-r128")), "description": "Loudness normalisation (EBU R 128)."},
+        "loudness": or_empty({"type": "number", "minimum": LOUDNESS_RANGE_LUFS[0],
+                              "maximum": LOUDNESS_RANGE_LUFS[1], "description": "LUFS target; with `normalize`."}),
+        "track": or_empty({"type": "integer", "minimum": 0, "maximum": 99, "description": "0-based audio track."}),
+        "channels": or_empty({"type": "integer", "enum": [1, 2], "description": "1 (mono) or 2 (stereo)."}),
         "title": tag, "artist": tag, "album": tag,
-        "date": {"type": "string", "pattern": r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$"},
-        "cover": {"type": "string", "enum": list(COVERS)},
+        "date": spelled(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?"),
+        "cover": spelled(*(caseless(cover) for cover in COVERS)),
     }
 
 
@@ -197,9 +214,11 @@ def auth_paths() -> dict[str, Any]:
 
 
 def upload_paths() -> dict[str, Any]:
-    form = {"type": "object", "required": ["file"],
+    form = {"type": "object", "required": ["file"], "maxProperties": MAX_PARTS,
+            # Other fields are read and ignored.
+            "additionalProperties": {"type": "string", "maxLength": MAX_FIELD_BYTES},
             "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream",
-                                    "description": "The video (or audio) file."},
+                                    "minLength": 1, "description": "The video (or audio) file."},
                            **option_field_schemas()}}
     return {"/upload/": {"post": {
         "operationId": "uploadVideo", "tags": ["upload"],
@@ -212,14 +231,16 @@ def upload_paths() -> dict[str, Any]:
                        *option_parameters()],
         "requestBody": {"required": True, "content": {
             "multipart/form-data": {"schema": form},
-            "application/octet-stream": {"schema": {"contentMediaType": "application/octet-stream"}},
+            "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream",
+                                                    "minLength": 1}},
         }},
         "responses": {
             "202": {"description": "Accepted: the job is recorded and converts next.",
                     "headers": {"Location": header("The job's status URL.")},
                     "content": json_content(ref("UploadAccepted")),
                     "links": links_from_job("$response.body#/job_id")},
-            "400": error("Not an upload that can be read (an empty body, a malformed form, two files)."),
+            "400": error("Not an upload that can be read (an empty body, a malformed form, two files, more than "
+                         f"{MAX_PARTS} parts, a field over {MAX_FIELD_BYTES} bytes)."),
             "401": UNAUTHORIZED,
             "413": error("Larger than the upload limit."),
             "415": error("Not a video or audio container vid2mp3 reads."),
@@ -355,7 +376,11 @@ def status_paths() -> dict[str, Any]:
                                    "`cancelled`), or when its time is up (connect again).",
                     "responses": {
                         "200": {"description": "The stream.", "content": {"text/event-stream": {
-                            "schema": {"type": "string"}, "x-event-data": ref("JobView")}}},
+                            # One Server-Sent Event (as OpenAPI 3.2's itemSchema would say it).
+                            "schema": {"type": "object", "properties": {
+                                "event": {"const": "job"}, "id": {"type": "string", "pattern": "^[0-9]+$"},
+                                "data": {"type": "string", "contentMediaType": "application/json",
+                                         "contentSchema": ref("JobView")}}}}}},
                         "401": UNAUTHORIZED, "404": JOB_NOT_FOUND, "429": OVER_QUOTA,
                         "503": error("Too many live streams at once: poll `getJob` instead.", retry=True)}},
         },

@@ -72,7 +72,9 @@ class EndpointRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="https only (a local stack allows http on loopback); no private addresses.")
+    url: str = Field(pattern="^https?://[^/?#]+", examples=["https://receiver.example.com/vid2mp3"],
+                     description="https only (a local stack allows http on loopback); its host must resolve to "
+                                 "a public address.")
     events: list[EventType] = Field(min_length=1)
 
 
