@@ -98,6 +98,11 @@ OVER_QUOTA = error("Over a per-user quota, named in `X-Quota-Limit` and in the m
 JOB_NOT_FOUND = error("No such job; someone else's job answers the same.")
 
 
+def owned_resource_errors(not_found: dict[str, Any]) -> dict[str, Any]:
+    """What any operation on one of the caller's jobs or endpoints may answer besides its own."""
+    return {"401": UNAUTHORIZED, "404": not_found, "503": UNAVAILABLE}
+
+
 def job_id_parameter() -> dict[str, Any]:
     return {"name": "job_id", "in": "path", "required": True, "description": "The job's id (32 hex digits).",
             "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
@@ -360,12 +365,10 @@ def status_paths() -> dict[str, Any]:
             "parameters": [job_id_parameter()],
             "get": {"operationId": "getJob", "tags": ["status"], "summary": "A job: state, history, progress, "
                                                                            "its MP3 once done.",
-                    "responses": {"200": job_answer, "401": UNAUTHORIZED, "404": JOB_NOT_FOUND,
-                                  "503": UNAVAILABLE}},
+                    "responses": {"200": job_answer, **owned_resource_errors(JOB_NOT_FOUND)}},
             "delete": {"operationId": "deleteJob", "tags": ["status"],
                        "summary": "Delete a job with its media at once (cancelling it first if it runs).",
-                       "responses": {"204": {"description": "Deleted."}, "401": UNAUTHORIZED,
-                                     "404": JOB_NOT_FOUND, "503": UNAVAILABLE}},
+                       "responses": {"204": {"description": "Deleted."}, **owned_resource_errors(JOB_NOT_FOUND)}},
         },
         "/status/{job_id}/events": {
             "parameters": [job_id_parameter()],
@@ -388,8 +391,8 @@ def status_paths() -> dict[str, Any]:
             "parameters": [job_id_parameter()],
             "post": {"operationId": "cancelJob", "tags": ["status"], "summary": "Cancel a job.",
                      "responses": {"200": {**job_answer, "description": "The cancelled job."},
-                                   "401": UNAUTHORIZED, "404": JOB_NOT_FOUND,
-                                   "409": error("The job has ended already."), "503": UNAVAILABLE}},
+                                   **owned_resource_errors(JOB_NOT_FOUND),
+                                   "409": error("The job has ended already.")}},
         },
     }
 
@@ -460,10 +463,10 @@ def webhooks_paths() -> dict[str, Any]:
                     "summary": "An endpoint with its recent deliveries.",
                     "responses": {"200": {"description": "The endpoint.",
                                           "content": json_content(ref("EndpointWithDeliveries"))},
-                                  "401": UNAUTHORIZED, "404": endpoint_not_found, "503": UNAVAILABLE}},
+                                  **owned_resource_errors(endpoint_not_found)}},
             "delete": {"operationId": "deleteWebhookEndpoint", "tags": ["webhooks"], "summary": "Remove it.",
-                       "responses": {"204": {"description": "Removed."}, "401": UNAUTHORIZED,
-                                     "404": endpoint_not_found, "503": UNAVAILABLE}},
+                       "responses": {"204": {"description": "Removed."},
+                                     **owned_resource_errors(endpoint_not_found)}},
         },
         "/webhooks/{endpoint_id}/rotate-secret": {
             "parameters": [endpoint_id],
@@ -471,7 +474,7 @@ def webhooks_paths() -> dict[str, Any]:
                      "summary": "A new secret; the old one keeps signing beside it for a day.",
                      "responses": {"200": {"description": "The endpoint with its new secret.",
                                            "content": json_content(ref("RotatedEndpoint"))},
-                                   "401": UNAUTHORIZED, "404": endpoint_not_found, "503": UNAVAILABLE}},
+                                   **owned_resource_errors(endpoint_not_found)}},
         },
     }
 
