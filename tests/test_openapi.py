@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import uuid
+import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import requests
 from openapi_spec_validator.validation.validators import OpenAPIV31SpecValidator
 
 from functions.shared.http import HttpError
+from functions.shared.job_view import job_view
 from functions.web.openapi import PUBLIC_FUNCTIONS, openapi_document
 from stack.config import ROOT
 from tests.support import TEST_PASSWORD, make_clip, wait_for
@@ -90,6 +93,45 @@ def test_error_bodies_match_the_documented_schema(error: HttpError) -> None:
     document = openapi_document({function: "https://x.example.com" for function in PUBLIC_FUNCTIONS})
     assert_matches(document, error.body(), {"$ref": "#/components/schemas/ErrorBody"})
     assert not schema_validator(document, {"$ref": "#/components/schemas/ErrorBody"}).is_valid({"error": "x"})
+
+
+def job_records() -> list[dict[str, Any]]:
+    """Job records in each state with each optional part, as the functions store them."""
+    moment = datetime.now(UTC)
+    base = {"_id": uuid.uuid4().hex, "owner_id": "1", "filename": "a.mp4", "size_bytes": 10, "bitrate_kbps": 192,
+            "created_at": moment, "updated_at": moment, "history": [{"state": "uploaded", "at": moment}],
+            "options": {"start_seconds": 1.5, "quality": "V2", "title": "x"}}
+    encoding = {"mode": "segments", "reason": "long", "segments": [{"start": 0}, {"start": 150}],
+                "encoded_after_seconds": [12.5, None]}
+    audio = {"audio_id": "a1", "size_bytes": 5, "sha256": "f" * 64, "duration_seconds": 1.0, "stream_copied": False,
+             "expires_at": moment + timedelta(hours=1)}
+    return [
+        {**base, "state": "uploaded"},
+        {**base, "state": "converting", "progress": {"percent": 41.5, "eta_seconds": None}, "encoding": encoding,
+         "audio_tracks": [{"index": 0, "codec": "aac", "channels": 2, "language": None, "title": None,
+                           "default": True}]},
+        {**base, "state": "done", "audio": audio, "encoding": encoding, "applied": {"loudness": {"lufs": -16.1}},
+         "notification": {"state": "sent"}},
+        {**base, "state": "done", "audio": {**audio, "expires_at": moment - timedelta(seconds=1)}},
+        {**base, "state": "failed", "failure": {"code": "not_media", "reason": "no audio"}},
+        {**base, "state": "cancelled"},
+    ]
+
+
+class Links:
+    base_url = "https://download.example.com"
+
+    def link(self, job_id: str, audio_id: str, expires_at: datetime) -> str:
+        return f"{self.base_url}/{job_id}?expires=1&key=k&signature=s"
+
+
+@pytest.mark.parametrize("record", job_records(), ids=lambda record: record["state"])
+def test_every_job_view_matches_the_documented_schema(record: dict[str, Any]) -> None:
+    document = openapi_document({function: "https://x.example.com" for function in PUBLIC_FUNCTIONS})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when a value does not fit its field's type
+        view = job_view(record, Links())
+    assert_matches(document, view, {"$ref": "#/components/schemas/JobView"})
 
 
 # --- Against the running stack ------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ class Encoding(BaseModel):
     mode: str | None
     reason: str | None
     segments: int = Field(ge=0)
-    segments_encoded_after_seconds: float | None = None
+    segments_encoded_after_seconds: list[float | None] | None = Field(
+        default=None, description="Per segment, when it was encoded (seconds after the encoding started).")
 
 
 class AudioView(BaseModel):
