@@ -412,8 +412,10 @@ def download_paths() -> dict[str, Any]:
             {"name": "expires", **link_parameter, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
             {"name": "key", **link_parameter, "schema": {"type": "string"}},
             {"name": "signature", **link_parameter, "schema": {"type": "string"}},
-            {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
-             "description": "`bytes=<first>-[<last>]` (RFC 9110)."},
+            {"name": "Range", "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": r"^bytes=([0-9]{1,15}-[0-9]{0,15}|-[0-9]{1,15})$"},
+             "description": "One range, `bytes=<first>-[<last>]` or `bytes=-<suffix>` (RFC 9110); past the "
+                            "MP3's end: 416."},
             {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
         ],
         "responses": {
@@ -426,8 +428,8 @@ def download_paths() -> dict[str, Any]:
             "404": JOB_NOT_FOUND,
             "409": error("The job has not finished: no MP3 yet."),
             "410": error("The MP3 (or the link) has expired."),
-            "416": {"description": "The range is outside the MP3.",
-                    "headers": {"Content-Range": header("`bytes */<length>`")}},
+            "416": error("Not one range within the MP3 (several ranges, or past its end).",
+                         extra_headers={"Content-Range": header("`bytes */<length>`")}),
             "503": UNAVAILABLE,
         }}}}
 
