@@ -57,10 +57,11 @@ bench: up
 load: up
 	@$(PY) -m tests.load $(LOAD_ARGS)
 
-# schemathesis on the OpenAPI document, longer than in `make test` (50 examples an operation, 40 stateful steps;
-# a few minutes). FUZZ_EXAMPLES and FUZZ_STATEFUL_STEPS change it.
+# schemathesis on the OpenAPI document, longer than in `make test` (50 examples an operation, 40 stateful steps, a
+# new seed each time; about 2 minutes). FUZZ_EXAMPLES, FUZZ_STATEFUL_STEPS and FUZZ_SEED change it.
 fuzz: up
-	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} FUZZ_STATEFUL_STEPS=$${FUZZ_STATEFUL_STEPS:-40} $(PY) -m pytest tests/test_openapi.py -k schemathesis
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} FUZZ_STATEFUL_STEPS=$${FUZZ_STATEFUL_STEPS:-40} \
+		FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(PY) -m pytest tests/test_openapi.py -k schemathesis
 
 lint: setup
 	@$(VENV)/bin/ruff check .

@@ -32,6 +32,7 @@ from functions.shared.http import (
     also_under,
     answer_errors,
     authenticate,
+    framework_errors_in_json,
     json_response,
     method_not_allowed,
 )
@@ -45,6 +46,7 @@ from functions.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 settings = load_settings(AuthSettings)
+framework_errors_in_json()
 accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
                     failure_window_seconds=settings.login_failure_window_seconds)
 signup_limits = SignupLimits(settings.mysql_url.get_secret_value(), per_hour=settings.signups_per_address_per_hour)

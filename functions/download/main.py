@@ -18,6 +18,7 @@ from functions.shared.http import (
     also_under,
     answer_errors,
     authenticate,
+    framework_errors_in_json,
     method_not_allowed,
 )
 from functions.shared.job_view import is_expired
@@ -27,6 +28,7 @@ from functions.shared.settings import DownloadSettings, load_settings
 from functions.shared.tokens import TokenVerifier
 
 settings = load_settings(DownloadSettings)
+framework_errors_in_json()
 database = mongo.database(settings)
 jobs = Jobs(database)
 audio = MediaStore(database, AUDIO)

@@ -12,9 +12,11 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import flask
+import functions_framework
 import pymongo.errors
 import pymysql
 from pydantic import BaseModel, Field
+from werkzeug.exceptions import HTTPException
 
 from functions.shared.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 
@@ -51,6 +53,16 @@ class HttpError(Exception):
         response = flask.Response(iter([body]), status=self.status, mimetype="application/json",
                                   headers={**self.headers, "Connection": "close", "Cache-Control": "no-store"})
         return response
+
+
+def framework_errors_in_json() -> None:
+    """Called at a function's import: the framework's own refusals (a path its routing does not take, such as one
+    holding a newline) answer with the JSON error body too, not werkzeug's HTML page (found by schemathesis)."""
+
+    @functions_framework.errorhandler(HTTPException)
+    def as_json(error: HTTPException) -> flask.Response:
+        code = (error.name or "error").lower().replace(" ", "_")
+        return HttpError(error.code or 500, code, error.description or error.name).response()
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:

@@ -26,6 +26,7 @@ from functions.shared.http import (
     also_under,
     answer_errors,
     authenticate,
+    framework_errors_in_json,
     json_response,
     method_not_allowed,
 )
@@ -41,6 +42,7 @@ from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimit
 
 log = logging.getLogger(__name__)
 settings = load_settings(StatusSettings)
+framework_errors_in_json()
 database = mongo.database(settings)
 jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()

@@ -10,7 +10,14 @@ import functions_framework
 
 from events import EventEmitter
 from functions.shared import mongo
-from functions.shared.http import HttpError, allow_cross_origin, also_under, authenticate, method_not_allowed
+from functions.shared.http import (
+    HttpError,
+    allow_cross_origin,
+    also_under,
+    authenticate,
+    framework_errors_in_json,
+    method_not_allowed,
+)
 from functions.shared.jobs import Jobs
 from functions.shared.media import VIDEOS, MediaStore
 from functions.shared.settings import UploadSettings, load_settings
@@ -20,6 +27,7 @@ from functions.upload.quotas import QuotaLimits, Quotas
 from functions.upload.uploads import Uploads
 
 settings = load_settings(UploadSettings)
+framework_errors_in_json()
 database = mongo.database(settings)
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 jobs = Jobs(database)

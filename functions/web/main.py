@@ -13,11 +13,12 @@ import flask
 import functions_framework
 
 from events.asyncapi import asyncapi_document
-from functions.shared.http import HttpError, answer_errors, json_response, method_not_allowed
+from functions.shared.http import HttpError, answer_errors, framework_errors_in_json, json_response, method_not_allowed
 from functions.shared.settings import WebSettings, load_settings
 from functions.web.openapi import openapi_document
 
 settings = load_settings(WebSettings)
+framework_errors_in_json()
 STATIC = Path(__file__).with_name("static")
 PAGES = {
     "/": ("index.html", "text/html"),

@@ -15,6 +15,7 @@ from functions.shared.http import (
     also_under,
     answer_errors,
     authenticate,
+    framework_errors_in_json,
     json_response,
     method_not_allowed,
 )
@@ -24,6 +25,7 @@ from functions.webhooks.registry import ENDPOINT_NOT_FOUND, Registry
 from functions.webhooks.store import WebhookStore
 
 settings = load_settings(WebhooksSettings)
+framework_errors_in_json()
 store = WebhookStore(mongo.database(settings))
 indexes = SetUpOnce("the webhook indexes", store.ensure_indexes).at_start()
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
