@@ -274,11 +274,11 @@ def tus_paths() -> dict[str, Any]:
     common_errors = {
         "400": tus_error("A malformed tus header."),
         "401": tus_error("No bearer token, or one that is not valid."),
-        "404": tus_error("No such upload; someone else's upload answers the same."),
         "412": tus_error("An unsupported `Tus-Resumable`.",
                          extra_headers={"Tus-Version": header("`1.0.0`")}),
         "503": tus_error("The store or the broker is unavailable.", retry=True),
     }
+    upload_errors = {**common_errors, "404": tus_error("No such upload; someone else's upload answers the same.")}
     return {
         "/upload/files/": {
             "options": {
@@ -322,7 +322,7 @@ def tus_paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "The offset.", "headers": {
                     **tus_header, **offset, **expires,
                     "Upload-Length": header("The upload's length."),
-                    "Cache-Control": header("`no-store`")}}, **common_errors,
+                    "Cache-Control": header("`no-store`")}}, **upload_errors,
                     "410": tus_error("The upload expired.")}},
             "patch": {
                 "operationId": "tusAppend", "tags": ["upload", "tus"],
@@ -337,7 +337,7 @@ def tus_paths() -> dict[str, Any]:
                     "schema": {"contentMediaType": "application/octet-stream"}}}},
                 "responses": {
                     "204": {"description": "Taken.", "headers": {**tus_header, **offset, **expires}},
-                    **common_errors,
+                    **upload_errors,
                     "409": tus_error("`Upload-Offset` is not the upload's offset."),
                     "410": tus_error("The upload expired."),
                     "413": tus_error("Past `Upload-Length`."),
@@ -347,7 +347,7 @@ def tus_paths() -> dict[str, Any]:
             "delete": {
                 "operationId": "tusTerminate", "tags": ["upload", "tus"], "summary": "Abandon the upload.",
                 "responses": {"204": {"description": "Its bytes are gone.", "headers": tus_header},
-                              **common_errors}},
+                              **upload_errors}},
         },
     }
 
