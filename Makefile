@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 VIDEO ?=
 OUT ?=
 
-.PHONY: help setup up down status logs test test-quick test-faults go-test run bench load lint schemas
+.PHONY: help setup up down status logs test test-quick test-faults go-test run bench load fuzz lint schemas
 
 help:
 	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
 	@echo "make test                                  install, start the local stack, run the whole test suite"
-	@echo "make setup | up | down | status | logs | bench | load | lint | go-test | test-quick (no slow tests) | test-faults (only them)"
+	@echo "make setup | up | down | status | logs | bench | load | fuzz | lint | go-test | test-quick (no slow tests) | test-faults (only them)"
 
 setup:
 	@stack/setup.sh
@@ -56,6 +56,12 @@ bench: up
 # stops by itself). LOAD_ARGS="--uploads 50 --soak-seconds 60" for a shorter run; tests/load.py has the options.
 load: up
 	@$(PY) -m tests.load $(LOAD_ARGS)
+
+# schemathesis on the OpenAPI document, longer than in `make test` (50 examples an operation, 40 stateful steps, a
+# new seed each time; about 2 minutes). FUZZ_EXAMPLES, FUZZ_STATEFUL_STEPS and FUZZ_SEED change it.
+fuzz: up
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} FUZZ_STATEFUL_STEPS=$${FUZZ_STATEFUL_STEPS:-40} \
+		FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(PY) -m pytest tests/test_openapi.py -k schemathesis
 
 lint: setup
 	@$(VENV)/bin/ruff check .

@@ -118,6 +118,7 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "PUBLIC_STATUS_URL": points["STATUS_URL"],
         "PUBLIC_DOWNLOAD_URL": points["DOWNLOAD_URL"],
         "PUBLIC_WEB_URL": points["WEB_URL"],
+        "PUBLIC_WEBHOOKS_URL": points["WEBHOOKS_URL"],
         "DOWNLOAD_LINK_KEYS": download_link_keys(),
         # The web page calls auth, upload, status and download from its own origin.
         "CORS_ALLOWED_ORIGINS": points["WEB_URL"],

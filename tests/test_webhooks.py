@@ -221,6 +221,7 @@ def test_after_a_rotation_both_secrets_verify_for_a_day(endpoints: dict[str, str
     "https://172.16.5.4/", "https://192.168.1.1/", "https://100.64.0.1/", "https://0.0.0.0/", "https://224.0.0.1/",
     "https://[::ffff:127.0.0.1]/", "https://[fd00:ec2::254]/", "http://93.184.216.34/", "https://u:p@93.184.216.34/",
     "https://93.184.216.34:99999/", "file:///etc/passwd", "https://no-such-host.invalid/",
+    "https://[8g&M/", "https://[::1/hook",
 ])
 def test_the_guard_refuses_what_is_not_a_public_https_address(url: str) -> None:
     with pytest.raises(RefusedAddress):

@@ -7,7 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pymysql
 from argon2 import PasswordHasher
@@ -34,8 +34,31 @@ def normalise_email(value: str) -> str:
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    email: Annotated[str, Field(max_length=254), AfterValidator(normalise_email)]
+    # The pattern is checked after trimming and lower-casing (normalise_email); the schema shows it to clients.
+    email: Annotated[str, Field(max_length=254, json_schema_extra={"pattern": EMAIL_PATTERN.pattern}),
+                     AfterValidator(normalise_email)]
     password: Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+class SignedUp(BaseModel):
+    """The answer to `POST /signup` (201)."""
+
+    account_id: str
+    email: str
+
+
+class AccessToken(BaseModel):
+    """The answer to `POST /login`: a bearer token for every other function (OAuth 2.0's token answer)."""
+
+    access_token: str = Field(description="An EdDSA JWT; send it as `Authorization: Bearer <token>`.")
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the token scheme's name, not a secret
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class PasswordConfirmation(BaseModel):
+    """The body of `DELETE /account`."""
+
+    password: str = Field(min_length=1)
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,28 @@ import functions_framework
 from pydantic import ValidationError
 
 from events import EventEmitter
-from functions.auth.accounts import AccountExists, Accounts, Credentials, LoginRefused, LoginThrottled
+from functions.auth.accounts import (
+    AccessToken,
+    AccountExists,
+    Accounts,
+    Credentials,
+    LoginRefused,
+    LoginThrottled,
+    PasswordConfirmation,
+    SignedUp,
+)
 from functions.auth.signup_limits import SignupLimits, SignupsThrottled, client_address
 from functions.shared import mongo
 from functions.shared.http import (
     HttpError,
     SetUpOnce,
     allow_cross_origin,
+    also_under,
     answer_errors,
     authenticate,
+    framework_errors_in_json,
     json_response,
+    method_not_allowed,
 )
 from functions.shared.jobs import Jobs
 from functions.shared.settings import AuthSettings, load_settings
@@ -34,6 +46,7 @@ from functions.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 settings = load_settings(AuthSettings)
+framework_errors_in_json()
 accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
                     failure_window_seconds=settings.login_failure_window_seconds)
 signup_limits = SignupLimits(settings.mysql_url.get_secret_value(), per_hour=settings.signups_per_address_per_hour)
@@ -48,6 +61,9 @@ webhooks = WebhookStore(database)
 erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
 
 
+METHODS_BY_PATH = {"/signup": "POST", "/login": "POST", "/.well-known/jwks.json": "GET", "/account": "DELETE"}
+
+
 def credentials_from(request: flask.Request) -> Credentials:
     body = request.get_json(silent=True)
     try:
@@ -59,6 +75,7 @@ def credentials_from(request: flask.Request) -> Credentials:
 
 
 @functions_framework.http
+@also_under("auth")
 @allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def auth(request: flask.Request) -> Any:
@@ -78,7 +95,7 @@ def auth(request: flask.Request) -> Any:
             account = accounts.sign_up(credentials)
         except AccountExists:
             raise HttpError(409, "account_exists", "an account with this email address exists; log in") from None
-        return json_response({"account_id": account.account_id, "email": account.email}, 201)
+        return json_response(SignedUp(account_id=account.account_id, email=account.email).model_dump(), 201)
     if route == ("POST", "/login"):
         try:
             account = accounts.log_in(credentials_from(request))
@@ -88,12 +105,12 @@ def auth(request: flask.Request) -> Any:
             raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
                             {"Retry-After": str(throttled.retry_after_seconds)}) from None
         token = issuer.issue(account.account_id, account.email)
-        return json_response({"access_token": token, "token_type": "Bearer", "expires_in": issuer.ttl_seconds})
+        return json_response(AccessToken(access_token=token, expires_in=issuer.ttl_seconds).model_dump())
     if route == ("DELETE", "/account"):
         delete_account(request)
         return flask.Response(status=204)
-    if route[1] in ("/signup", "/login", "/.well-known/jwks.json", "/account"):
-        raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    if route[1] in METHODS_BY_PATH:
+        raise method_not_allowed(METHODS_BY_PATH[route[1]], f"{request.method} is not allowed on {request.path}")
     raise HttpError(404, "not_found", "try POST /signup, POST /login, DELETE /account or GET /.well-known/jwks.json")
 
 
@@ -102,9 +119,11 @@ def delete_account(request: flask.Request) -> None:
     midway, the owner can still log in and ask again."""
     identity = authenticate(request, verifier)
     body = request.get_json(silent=True)
-    password = body.get("password") if isinstance(body, dict) else None
-    if not isinstance(password, str) or not password:
-        raise HttpError(422, "password_required", 'confirm with the account\'s password: {"password": "..."}')
+    try:
+        password = PasswordConfirmation.model_validate(body if isinstance(body, dict) else {}).password
+    except ValidationError:
+        raise HttpError(422, "password_required", 'confirm with the account\'s password: {"password": "..."}') \
+            from None
     schema()
     try:
         accounts.confirm(identity.subject, identity.email, password)

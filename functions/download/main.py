@@ -11,7 +11,16 @@ from events.catalog import is_job_id
 from functions.download.links import DownloadLinks
 from functions.download.streaming import mp3_response
 from functions.shared import mongo
-from functions.shared.http import NOT_FOUND, HttpError, allow_cross_origin, answer_errors, authenticate
+from functions.shared.http import (
+    NOT_FOUND,
+    HttpError,
+    allow_cross_origin,
+    also_under,
+    answer_errors,
+    authenticate,
+    framework_errors_in_json,
+    method_not_allowed,
+)
 from functions.shared.job_view import is_expired
 from functions.shared.jobs import Jobs, JobState
 from functions.shared.media import AUDIO, MediaStore
@@ -19,6 +28,7 @@ from functions.shared.settings import DownloadSettings, load_settings
 from functions.shared.tokens import TokenVerifier
 
 settings = load_settings(DownloadSettings)
+framework_errors_in_json()
 database = mongo.database(settings)
 jobs = Jobs(database)
 audio = MediaStore(database, AUDIO)
@@ -27,6 +37,7 @@ verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, aud
 
 
 @functions_framework.http
+@also_under("download")
 @allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def download(request: flask.Request) -> flask.Response:
@@ -34,7 +45,7 @@ def download(request: flask.Request) -> flask.Response:
     signed = links.is_link(arguments)
     identity = None if signed else authenticate(request, verifier)
     if request.method not in ("GET", "HEAD"):
-        raise HttpError(405, "method_not_allowed", "GET the MP3 of a job")
+        raise method_not_allowed("GET, HEAD", "GET the MP3 of a job")
     job_id = request.path.strip("/")
     if not is_job_id(job_id):
         raise NOT_FOUND

@@ -8,8 +8,10 @@ from pathlib import PurePosixPath
 from typing import IO, cast
 
 import flask
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wsgi import wrap_file
 
+from functions.shared.http import HttpError
 from functions.shared.media import StoredMedia
 
 CHUNK_BYTES = 256 * 1024
@@ -35,6 +37,12 @@ def mp3_response(request: flask.Request, stored: StoredMedia, sha256: str, origi
     response.set_etag(sha256)
     response.last_modified = stored.upload_date
     response.content_length = stored.length
-    # Answers If-None-Match (304), Range (206) and unsatisfiable ranges (416), and sets Content-Length.
-    response.make_conditional(request, accept_ranges=True, complete_length=stored.length)
+    # Answers If-None-Match (304) and Range (206), and sets Content-Length.
+    try:
+        response.make_conditional(request, accept_ranges=True, complete_length=stored.length)
+    except RequestedRangeNotSatisfiable:  # werkzeug answers it with an HTML page (found by schemathesis)
+        stored.close()
+        raise HttpError(416, "range_not_satisfiable", f"ask for one range of bytes within the MP3's "
+                        f"{stored.length} (`bytes=<first>-[<last>]` or `bytes=-<suffix>`)",
+                        {"Content-Range": f"bytes */{stored.length}", "Accept-Ranges": "bytes"}) from None
     return response

@@ -12,12 +12,24 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import flask
+import functions_framework
 import pymongo.errors
 import pymysql
+from pydantic import BaseModel, Field
+from werkzeug.exceptions import HTTPException
 
 from functions.shared.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer's JSON body (the OpenAPI document's `Error` schema)."""
+
+    error: str = Field(description="A stable, machine-readable code (`not_found`, `over_quota`, ...).")
+    message: str = Field(description="What went wrong, in words, for a person.")
+    fields: dict[str, str] | None = Field(default=None, description="With a 422 of bad options: each bad field "
+                                                                    "and what is wrong with it.")
 
 
 class HttpError(Exception):
@@ -29,7 +41,7 @@ class HttpError(Exception):
         self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, **self.extra}
+        return ErrorBody(error=self.code, message=self.message, **self.extra).model_dump(exclude_unset=True)
 
     def response(self) -> flask.Response:
         return json_response(self.body(), self.status, self.headers)
@@ -43,6 +55,16 @@ class HttpError(Exception):
         return response
 
 
+def framework_errors_in_json() -> None:
+    """Called at a function's import: the framework's own refusals (a path its routing does not take, such as one
+    holding a newline) answer with the JSON error body too, not werkzeug's HTML page (found by schemathesis)."""
+
+    @functions_framework.errorhandler(HTTPException)
+    def as_json(error: HTTPException) -> flask.Response:
+        code = (error.name or "error").lower().replace(" ", "_")
+        return HttpError(error.code or 500, code, error.description or error.name).response()
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
     response = flask.jsonify(body)
     response.status_code = status
@@ -52,6 +74,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 NOT_FOUND = HttpError(404, "not_found", "no such job")
+
+
+def method_not_allowed(allowed: str, message: str) -> HttpError:
+    """405, with the `Allow` header RFC 9110 requires on it (the methods the path answers)."""
+    return HttpError(405, "method_not_allowed", message, {"Allow": allowed})
 
 
 def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
@@ -151,6 +178,25 @@ def allow_cross_origin(allowed_origins: Collection[str]) -> Callable[[Callable[[
                 response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
             response.vary.add("Origin")
             return response
+
+        return wrapper
+
+    return decorate
+
+
+def also_under(name: str) -> Callable[[Callable[[flask.Request], Any]], Callable[[flask.Request], Any]]:
+    """Decorator: the function answers each of its paths under `/<name>` too (`/status/<job id>` as `/<job id>`).
+    Every function has a URL of its own, so their paths overlap (`GET /` lists jobs on status and endpoints on
+    webhooks); the OpenAPI document (functions/web/openapi.py) names each path with its function's prefix, which
+    keeps one document's paths apart, and lets a single gateway route by prefix."""
+    prefix = f"/{name}"
+
+    def decorate(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
+        @functools.wraps(handler)
+        def wrapper(request: flask.Request) -> Any:
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                request.path = request.path[len(prefix):] or "/"
+            return handler(request)
 
         return wrapper
 

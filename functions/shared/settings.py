@@ -207,6 +207,8 @@ class WebSettings(FunctionSettings):
     public_upload_url: AnyHttpUrl
     public_status_url: AnyHttpUrl
     public_download_url: AnyHttpUrl
+    # Named in the OpenAPI document it serves (functions/web/openapi.py); the page itself does not call it.
+    public_webhooks_url: AnyHttpUrl
 
 
 SETTINGS_BY_FUNCTION: dict[str, type[FunctionSettings]] = {

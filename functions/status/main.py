@@ -23,14 +23,18 @@ from functions.shared.http import (
     HttpError,
     SetUpOnce,
     allow_cross_origin,
+    also_under,
     answer_errors,
     authenticate,
+    framework_errors_in_json,
     json_response,
+    method_not_allowed,
 )
-from functions.shared.job_view import job_view
+from functions.shared.job_view import job_view, view_of
 from functions.shared.jobs import Job, Jobs
 from functions.shared.settings import StatusSettings, load_settings
 from functions.shared.tokens import Identity, TokenVerifier
+from functions.status.answers import JobList, Usage
 from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
 from functions.status.erasure import Erasure
 from functions.status.live import JobStream
@@ -38,6 +42,7 @@ from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimit
 
 log = logging.getLogger(__name__)
 settings = load_settings(StatusSettings)
+framework_errors_in_json()
 database = mongo.database(settings)
 jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
@@ -51,6 +56,7 @@ open_streams = threading.BoundedSemaphore(settings.events_max_streams)
 
 
 @functions_framework.http
+@also_under("status")
 @allow_cross_origin(settings.allowed_origins())
 @answer_errors
 def status(request: flask.Request) -> flask.Response:
@@ -61,8 +67,9 @@ def status(request: flask.Request) -> flask.Response:
     if len(parts) > 2 or (parts and not is_job_id(parts[0])):
         raise NOT_FOUND
     if route == ("GET", 0, None):
-        return json_response({"jobs": [job_view(job, download_links) for job in jobs.list_owned(identity.subject)],
-                              "usage": quotas.report(identity.subject)})
+        listing = JobList(jobs=[view_of(job, download_links) for job in jobs.list_owned(identity.subject)],
+                          usage=Usage.model_validate(quotas.report(identity.subject)))
+        return json_response(listing.model_dump(mode="json", exclude_unset=True))
     if route == ("GET", 1, None):
         return json_response(job_view(owned(parts[0], identity), download_links))
     if route == ("DELETE", 1, None):
@@ -78,8 +85,9 @@ def status(request: flask.Request) -> flask.Response:
             raise NOT_FOUND from None
         except NotCancellable as refused:
             raise HttpError(409, "not_cancellable", str(refused)) from None
-    if len(parts) <= 1 or parts[1] in ("events", "cancel"):
-        raise HttpError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    allowed = {0: "GET", 1: "GET, DELETE"}.get(len(parts)) or {"events": "GET", "cancel": "POST"}.get(parts[1])
+    if allowed is not None:
+        raise method_not_allowed(allowed, f"{request.method} is not allowed on {request.path}")
     raise NOT_FOUND
 
 

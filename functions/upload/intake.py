@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -91,6 +92,8 @@ def next_event(decoder: MultipartDecoder) -> object:
         raise
     except ValueError as error:
         raise BadUpload(f"the multipart body is malformed: {error}") from None
+    except RequestEntityTooLarge:  # werkzeug's answer to too many parts is an HTML page (found by schemathesis)
+        raise BadUpload(f"the form has more than {MAX_PARTS} parts: send one file and the options") from None
 
 
 def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Iterator[bytes]:

@@ -12,7 +12,14 @@ import functions_framework
 
 from events import EventEmitter
 from functions.shared import mongo
-from functions.shared.http import HttpError, allow_cross_origin, authenticate
+from functions.shared.http import (
+    HttpError,
+    allow_cross_origin,
+    also_under,
+    authenticate,
+    framework_errors_in_json,
+    method_not_allowed,
+)
 from functions.shared.jobs import Jobs
 from functions.shared.media import VIDEOS, MediaStore
 from functions.shared.settings import UploadSettings, load_settings
@@ -23,6 +30,7 @@ from functions.upload.resumable import TUS_VERSION, ResumableUploads
 from functions.upload.uploads import Uploads
 
 settings = load_settings(UploadSettings)
+framework_errors_in_json()
 database = mongo.database(settings)
 verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 jobs = Jobs(database)
@@ -40,6 +48,7 @@ resumable_uploads = ResumableUploads(uploads, public_upload_url=str(settings.pub
 
 
 @functions_framework.http
+@also_under("upload")
 @allow_cross_origin(settings.allowed_origins())
 def upload(request: flask.Request) -> flask.Response:
     resumable = request.path == "/files" or request.path.startswith("/files/")
@@ -47,7 +56,7 @@ def upload(request: flask.Request) -> flask.Response:
         if resumable:
             return resumable_uploads.handle(request, lambda request: authenticate(request, verifier))
         if request.method != "POST":
-            raise HttpError(405, "method_not_allowed", "POST a video to this URL")
+            raise method_not_allowed("POST", "POST a video to this URL")
         return uploads.accept(request, authenticate(request, verifier))
     except HttpError as error:
         if resumable:

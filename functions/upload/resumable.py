@@ -33,7 +33,7 @@ import flask
 import pymongo.errors
 import werkzeug.exceptions
 
-from functions.shared.http import HttpError
+from functions.shared.http import HttpError, method_not_allowed
 from functions.shared.jobs import now
 from functions.shared.media import WRITE_BATCH_CHUNKS, StoredFile
 from functions.shared.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
@@ -77,7 +77,7 @@ def parse_metadata(header: str) -> dict[str, str]:
 
 
 def parse_checksum(header: str | None) -> bytes | None:
-    if header is None:
+    if header is None or not header.strip():  # an empty header vouches for nothing: as if absent
         return None
     algorithm, _, digest = header.strip().partition(" ")
     if algorithm != "sha1":
@@ -122,7 +122,7 @@ class ResumableUploads:
         identity = authenticate(request)
         if not upload_id:
             if request.method != "POST":
-                raise HttpError(405, "method_not_allowed", "POST creates an upload here")
+                raise method_not_allowed("OPTIONS, POST", "POST creates an upload here")
             return self.create(request, identity)
         if not UPLOAD_ID.fullmatch(upload_id):
             raise NO_SUCH_UPLOAD
@@ -132,7 +132,7 @@ class ResumableUploads:
             return self.patch(request, upload_id, identity)
         if request.method == "DELETE":
             return self.terminate(upload_id, identity)
-        raise HttpError(405, "method_not_allowed", "HEAD, PATCH or DELETE an upload")
+        raise method_not_allowed("OPTIONS, HEAD, PATCH, DELETE", "HEAD, PATCH or DELETE an upload")
 
     def answer(self, status: int, headers: dict[str, str]) -> flask.Response:
         response = flask.Response(status=status, headers={"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store",

@@ -24,6 +24,7 @@ from functions.shared.jobs import Jobs, JobState, now
 from functions.shared.media import MediaStore, StoredFile, TooLarge
 from functions.shared.media_formats import DEMUXERS
 from functions.shared.tokens import Identity
+from functions.upload.accepted import UploadAccepted
 from functions.upload.intake import BadUpload, open_upload
 from functions.upload.pending_events import PendingEventRetry
 from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
@@ -121,12 +122,12 @@ class Uploads:
         except HttpError:
             self.videos.remove(job_id)
             raise
-        answer = self.accept_stored(identity.subject, stored, upload.filename, upload.container, options,
-                                    undo=self.undo)
-        return json_response(answer, 202, {"Location": answer["status_url"]})
+        accepted = self.accept_stored(identity.subject, stored, upload.filename, upload.container, options,
+                                      undo=self.undo)
+        return json_response(accepted.model_dump(mode="json"), 202, {"Location": accepted.status_url})
 
     def accept_stored(self, owner_id: str, stored: StoredFile, filename: str, container: str,
-                      options: ConversionOptions, undo: Callable[[str], None]) -> dict[str, Any]:
+                      options: ConversionOptions, undo: Callable[[str], None]) -> UploadAccepted:
         """The one way a stored video becomes a job, for the one-shot and the resumable upload alike: records the
         job with its event in the outbox, emits it, and answers what the client is told (the 202's body).
         `undo(job_id)` clears what is left should the job not be recorded."""
@@ -137,11 +138,9 @@ class Uploads:
             uploaded_at=now(), options=options.for_event(),
         )
         self.record_and_emit(event, container, undo)
-        return {
-            "job_id": event.job_id, "state": JobState.UPLOADED, "status_url": self.status_url(event.job_id),
-            "filename": filename, "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate,
-            "options": options.given(),
-        }
+        return UploadAccepted(job_id=event.job_id, state=JobState.UPLOADED, status_url=self.status_url(event.job_id),
+                              filename=filename, size_bytes=stored.size_bytes, sha256=stored.sha256,
+                              bitrate_kbps=bitrate, options=options.given())
 
     def status_url(self, job_id: str) -> str:
         return f"{self.public_status_url.rstrip('/')}/{job_id}"

@@ -1,8 +1,9 @@
 """web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
 the public function URLs the page calls straight from the browser: auth, upload, status and download; and
-`asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), for integrators. No build
-step; one third-party script, tus-js-client (the page's resumable uploads), served from this origin at the version
-pinned in stack/node/package.json. A strict Content-Security-Policy lets the page talk to those four origins only."""
+`asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), and `openapi.json`, the
+OpenAPI 3.1 document of the public HTTP functions (functions/web/openapi.py), for integrators. No build step; one
+third-party script, tus-js-client (the page's resumable uploads), served from this origin at the version pinned in
+stack/node/package.json. A strict Content-Security-Policy lets the page talk to those four origins only."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import flask
 import functions_framework
 
 from events.asyncapi import asyncapi_document
-from functions.shared.http import HttpError, answer_errors, json_response
+from functions.shared.http import HttpError, answer_errors, framework_errors_in_json, json_response, method_not_allowed
 from functions.shared.settings import WebSettings, load_settings
+from functions.web.openapi import openapi_document
 
 settings = load_settings(WebSettings)
+framework_errors_in_json()
 STATIC = Path(__file__).with_name("static")
 # tus-js-client as npm installed it, never a copy in the repository: into the image by functions/Dockerfile, or
 # into the checkout's .local/node by stack/setup.sh (the local stack's).
@@ -44,6 +47,8 @@ API = {
     "status_url": str(settings.public_status_url).rstrip("/"),
     "download_url": str(settings.public_download_url).rstrip("/"),
 }
+HTTP_DOCUMENT = openapi_document({**{name.removesuffix("_url"): url for name, url in API.items()},
+                                  "webhooks": str(settings.public_webhooks_url).rstrip("/")})
 
 
 def origin(url: str) -> str:
@@ -68,11 +73,13 @@ SECURITY_HEADERS = {
 @answer_errors
 def web(request: flask.Request) -> flask.Response:
     if request.method not in ("GET", "HEAD"):
-        raise HttpError(405, "method_not_allowed", "the web page is read-only")
+        raise method_not_allowed("GET, HEAD", "the web page is read-only")
     if request.path == "/config.json":
         return json_response(API, headers=SECURITY_HEADERS)
     if request.path == "/asyncapi.json":
         return json_response(EVENTS_DOCUMENT, headers=SECURITY_HEADERS)
+    if request.path == "/openapi.json":
+        return json_response(HTTP_DOCUMENT, headers=SECURITY_HEADERS)
     page = PAGES.get(request.path)
     if page is None:
         raise HttpError(404, "not_found", "no such page")

@@ -55,7 +55,10 @@ def parse(url: str, *, allow_loopback: bool) -> tuple[str, str, int, str]:
     """Checks the URL's form; answers (scheme, host, port, path with query)."""
     if len(url) > MAX_URL_LENGTH:
         raise RefusedAddress(f"the URL is longer than {MAX_URL_LENGTH} characters")
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unbalanced `[` of an IPv6 host (found by schemathesis: it was a 500)
+        raise RefusedAddress("the URL is malformed") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise RefusedAddress("the URL must be an absolute https:// URL")
     if parts.username or parts.password:

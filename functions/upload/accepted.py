@@ -1,0 +1,23 @@
+"""What an accepted upload answers (202): the job it became and where to follow it. The one-shot `POST /` and the
+last byte of a resumable upload answer the same."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from events.options import ConversionOptions
+from functions.shared.jobs import JobState
+
+
+class UploadAccepted(BaseModel):
+    job_id: str = Field(description="The job's id; the status function's `/<job_id>` follows it.")
+    state: Literal[JobState.UPLOADED]
+    status_url: str = Field(description="Where to follow the job (also the answer's `Location`).")
+    filename: str = Field(description="The original file name, kept only as a label.")
+    size_bytes: int = Field(ge=1)
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    bitrate_kbps: int = Field(description="The MP3's constant bitrate (a VBR `quality` leaves it unused).")
+    options: Annotated[dict[str, Any], WithJsonSchema(ConversionOptions.model_json_schema(mode="serialization"))] \
+        = Field(description="The conversion options given (none: `{}`).")
