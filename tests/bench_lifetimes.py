@@ -1,6 +1,7 @@
 """Lifetimes benchmark (part of `make bench`): finished jobs seeded straight into MongoDB in bulk (1k, 20k, 100k), then
-the status list p95, one full reconcile sweep and the orphan-chunk sweep measured at each size; the purge rate; and
-uploads timed with and without a purge running beside them. Also the seeding helper the lifetimes tests use.
+the status list p95, one full reconcile sweep and the orphan-chunk sweep measured at each size; then uploads timed
+with no purge, beside a paced purge and beside an unpaced one, interleaved, with each purge's rate. Also the seeding
+helper the lifetimes tests use.
 
 Run alone: `.local/venv/bin/python -m tests.bench_lifetimes [--sizes 1000,20000,100000]` with the stack up.
 """
@@ -8,8 +9,8 @@ Run alone: `.local/venv/bin/python -m tests.bench_lifetimes [--sizes 1000,20000,
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -21,16 +22,21 @@ import requests
 
 from events import EventEmitter, VideoUploaded
 from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, ledger_key, slot_of
+from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, JobState, now
+from functions.shared.settings import ReconcileSettings
 from stack.config import ENDPOINTS_FILE
 from tests.support import read_endpoints_file
 
 SIZES = [1000, 20000, 100000]
 SEED_BATCH = 1000
 LIST_REQUESTS = 40
-# The purge rate is measured over this long (purging 100k records takes minutes).
-PURGE_SECONDS = 60.0
+# Uploads timed beside a purge: rounds, each with the three arms in a rotated order.
+PURGE_ROUNDS = 10
+UPLOADS_PER_ARM = 8
+NO_PURGE, PACED, UNPACED = "none", "paced", "unpaced"
+ARMS = (NO_PURGE, PACED, UNPACED)
 
 
 def seed_settled_jobs(database: Any, count: int, ended_at: datetime, owners: list[str],
@@ -185,43 +191,85 @@ def measure_with(points: dict[str, str], database: Any, jobs: Jobs, reconciler: 
     print(f"control: the list's query before (owner_id, sorted) on {len(seeded)} jobs: "
           f"{figures['list_query_before_ms']} ms", flush=True)
     jobs.delete(live_job)
-    figures.update(purge_rate(database, jobs, points, token, len(seeded)))
+    figures.update(uploads_beside_a_purge(points, len(seeded)))
     return figures
 
 
-def purge_rate(database: Any, jobs: Jobs, points: dict[str, str], token: str, count: int) -> dict[str, Any]:
-    """The seeded jobs purged (a lifetime of one day, so the seeded two-day-old ones are due) for PURGE_SECONDS while
-    uploads run: records per second, and the uploads' answer times against the same uploads without a purge."""
-    lifetimes = Lifetimes(database, jobs, job_lifetime=timedelta(days=1), batch_size=500)
-    video = b"\x00\x00\x00\x20ftypisom" + bytes(200_000)  # recognised as MP4 at upload; never converted well
+def purge_until_stopped(mongo_uri: str, burst: int, duty_cycle: float, started: Any, stop: Any, results: Any) -> None:
+    """A purge in a process of its own, as the reconcile function runs it (none of its work contends with the
+    timed uploads for this process's interpreter): due jobs purged, `batch_size` 10 per step so that it stops soon
+    after `stop` is set; puts (records deleted, seconds it ran) in `results`."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    database = client["vid2mp3"]
+    lifetimes = Lifetimes(database, Jobs(database), job_lifetime=timedelta(days=1), batch_size=10,
+                          pacing=Pacing(burst=burst, duty_cycle=duty_cycle))
+    purged = 0
+    began = time.perf_counter()
+    started.set()
+    while not stop.is_set() and (step := lifetimes.purge_jobs()).entries > 0:
+        purged += step.records
+    results.put((purged, time.perf_counter() - began))
+    client.close()
 
-    def uploads(n: int) -> list[float]:
-        session = requests.Session()
+
+def uploads_beside_a_purge(points: dict[str, str], count: int) -> dict[str, Any]:
+    """The seeded jobs purged (a lifetime of one day, so the seeded two-day-old ones are due) while small uploads are
+    timed: in each of PURGE_ROUNDS rounds, UPLOADS_PER_ARM uploads with no purge, as many beside the purge paced as
+    the reconcile function paces it (the settings' defaults), and as many beside it unpaced, the order rotated every
+    round so that the machine's noise hits all three alike. Answer times p50/p95 per arm, and the purge's rate in
+    records per second per pace (the records it deleted over the time it ran)."""
+    defaults = ReconcileSettings.model_fields
+    paces = {PACED: (defaults["purge_burst_records"].default, defaults["purge_duty_cycle"].default),
+             UNPACED: (1 << 30, 1.0)}
+    video = b"\x00\x00\x00\x20ftypisom" + bytes(200_000)  # recognised as MP4 at upload; never converted well
+    session = requests.Session()
+    answers: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    purged = dict.fromkeys(paces, 0)
+    purge_seconds = dict.fromkeys(paces, 0.0)
+    processes = multiprocessing.get_context("spawn")
+
+    def uploads(token: str) -> list[float]:
         return [timed(lambda: session.post(points["UPLOAD_URL"], params={"filename": "bench.mp4"}, data=video,
                                            headers={"Authorization": f"Bearer {token}",
                                                     "Content-Type": "application/octet-stream"},
-                                           timeout=60).raise_for_status()) for _ in range(n)]
+                                           timeout=60).raise_for_status()) for _ in range(UPLOADS_PER_ARM)]
 
-    alone = uploads(10)
-    purged = 0
-    purge_seconds = 0.0
-
-    def purge() -> None:
-        nonlocal purged, purge_seconds
-        started = time.perf_counter()
-        while time.perf_counter() - started < PURGE_SECONDS and (step := lifetimes.purge_jobs()).entries > 0:
-            purged += step.records
-        purge_seconds = time.perf_counter() - started
-
-    purger = threading.Thread(target=purge)
-    purger.start()
-    during = uploads(10)
-    purger.join()
-    rate = purged / purge_seconds if purge_seconds else 0.0
-    print(f"purge: {purged} of {count} records in {purge_seconds:.1f} s ({rate:.0f} records/s); uploads' answer "
-          f"p95 {p95(alone) * 1e3:.0f} ms alone, {p95(during) * 1e3:.0f} ms during the purge", flush=True)
-    return {"purged": purged, "purge_records_per_second": round(rate), "upload_p95_ms_alone": round(p95(alone) * 1e3),
-            "upload_p95_ms_during_purge": round(p95(during) * 1e3)}
+    for round_number in range(PURGE_ROUNDS):
+        # A new user each round: the uploads' jobs (failing at conversion) stay under the jobs-in-flight quota.
+        _, token = new_token(points)
+        shift = round_number % len(ARMS)
+        for arm in ARMS[shift:] + ARMS[:shift]:
+            if arm not in paces:
+                answers[arm] += uploads(token)
+                continue
+            started, stop, results = processes.Event(), processes.Event(), processes.Queue()
+            purger = processes.Process(target=purge_until_stopped,
+                                       args=(points["MONGO_URI"], *paces[arm], started, stop, results))
+            purger.start()
+            started.wait(60)
+            answers[arm] += uploads(token)
+            stop.set()
+            records, seconds = results.get(timeout=60)
+            purger.join()
+            purged[arm] += records
+            purge_seconds[arm] += seconds
+    upload_ms = {arm: {"p50": statistics.median(times) * 1e3, "p95": p95(times) * 1e3}
+                 for arm, times in answers.items()}
+    figures: dict[str, Any] = {"purged": sum(purged.values()), "upload_ms": {
+        arm: {name: round(value) for name, value in quantiles.items()} for arm, quantiles in upload_ms.items()}}
+    alone = upload_ms[NO_PURGE]
+    print(f"uploads with no purge: p50 {alone['p50']:.0f} ms, p95 {alone['p95']:.0f} ms ({len(answers[NO_PURGE])} "
+          f"uploads, {PURGE_ROUNDS} rounds with the arms below interleaved)", flush=True)
+    for arm in paces:
+        beside = upload_ms[arm]
+        rate = purged[arm] / max(purge_seconds[arm], 1e-9)
+        figures[arm] = {"records_per_second": round(rate), "p50_ratio": round(beside["p50"] / alone["p50"], 2),
+                        "p95_ratio": round(beside["p95"] / alone["p95"], 2)}
+        print(f"uploads beside a purge {arm} (burst {paces[arm][0]}, duty cycle {paces[arm][1]}; {rate:.0f} "
+              f"records/s): p50 {beside['p50']:.0f} ms ({figures[arm]['p50_ratio']}x), p95 {beside['p95']:.0f} ms "
+              f"({figures[arm]['p95_ratio']}x)", flush=True)
+    print(f"purged {figures['purged']} of {count} seeded records", flush=True)
+    return figures
 
 
 def main() -> None:

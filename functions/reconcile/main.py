@@ -11,6 +11,7 @@ from cloudevents.http import CloudEvent
 
 from events import EventEmitter
 from functions.reconcile.lifetimes import Lifetimes
+from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from functions.shared import mongo
 from functions.shared.jobs import Jobs
@@ -21,7 +22,9 @@ database = mongo.database(settings)
 jobs = Jobs(database)
 lifetimes = Lifetimes(database, jobs, job_lifetime=timedelta(seconds=settings.job_record_retention_seconds),
                       batch_size=settings.purge_batch_size, mysql_url=settings.mysql_url.get_secret_value(),
-                      login_failure_lifetime=timedelta(seconds=settings.login_failure_retention_seconds))
+                      login_failure_lifetime=timedelta(seconds=settings.login_failure_retention_seconds),
+                      pacing=Pacing(burst=settings.purge_burst_records, duty_cycle=settings.purge_duty_cycle),
+                      purge_time=timedelta(seconds=settings.purge_seconds_per_sweep))
 reconciler = Reconciler(database=database, jobs=jobs, emitter=EventEmitter(str(settings.k_sink), "reconcile"),
                         stuck_after=timedelta(seconds=settings.stuck_after_seconds), max_redrives=settings.max_redrives,
                         lifetimes=lifetimes)

@@ -163,6 +163,12 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     login_failure_retention_seconds: int = Field(default=24 * 3600, ge=900)
     # Records deleted per purge step of a sweep: a sweep's work, and its time, stay bounded however much is due.
     purge_batch_size: int = Field(default=500, ge=1)
+    # The purge's pace (functions/reconcile/pacing.py): records per burst, and the share of the time spent in bursts,
+    # so that an upload's writes are not held behind the purge's on a database with one write lock (local FerretDB).
+    purge_burst_records: int = Field(default=5, ge=1)
+    purge_duty_cycle: float = Field(default=0.2, gt=0, le=1)
+    # The longest a purge step runs, rests included: a sweep must end before the next tick (timeoutSeconds 55).
+    purge_seconds_per_sweep: float = Field(default=20, gt=0, le=50)
     mysql_url: SecretStr
 
 
