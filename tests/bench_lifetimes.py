@@ -195,14 +195,15 @@ def measure_with(points: dict[str, str], database: Any, jobs: Jobs, reconciler: 
     return figures
 
 
-def purge_until_stopped(mongo_uri: str, burst: int, duty_cycle: float, started: Any, stop: Any, results: Any) -> None:
+def purge_until_stopped(mongo_uri: str, burst_seconds: float, duty_cycle: float, started: Any, stop: Any,
+                        results: Any) -> None:
     """A purge in a process of its own, as the reconcile function runs it (none of its work contends with the
     timed uploads for this process's interpreter): due jobs purged, `batch_size` 10 per step so that it stops soon
     after `stop` is set; puts (records deleted, seconds it ran) in `results`."""
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_uri, tz_aware=True)
     database = client["vid2mp3"]
     lifetimes = Lifetimes(database, Jobs(database), job_lifetime=timedelta(days=1), batch_size=10,
-                          pacing=Pacing(burst=burst, duty_cycle=duty_cycle))
+                          pacing=Pacing(burst_seconds=burst_seconds, duty_cycle=duty_cycle))
     purged = 0
     began = time.perf_counter()
     started.set()
@@ -219,8 +220,8 @@ def uploads_beside_a_purge(points: dict[str, str], count: int) -> dict[str, Any]
     round so that the machine's noise hits all three alike. Answer times p50/p95 per arm, and the purge's rate in
     records per second per pace (the records it deleted over the time it ran)."""
     defaults = ReconcileSettings.model_fields
-    paces = {PACED: (defaults["purge_burst_records"].default, defaults["purge_duty_cycle"].default),
-             UNPACED: (1 << 30, 1.0)}
+    paces = {PACED: (defaults["deletion_burst_seconds"].default, defaults["deletion_duty_cycle"].default),
+             UNPACED: (0.0, 1.0)}
     video = b"\x00\x00\x00\x20ftypisom" + bytes(200_000)  # recognised as MP4 at upload; never converted well
     session = requests.Session()
     answers: dict[str, list[float]] = {arm: [] for arm in ARMS}
@@ -265,7 +266,7 @@ def uploads_beside_a_purge(points: dict[str, str], count: int) -> dict[str, Any]
         rate = purged[arm] / max(purge_seconds[arm], 1e-9)
         figures[arm] = {"records_per_second": round(rate), "p50_ratio": round(beside["p50"] / alone["p50"], 2),
                         "p95_ratio": round(beside["p95"] / alone["p95"], 2)}
-        print(f"uploads beside a purge {arm} (burst {paces[arm][0]}, duty cycle {paces[arm][1]}; {rate:.0f} "
+        print(f"uploads beside a purge {arm} (bursts of {paces[arm][0]} s, duty cycle {paces[arm][1]}; {rate:.0f} "
               f"records/s): p50 {beside['p50']:.0f} ms ({figures[arm]['p50_ratio']}x), p95 {beside['p95']:.0f} ms "
               f"({figures[arm]['p95_ratio']}x)", flush=True)
     print(f"purged {figures['purged']} of {count} seeded records", flush=True)

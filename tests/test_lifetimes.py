@@ -20,7 +20,7 @@ import pytest
 from pymongo import monitoring
 
 from events import EventEmitter
-from functions.reconcile.lifetimes import JOB_ENDINGS, RECONCILE_STATE, Lifetimes, Purged
+from functions.reconcile.lifetimes import JOB_ENDINGS, LEDGER_PULL_BATCH, RECONCILE_STATE, Lifetimes, Purged
 from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from functions.shared import mysql
@@ -170,15 +170,17 @@ class PacedClock(monitoring.CommandListener):
         pass
 
 
-def paced_purge(stack: Stack, purge_time: timedelta) -> tuple[Purged, PacedClock]:
-    """A purge (lifetime 1 h) with bursts of 4 and a duty cycle of 0.2, on a clock of its own."""
+def paced_purge(stack: Stack, seconds_per_sweep: float) -> tuple[Purged, PacedClock]:
+    """A sweep's purge (lifetime 1 h) in bursts of 0.3 s with a duty cycle of 0.2, on a clock of its own."""
     clock = PacedClock()
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(stack.points["MONGO_URI"], tz_aware=True,
                                                                      event_listeners=[clock])
     database = client["vid2mp3"]
-    pacing = Pacing(burst=4, duty_cycle=0.2, sleep=clock.sleep, clock=lambda: clock.now)
-    purged = Lifetimes(database, Jobs(database), job_lifetime=timedelta(hours=1), batch_size=100000, pacing=pacing,
-                       purge_time=purge_time).purge_jobs()
+    pacing = Pacing(burst_seconds=0.3, duty_cycle=0.2, seconds_per_sweep=seconds_per_sweep, sleep=clock.sleep,
+                    clock=lambda: clock.now)
+    pacing.begin()
+    purged = Lifetimes(database, Jobs(database), job_lifetime=timedelta(hours=1), batch_size=100000,
+                       pacing=pacing).purge_jobs()
     client.close()
     return purged, clock
 
@@ -188,16 +190,18 @@ def test_the_purge_deletes_a_few_records_per_burst_rests_in_proportion_and_stops
               pacing=Pacing(duty_cycle=1.0)).purge_jobs()  # what other tests left due, unpaced
     owner = f"paced-{time.time_ns()}"
     due = seed_settled_jobs(stack.db, 23, now() - timedelta(hours=3), [owner], spread=timedelta(minutes=5))
-    # Out of time (1 s of its clock: a burst and its rest) long before the 23 are purged; the next step resumes.
-    first, _ = paced_purge(stack, purge_time=timedelta(seconds=1))
-    assert 0 < first.records < 23
-    purged, clock = paced_purge(stack, purge_time=timedelta(seconds=60))
+    # Out of time (1 s of its clock: one burst and its rest) with 10 purged at most; the next sweep resumes.
+    first, _ = paced_purge(stack, seconds_per_sweep=1)
+    assert 0 < first.records <= 2 * LEDGER_PULL_BATCH
+    purged, clock = paced_purge(stack, seconds_per_sweep=60)
     assert first.records + purged.records == 23
     assert stack.db[FINISHED_JOBS].count_documents({"_id": {"$in": due}}) == 0
-    # The bound: at most 4 job records deleted per burst, across the minutes the jobs ended in.
+    # The bound: a unit of work (at most 5 records, one ledger update) takes 16 commands or more, 0.16 s, so a burst
+    # of 0.3 s holds at most two: 10 records, across the minutes the jobs ended in.
     deleted_per_burst = [sum(command == ("delete", FINISHED_JOBS) for command in burst) for burst in clock.bursts]
-    assert max(deleted_per_burst) <= 4 and sum(deleted_per_burst) == purged.records, deleted_per_burst
-    assert len(clock.rests) >= math.ceil(purged.records / 4) - 1
+    assert max(deleted_per_burst) <= 2 * LEDGER_PULL_BATCH and sum(deleted_per_burst) == purged.records, \
+        deleted_per_burst
+    assert len(clock.rests) >= math.ceil(purged.records / (2 * LEDGER_PULL_BATCH)) - 1 >= 1
     # Each rest is 4 times the burst before it (a duty cycle of 0.2): its commands, TICK each (the first burst's
     # commands include the lookups of the purge's place and first minute, made before it started).
     assert 0 < clock.rests[0] <= 4 * len(clock.bursts[0]) * PacedClock.TICK

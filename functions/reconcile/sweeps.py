@@ -3,7 +3,8 @@ confirmed) and a converter can die with its pod; the job records say what should
 
 The sweeps query only the live jobs (`jobs`: open ones, and those ended within about a day); settled ones are moved
 to the finished history and purged when their lifetime ends (functions/reconcile/lifetimes.py), so a sweep costs
-the same however many finished jobs are kept."""
+the same however many finished jobs are kept. The steps that delete are paced (functions/reconcile/pacing.py), one
+file or job per unit of work, and leave what their time per sweep does not reach to the next sweep."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pymongo.database import Database
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
+from functions.reconcile.pacing import Pacing
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
 
@@ -52,9 +54,12 @@ class Reconciler:
     pending_grace: timedelta = PENDING_GRACE
     # Settles ended jobs and purges them (and login-throttle rows) when their lifetime ends; None: kept for ever.
     lifetimes: Lifetimes | None = None
+    # How the deleting steps share the database with uploads, and their time per sweep (shared with `lifetimes`).
+    pacing: Pacing = field(default_factory=Pacing)
 
     def run(self) -> SweepReport:
         report = SweepReport()
+        self.pacing.begin()
         for job in self.jobs.with_pending_older_than(self.pending_grace):
             try:
                 self.jobs.flush_pending(job, self.emitter)
@@ -106,7 +111,7 @@ class Reconciler:
         expired = self.jobs.collection.find({"state": JobState.DONE, "audio.expires_at": {"$lt": now()},
                                              "audio.deleted_at": {"$exists": False}})
         count = 0
-        for job in expired:
+        for job in self.pacing.each(list(expired)):
             audio.remove(job["audio"]["audio_id"])
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"audio.deleted_at": now()}})
             count += 1
@@ -118,7 +123,7 @@ class Reconciler:
         expired = self.jobs.collection.find({"state": JobState.DONE, "video_expires_at": {"$lt": now()},
                                              "video_deleted_at": {"$exists": False}})
         count = 0
-        for job in expired:
+        for job in self.pacing.each(list(expired)):
             videos.remove(job["video_id"])
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"video_deleted_at": now()}})
             count += 1
@@ -132,7 +137,7 @@ class Reconciler:
         ]})
         videos, audio = MediaStore(self.database, VIDEOS), MediaStore(self.database, AUDIO)
         count = 0
-        for job in cancelled:
+        for job in self.pacing.each(list(cancelled)):
             # Chunks left without their files document are the orphan sweep's; a file still listed is ours.
             if "media_deleted_at" in job and not videos.exists(job["video_id"]) and not audio.exists(job["_id"]):
                 continue
@@ -148,7 +153,7 @@ class Reconciler:
         removed = 0
         for bucket in (TRACKS, SEGMENTS):
             store = MediaStore(self.database, bucket)
-            for document in list(store.files.find({}, {"metadata": 1})):
+            for document in self.pacing.each(list(store.files.find({}, {"metadata": 1}))):
                 metadata = document.get("metadata") or {}
                 job = self.jobs.get(metadata.get("job_id", ""))
                 live = job is not None and job["state"] == JobState.CONVERTING \
@@ -158,7 +163,8 @@ class Reconciler:
                     removed += 1
         # MP3s joiners wrote under their own ids: kept while their job may still finish with them, or did.
         audio = MediaStore(self.database, AUDIO)
-        for document in list(audio.files.find({"metadata.joined_by": {"$exists": True}}, {"metadata": 1})):
+        for document in self.pacing.each(list(audio.files.find({"metadata.joined_by": {"$exists": True}},
+                                                                 {"metadata": 1}))):
             metadata = document["metadata"]
             job = self.jobs.get(metadata.get("job_id", "")) or {}
             kept = ((job.get("audio") or {}).get("audio_id") == document["_id"]
