@@ -1,6 +1,6 @@
 """Pacing: lets the reconcile step's deletions share the database with the service's own writes. The work goes in
-short bursts (a burst ends after the first unit of work that takes it past `burst_seconds`: a few job records, one
-media file), each followed by a rest in proportion to the burst's time, so that the sweep works at most
+short bursts (a burst ends after the first unit of work, or command of a file's chunk deletions, that takes it past
+`burst_seconds`), each followed by a rest in proportion to the burst's time, so that the sweep works at most
 `duty_cycle` of the time; and it stops for this sweep once `seconds_per_sweep` have passed since `begin`.
 
 Why: the local FerretDB lets one write command through at a time (stack/ferretdb/writelock.go) and commits each
@@ -52,13 +52,25 @@ class Pacing:
         if self._started is not None and self.clock() - self._started >= self.burst_seconds:
             self.pause()
         if self._started is None:
-            owed = self._rest - (self.clock() - self._ended)
-            if self.clock() + max(owed, 0) >= self._deadline:
+            if self.clock() + max(self._owed(), 0) >= self._deadline:
                 return False
-            if owed > 0:
-                self.sleep(owed)
-            self._started = self.clock()
+            self._rest_and_start()
         return True
+
+    def breathe(self) -> None:
+        """Called between the commands of a unit of work that must not stop midway (a file's chunk deletions):
+        rests there if the burst under way has had its time."""
+        if self._started is not None and self.clock() - self._started >= self.burst_seconds:
+            self.pause()
+            self._rest_and_start()
+
+    def _owed(self) -> float:
+        return self._rest - (self.clock() - self._ended)
+
+    def _rest_and_start(self) -> None:
+        if (owed := self._owed()) > 0:
+            self.sleep(owed)
+        self._started = self.clock()
 
     def pause(self) -> None:
         """Ends the burst under way (the caller stops working for now): the next one starts after its rest."""

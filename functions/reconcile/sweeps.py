@@ -4,7 +4,8 @@ confirmed) and a converter can die with its pod; the job records say what should
 The sweeps query only the live jobs (`jobs`: open ones, and those ended within about a day); settled ones are moved
 to the finished history and purged when their lifetime ends (functions/reconcile/lifetimes.py), so a sweep costs
 the same however many finished jobs are kept. The steps that delete are paced (functions/reconcile/pacing.py), one
-file or job per unit of work, and leave what their time per sweep does not reach to the next sweep."""
+file or job per unit of work, resting between a file's commands too, and leave what their time per sweep does not
+reach to the next sweep."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ class Reconciler:
                                              "audio.deleted_at": {"$exists": False}})
         count = 0
         for job in self.pacing.each(list(expired)):
-            audio.remove(job["audio"]["audio_id"])
+            audio.remove(job["audio"]["audio_id"], pace=self.pacing.breathe)
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"audio.deleted_at": now()}})
             count += 1
         return count
@@ -124,7 +125,7 @@ class Reconciler:
                                              "video_deleted_at": {"$exists": False}})
         count = 0
         for job in self.pacing.each(list(expired)):
-            videos.remove(job["video_id"])
+            videos.remove(job["video_id"], pace=self.pacing.breathe)
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"video_deleted_at": now()}})
             count += 1
         return count
@@ -159,7 +160,7 @@ class Reconciler:
                 live = job is not None and job["state"] == JobState.CONVERTING \
                     and metadata.get("attempt_id") == job.get("attempt_id")
                 if not live:
-                    store.remove(document["_id"])
+                    store.remove(document["_id"], pace=self.pacing.breathe)
                     removed += 1
         # MP3s joiners wrote under their own ids: kept while their job may still finish with them, or did.
         audio = MediaStore(self.database, AUDIO)
@@ -171,7 +172,7 @@ class Reconciler:
                     or (job.get("state") == JobState.CONVERTING
                         and ((job.get("fanout") or {}).get("join") or {}).get("worker_id") == metadata["joined_by"]))
             if not kept:
-                audio.remove(document["_id"])
+                audio.remove(document["_id"], pace=self.pacing.breathe)
                 removed += 1
         return removed
 
