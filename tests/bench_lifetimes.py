@@ -1,6 +1,7 @@
 """Lifetimes benchmark (part of `make bench`): finished jobs seeded straight into MongoDB in bulk (1k, 20k, 100k), then
-the status list p95, one full reconcile sweep and the orphan-chunk sweep measured at each size; the purge rate; and
-uploads timed with and without a purge running beside them. Also the seeding helper the lifetimes tests use.
+the status list p95, one full reconcile sweep and the orphan-chunk sweep measured at each size; then uploads timed
+with nothing else, beside a paced purge and beside an unpaced one, interleaved, with each purge's rate; the same
+beside the deletion of expired MP3s. Also the seeding helper the lifetimes tests use.
 
 Run alone: `.local/venv/bin/python -m tests.bench_lifetimes [--sizes 1000,20000,100000]` with the stack up.
 """
@@ -8,8 +9,9 @@ Run alone: `.local/venv/bin/python -m tests.bench_lifetimes [--sizes 1000,20000,
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -21,16 +23,28 @@ import requests
 
 from events import EventEmitter, VideoUploaded
 from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, ledger_key, slot_of
+from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from functions.shared.jobs import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, JobState, now
+from functions.shared.media import AUDIO, MediaStore
+from functions.shared.settings import ReconcileSettings
 from stack.config import ENDPOINTS_FILE
 from tests.support import read_endpoints_file
 
 SIZES = [1000, 20000, 100000]
 SEED_BATCH = 1000
 LIST_REQUESTS = 40
-# The purge rate is measured over this long (purging 100k records takes minutes).
-PURGE_SECONDS = 60.0
+# Uploads timed beside a purge and beside the deletion of expired MP3s: rounds, each with the three arms in a
+# rotated order.
+ROUNDS_BESIDE = 10
+UPLOADS_PER_ARM = 8
+NO_PURGE, PACED, UNPACED = "none", "paced", "unpaced"
+ARMS = (NO_PURGE, PACED, UNPACED)
+# Fewer rounds: each arm that deletes MP3s first stores as many as its uploads' time takes to delete unpaced.
+ROUNDS_BESIDE_MP3_DELETION = 6
+EXPIRED_MP3S_PER_ARM = 6
+EXPIRED_MP3_BYTES = 2 * 1024 * 1024
+EXPIRED_MP3_OWNER = "bench-expired-mp3s"
 
 
 def seed_settled_jobs(database: Any, count: int, ended_at: datetime, owners: list[str],
@@ -142,6 +156,7 @@ def measure(points: dict[str, str], sizes: list[int]) -> dict[str, Any]:
         return measure_with(points, database, jobs, reconciler, owner, token, others, sizes)
     finally:
         forget_seeded(database, [owner, *others])
+        database["jobs"].delete_many({"owner_id": EXPIRED_MP3_OWNER})  # their MP3s deleted by the bench
         client.close()
 
 
@@ -185,43 +200,120 @@ def measure_with(points: dict[str, str], database: Any, jobs: Jobs, reconciler: 
     print(f"control: the list's query before (owner_id, sorted) on {len(seeded)} jobs: "
           f"{figures['list_query_before_ms']} ms", flush=True)
     jobs.delete(live_job)
-    figures.update(purge_rate(database, jobs, points, token, len(seeded)))
+    figures["beside_purge"] = uploads_beside(points, purge_until_stopped, "a purge (records)", ROUNDS_BESIDE)
+    figures["beside_expired_mp3_deletion"] = uploads_beside(
+        points, delete_expired_mp3s, "the deletion of expired MP3s (files)", ROUNDS_BESIDE_MP3_DELETION,
+        before_work=lambda: seed_expired_mp3s(database, EXPIRED_MP3S_PER_ARM))
     return figures
 
 
-def purge_rate(database: Any, jobs: Jobs, points: dict[str, str], token: str, count: int) -> dict[str, Any]:
-    """The seeded jobs purged (a lifetime of one day, so the seeded two-day-old ones are due) for PURGE_SECONDS while
-    uploads run: records per second, and the uploads' answer times against the same uploads without a purge."""
-    lifetimes = Lifetimes(database, jobs, job_lifetime=timedelta(days=1), batch_size=500)
-    video = b"\x00\x00\x00\x20ftypisom" + bytes(200_000)  # recognised as MP4 at upload; never converted well
+def purge_until_stopped(mongo_uri: str, ingress_url: str, pacing: Pacing, started: Any, stop: Any,
+                        results: Any) -> None:
+    """The seeded jobs purged (a lifetime of one day, so the two-day-old ones are due), `batch_size` 10 per step so
+    that it stops soon after `stop` is set; puts (records deleted, seconds it ran) in `results`."""
+    database = pymongo.MongoClient(mongo_uri, tz_aware=True)["vid2mp3"]
+    lifetimes = Lifetimes(database, Jobs(database), job_lifetime=timedelta(days=1), batch_size=10, pacing=pacing)
+    purged = 0
+    began = time.perf_counter()
+    started.set()
+    while not stop.is_set() and (step := lifetimes.purge_jobs()).entries > 0:
+        purged += step.records
+    results.put((purged, time.perf_counter() - began))
 
-    def uploads(n: int) -> list[float]:
-        session = requests.Session()
+
+def delete_expired_mp3s(mongo_uri: str, ingress_url: str, pacing: Pacing, started: Any, stop: Any,
+                        results: Any) -> None:
+    """The reconcile step's deletion of expired MP3s (those `seed_expired_mp3s` stored), sweep after sweep until
+    `stop` is set; puts (MP3s deleted, seconds it ran) in `results`."""
+    database = pymongo.MongoClient(mongo_uri, tz_aware=True)["vid2mp3"]
+    reconciler = Reconciler(database=database, jobs=Jobs(database), emitter=EventEmitter(ingress_url, "bench"),
+                            stuck_after=timedelta(minutes=30), max_redrives=3, pacing=pacing)
+    deleted = 0
+    began = time.perf_counter()
+    started.set()
+    while not stop.is_set():
+        swept = reconciler.delete_expired_audio()
+        deleted += swept
+        if not swept:
+            stop.wait(0.2)  # all deleted: the next sweep, a moment later
+    results.put((deleted, time.perf_counter() - began))
+
+
+def seed_expired_mp3s(database: Any, count: int) -> None:
+    """`count` done jobs whose MP3 (2 MiB, 90 s at 192 kbit/s: 9 chunks) has expired and is not yet deleted."""
+    audio = MediaStore(database, AUDIO)
+    moment = now()
+    for _ in range(count):
+        job_id = uuid.uuid4().hex
+        audio.store(job_id, [os.urandom(EXPIRED_MP3_BYTES)], filename="bench.mp3", metadata={"job_id": job_id})
+        database["jobs"].insert_one({
+            "_id": job_id, "owner_id": EXPIRED_MP3_OWNER, "video_id": job_id, "state": JobState.DONE,
+            "created_at": moment, "updated_at": moment, "finished_at": moment, "video_deleted_at": moment,
+            "audio": {"audio_id": job_id, "expires_at": moment - timedelta(minutes=1)}})
+
+
+def uploads_beside(points: dict[str, str], work: Any, what: str, rounds: int,
+                   before_work: Any = None) -> dict[str, Any]:
+    """Small uploads timed with no other work, beside `work` paced as the reconcile function paces it (the
+    settings' defaults) and beside it unpaced, `work` running in a process of its own (as in the reconcile
+    function; none of it contends with the timed uploads for this process's interpreter): in each of `rounds`
+    rounds UPLOADS_PER_ARM uploads per arm, the arms' order rotated every round so that the machine's noise hits all
+    three alike. Answer times p50/p95 per arm, and the work's rate (items per second it ran)."""
+    defaults = ReconcileSettings.model_fields
+    paces = {PACED: Pacing(burst_seconds=defaults["deletion_burst_seconds"].default,
+                           duty_cycle=defaults["deletion_duty_cycle"].default),
+             UNPACED: Pacing(burst_seconds=0.0, duty_cycle=1.0)}
+    video = b"\x00\x00\x00\x20ftypisom" + bytes(200_000)  # recognised as MP4 at upload; never converted well
+    session = requests.Session()
+    answers: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    done = dict.fromkeys(paces, 0)
+    busy_seconds = dict.fromkeys(paces, 0.0)
+    processes = multiprocessing.get_context("spawn")
+
+    def uploads(token: str) -> list[float]:
         return [timed(lambda: session.post(points["UPLOAD_URL"], params={"filename": "bench.mp4"}, data=video,
                                            headers={"Authorization": f"Bearer {token}",
                                                     "Content-Type": "application/octet-stream"},
-                                           timeout=60).raise_for_status()) for _ in range(n)]
+                                           timeout=60).raise_for_status()) for _ in range(UPLOADS_PER_ARM)]
 
-    alone = uploads(10)
-    purged = 0
-    purge_seconds = 0.0
-
-    def purge() -> None:
-        nonlocal purged, purge_seconds
-        started = time.perf_counter()
-        while time.perf_counter() - started < PURGE_SECONDS and (step := lifetimes.purge_jobs()).entries > 0:
-            purged += step.records
-        purge_seconds = time.perf_counter() - started
-
-    purger = threading.Thread(target=purge)
-    purger.start()
-    during = uploads(10)
-    purger.join()
-    rate = purged / purge_seconds if purge_seconds else 0.0
-    print(f"purge: {purged} of {count} records in {purge_seconds:.1f} s ({rate:.0f} records/s); uploads' answer "
-          f"p95 {p95(alone) * 1e3:.0f} ms alone, {p95(during) * 1e3:.0f} ms during the purge", flush=True)
-    return {"purged": purged, "purge_records_per_second": round(rate), "upload_p95_ms_alone": round(p95(alone) * 1e3),
-            "upload_p95_ms_during_purge": round(p95(during) * 1e3)}
+    for round_number in range(rounds):
+        # A new user each round: the uploads' jobs (failing at conversion) stay under the jobs-in-flight quota.
+        _, token = new_token(points)
+        shift = round_number % len(ARMS)
+        for arm in ARMS[shift:] + ARMS[:shift]:
+            if arm not in paces:
+                answers[arm] += uploads(token)
+                continue
+            if before_work is not None:
+                before_work()
+            started, stop, results = processes.Event(), processes.Event(), processes.Queue()
+            worker = processes.Process(target=work, args=(points["MONGO_URI"], points["BROKER_INGRESS_URL"],
+                                                          paces[arm], started, stop, results))
+            worker.start()
+            started.wait(60)
+            answers[arm] += uploads(token)
+            stop.set()
+            items, seconds = results.get(timeout=600)
+            worker.join()
+            done[arm] += items
+            busy_seconds[arm] += seconds
+    upload_ms = {arm: {"p50": statistics.median(times) * 1e3, "p95": p95(times) * 1e3}
+                 for arm, times in answers.items()}
+    figures: dict[str, Any] = {"upload_ms": {
+        arm: {name: round(value) for name, value in quantiles.items()} for arm, quantiles in upload_ms.items()}}
+    alone = upload_ms[NO_PURGE]
+    print(f"uploads with nothing else: p50 {alone['p50']:.0f} ms, p95 {alone['p95']:.0f} ms "
+          f"({len(answers[NO_PURGE])} uploads, {rounds} rounds with the arms below interleaved)", flush=True)
+    for arm, pace in paces.items():
+        beside = upload_ms[arm]
+        rate = done[arm] / max(busy_seconds[arm], 1e-9)
+        figures[arm] = {"done": done[arm], "per_second": round(rate, 1),
+                        "p50_ratio": round(beside["p50"] / alone["p50"], 2),
+                        "p95_ratio": round(beside["p95"] / alone["p95"], 2)}
+        print(f"uploads beside {what} {arm} (bursts of {pace.burst_seconds} s, duty cycle {pace.duty_cycle}; "
+              f"{done[arm]} in {busy_seconds[arm]:.1f} s, {rate:.1f}/s): p50 {beside['p50']:.0f} ms "
+              f"({figures[arm]['p50_ratio']}x), p95 {beside['p95']:.0f} ms ({figures[arm]['p95_ratio']}x)", flush=True)
+    return figures
 
 
 def main() -> None:

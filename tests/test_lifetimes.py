@@ -5,6 +5,7 @@ and 5k finished jobs stored (counted in commands and documents, not timed: `make
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -19,7 +20,8 @@ import pytest
 from pymongo import monitoring
 
 from events import EventEmitter
-from functions.reconcile.lifetimes import JOB_ENDINGS, RECONCILE_STATE, Lifetimes
+from functions.reconcile.lifetimes import JOB_ENDINGS, LEDGER_PULL_BATCH, RECONCILE_STATE, Lifetimes, Purged
+from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from functions.shared import mysql
 from functions.shared.jobs import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, now
@@ -140,6 +142,72 @@ def test_a_purge_killed_midway_resumes_without_losing_or_double_deleting_anythin
     assert db[RECONCILE_STATE].find_one({"_id": "purge"})["next_slot"] > now() - timedelta(hours=2)
     assert lifetimes.purge_jobs().entries == 0
     forget_seeded(db, [owner])
+
+
+class PacedClock(monitoring.CommandListener):
+    """A clock for the purge's pacing that advances TICK seconds per command sent and by whatever it is told to
+    sleep, and the commands sent between two rests (each burst), so that bursts and rests are exact."""
+    TICK = 0.01
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.bursts: list[list[tuple[str, str]]] = [[]]
+        self.rests: list[float] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.now += self.TICK
+        self.bursts[-1].append((event.command_name, str(event.command.get(event.command_name))))
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.rests.append(seconds)
+        self.bursts.append([])
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def paced_purge(stack: Stack, seconds_per_sweep: float) -> tuple[Purged, PacedClock]:
+    """A sweep's purge (lifetime 1 h) in bursts of 0.3 s with a duty cycle of 0.2, on a clock of its own."""
+    clock = PacedClock()
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(stack.points["MONGO_URI"], tz_aware=True,
+                                                                     event_listeners=[clock])
+    database = client["vid2mp3"]
+    pacing = Pacing(burst_seconds=0.3, duty_cycle=0.2, seconds_per_sweep=seconds_per_sweep, sleep=clock.sleep,
+                    clock=lambda: clock.now)
+    pacing.begin()
+    purged = Lifetimes(database, Jobs(database), job_lifetime=timedelta(hours=1), batch_size=100000,
+                       pacing=pacing).purge_jobs()
+    client.close()
+    return purged, clock
+
+
+def test_the_purge_deletes_a_few_records_per_burst_rests_in_proportion_and_stops_in_time(stack: Stack) -> None:
+    Lifetimes(stack.db, Jobs(stack.db), job_lifetime=timedelta(hours=1), batch_size=100000,
+              pacing=Pacing(duty_cycle=1.0)).purge_jobs()  # what other tests left due, unpaced
+    owner = f"paced-{time.time_ns()}"
+    due = seed_settled_jobs(stack.db, 23, now() - timedelta(hours=3), [owner], spread=timedelta(minutes=5))
+    # Out of time (1 s of its clock: one burst and its rest) with 10 purged at most; the next sweep resumes.
+    first, _ = paced_purge(stack, seconds_per_sweep=1)
+    assert 0 < first.records <= 2 * LEDGER_PULL_BATCH
+    purged, clock = paced_purge(stack, seconds_per_sweep=60)
+    assert first.records + purged.records == 23
+    assert stack.db[FINISHED_JOBS].count_documents({"_id": {"$in": due}}) == 0
+    # The bound: a unit of work (at most 5 records, one ledger update) takes 16 commands or more, 0.16 s, so a burst
+    # of 0.3 s holds at most two: 10 records, across the minutes the jobs ended in.
+    deleted_per_burst = [sum(command == ("delete", FINISHED_JOBS) for command in burst) for burst in clock.bursts]
+    assert max(deleted_per_burst) <= 2 * LEDGER_PULL_BATCH and sum(deleted_per_burst) == purged.records, \
+        deleted_per_burst
+    assert len(clock.rests) >= math.ceil(purged.records / (2 * LEDGER_PULL_BATCH)) - 1 >= 1
+    # Each rest is 4 times the burst before it (a duty cycle of 0.2): its commands, TICK each (the first burst's
+    # commands include the lookups of the purge's place and first minute, made before it started).
+    assert 0 < clock.rests[0] <= 4 * len(clock.bursts[0]) * PacedClock.TICK
+    for burst, rest in zip(clock.bursts[1:], clock.rests[1:], strict=False):
+        assert rest == pytest.approx(4 * len(burst) * PacedClock.TICK), (len(burst), rest)
+    forget_seeded(stack.db, [owner])
 
 
 def test_throttle_rows_past_their_lifetime_are_purged(stack: Stack) -> None:

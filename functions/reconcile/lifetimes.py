@@ -6,6 +6,8 @@ A job's media and every leftover (tracks, segments, joiners' MP3s, a failed job'
 so the purge deletes records only. Every step works in bounded batches and can stop anywhere: a job leaves the
 ledger only after its record and its place in its owner's list are gone, and each of those deletions is safe to
 repeat, so the next sweep resumes where an interrupted one stopped, with nothing lost and nothing deleted twice.
+Settling and the purge are paced (functions/reconcile/pacing.py): short bursts and a rest after each, so that the
+service's own writes are not held behind them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from functions.auth.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
+from functions.reconcile.pacing import Pacing
 from functions.shared import mysql
 from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
 from functions.shared.media import remove_job_media
@@ -37,8 +40,9 @@ ORPHAN_SIGHTINGS = "orphan_sightings"
 NOT_IMPLEMENTED = 238
 # Minutes walked per ledger entry a purge step may take: most minutes of a quiet service hold no job.
 EMPTY_SLOTS_PER_ENTRY = 10
-# Purged jobs taken out of their minute's ledger document per update.
-LEDGER_PULL_BATCH = 50
+# Purged jobs taken out of their minute's ledger document per update: the purge's unit of work, paced (about 45 ms
+# on the local stack, within a burst of the default pacing).
+LEDGER_PULL_BATCH = 5
 # A job that ended stays live this much longer: the broker's retries of its last events (about 22 min for convert)
 # and a converter still writing after a cancel (until its ffmpeg deadline) all fall within it.
 SETTLE_AFTER = timedelta(hours=1)
@@ -88,6 +92,9 @@ class Lifetimes:
     batch_size: int = 500
     mysql_url: str | None = None
     login_failure_lifetime: timedelta = field(default=timedelta(days=1))
+    # How settling and the purge share the database with uploads, and their time per sweep
+    # (functions/reconcile/pacing.py; the Reconciler's, whose sweep begins it).
+    pacing: Pacing = field(default_factory=Pacing)
 
     def __post_init__(self) -> None:
         self.endings = self.database[JOB_ENDINGS]
@@ -113,12 +120,13 @@ class Lifetimes:
                            throttle_rows_purged=self.purge_throttle_rows())
 
     def settle(self) -> int:
-        """Moves at most `batch_size` settled jobs to the finished history, each entered first in the ledger of the
-        minute it ended: a stop in between leaves it in both, which the next sweep repeats harmlessly."""
+        """Moves at most `batch_size` settled jobs to the finished history (paced: each removes what media are
+        left), each entered first in the ledger of the minute it ended: a stop in between leaves it in both, which
+        the next sweep repeats harmlessly."""
         settled = 0
         moment = now()
         ended = self.jobs.collection.find({"state": {"$in": list(FINAL_STATES)}})
-        for job in [job for job in ended if is_settled(job, moment)][:self.batch_size]:
+        for job in self.pacing.each([job for job in ended if is_settled(job, moment)][:self.batch_size]):
             remove_job_media(self.database, job)
             slot = slot_of(job.get("finished_at") or job["updated_at"])
             self.endings.update_one({"_id": ledger_key(slot)}, {"$addToSet": {"job_ids": job["_id"]}}, upsert=True)
@@ -131,32 +139,48 @@ class Lifetimes:
         """Deletes, at most `batch_size` ledger entries at a time, the jobs whose minute of ending is a whole lifetime
         ago, with every entry naming them; walks the ledger minute by minute, each fetched by `_id` (at most
         `EMPTY_SLOTS_PER_ENTRY` times `batch_size` minutes per call, each one lookup: a purge that fell behind
-        catches up over a few sweeps)."""
+        catches up over a few sweeps). Paced, and stopped when the sweep's time is up."""
         result = Purged()
         cursor = self.state.find_one({"_id": PURGE_CURSOR})
         if cursor is None:
             return result
         slot: datetime = cursor["next_slot"]
+        recorded = slot
         slots_walked = 0
-        while slot + SLOT <= now() - self.job_lifetime and result.entries < self.batch_size \
-                and slots_walked < EMPTY_SLOTS_PER_ENTRY * self.batch_size:
-            slots_walked += 1
-            key = ledger_key(slot)
-            ending = self.endings.find_one({"_id": key}) or {}
-            job_ids = (ending.get("job_ids") or [])[:self.batch_size - result.entries]
-            # Taken out of the ledger a few at a time, once purged.
-            for start in range(0, len(job_ids), LEDGER_PULL_BATCH):
-                done = job_ids[start:start + LEDGER_PULL_BATCH]
-                result.records += sum(self.purge_job(job_id) for job_id in done)
-                self.endings.update_one({"_id": key}, {"$pullAll": {"job_ids": done}})
-                result.entries += len(done)
-            if len(job_ids) == len(ending.get("job_ids") or []):
-                # The minute is done: its document goes, then the purge moves past it (guarded, should a settle have
-                # moved the cursor back meanwhile).
-                self.endings.delete_one({"_id": key, "job_ids": {"$size": 0}})
-                self.state.update_one({"_id": PURGE_CURSOR, "next_slot": slot}, {"$set": {"next_slot": slot + SLOT}})
+        try:
+            while slot + SLOT <= now() - self.job_lifetime and result.entries < self.batch_size \
+                    and slots_walked < EMPTY_SLOTS_PER_ENTRY * self.batch_size:
+                slots_walked += 1
+                key = ledger_key(slot)
+                ending = self.endings.find_one({"_id": key})
+                job_ids = (ending or {}).get("job_ids") or []
+                taken = job_ids[:self.batch_size - result.entries]
+                # A few at a time (the pacing's unit of work), taken out of the ledger once purged.
+                remaining = taken
+                while remaining and self.pacing.go_on():
+                    done, remaining = remaining[:LEDGER_PULL_BATCH], remaining[LEDGER_PULL_BATCH:]
+                    result.records += sum(self.purge_job(job_id) for job_id in done)
+                    self.endings.update_one({"_id": key}, {"$pullAll": {"job_ids": done}})
+                    result.entries += len(done)
+                if remaining or len(taken) < len(job_ids):
+                    break  # out of time, or the batch is full: the rest of the minute is the next sweep's
+                if ending is not None:
+                    # The minute is done: its document goes, then the purge moves past it.
+                    self.endings.delete_one({"_id": key, "job_ids": {"$size": 0}})
+                    recorded = self.move_cursor(recorded, slot + SLOT)
                 slot += SLOT
+            # Past the empty minutes walked (a minute without a document has nothing to delete: no write for it).
+            self.move_cursor(recorded, slot)
+        finally:
+            self.pacing.pause()
         return result
+
+    def move_cursor(self, recorded: datetime, to: datetime) -> datetime:
+        """Moves the purge's place from `recorded` to `to`, guarded: a settle that entered a job in a minute behind
+        it has moved it back meanwhile, and then it stays there."""
+        if to != recorded:
+            self.state.update_one({"_id": PURGE_CURSOR, "next_slot": recorded}, {"$set": {"next_slot": to}})
+        return to
 
     def purge_job(self, job_id: str) -> bool:
         """False when there was no record left to delete (a sweep that stopped before taking it out of the ledger

@@ -11,6 +11,7 @@ from cloudevents.http import CloudEvent
 
 from events import EventEmitter
 from functions.reconcile.lifetimes import Lifetimes
+from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from functions.shared import mongo
 from functions.shared.jobs import Jobs
@@ -19,12 +20,15 @@ from functions.shared.settings import ReconcileSettings, load_settings
 settings = load_settings(ReconcileSettings)
 database = mongo.database(settings)
 jobs = Jobs(database)
+pacing = Pacing(burst_seconds=settings.deletion_burst_seconds, duty_cycle=settings.deletion_duty_cycle,
+                seconds_per_sweep=settings.deletion_seconds_per_sweep)
 lifetimes = Lifetimes(database, jobs, job_lifetime=timedelta(seconds=settings.job_record_retention_seconds),
                       batch_size=settings.purge_batch_size, mysql_url=settings.mysql_url.get_secret_value(),
-                      login_failure_lifetime=timedelta(seconds=settings.login_failure_retention_seconds))
+                      login_failure_lifetime=timedelta(seconds=settings.login_failure_retention_seconds),
+                      pacing=pacing)
 reconciler = Reconciler(database=database, jobs=jobs, emitter=EventEmitter(str(settings.k_sink), "reconcile"),
                         stuck_after=timedelta(seconds=settings.stuck_after_seconds), max_redrives=settings.max_redrives,
-                        lifetimes=lifetimes)
+                        lifetimes=lifetimes, pacing=pacing)
 
 
 @functions_framework.cloud_event

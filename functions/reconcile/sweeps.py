@@ -3,7 +3,9 @@ confirmed) and a converter can die with its pod; the job records say what should
 
 The sweeps query only the live jobs (`jobs`: open ones, and those ended within about a day); settled ones are moved
 to the finished history and purged when their lifetime ends (functions/reconcile/lifetimes.py), so a sweep costs
-the same however many finished jobs are kept."""
+the same however many finished jobs are kept. The steps that delete are paced (functions/reconcile/pacing.py), one
+file or job per unit of work, resting between a file's commands too, and leave what their time per sweep does not
+reach to the next sweep."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pymongo.database import Database
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
+from functions.reconcile.pacing import Pacing
 from functions.shared import telemetry
 from functions.shared.jobs import Job, Jobs, JobState, now
 from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
@@ -55,9 +58,12 @@ class Reconciler:
     pending_grace: timedelta = PENDING_GRACE
     # Settles ended jobs and purges them (and login-throttle rows) when their lifetime ends; None: kept for ever.
     lifetimes: Lifetimes | None = None
+    # How the deleting steps share the database with uploads, and their time per sweep (shared with `lifetimes`).
+    pacing: Pacing = field(default_factory=Pacing)
 
     def run(self) -> SweepReport:
         report = SweepReport()
+        self.pacing.begin()
         for job in self.jobs.with_pending_older_than(self.pending_grace):
             try:
                 self.jobs.flush_pending(job, self.emitter)
@@ -73,7 +79,8 @@ class Reconciler:
         report.videos_deleted = self.delete_expired_videos()
         report.cancelled_cleaned = self.delete_cancelled_media()
         report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
-        report.unfinished_uploads_expired = remove_expired(self.database)
+        report.unfinished_uploads_expired = remove_expired(self.database, each=self.pacing.each,
+                                                            pace=self.pacing.breathe)
         report.orphans_removed = self.remove_orphan_chunks()
         if self.lifetimes is not None:
             report.lifetimes = self.lifetimes.run()
@@ -114,8 +121,8 @@ class Reconciler:
         expired = self.jobs.collection.find({"state": JobState.DONE, "audio.expires_at": {"$lt": now()},
                                              "audio.deleted_at": {"$exists": False}})
         count = 0
-        for job in expired:
-            audio.remove(job["audio"]["audio_id"])
+        for job in self.pacing.each(list(expired)):
+            audio.remove(job["audio"]["audio_id"], pace=self.pacing.breathe)
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"audio.deleted_at": now()}})
             count += 1
         return count
@@ -126,8 +133,8 @@ class Reconciler:
         expired = self.jobs.collection.find({"state": JobState.DONE, "video_expires_at": {"$lt": now()},
                                              "video_deleted_at": {"$exists": False}})
         count = 0
-        for job in expired:
-            videos.remove(job["video_id"])
+        for job in self.pacing.each(list(expired)):
+            videos.remove(job["video_id"], pace=self.pacing.breathe)
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"video_deleted_at": now()}})
             count += 1
         return count
@@ -140,7 +147,7 @@ class Reconciler:
         ]})
         videos, audio = MediaStore(self.database, VIDEOS), MediaStore(self.database, AUDIO)
         count = 0
-        for job in cancelled:
+        for job in self.pacing.each(list(cancelled)):
             # Chunks left without their files document are the orphan sweep's; a file still listed is ours.
             if "media_deleted_at" in job and not videos.exists(job["video_id"]) and not audio.exists(job["_id"]):
                 continue
@@ -156,24 +163,25 @@ class Reconciler:
         removed = 0
         for bucket in (TRACKS, SEGMENTS):
             store = MediaStore(self.database, bucket)
-            for document in list(store.files.find({}, {"metadata": 1})):
+            for document in self.pacing.each(list(store.files.find({}, {"metadata": 1}))):
                 metadata = document.get("metadata") or {}
                 job = self.jobs.get(metadata.get("job_id", ""))
                 live = job is not None and job["state"] == JobState.CONVERTING \
                     and metadata.get("attempt_id") == job.get("attempt_id")
                 if not live:
-                    store.remove(document["_id"])
+                    store.remove(document["_id"], pace=self.pacing.breathe)
                     removed += 1
         # MP3s joiners wrote under their own ids: kept while their job may still finish with them, or did.
         audio = MediaStore(self.database, AUDIO)
-        for document in list(audio.files.find({"metadata.joined_by": {"$exists": True}}, {"metadata": 1})):
+        for document in self.pacing.each(list(audio.files.find({"metadata.joined_by": {"$exists": True}},
+                                                                 {"metadata": 1}))):
             metadata = document["metadata"]
             job = self.jobs.get(metadata.get("job_id", "")) or {}
             kept = ((job.get("audio") or {}).get("audio_id") == document["_id"]
                     or (job.get("state") == JobState.CONVERTING
                         and ((job.get("fanout") or {}).get("join") or {}).get("worker_id") == metadata["joined_by"]))
             if not kept:
-                audio.remove(document["_id"])
+                audio.remove(document["_id"], pace=self.pacing.breathe)
                 removed += 1
         return removed
 

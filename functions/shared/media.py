@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,21 +207,23 @@ class MediaStore:
                 destination.write(chunk)
         return True
 
-    def remove(self, file_id: str) -> None:
-        """Deletes the file and every chunk that names it, whether or not its files document was ever written.
+    def remove(self, file_id: str, pace: Callable[[], None] = lambda: None) -> None:
+        """Deletes the file and every chunk that names it, whether or not its files document was ever written;
+        `pace` is called between its commands (a sweep's pacing rests there: reconcile/pacing.py).
 
         The files document goes first: a reader then finds no file, never a file with chunks missing."""
         document = self.files.find_one({"_id": file_id}, {"length": 1, "chunkSize": 1})
         self.files.delete_one({"_id": file_id})
         expected = -(-document["length"] // document["chunkSize"]) if document else 0
-        if self._delete_chunks_by_id(file_id, expected) < expected:
+        if self._delete_chunks_by_id(file_id, expected, pace) < expected:
             self.remove_chunks_of(file_id)  # written with other chunk ids
 
-    def _delete_chunks_by_id(self, file_id: str, expected: int) -> int:
+    def _delete_chunks_by_id(self, file_id: str, expected: int, pace: Callable[[], None]) -> int:
         """Deletes chunks 0, 1, ... of the file by _id: at least `expected` of them, then on until a batch finds
         gaps (chunks are written in order, so an interrupted write left a prefix of them)."""
         deleted = start = 0
         while True:
+            pace()
             batch = [DeleteOne({"_id": chunk_id(file_id, n)}) for n in range(start, start + DELETE_BATCH_CHUNKS)]
             found = self.chunks.bulk_write(batch, ordered=False).deleted_count
             deleted += found

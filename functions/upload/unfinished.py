@@ -4,6 +4,7 @@ erasure (a deleted job's or account's)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymongo.database import Database
@@ -33,16 +34,20 @@ def remove_unfinished(database: Database[dict[str, Any]], owner_id: str, upload_
     return removed
 
 
-def remove_expired(database: Database[dict[str, Any]]) -> int:
+def remove_expired(database: Database[dict[str, Any]],
+                   each: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]] = iter,
+                   pace: Callable[[], None] = lambda: None) -> int:
     """Removes the unfinished uploads past their expiry, with their bytes; how many. One whose job exists had
     finished but for its last write (clearing its state): that write is done instead. Their quota reservations
-    have long lapsed by then (quotas.RESERVATION_LIFETIME is shorter than any upload's lifetime)."""
+    have long lapsed by then (quotas.RESERVATION_LIFETIME is shorter than any upload's lifetime). `each` and `pace`
+    are the caller's pacing (reconcile's: functions/reconcile/pacing.py): the uploads one by one for as long as it
+    allows, and a rest between a file's chunk deletions."""
     videos = MediaStore(database, VIDEOS)
     removed = 0
-    for document in list(videos.files.find({f"{STATE}.expires_at": {"$lt": now()}}, {"_id": 1})):
+    for document in each(list(videos.files.find({f"{STATE}.expires_at": {"$lt": now()}}, {"_id": 1}))):
         if database["jobs"].find_one({"_id": document["_id"]}, {"_id": 1}) is not None:
             videos.files.update_one({"_id": document["_id"]}, {"$unset": {STATE: ""}})
             continue
-        videos.remove(document["_id"])
+        videos.remove(document["_id"], pace=pace)
         removed += 1
     return removed
