@@ -429,12 +429,12 @@ def test_a_fanned_out_job_is_one_trace_through_its_segments_and_the_join(
     """The segment events carry the job's trace context: every segment's encode, its ffmpeg and the join's
     `audio converted` are spans of the one trace convert started."""
     event = on_stack.stage(make_clip(tmp_path / "clip.mp4", seconds=30))
-    with a_trace_of_our_own() as (trace_id, _):
+    with a_trace_of_our_own() as (trace_id, convert_span_id):
         on_stack.converter(fan_out=FanOutPolicy(min_seconds=10, segment_seconds=10, max_segments=3)).handle(event)
     assert on_stack.wait_final(event.job_id)["state"] == JobState.DONE
-    handled = f"handle {SegmentRequested.event_type}"
-    trace = trace_holding(endpoints, trace_id, {("segment", handled), ("segment", "ffmpeg"),
-                                                ("segment", f"emit {AudioConverted.event_type}")},
+    handled, joined = f"handle {SegmentRequested.event_type}", f"emit {AudioConverted.event_type}"
+    trace = trace_holding(endpoints, trace_id, convert_span_id,
+                          {("segment", handled), ("segment", "ffmpeg"), ("segment", joined)},
                           count=lambda trace: len(trace.named(handled, "segment")) >= 3)
     segments = trace.named(handled, "segment")
     assert sorted(span["tags"].get("vid2mp3.job_id") for span in segments) == [event.job_id] * len(segments)

@@ -110,15 +110,19 @@ def a_trace_of_our_own() -> Iterator[tuple[str, str]]:
         otel_context.detach(attached)
 
 
-def trace_holding(endpoints: dict[str, str], trace_id: str, expect: set[tuple[str, str]],
-                  count: Callable[[Trace], bool] = lambda _: True) -> Trace:
-    """The trace `trace_id` once it holds the spans `expect` names as (function, span name) and `count` is true."""
+def trace_holding(endpoints: dict[str, str], trace_id: str, outside_parent: str,
+                  expect: set[tuple[str, str]], count: Callable[[Trace], bool] = lambda _: True) -> Trace:
+    """The trace `trace_id` once it holds the spans `expect` names as (function, span name), `count` is true, and
+    the parent of every span (but `outside_parent`, the made-up one): each process sends its spans in batches."""
     def complete() -> Trace | None:
         try:
             trace = Trace(whole_trace(endpoints["JAEGER_URL"], trace_id))
         except requests.HTTPError:  # 404 until its first span arrives
             return None
-        return trace if all(trace.named(name, service) for service, name in expect) and count(trace) else None
+        whole = all(span["parent"] in (None, outside_parent) or span["parent"] in trace.by_id
+                    for span in trace.spans)
+        return trace if whole and all(trace.named(name, service) for service, name in expect) and count(trace) \
+            else None
     return wait_for(complete, TRACE_TIMEOUT_SECONDS, f"trace {trace_id} with spans {sorted(expect)}", interval=0.5)
 
 
@@ -199,8 +203,8 @@ def test_an_event_the_reconcile_sweep_sends_later_stays_in_the_jobs_trace(
                                       {"$set": {"updated_at": datetime.now(UTC) - timedelta(minutes=2)}})
     tick_ping_source(endpoints["RECONCILE_FUNCTION_URL"], "reconcile-every-minute")
     wait_for(lambda: client.job(event.job_id)["state"] == "done", 90, f"job {event.job_id} done", interval=0.5)
-    trace = trace_holding(endpoints, trace_id, {("reconcile", "send pending io.vid2mp3.video.uploaded.v1"),
-                                                ("convert", "handle io.vid2mp3.video.uploaded.v1")})
+    trace = trace_holding(endpoints, trace_id, upload_span_id, {
+        ("reconcile", "send pending io.vid2mp3.video.uploaded.v1"), ("convert", "handle io.vid2mp3.video.uploaded.v1")})
     sends = trace.named("send pending io.vid2mp3.video.uploaded.v1", "reconcile")
     assert all(send["parent"] == upload_span_id for send in sends), "the send continues the upload's span"
     assert all(send["links"] and send["links"][0][0] != trace_id for send in sends), "linked to the sweep's trace"

@@ -6,6 +6,7 @@ from the page. A failing browser test leaves a screenshot in .local/screenshots/
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -372,24 +373,28 @@ def test_several_videos_dropped_at_once_become_jobs_in_the_history(tab: Tab, end
 
 @pytest.mark.stack
 def test_the_page_finishes_an_upload_after_the_network_drops(tab: Tab, tmp_path: Path, stack_database: Any) -> None:
-    # Three GridFS chunks of PCM audio, so the upload is under way for a while and the PATCH resumes mid-file.
-    video = make_clip(tmp_path / "dropped.mkv", seconds=3, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    # Over one 8 MiB PATCH of PCM audio: the network drops as the second PATCH starts, with the first chunk stored.
+    video = make_clip(tmp_path / "dropped.mkv", seconds=12, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    assert video.stat().st_size > 8 * 1024 * 1024
     sign_up(tab)
     context = tab.page.context
+    offsets: list[int] = []  # Upload-Offset of each PATCH the page sent
     dropped: list[str] = []
 
-    def drop_the_first_patch(route: Any) -> None:
-        if route.request.method == "PATCH" and not dropped:
-            dropped.append(route.request.url)
-            context.set_offline(True)
-            route.abort("internetdisconnected")
-        else:
-            route.continue_()
+    def drop_the_second_patch(route: Any) -> None:
+        if route.request.method == "PATCH":
+            offsets.append(int(route.request.headers["upload-offset"]))
+            if len(offsets) == 2 and not dropped:
+                dropped.append(route.request.url)
+                context.set_offline(True)
+                route.abort("internetdisconnected")
+                return
+        route.continue_()
 
-    context.route(re.compile(r"/files/"), drop_the_first_patch)
+    context.route(re.compile(r"/files/"), drop_the_second_patch)
     tab.page.set_input_files("#file", str(video))
     # Polled through Playwright, whose calls are what let the route handler run (a sleep would block it).
-    wait_for(lambda: tab.page.wait_for_timeout(50) or dropped, 20, "the upload to start")
+    wait_for(lambda: tab.page.wait_for_timeout(50) or dropped, 30, "the network to drop mid-upload")
     upload_id = dropped[0].rsplit("/", 1)[1]
     expect(tab.page.locator("#state")).to_have_text("uploading")
     tab.page.wait_for_timeout(1000)  # offline for a moment: the page's retries find no network
@@ -397,8 +402,11 @@ def test_the_page_finishes_an_upload_after_the_network_drops(tab: Tab, tmp_path:
     context.set_offline(False)
     expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)
     assert tab.page.text_content("#upload-percent") == "100 %"
+    # The page went on from the bytes the server held: no byte sent twice, none skipped.
+    assert offsets[:2] == [0, 8 * 1024 * 1024] and offsets[2] == 8 * 1024 * 1024, offsets
     job = stack_database["jobs"].find_one({"_id": upload_id})
     assert job is not None and job["size_bytes"] == video.stat().st_size
+    assert job["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()
     assert tab.problems == []
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import flask
-import functions_framework
 import pymongo.errors
 import pymysql
 from pydantic import BaseModel, Field
@@ -59,10 +58,14 @@ def framework_errors_in_json() -> None:
     """Called at a function's import: the framework's own refusals (a path its routing does not take, such as one
     holding a newline) answer with the JSON error body too, not werkzeug's HTML page (found by schemathesis)."""
 
-    @functions_framework.errorhandler(HTTPException)
     def as_json(error: HTTPException) -> flask.Response:
         code = (error.name or "error").lower().replace(" ", "_")
         return HttpError(error.code or 500, code, error.description or error.name).response()
+
+    # On the app whose context runs main.py (functions-framework's `errorhandler` names the app created last in the
+    # process, another one when a process makes several: the tests do).
+    if flask.has_app_context():
+        flask.current_app.register_error_handler(HTTPException, as_json)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:

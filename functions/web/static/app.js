@@ -169,6 +169,11 @@ function showOptionErrors(fields) {
 // within about two minutes finds the upload going on by itself, from the bytes the server holds.
 const UPLOAD_RETRY_DELAYS = [0, 1000, 2000, 5000, 10000, 20000, 30000, 60000];
 
+// Bytes per PATCH: each request stays well inside the platform's request timeout (Knative's revision timeout, 300 s
+// by default, is about 8 MiB at 30 kB/s) and whatever limits a proxy puts on a body, and the offset moves on chunk
+// by chunk.
+const UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024;
+
 // A failed tus request worth trying again: no answer (the network), a server error, or a conflict (the request
 // before it still holding the upload). Unlike tus-js-client's own rule, also while the browser says it is offline:
 // each try then waits its delay, and the connection may be back.
@@ -196,6 +201,7 @@ function sendVideo(file, options, onProgress, onRequest = () => {}) {
       endpoint: `${api.upload_url}/files/`,
       headers: authorization(),
       metadata: { filename: file.name, ...options },
+      chunkSize: UPLOAD_CHUNK_BYTES,
       retryDelays: UPLOAD_RETRY_DELAYS,
       onShouldRetry: retryable,
       storeFingerprintForResuming: true,
