@@ -211,14 +211,14 @@ def resumed(kept: dict[str, str] | None, name: str, **attributes: Any) -> Iterat
     sending it round again, the upload's background retry): a span `name` in the job's own trace (`kept`, from
     `trace_context`), linked to the span that does the work, so the job's trace shows everything done for it.
     Already inside the job's trace, or without a kept context, it adds nothing."""
-    kept_span = trace.get_current_span(_W3C.extract(kept or {})).get_span_context()
+    job_context = _W3C.extract(kept or {})
+    kept_span = trace.get_current_span(job_context).get_span_context()
     current = trace.get_current_span().get_span_context()
     if _tracer is None or not kept_span.is_valid or kept_span.trace_id == current.trace_id:
         yield
         return
     links = [trace.Link(current)] if current.is_valid else []
-    with _tracer.start_as_current_span(name, context=_W3C.extract(kept or {}), links=links,
-                                       attributes=attributes):
+    with _tracer.start_as_current_span(name, context=job_context, links=links, attributes=attributes):
         yield
 
 
