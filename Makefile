@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 VIDEO ?=
 OUT ?=
 
-.PHONY: help setup up down status logs test test-quick test-faults go-test run bench load fuzz lint schemas
+.PHONY: help setup up down status logs test test-unit test-quick test-faults go-test run bench load fuzz lint schemas
 
 help:
 	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
 	@echo "make test                                  install, start the local stack, run the whole test suite"
+	@echo "make test-unit                             the unit tests alone: no server needed, under a minute"
 	@echo "make setup | up | down | status | logs | bench | load | fuzz | lint | go-test | test-quick (no slow tests) | test-faults (only them)"
 
 setup:
@@ -29,10 +30,15 @@ status:
 logs:
 	@$(PY) -m stack logs
 
-# The whole suite: the Go tests (the local FerretDB's, the manifests' admission checks), then Python's; the
-# fault-injection and life-cycle tests (marked slow) run last.
+# The whole suite: the Go tests (the local FerretDB's, the manifests' admission checks), then Python's (the unit
+# tests, the layering contract among them, then the manifests' and the stack's); the fault-injection and life-cycle
+# tests (marked slow) run last.
 test: up go-test
 	@$(PY) -m pytest --run-slow --durations=15
+
+# tests/unit mirrors the packages and client/tests the command: no server is started or needed.
+test-unit: setup
+	@$(PY) -m pytest tests/unit client/tests
 
 test-quick: up go-test
 	@$(PY) -m pytest
@@ -47,24 +53,25 @@ test-faults: up
 	@$(PY) -m pytest -m slow --run-slow
 
 run: up
-	@$(VENV)/bin/vid2mp3 convert --local $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")
+	@VID2MP3_LOCAL_DIR=$(CURDIR)/.local $(VENV)/bin/vid2mp3 convert --local $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")
 
 bench: up
-	@$(PY) -m tests.bench
+	@$(PY) -m bench
 
 # 200 uploads by 20 users at once, then a 10-minute soak at 0.5 uploads/s (about 15 minutes in all; loopback only,
-# stops by itself). LOAD_ARGS="--uploads 50 --soak-seconds 60" for a shorter run; tests/load.py has the options.
+# stops by itself). LOAD_ARGS="--uploads 50 --soak-seconds 60" for a shorter run; bench/load.py has the options.
 load: up
-	@$(PY) -m tests.load $(LOAD_ARGS)
+	@$(PY) -m bench.load $(LOAD_ARGS)
 
 # schemathesis on the OpenAPI document, longer than in `make test` (50 examples an operation, 40 stateful steps, a
 # new seed each time; about 2 minutes). FUZZ_EXAMPLES, FUZZ_STATEFUL_STEPS and FUZZ_SEED change it.
 fuzz: up
 	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} FUZZ_STATEFUL_STEPS=$${FUZZ_STATEFUL_STEPS:-40} \
-		FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(PY) -m pytest tests/test_openapi.py -k schemathesis
+		FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(PY) -m pytest tests/stack/test_openapi.py -k schemathesis
 
 lint: setup
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/lint-imports
 	@$(VENV)/bin/mypy
 
 schemas: setup

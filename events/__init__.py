@@ -18,7 +18,7 @@ from events.catalog import (
     SegmentRequested,
     VideoUploaded,
 )
-from events.transport import EmitError, EventEmitter, InvalidEvent, parse_event, to_cloud_event
+from events.transport import EmitError, EventEmitter, InvalidEvent, RetryLater, parse_event, to_cloud_event
 
 __all__ = [
     "AUDIO_CONVERTED",
@@ -38,6 +38,7 @@ __all__ = [
     "InvalidEvent",
     "JobCancelled",
     "NotificationSent",
+    "RetryLater",
     "SegmentRequested",
     "VideoUploaded",
     "parse_event",

@@ -4,7 +4,7 @@ validated `ConversionOptions` out, or every bad field named at once. The upload 
 
 Every value is checked here, before it is stored or travels: times and numbers parsed to numbers, choices to their
 fixed spellings, and tag text stripped of control characters and capped. Nothing a user typed ever reaches ffmpeg's
-command line (tags are written into the MP3 in-process, functions/convert/tagging.py).
+command line (tags are written into the MP3 in-process, transcoding/tagging.py).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def parse_choice(choices: tuple[str, ...]) -> Any:
 
 
 def parse_track(text: str) -> int:
-    if not text.isdigit() or int(text) > 99:
+    if not (text.isascii() and text.isdigit()) or int(text) > 99:
         raise ValueError("give the 0-based index of an audio track (0, 1, …)")
     return int(text)
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 Payload = TypeVar("Payload", bound=EventPayload)
 
-# The OpenTelemetry API only: a function that set up no SDK (functions/shared/telemetry.py) records nothing, and
+# The OpenTelemetry API only: a function that set up no SDK (runtime/telemetry.py) records nothing, and
 # then an event carries no trace context.
 tracer = trace.get_tracer("vid2mp3.events")
 W3C_TRACE_CONTEXT = TraceContextTextMapPropagator()
@@ -30,6 +30,11 @@ W3C_TRACE_CONTEXT = TraceContextTextMapPropagator()
 FINAL_STATE_BY_TYPE = {AUDIO_CONVERTED: "done", CONVERSION_FAILED: "failed", JOB_CANCELLED: "cancelled"}
 jobs_ended = metrics.get_meter("vid2mp3.events").create_counter(
     "vid2mp3.jobs.ended", description="Jobs that reached a final state, by state (counted as the event is emitted)")
+
+
+class RetryLater(Exception):
+    """A consumer cannot handle its event now: it answers 503, so the dispatcher delivers it again after its
+    backoff (endpoints/consumer.py)."""
 
 
 class EmitError(Exception):

@@ -128,7 +128,7 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "WORK_DIR": str(LOCAL / "work"),
         # Webhook receivers of a local stack (tests, a developer's) listen on 127.0.0.1 over http.
         "WEBHOOK_ALLOW_LOOPBACK": "true",
-        # Traces and metrics to the stack's Jaeger (functions/shared/telemetry.py; unset: none are made).
+        # Traces and metrics to the stack's Jaeger (runtime/telemetry.py; unset: none are made).
         "OTEL_EXPORTER_OTLP_ENDPOINT": points["OTEL_EXPORTER_OTLP_ENDPOINT"],
         # Metrics every 5 s and spans every 0.5 s (the SDK's defaults: 60 s, 5 s), so a test, `curl $METRICS_URL`
         # or the query API sees them soon.
@@ -330,7 +330,7 @@ def status() -> int:
 
 
 def readable(line: str) -> str:
-    """A function's JSON log line (functions/shared/structured_logs.py) as one line for people; others as they are."""
+    """A function's JSON log line (runtime/structured_logs.py) as one line for people; others as they are."""
     try:
         record = json.loads(line)
     except ValueError:

@@ -16,18 +16,18 @@ DATA = LOCAL / "data"
 ENDPOINTS_FILE = LOCAL / "endpoints.env"
 KNATIVE_DIR = Path(os.environ.get("VID2MP3_KNATIVE_DIR", ROOT / "knative"))
 SOURCE_DIR = Path(os.environ.get("VID2MP3_SOURCE_DIR", ROOT / "rabbitmq-source"))
-ACCOUNTS_SCHEMA = ROOT / "functions" / "auth" / "schema.sql"
+ACCOUNTS_SCHEMA = ROOT / "accounts" / "schema.sql"
 
 # glibc's allocator for the function processes, as functions/Dockerfile sets it for the cluster (a test keeps the
 # two equal). A fixed mmap threshold returns every freed buffer over 256 KiB (media chunks, 4 MiB insert batches)
 # to the system; by default glibc raises the threshold after the first such free and keeps the memory in the heap
 # afterwards, and with 8 threads in up to 8 arenas. The upload worker's peak for a 1 GiB body after 20 uploads at
-# once: 161 MiB default, 113 with 2 arenas, 77 with both (docs/BENCHMARKS.md).
+# once: 161 MiB default, 113 with 2 arenas, 77 with both (docs/PERFORMANCE.md).
 ALLOCATOR_TUNING = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144"}
 
-# The quotas of the local stack, raised above the defaults (functions/shared/settings.py) for what the suites do
+# The quotas of the local stack, raised above the defaults (runtime/settings.py) for what the suites do
 # as one user or from one address: the fault suite uploads 20 videos at once as one user, every test signs users
-# up from 127.0.0.1, `make load` uploads for minutes. tests/test_quotas.py tests the limits themselves with
+# up from 127.0.0.1, `make load` uploads for minutes. tests/stack/test_quotas.py tests the limits themselves with
 # functions started in-process at small limits.
 LOCAL_STACK_QUOTAS = {
     "QUOTA_JOBS_IN_FLIGHT": "25",

@@ -11,7 +11,6 @@ import pika
 import pymongo
 import pymysql
 
-from functions.shared import mysql
 from stack import processes
 from stack.config import (
     ACCOUNTS_SCHEMA,
@@ -30,6 +29,7 @@ from stack.config import (
     RUN,
 )
 from stack.processes import StackError
+from storage import mysql
 
 READY_TIMEOUT_SECONDS = 60
 

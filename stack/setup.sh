@@ -55,7 +55,7 @@ if [ ! -x "$GOBIN/source-adapter" ] || [ stack/broker/go.sum -nt "$GOBIN/source-
   touch "$GOBIN/source-adapter"
 fi
 # stack/validation/skaffold pins skaffold v2.16.1 and everything it builds from: its go.mod repeats skaffold's replace
-# directives (which `go install pkg@version` refuses), go.sum the hashes. tests/test_skaffold.py runs the binary.
+# directives (which `go install pkg@version` refuses), go.sum the hashes. tests/manifests/test_skaffold.py runs the binary.
 # The first build takes minutes (docs/DEPLOY.md), so it is redone only when those pins change (go.mod without its
 # comments, go.sum), not when a checkout merely touches the files; another clone on the same machine relinks from
 # Go's build cache in seconds.
@@ -79,7 +79,7 @@ if [ ! -x "$GOBIN/jaeger" ] || [ "$(cat "$LOCAL/jaeger-pins" 2>/dev/null)" != "$
   echo "$jaeger_pins" >"$LOCAL/jaeger-pins"
 fi
 # stack/validation/go.mod pins the Knative, eventing-rabbitmq and RabbitMQ operator modules: the Go admission test
-# builds on them and tests/test_manifests.py reads their released CRDs from the module cache, and skaffold's JSON
+# builds on them and tests/manifests/test_manifests.py reads their released CRDs from the module cache, and skaffold's JSON
 # schema from the skaffold module its skaffold/ folder pins. Nothing is fetched once they are cached.
 # (A module cache emptied later is refilled by the tests themselves: `go mod download` again.)
 stamp="$LOCAL/validation-modules"
@@ -107,9 +107,11 @@ if [ ! -x "$LOCAL/venv/bin/python" ]; then
   say "creating the virtual environment .local/venv"
   "$PYTHON" -m venv "$LOCAL/venv"
 fi
-if [ ! -f "$LOCAL/venv/.installed" ] || [ pyproject.toml -nt "$LOCAL/venv/.installed" ]; then
-  say "installing vid2mp3 and its test dependencies into .local/venv"
-  "$LOCAL/venv/bin/pip" install -q --disable-pip-version-check -e '.[test]'
+# The server side and its tests, and the `vid2mp3` command (client/, a distribution of its own).
+if [ ! -f "$LOCAL/venv/.installed" ] || [ pyproject.toml -nt "$LOCAL/venv/.installed" ] \
+   || [ client/pyproject.toml -nt "$LOCAL/venv/.installed" ]; then
+  say "installing vid2mp3, its test dependencies and the vid2mp3 command into .local/venv"
+  "$LOCAL/venv/bin/pip" install -q --disable-pip-version-check -e '.[test]' -e ./client
   touch "$LOCAL/venv/.installed"
 fi
 say "ready"

@@ -1,4 +1,4 @@
-"""schemathesis hooks for tests/test_openapi.py (loaded through SCHEMATHESIS_HOOKS): raw upload bodies are either
+"""schemathesis hooks for tests/stack/test_openapi.py (loaded through SCHEMATHESIS_HOOKS): raw upload bodies are either
 the real tiny clip the test made with ffmpeg (VID2MP3_FUZZ_CLIP) or arbitrary bytes. Random bytes are not media
 (415), so without the clip no chain would ever reach a job's status, cancel or download. tus bodies alike."""
 

@@ -22,13 +22,14 @@ from typing import Any, TypeVar
 import pika
 import pymysql
 import requests
+from vid2mp3_client.api import Vid2mp3
 
-from client.api import Vid2mp3
 from events import VideoUploaded
 from events.catalog import BitrateKbps
-from functions.shared.jobs import Jobs, now
-from functions.shared.media import VIDEOS, MediaStore
-from functions.shared.media_formats import SNIFF_BYTES, sniff_container
+from jobs.records import Jobs
+from runtime.clock import now
+from storage.media import VIDEOS, MediaStore
+from transcoding.media_formats import SNIFF_BYTES, sniff_container
 
 TEST_PASSWORD = "correct horse battery"
 
@@ -81,7 +82,6 @@ def mysql_connect(url: str) -> pymysql.connections.Connection:
         password=urllib.parse.unquote(parts.password or ""), database=parts.path.lstrip("/") or None,
         connect_timeout=5,
     )
-
 
 
 def make_clip(target: Path, seconds: float = 3, audio: str | None = "aac", video: bool = True,

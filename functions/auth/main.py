@@ -12,8 +12,8 @@ import flask
 import functions_framework
 from pydantic import ValidationError
 
-from events import EventEmitter
-from functions.auth.accounts import (
+from accounts.signup_limits import SignupLimits, SignupsThrottled, client_address
+from accounts.store import (
     AccessToken,
     AccountExists,
     Accounts,
@@ -23,30 +23,20 @@ from functions.auth.accounts import (
     PasswordConfirmation,
     SignedUp,
 )
-from functions.auth.signup_limits import SignupLimits, SignupsThrottled, client_address
-from functions.shared import mongo
-from functions.shared.http import (
-    HttpError,
-    SetUpOnce,
-    allow_cross_origin,
-    also_under,
-    answer_errors,
-    authenticate,
-    framework_errors_in_json,
-    json_response,
-    method_not_allowed,
-)
-from functions.shared.jobs import Jobs
-from functions.shared.settings import AuthSettings, load_settings
-from functions.shared.tokens import TokenIssuer, TokenVerifier
-from functions.status.cancellation import Cancellation
-from functions.status.erasure import Erasure
-from functions.upload.quotas import forget_usage
-from functions.webhooks.store import WebhookStore
+from accounts.tokens import TokenIssuer
+from endpoints.http import HttpFunction, SetUpOnce
+from events import EventEmitter
+from jobs.cancellation import Cancellation
+from jobs.erasure import Erasure
+from jobs.quotas import forget_usage
+from jobs.records import Jobs
+from runtime.answers import HttpError, json_response
+from runtime.settings import AuthSettings, load_settings
+from storage import mongo
+from webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 settings = load_settings(AuthSettings)
-framework_errors_in_json()
 accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
                     failure_window_seconds=settings.login_failure_window_seconds)
 signup_limits = SignupLimits(settings.mysql_url.get_secret_value(), per_hour=settings.signups_per_address_per_hour)
@@ -54,14 +44,17 @@ schema = SetUpOnce("the accounts schema", accounts.apply_schema).at_start()
 issuer = TokenIssuer(settings.jwt_private_key.get_secret_value(), issuer=settings.jwt_issuer,
                      audience=settings.jwt_audience, ttl_seconds=settings.jwt_ttl_seconds,
                      key_id=settings.jwt_key_id)
-verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 database = mongo.database(settings)
 jobs = Jobs(database)
 webhooks = WebhookStore(database)
 erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
+http = HttpFunction.public("auth", settings, not_found=HttpError(
+    404, "not_found", "try POST /signup, POST /login, DELETE /account or GET /.well-known/jwks.json"))
 
 
-METHODS_BY_PATH = {"/signup": "POST", "/login": "POST", "/.well-known/jwks.json": "GET", "/account": "DELETE"}
+@functions_framework.http
+def auth(request: flask.Request) -> Any:
+    return http(request)
 
 
 def credentials_from(request: flask.Request) -> Credentials:
@@ -74,50 +67,46 @@ def credentials_from(request: flask.Request) -> Credentials:
         raise HttpError(422, "invalid_credentials_format", "; ".join(problems)) from None
 
 
-@functions_framework.http
-@also_under("auth")
-@allow_cross_origin(settings.allowed_origins())
-@answer_errors
-def auth(request: flask.Request) -> Any:
-    route = (request.method, request.path.rstrip("/"))
-    if route == ("GET", "/.well-known/jwks.json"):
-        return json_response(issuer.jwks(), headers={"Cache-Control": "public, max-age=300"})
-    if route in (("POST", "/signup"), ("POST", "/login")):
-        schema()
-    if route == ("POST", "/signup"):
-        credentials = credentials_from(request)
-        try:
-            signup_limits.take(client_address(request, settings.trusted_proxy_hops))
-        except SignupsThrottled as throttled:
-            raise HttpError(429, "too_many_signups", f"signups_per_address_per_hour: {throttled}; try again later",
-                            {"Retry-After": str(throttled.retry_after_seconds)}) from None
-        try:
-            account = accounts.sign_up(credentials)
-        except AccountExists:
-            raise HttpError(409, "account_exists", "an account with this email address exists; log in") from None
-        return json_response(SignedUp(account_id=account.account_id, email=account.email).model_dump(), 201)
-    if route == ("POST", "/login"):
-        try:
-            account = accounts.log_in(credentials_from(request))
-        except LoginRefused:
-            raise HttpError(401, "login_refused", "wrong email address or password") from None
-        except LoginThrottled as throttled:
-            raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
-                            {"Retry-After": str(throttled.retry_after_seconds)}) from None
-        token = issuer.issue(account.account_id, account.email)
-        return json_response(AccessToken(access_token=token, expires_in=issuer.ttl_seconds).model_dump())
-    if route == ("DELETE", "/account"):
-        delete_account(request)
-        return flask.Response(status=204)
-    if route[1] in METHODS_BY_PATH:
-        raise method_not_allowed(METHODS_BY_PATH[route[1]], f"{request.method} is not allowed on {request.path}")
-    raise HttpError(404, "not_found", "try POST /signup, POST /login, DELETE /account or GET /.well-known/jwks.json")
+@http.route("/.well-known/jwks.json", "GET")
+def jwks(request: flask.Request) -> flask.Response:
+    return json_response(issuer.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
-def delete_account(request: flask.Request) -> None:
+@http.route("/signup", "POST")
+def sign_up(request: flask.Request) -> flask.Response:
+    schema()
+    credentials = credentials_from(request)
+    try:
+        signup_limits.take(client_address(request, settings.trusted_proxy_hops))
+    except SignupsThrottled as throttled:
+        raise HttpError(429, "too_many_signups", f"signups_per_address_per_hour: {throttled}; try again later",
+                        {"Retry-After": str(throttled.retry_after_seconds)}) from None
+    try:
+        account = accounts.sign_up(credentials)
+    except AccountExists:
+        raise HttpError(409, "account_exists", "an account with this email address exists; log in") from None
+    return json_response(SignedUp(account_id=account.account_id, email=account.email).model_dump(), 201)
+
+
+@http.route("/login", "POST")
+def log_in(request: flask.Request) -> flask.Response:
+    schema()
+    try:
+        account = accounts.log_in(credentials_from(request))
+    except LoginRefused:
+        raise HttpError(401, "login_refused", "wrong email address or password") from None
+    except LoginThrottled as throttled:
+        raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
+                        {"Retry-After": str(throttled.retry_after_seconds)}) from None
+    token = issuer.issue(account.account_id, account.email)
+    return json_response(AccessToken(access_token=token, expires_in=issuer.ttl_seconds).model_dump())
+
+
+@http.route("/account", "DELETE")
+def delete_account(request: flask.Request) -> flask.Response:
     """The account's jobs first (media and records, running ones cancelled), then the account: should this stop
     midway, the owner can still log in and ask again."""
-    identity = authenticate(request, verifier)
+    identity = http.identity(request)
     body = request.get_json(silent=True)
     try:
         password = PasswordConfirmation.model_validate(body if isinstance(body, dict) else {}).password
@@ -137,3 +126,4 @@ def delete_account(request: flask.Request) -> None:
     forget_usage(database, identity.subject)
     accounts.delete(identity.subject, identity.email)
     log.info("account %s deleted with its %d jobs", identity.subject, jobs_deleted)
+    return flask.Response(status=204)

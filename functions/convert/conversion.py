@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,24 +19,23 @@ from typing import Any
 
 from events import EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
-from functions.convert import fanout, ffmpeg_tools, loudness, plan, segments, tagging
-from functions.convert.fanout import FanOutRecord
-from functions.convert.ffmpeg_tools import AudioShape, Probe, Progress, Rejected, Stopped, TrackMissing
-from functions.convert.mp3join import JoinError
-from functions.convert.outcome import Encoded, Outcome
-from functions.convert.plan import AudioRecipe, EncodingPlan, FanOutPolicy, Mode
-from functions.shared.consumer import RetryLater
-from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
-from functions.shared.media import MediaStore
+from jobs.leases import Held, Settled, claim_unless_held
+from jobs.records import FINAL_STATES, Job, Jobs, JobState
+from runtime.clock import now
+from storage.media import MediaStore
+from storage.scratch import work_folder
+from transcoding import fanout, ffmpeg_tools, loudness, plan, segments, tagging
+from transcoding.fanout import FanOutRecord
+from transcoding.ffmpeg_tools import AudioShape, Probe, Progress, Rejected, Stopped, TrackMissing
+from transcoding.mp3join import JoinError
+from transcoding.outcome import Encoded, Outcome
+from transcoding.plan import AudioRecipe, EncodingPlan, FanOutPolicy, Mode
 
 log = logging.getLogger(__name__)
 
 # A converter renews its lease every second while ffmpeg runs; a lease this old means the converter is gone.
 LEASE = timedelta(seconds=10)
 # How often a delivery that found the job held looks again for a sign of its holder (a renewal, the job's end).
-HOLDER_POLL_SECONDS = 0.2
-
-
 def job_options(job: Job) -> ConversionOptions:
     """The options recorded with the job at upload (validated there; the job, not the event, is trusted)."""
     return ConversionOptions.model_validate(job.get("options") or {})
@@ -97,75 +93,53 @@ class Converter:
 
     def claim_unless_held(self, job_id: str, attempt_id: str) -> Job | None:
         """The job claimed for this attempt once its holder's lease lapses; None when there is nothing for this
-        delivery to do: the job ended, or its holder is alive (so this delivery is acknowledged and leaves the
-        dispatcher's worker at once instead of waiting through the Trigger's backoff).
-
-        This delivery cannot tell a duplicate from the broker's retry of a holder that died (both carry the same
-        event): only the lease can. A live holder renews it every second while ffmpeg runs, so a renewal seen
-        after this delivery arrived proves it alive; a dead holder's lease lapses within LEASE, and its retried
-        delivery takes the job over here, as soon as it does. A fan-out whose segment events are out needs no
-        convert delivery any more: the segment deliveries carry it (each retried, then dead-lettered)."""
-        seen: Job | None = None
-        deadline = time.monotonic() + LEASE.total_seconds() + 1
-        while True:
+        delivery to do: the job ended, or its holder is alive (jobs/leases.py). A fan-out whose segment events are
+        out needs no convert delivery any more: the segment deliveries carry it (each retried, then dead-lettered)."""
+        def look() -> Held | Settled[Job] | None:
             job = self.jobs.get(job_id)
             if job is None:
-                return None
+                return Settled(None)
             if job["state"] in FINAL_STATES:
                 self.jobs.flush_pending(job, self.emitter)
-                return None
+                return Settled(None)
             lease_until = job.get("lease_until")
-            if job["state"] == JobState.CONVERTING and lease_until is not None and lease_until > now():
-                fan = job.get("fanout") or {}
-                if fan.get("emitted") and fan.get("attempt_id") == job.get("attempt_id"):
-                    log.info("job %s is fanned out: its segment deliveries carry it", job_id)
-                    return None
-                if seen is not None and (job.get("attempt_id") != seen.get("attempt_id")
-                                         or lease_until > seen["lease_until"]):
-                    log.info("job %s is being converted by a live attempt: this delivery leaves it to that one",
-                             job_id)
-                    return None
-                seen = seen or job
-            else:
-                claimed = self.jobs.claim_conversion(job_id, attempt_id, LEASE)
-                if claimed is not None:
-                    log.info("job %s taken over: its previous attempt stopped renewing its lease", job_id)
-                    return claimed
-            if time.monotonic() > deadline:
-                # Not reached with convert's own lease; a safety net should a holder's lease be longer.
-                raise RetryLater(f"job {job_id} is held by an attempt that neither renews its lease nor ends")
-            time.sleep(HOLDER_POLL_SECONDS)
+            if job["state"] != JobState.CONVERTING or lease_until is None or lease_until <= now():
+                return None
+            fan = job.get("fanout") or {}
+            if fan.get("emitted") and fan.get("attempt_id") == job.get("attempt_id"):
+                log.info("job %s is fanned out: its segment deliveries carry it", job_id)
+                return Settled(None)
+            return Held(job.get("attempt_id") or "", lease_until)
+
+        return claim_unless_held(look, lambda: self.jobs.claim_conversion(job_id, attempt_id, LEASE), LEASE,
+                                 f"job {job_id}")
 
     def convert(self, job: Job, attempt_id: str) -> None:
         job_id = job["_id"]
-        # What an attempt killed mid-conversion left behind (a copy of the video): this attempt holds the job now.
-        for stale in self.work_dir.glob(f"{job_id}.*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f"{job_id}.", dir=self.work_dir))
-        try:
-            source, target = workdir / "input", workdir / "audio.mp3"
-            with source.open("wb") as file:
-                found = self.videos.copy_to(job["video_id"], file)
-            if not found:
-                self.outcome.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded video is gone")
-                return
+        # What an attempt killed mid-conversion left behind (a copy of the video) goes: this attempt holds the job.
+        with work_folder(self.work_dir, f"{job_id}.convert.", clear_stale=True) as workdir:
             try:
-                encoded = self.transcode(job, attempt_id, source, target)
-            except Rejected as rejected:
-                self.outcome.fail(job, attempt_id, rejected.reason, rejected.message)
-                return
-            except Stopped:
-                log.info("job %s: conversion stopped (cancelled or taken over)", job_id)
-                return None
-            if encoded is not None:
-                self.outcome.finish(job, attempt_id, target, encoded)
-        except FileNotFoundError:
-            if workdir.exists():
-                raise
-            # A newer attempt took the job over (this one's lease ran out) and cleared this folder: nothing to do.
-            log.info("job %s: taken over by a newer attempt, which removed this attempt's work folder", job_id)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+                source, target = workdir / "input", workdir / "audio.mp3"
+                with source.open("wb") as file:
+                    found = self.videos.copy_to(job["video_id"], file)
+                if not found:
+                    self.outcome.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded video is gone")
+                    return
+                try:
+                    encoded = self.transcode(job, attempt_id, source, target)
+                except Rejected as rejected:
+                    self.outcome.fail(job, attempt_id, rejected.reason, rejected.message)
+                    return
+                except Stopped:
+                    log.info("job %s: conversion stopped (cancelled or taken over)", job_id)
+                    return None
+                if encoded is not None:
+                    self.outcome.finish(job, attempt_id, target, encoded)
+            except FileNotFoundError:
+                if workdir.exists():
+                    raise
+                # A newer attempt took the job over (this one's lease ran out) and cleared this folder: nothing to do.
+                log.info("job %s: taken over by a newer attempt, which removed this attempt's work folder", job_id)
         return None
 
     def transcode(self, job: Job, attempt_id: str, source: Path, target: Path) -> Encoded | None:

@@ -9,15 +9,15 @@ from pathlib import Path
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from endpoints.consumer import consume
 from events import VideoUploaded
 from events.transport import EventEmitter
-from functions.convert import plan
 from functions.convert.conversion import Converter
-from functions.shared import mongo
-from functions.shared.consumer import consume
-from functions.shared.jobs import Jobs
-from functions.shared.media import AUDIO, TRACKS, VIDEOS, MediaStore
-from functions.shared.settings import ConvertSettings, load_settings
+from jobs.records import Jobs
+from runtime.settings import ConvertSettings, load_settings
+from storage import mongo
+from storage.media import AUDIO, TRACKS, VIDEOS, MediaStore
+from transcoding import plan
 
 settings = load_settings(ConvertSettings)
 database = mongo.database(settings)

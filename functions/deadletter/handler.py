@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass
 
 from events import AudioConverted, ConversionFailed, EventEmitter, FailureReason, SegmentRequested, VideoUploaded
-from functions.shared.jobs import FINAL_STATES, Jobs, JobState, now
+from jobs.records import FINAL_STATES, Jobs, JobState
+from runtime.clock import now
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ import logging
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from endpoints.consumer import consume
 from events import (
     AUDIO_CONVERTED,
     SEGMENT_REQUESTED,
@@ -18,10 +19,9 @@ from events import (
     VideoUploaded,
 )
 from functions.deadletter.handler import DeadLetters
-from functions.shared import mongo
-from functions.shared.consumer import consume
-from functions.shared.jobs import Jobs
-from functions.shared.settings import DeadLetterSettings, load_settings
+from jobs.records import Jobs
+from runtime.settings import DeadLetterSettings, load_settings
+from storage import mongo
 
 log = logging.getLogger(__name__)
 settings = load_settings(DeadLetterSettings)

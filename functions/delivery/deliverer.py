@@ -19,8 +19,9 @@ from typing import Any
 
 from events import EventPayload
 from functions.delivery.sender import post, signed_headers
-from functions.webhooks.addresses import RefusedAddress, resolve
-from functions.webhooks.store import Attempt, DeliveryState, WebhookStore, now
+from runtime.clock import now
+from webhooks.addresses import RefusedAddress, resolve
+from webhooks.store import Attempt, DeliveryState, WebhookStore
 
 log = logging.getLogger(__name__)
 # Receivers attempted at once by one instance; the rest wait for a free slot.

@@ -9,15 +9,16 @@ from datetime import timedelta
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from endpoints.consumer import consume
+from endpoints.http import SetUpOnce
 from events import EventPayload
 from events.catalog import JOB_EVENT_TYPES, MODEL_BY_TYPE
 from functions.delivery.deliverer import WebhookDeliverer
-from functions.shared import mongo
-from functions.shared.consumer import consume
-from functions.shared.http import SetUpOnce
-from functions.shared.jobs import Jobs
-from functions.shared.settings import DeliverySettings, load_settings
-from functions.webhooks.store import WebhookStore, now
+from jobs.records import Jobs
+from runtime.clock import now
+from runtime.settings import DeliverySettings, load_settings
+from storage import mongo
+from webhooks.store import WebhookStore
 
 PING = "dev.knative.sources.ping"
 

@@ -1,4 +1,4 @@
-"""One signed POST of a webhook to a checked address (functions/webhooks/addresses.py), per the Standard Webhooks
+"""One signed POST of a webhook to a checked address (webhooks/addresses.py), per the Standard Webhooks
 specification: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>` (one signature per
 secret in use; two for a day after a rotation), signed with the `standardwebhooks` package, the same one
 receivers verify with."""
@@ -11,8 +11,8 @@ import certifi
 import urllib3
 from standardwebhooks import Webhook
 
-from functions.webhooks.addresses import Target
-from functions.webhooks.store import Attempt
+from webhooks.addresses import Target
+from webhooks.store import Attempt
 
 USER_AGENT = "vid2mp3-webhooks/1"
 # Enough of an answer to see its status; the body is not needed and is never stored.

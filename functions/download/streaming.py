@@ -11,8 +11,8 @@ import flask
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wsgi import wrap_file
 
-from functions.shared.http import HttpError
-from functions.shared.media import StoredMedia
+from runtime.answers import HttpError
+from storage.media import StoredMedia
 
 CHUNK_BYTES = 256 * 1024
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from endpoints.consumer import consume
 from events import AudioConverted, EventEmitter
-from functions.download.links import DownloadLinks
 from functions.notify.notifier import Mailer, Notifier
-from functions.shared import mongo
-from functions.shared.consumer import consume
-from functions.shared.jobs import Jobs
-from functions.shared.settings import NotifySettings, load_settings
+from jobs.links import DownloadLinks
+from jobs.records import Jobs
+from runtime.settings import NotifySettings, load_settings
+from storage import mongo
 
 settings = load_settings(NotifySettings)
 notifier = Notifier(

@@ -18,11 +18,12 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
 
-from events import AudioConverted, EventEmitter, NotificationSent
-from functions.download.links import DownloadLinks
-from functions.shared import mysql, telemetry
-from functions.shared.consumer import RetryLater
-from functions.shared.jobs import Jobs, JobState, now
+from events import AudioConverted, EventEmitter, NotificationSent, RetryLater
+from jobs.links import DownloadLinks
+from jobs.records import Jobs, JobState
+from runtime import telemetry
+from runtime.clock import now
+from storage import mysql
 
 log = logging.getLogger(__name__)
 

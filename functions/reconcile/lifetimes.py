@@ -20,11 +20,12 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from functions.auth.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
+from accounts.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
 from functions.reconcile.pacing import Pacing
-from functions.shared import mysql
-from functions.shared.jobs import FINAL_STATES, Job, Jobs, JobState, now
-from functions.shared.media import remove_job_media
+from jobs.records import FINAL_STATES, Job, Jobs, JobState
+from runtime.clock import now
+from storage import mysql
+from storage.media import remove_job_media
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from events import EventEmitter
 from functions.reconcile.lifetimes import Lifetimes
 from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
-from functions.shared import mongo
-from functions.shared.jobs import Jobs
-from functions.shared.settings import ReconcileSettings, load_settings
+from jobs.records import Jobs
+from runtime.settings import ReconcileSettings, load_settings
+from storage import mongo
 
 settings = load_settings(ReconcileSettings)
 database = mongo.database(settings)

@@ -5,8 +5,9 @@ short bursts (a burst ends after the first unit of work, or command of a file's 
 
 Why: the local FerretDB lets one write command through at a time (stack/ferretdb/writelock.go) and commits each
 deletion on its own, so deleting back to back put one of its writes in front of nearly every write of a concurrent
-upload (docs/BENCHMARKS.md, "Lifetimes": uploads 1.4x slower at p50 beside an unpaced purge, 1.6x beside a sweep of
-expired MP3s). A MongoDB server has no such lock; there the rests only stretch a sweep whose work is bounded anyway.
+upload (docs/PERFORMANCE.md, "Lifetimes and deletion pacing": uploads 1.4x slower at p50 beside an unpaced purge,
+1.6x beside a sweep of expired MP3s). A MongoDB server has no such lock; there the rests only stretch a sweep whose
+work is bounded anyway.
 """
 
 from __future__ import annotations

@@ -20,10 +20,11 @@ from events import ConversionFailed, EmitError, EventEmitter, FailureReason, Vid
 from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
 from functions.reconcile.pacing import Pacing
-from functions.shared import telemetry
-from functions.shared.jobs import Job, Jobs, JobState, now
-from functions.shared.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
-from functions.upload.unfinished import remove_expired
+from jobs.records import Job, Jobs, JobState
+from runtime import telemetry
+from runtime.clock import now
+from storage.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
+from storage.unfinished_uploads import remove_expired
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ class Reconciler:
         report.videos_deleted = self.delete_expired_videos()
         report.cancelled_cleaned = self.delete_cancelled_media()
         report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
-        report.unfinished_uploads_expired = remove_expired(self.database, each=self.pacing.each,
-                                                            pace=self.pacing.breathe)
+        report.unfinished_uploads_expired = remove_expired(
+            self.database, lambda job_id: self.jobs.get(job_id) is not None, each=self.pacing.each,
+            pace=self.pacing.breathe)
         report.orphans_removed = self.remove_orphan_chunks()
         if self.lifetimes is not None:
             report.lifetimes = self.lifetimes.run()
@@ -163,7 +165,7 @@ class Reconciler:
         removed = 0
         for bucket in (TRACKS, SEGMENTS):
             store = MediaStore(self.database, bucket)
-            for document in self.pacing.each(list(store.files.find({}, {"metadata": 1}))):
+            for document in self.pacing.each(store.documents()):
                 metadata = document.get("metadata") or {}
                 job = self.jobs.get(metadata.get("job_id", ""))
                 live = job is not None and job["state"] == JobState.CONVERTING \
@@ -173,8 +175,7 @@ class Reconciler:
                     removed += 1
         # MP3s joiners wrote under their own ids: kept while their job may still finish with them, or did.
         audio = MediaStore(self.database, AUDIO)
-        for document in self.pacing.each(list(audio.files.find({"metadata.joined_by": {"$exists": True}},
-                                                                 {"metadata": 1}))):
+        for document in self.pacing.each(audio.documents({"metadata.joined_by": {"$exists": True}})):
             metadata = document["metadata"]
             job = self.jobs.get(metadata.get("job_id", "")) or {}
             kept = ((job.get("audio") or {}).get("audio_id") == document["_id"]

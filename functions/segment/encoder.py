@@ -1,4 +1,4 @@
-"""Encodes one segment of a fanned-out job (functions/convert/fanout.py): claim it on the job record, copy the job's
+"""Encodes one segment of a fanned-out job (transcoding/fanout.py): claim it on the job record, copy the job's
 audio track out of GridFS, encode the segment's time range with the same locked-down ffmpeg as convert, store the
 MP3 segment, mark it done; the worker that completes the set joins the segments into the job's MP3 and finishes
 the job as convert would.
@@ -12,10 +12,7 @@ dead-letter sink fails it when the broker gives up. A cancel ends every segment'
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,10 +22,14 @@ from typing import Any
 
 from pymongo.database import Database
 
-from events import FailureReason, SegmentRequested
-from functions.convert import ffmpeg_tools
-from functions.convert.conversion import HOLDER_POLL_SECONDS
-from functions.convert.fanout import (
+from events import FailureReason, RetryLater, SegmentRequested
+from jobs.leases import Held, Settled, claim_unless_held
+from jobs.records import FINAL_STATES, Job, JobState
+from runtime.clock import now
+from storage.media import SEGMENTS, TRACKS, MediaStore, remove_fan_out_media
+from storage.scratch import work_folder
+from transcoding import ffmpeg_tools
+from transcoding.fanout import (
     SEGMENT_LEASE,
     FanOutRecord,
     Stopwatch,
@@ -37,12 +38,9 @@ from functions.convert.fanout import (
     segment_shape,
     tag_file_id,
 )
-from functions.convert.ffmpeg_tools import Progress, Rejected, Stopped
-from functions.convert.mp3join import JoinError, SegmentPlan
-from functions.convert.outcome import Outcome
-from functions.shared.consumer import RetryLater
-from functions.shared.jobs import FINAL_STATES, Job, JobState, now
-from functions.shared.media import SEGMENTS, TRACKS, MediaStore, remove_fan_out_media
+from transcoding.ffmpeg_tools import Progress, Rejected, Stopped
+from transcoding.mp3join import JoinError, SegmentPlan
+from transcoding.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -96,40 +94,22 @@ class SegmentEncoder:
     def claim_unless_held(self, event: SegmentRequested, worker_id: str) -> Job | None:
         """The record once this worker claimed the segment (its holder stopped renewing) or once the segment is done
         (for the join that may follow); None when this delivery has nothing to do: the fan-out ended, or a live
-        worker holds the segment, so the delivery is acknowledged and leaves the dispatcher's worker at once.
-
-        As with convert's `claim_unless_held`: a duplicate and the broker's retry of a holder that died carry the
-        same event, and only the claim tells them apart. A live holder renews it every second while ffmpeg runs; a
-        dead holder's claim lapses within SEGMENT_LEASE, and its retried delivery takes the segment over here."""
-        seen: dict[str, Any] | None = None
-        deadline = time.monotonic() + SEGMENT_LEASE.total_seconds() + 1
-        while True:
+        worker holds the segment (jobs/leases.py)."""
+        def look() -> Held | Settled[Job] | None:
             job = self.outcome.jobs.get(event.job_id)
             fan = (job or {}).get("fanout") or {}
             if job is None or job["state"] != JobState.CONVERTING or fan.get("attempt_id") != event.attempt_id:
                 if job is not None and job["state"] in FINAL_STATES:
                     self.outcome.jobs.flush_pending(job, self.outcome.emitter)
-                return None
+                return Settled(None)
             if event.index in fan["done"]:
-                return job
+                return Settled(job)
             claim = fan.get("claims", {}).get(str(event.index))
-            if claim is not None and claim["until"] > now():
-                if seen is not None and (claim["worker_id"] != seen["worker_id"] or claim["until"] > seen["until"]):
-                    log.info("segment %d of job %s is being encoded by a live worker: this delivery leaves it to "
-                             "that one", event.index, event.job_id)
-                    return None
-                seen = seen or claim
-            else:
-                claimed = self.record.claim_segment(event.job_id, event.attempt_id, event.index, worker_id)
-                if claimed is not None:
-                    log.info("segment %d of job %s taken over: its worker stopped renewing its claim", event.index,
-                             event.job_id)
-                    return claimed
-            if time.monotonic() > deadline:
-                # Not reached with the segment's own claim; a safety net should a claim be longer.
-                raise RetryLater(f"segment {event.index} of job {event.job_id} is held by a worker that neither "
-                                 "renews its claim nor finishes")
-            time.sleep(HOLDER_POLL_SECONDS)
+            return Held(claim["worker_id"], claim["until"]) if claim is not None and claim["until"] > now() else None
+
+        return claim_unless_held(
+            look, lambda: self.record.claim_segment(event.job_id, event.attempt_id, event.index, worker_id),
+            SEGMENT_LEASE, f"segment {event.index} of job {event.job_id}")
 
     def encode_and_store(self, job: Job, event: SegmentRequested, worker_id: str) -> Job | None:
         """The record after this segment is marked done; None when the attempt ended meanwhile (nothing left)."""
@@ -138,11 +118,10 @@ class SegmentEncoder:
         def heartbeat(progress: Progress) -> bool:
             return self.record.renew_segment(event.job_id, event.attempt_id, event.index, worker_id, progress.percent)
 
-        # What a worker killed on this segment before left in this pod's scratch volume (it outlives the container).
-        for stale in self.work_dir.glob(f"{event.job_id}.{event.index}.*"):
-            shutil.rmtree(stale, ignore_errors=True)
         timings = Stopwatch()
-        with self.private_folder(f"{event.job_id}.{event.index}.") as folder:
+        # What a worker killed on this segment before left in this pod's scratch volume (it outlives the container)
+        # goes: this worker holds the segment now.
+        with work_folder(self.work_dir, f"{event.job_id}.{event.index}.", clear_stale=True) as folder:
             track, output = folder / "track", folder / "segment.mp3"
             with track.open("wb") as track_file, timings.lap("track_read"):
                 found = self.tracks.copy_to(event.track_id, track_file)
@@ -188,7 +167,7 @@ class SegmentEncoder:
             raise RetryLater(f"job {event.job_id}: another worker is joining its segments")
         fan, encoding_plan = joining["fanout"], dict(joining.get("encoding") or {})
         specs = [SegmentPlan(**segment) for segment in encoding_plan.get("segments", [])]
-        with self.private_folder(f"{event.job_id}.join.") as folder:
+        with work_folder(self.work_dir, f"{event.job_id}.join.") as folder:
             target = folder / "audio.mp3"
             started = time.monotonic()
             try:
@@ -244,11 +223,3 @@ class SegmentEncoder:
     def fail(self, job: Job, event: SegmentRequested, reason: FailureReason, message: str) -> None:
         if self.outcome.fail(job, event.attempt_id, reason, message):
             remove_fan_out_media(self.database, event.job_id)
-
-    @contextlib.contextmanager
-    def private_folder(self, prefix: str) -> Iterator[Path]:
-        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=self.work_dir))
-        try:
-            yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)

@@ -10,14 +10,14 @@ from pathlib import Path
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from endpoints.consumer import consume
 from events import EventEmitter, SegmentRequested
-from functions.convert.outcome import Outcome
 from functions.segment.encoder import SegmentEncoder
-from functions.shared import mongo
-from functions.shared.consumer import consume
-from functions.shared.jobs import Jobs
-from functions.shared.media import AUDIO, VIDEOS, MediaStore
-from functions.shared.settings import SegmentSettings, load_settings
+from jobs.records import Jobs
+from runtime.settings import SegmentSettings, load_settings
+from storage import mongo
+from storage.media import AUDIO, VIDEOS, MediaStore
+from transcoding.outcome import Outcome
 
 settings = load_settings(SegmentSettings)
 database = mongo.database(settings)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pymongo.errors
 
-from functions.shared.jobs import FINAL_STATES, Job
+from jobs.records import FINAL_STATES, Job
 
 log = logging.getLogger(__name__)
 

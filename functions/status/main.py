@@ -13,82 +13,73 @@ from datetime import timedelta
 import flask
 import functions_framework
 
+from accounts.tokens import Identity
+from api.answers import JobList, Usage
+from endpoints.http import STORE_ERRORS, HttpFunction, SetUpOnce
 from events import EventEmitter
-from events.catalog import is_job_id
-from functions.download.links import DownloadLinks
-from functions.shared import mongo
-from functions.shared.http import (
-    NOT_FOUND,
-    STORE_ERRORS,
-    HttpError,
-    SetUpOnce,
-    allow_cross_origin,
-    also_under,
-    answer_errors,
-    authenticate,
-    framework_errors_in_json,
-    json_response,
-    method_not_allowed,
-)
-from functions.shared.job_view import job_view, view_of
-from functions.shared.jobs import Job, Jobs
-from functions.shared.settings import StatusSettings, load_settings
-from functions.shared.tokens import Identity, TokenVerifier
-from functions.status.answers import JobList, Usage
-from functions.status.cancellation import Cancellation, JobNotFound, NotCancellable
-from functions.status.erasure import Erasure
 from functions.status.live import JobStream
-from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimits, Quotas
+from jobs.cancellation import Cancellation, JobNotFound, NotCancellable
+from jobs.erasure import Erasure
+from jobs.links import DownloadLinks
+from jobs.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, QuotaLimits, Quotas
+from jobs.records import Job, Jobs
+from jobs.view import job_view, view_of
+from runtime.answers import NOT_FOUND, HttpError, json_response
+from runtime.settings import StatusSettings, load_settings
+from storage import mongo
 
 log = logging.getLogger(__name__)
 settings = load_settings(StatusSettings)
-framework_errors_in_json()
 database = mongo.database(settings)
 jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
-verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
 erasure = Erasure(database, jobs, cancellation)
 download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
 quotas = Quotas(database, QuotaLimits.from_settings(settings))
 # Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
 open_streams = threading.BoundedSemaphore(settings.events_max_streams)
+http = HttpFunction.public("status", settings, authenticate_first=True, before=indexes)
 
 
 @functions_framework.http
-@also_under("status")
-@allow_cross_origin(settings.allowed_origins())
-@answer_errors
 def status(request: flask.Request) -> flask.Response:
-    identity = authenticate(request, verifier)
-    indexes()
-    parts = [part for part in request.path.split("/") if part]
-    route = (request.method, len(parts), parts[1] if len(parts) == 2 else None)
-    if len(parts) > 2 or (parts and not is_job_id(parts[0])):
+    return http(request)  # type: ignore[no-any-return]
+
+
+@http.route("/", "GET")
+def list_jobs(request: flask.Request) -> flask.Response:
+    owner = http.identity(request).subject
+    listing = JobList(jobs=[view_of(job, download_links) for job in jobs.list_owned(owner)],
+                      usage=Usage.model_validate(quotas.report(owner)))
+    return json_response(listing.model_dump(mode="json", exclude_unset=True))
+
+
+@http.route("/<job:job_id>", "GET")
+def show_job(request: flask.Request, job_id: str) -> flask.Response:
+    return json_response(job_view(owned(job_id, http.identity(request)), download_links))
+
+
+@http.route("/<job:job_id>", "DELETE")
+def delete_job(request: flask.Request, job_id: str) -> flask.Response:
+    if not erasure.erase(job_id, http.identity(request).subject):
         raise NOT_FOUND
-    if route == ("GET", 0, None):
-        listing = JobList(jobs=[view_of(job, download_links) for job in jobs.list_owned(identity.subject)],
-                          usage=Usage.model_validate(quotas.report(identity.subject)))
-        return json_response(listing.model_dump(mode="json", exclude_unset=True))
-    if route == ("GET", 1, None):
-        return json_response(job_view(owned(parts[0], identity), download_links))
-    if route == ("DELETE", 1, None):
-        if not erasure.erase(parts[0], identity.subject):
-            raise NOT_FOUND
-        return flask.Response(status=204)
-    if route == ("GET", 2, "events"):
-        return event_stream(parts[0], identity)
-    if route == ("POST", 2, "cancel"):
-        try:
-            return json_response(job_view(cancellation.cancel(parts[0], identity.subject), download_links))
-        except JobNotFound:
-            raise NOT_FOUND from None
-        except NotCancellable as refused:
-            raise HttpError(409, "not_cancellable", str(refused)) from None
-    allowed = {0: "GET", 1: "GET, DELETE"}.get(len(parts)) or {"events": "GET", "cancel": "POST"}.get(parts[1])
-    if allowed is not None:
-        raise method_not_allowed(allowed, f"{request.method} is not allowed on {request.path}")
-    raise NOT_FOUND
+    return flask.Response(status=204)
+
+
+@http.route("/<job:job_id>/events", "GET")
+def follow_job(request: flask.Request, job_id: str) -> flask.Response:
+    return event_stream(job_id, http.identity(request))
+
+
+@http.route("/<job:job_id>/cancel", "POST")
+def cancel_job(request: flask.Request, job_id: str) -> flask.Response:
+    try:
+        return json_response(job_view(cancellation.cancel(job_id, http.identity(request).subject), download_links))
+    except JobNotFound:
+        raise NOT_FOUND from None
+    except NotCancellable as refused:
+        raise HttpError(409, "not_cancellable", str(refused)) from None
 
 
 def owned(job_id: str, identity: Identity) -> Job:

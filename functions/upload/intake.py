@@ -17,11 +17,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from functions.shared.media_formats import SNIFF_BYTES, sniff_container
+from api.limits import MAX_FIELD_BYTES, MAX_PARTS
+from transcoding.media_formats import SNIFF_BYTES, sniff_container
 
 READ_BYTES = 1024 * 1024
-MAX_FIELD_BYTES = 1024
-MAX_PARTS = 16
 MAX_FILENAME_CHARS = 120
 
 
@@ -100,7 +99,8 @@ def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Ite
     """Yields the data of the form's one file part; fills upload.fields and upload.filename on the way."""
     # Field sizes are limited below; the decoder holds one read at a time, so its own memory cap is not needed.
     decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
-    current: str | None = None  # "file", or the name of the field being read
+    in_file = False
+    current: str | None = None  # the name of the field being read
     files_seen = 0
     field_value = bytearray()
     for chunk in itertools.chain(raw, [None]):
@@ -111,11 +111,11 @@ def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Ite
                 if files_seen > 1:
                     raise BadUpload("send exactly one file per upload")
                 upload.filename = safe_filename(event.filename)
-                current = "file"
+                in_file, current = True, None
             elif isinstance(event, Field):
-                current, field_value = event.name, bytearray()
+                in_file, current, field_value = False, event.name, bytearray()
             elif isinstance(event, Data):
-                if current == "file":
+                if in_file:
                     if event.data:
                         yield bytes(event.data)
                 elif current is not None:

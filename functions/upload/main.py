@@ -10,29 +10,21 @@ from datetime import timedelta
 import flask
 import functions_framework
 
+from api.limits import TUS_VERSION
+from endpoints.http import HttpFunction
 from events import EventEmitter
-from functions.shared import mongo
-from functions.shared.http import (
-    HttpError,
-    allow_cross_origin,
-    also_under,
-    authenticate,
-    framework_errors_in_json,
-    method_not_allowed,
-)
-from functions.shared.jobs import Jobs
-from functions.shared.media import VIDEOS, MediaStore
-from functions.shared.settings import UploadSettings, load_settings
-from functions.shared.tokens import TokenVerifier
 from functions.upload.pending_events import PendingEventRetry
-from functions.upload.quotas import QuotaLimits, Quotas
-from functions.upload.resumable import TUS_VERSION, ResumableUploads
+from functions.upload.resumable import ResumableUploads
 from functions.upload.uploads import Uploads
+from jobs.quotas import QuotaLimits, Quotas
+from jobs.records import Jobs
+from runtime.answers import HttpError
+from runtime.settings import UploadSettings, load_settings
+from storage import mongo
+from storage.media import VIDEOS, MediaStore
 
 settings = load_settings(UploadSettings)
-framework_errors_in_json()
 database = mongo.database(settings)
-verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 jobs = Jobs(database)
 uploads = Uploads(
     # Two quick tries while the client waits; past them the event waits in the job's outbox for the broker.
@@ -47,20 +39,34 @@ resumable_uploads = ResumableUploads(uploads, public_upload_url=str(settings.pub
                                      lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds))
 
 
+def is_resumable(request: flask.Request) -> bool:
+    return request.path == "/files" or request.path.startswith("/files/")
+
+
+def refusal(request: flask.Request, error: HttpError) -> flask.Response:
+    """The body may be partly unread: the answer does not let the framework read the rest into memory. tus answers
+    carry the protocol's version."""
+    if is_resumable(request):
+        error = HttpError(error.status, error.code, error.message, {"Tus-Resumable": TUS_VERSION, **error.headers},
+                          error.extra)
+    return error.response_leaving_body_unread()
+
+
+http = HttpFunction.public("upload", settings, answer_error=refusal)
+
+
 @functions_framework.http
-@also_under("upload")
-@allow_cross_origin(settings.allowed_origins())
 def upload(request: flask.Request) -> flask.Response:
-    resumable = request.path == "/files" or request.path.startswith("/files/")
-    try:
-        if resumable:
-            return resumable_uploads.handle(request, lambda request: authenticate(request, verifier))
-        if request.method != "POST":
-            raise method_not_allowed("POST", "POST a video to this URL")
-        return uploads.accept(request, authenticate(request, verifier))
-    except HttpError as error:
-        if resumable:
-            error = HttpError(error.status, error.code, error.message, {"Tus-Resumable": TUS_VERSION, **error.headers},
-                              error.extra)
-        # The body may be partly unread: answer without letting the framework read the rest into memory.
-        return error.response_leaving_body_unread()
+    return http(request)  # type: ignore[no-any-return]
+
+
+@http.route("/", "POST")
+def one_shot(request: flask.Request) -> flask.Response:
+    return uploads.accept(request, http.identity(request))
+
+
+# tus orders its own checks (the protocol's version before the token, OPTIONS open to all): resumable.py routes them.
+@http.route("/files")
+@http.route("/files/<path:upload_path>")
+def resumable(request: flask.Request, upload_path: str = "") -> flask.Response:
+    return resumable_uploads.handle(request, http.identity)

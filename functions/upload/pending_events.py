@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pymongo.errors
 
 from events import EmitError, EventEmitter
-from functions.shared.jobs import Jobs
+from jobs.records import Jobs
 
 log = logging.getLogger(__name__)
 

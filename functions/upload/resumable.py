@@ -1,17 +1,12 @@
 """tus 1.0.0 resumable uploads at `UPLOAD_URL/files/` (README: Resumable uploads): creation (with upload), HEAD,
-PATCH, termination, expiration and sha1 checksums. Bytes go into GridFS as they arrive; when the last one lands,
-the upload becomes a job by the one-shot upload's own path (`Uploads.accept_stored`), the job's id the upload's.
+PATCH, termination, expiration and sha1 checksums. Bytes go into GridFS as they arrive, at the upload's offset under
+its lease (storage/unfinished_uploads.py); when the last one lands, the upload becomes a job by the one-shot
+upload's own path (`Uploads.accept_stored`), the job's id the upload's. Reconcile removes the unfinished uploads past
+their expiry.
 
-An unfinished upload is a GridFS files document written up front (`MediaStore.create_empty`): its `length` is the
-offset (the bytes its chunks surely hold) and its tus state is `metadata.resumable`. So the reconcile sweep of
-orphan chunks sees a file owning its chunks and leaves them alone, the quota of media bytes counts what is stored,
-and the offset, the state and the lease of the one request writing change together, in one document, by
-compare-and-set. Reconcile removes the unfinished uploads past `expires_at` (unfinished.py).
-
-GridFS chunks are fixed-size but the last, so a PATCH ending mid-chunk leaves a partial chunk: the next PATCH reads
-it back and writes it again completed. A PATCH without a checksum moves the offset on after every few chunks it
-writes, and a client that drops keeps all it sent (the rest is written then); with one, only once the sha1 matches.
-Memory per PATCH: a few chunks (WRITE_BATCH_CHUNKS) and one read.
+A PATCH without a checksum moves the offset on after every few chunks it writes, and a client that drops keeps all
+it sent (the rest is written then); with one, only once the sha1 matches. Memory per PATCH: a few chunks and one
+read.
 """
 
 from __future__ import annotations
@@ -24,7 +19,6 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,22 +27,19 @@ import flask
 import pymongo.errors
 import werkzeug.exceptions
 
-from functions.shared.http import HttpError, method_not_allowed
-from functions.shared.jobs import now
-from functions.shared.media import WRITE_BATCH_CHUNKS, StoredFile
-from functions.shared.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
-from functions.shared.tokens import Identity
+from accounts.tokens import Identity
+from api.limits import TUS_EXTENSIONS, TUS_VERSION
 from functions.upload.intake import read_stream, safe_filename
-from functions.upload.unfinished import STATE
 from functions.upload.uploads import Uploads, options_of, too_large
+from runtime.answers import HttpError, method_not_allowed
+from runtime.clock import now
+from storage.media import StoredFile
+from storage.unfinished_uploads import LostLease, OffsetMoved, UnfinishedUploads, WriterBusy
+from transcoding.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
 
 log = logging.getLogger(__name__)
 
-TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
-# The request writing to an upload holds it this long past its last chunk; a writer that died frees it then.
-WRITER_LEASE = timedelta(seconds=60)
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -58,7 +49,7 @@ def http_date(moment: datetime) -> str:
 
 def header_integer(request: flask.Request, name: str) -> int:
     value = request.headers.get(name, "")
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise HttpError(400, "bad_header", f"{name} must be a non-negative integer")
     return int(value)
 
@@ -88,19 +79,14 @@ def parse_checksum(header: str | None) -> bytes | None:
         raise HttpError(400, "bad_header", "Upload-Checksum: the digest is not base64") from None
 
 
-class LostLease(Exception):
-    """Another request took the upload over (ours stalled past its lease) or it was terminated."""
-
-
 @dataclass
 class ResumableUploads:
     uploads: Uploads
     public_upload_url: str  # empty: the URL the request came to
     lifetime: timedelta
 
-    @property
-    def files(self) -> Any:
-        return self.uploads.videos.files
+    def __post_init__(self) -> None:
+        self.stored = UnfinishedUploads(self.uploads.videos, self.lifetime)
 
     def handle(self, request: flask.Request, authenticate: Callable[[flask.Request], Identity]) -> flask.Response:
         """Answers a request under /files/. `authenticate(request)` is the caller's token check."""
@@ -167,11 +153,8 @@ class ResumableUploads:
         upload_id = uuid.uuid4().hex
         self.uploads.reserve(identity, upload_id, length)
         try:
-            moment = now()
-            self.uploads.videos.create_empty(upload_id, filename=filename, metadata={
-                "owner_id": identity.subject, "job_id": upload_id,
-                "resumable": {"length": length, "fields": metadata, "created_at": moment,
-                              "expires_at": moment + self.lifetime, "writer": None, "container": None}})
+            self.stored.create(upload_id, owner_id=identity.subject, filename=filename, length=length,
+                               fields=metadata)
         except pymongo.errors.PyMongoError as error:
             self.uploads.release(identity.subject, upload_id)
             log.error("upload %s could not be created: %s", upload_id, error)
@@ -198,8 +181,7 @@ class ResumableUploads:
     def owned(self, upload_id: str, identity: Identity) -> dict[str, Any]:
         """The upload's files document; 404 alike for none and someone else's, 410 once expired."""
         try:
-            # By _id alone (the local FerretDB answers only that from an index); the owner is compared here.
-            document = self.files.find_one({"_id": upload_id})
+            document = self.stored.get(upload_id)
         except pymongo.errors.PyMongoError:
             raise STORE_UNAVAILABLE from None
         if document is None or (document.get("metadata") or {}).get("owner_id") != identity.subject:
@@ -263,127 +245,69 @@ class ResumableUploads:
         return document
 
     def claim(self, document: dict[str, Any]) -> str:
-        """Takes the upload's lease at its offset (compare-and-set: two PATCHes at once, one gets 409)."""
-        writer = uuid.uuid4().hex
-        moment = now()
-        free = {"$or": [{f"{STATE}.writer": None}, {f"{STATE}.writer.until": {"$lt": moment}}]}
-        claimed = self.files.update_one({"_id": document["_id"], "length": document["length"], **free},
-                                        {"$set": {f"{STATE}.writer": {"id": writer, "until": moment + WRITER_LEASE}}})
-        if claimed.matched_count != 1:
-            current = self.files.find_one({"_id": document["_id"]}, {"length": 1}) or {"length": None}
-            if current["length"] != document["length"]:
-                raise offset_mismatch(current["length"])
+        try:
+            return self.stored.claim(document)
+        except OffsetMoved as moved:
+            raise offset_mismatch(moved.offset) from None
+        except WriterBusy:
             raise HttpError(409, "conflict", "another request is writing to this upload; ask its offset (HEAD) "
-                                             "and go on from there")
-        return writer
+                                             "and go on from there") from None
 
     def release(self, upload_id: str, writer: str) -> None:
         try:
-            self.files.update_one({"_id": upload_id, f"{STATE}.writer.id": writer}, {"$set": {f"{STATE}.writer": None}})
+            self.stored.release(upload_id, writer)
         except pymongo.errors.PyMongoError as error:  # the lease lapses by itself
             log.warning("upload %s: its lease stays until it lapses: %s", upload_id, error)
 
-    def advance(self, upload_id: str, writer: str, offset: int | None, container: str | None) -> None:
-        """Moves the offset on (None: keeps it) and renews the lease and the expiry, while the lease is ours."""
-        moment = now()
-        changes: dict[str, Any] = {f"{STATE}.writer.until": moment + WRITER_LEASE,
-                                   f"{STATE}.expires_at": moment + self.lifetime}
-        if offset is not None:
-            changes["length"] = offset
-        if container is not None:
-            changes[f"{STATE}.container"] = container
-        if self.files.update_one({"_id": upload_id, f"{STATE}.writer.id": writer},
-                                 {"$set": changes}).matched_count != 1:
-            raise LostLease(upload_id)
-
     def append(self, request: flask.Request, document: dict[str, Any], writer: str, checksum: bytes | None) -> None:
-        videos, upload_id = self.uploads.videos, document["_id"]
-        state, offset, chunk_size = document["metadata"]["resumable"], document["length"], document["chunkSize"]
-        first_chunk = n = offset // chunk_size  # n: the first chunk not written yet
-        last_written = first_chunk - 1
-        # The part of the last chunk already stored: written again, completed, with the new bytes.
-        kept = videos.chunk_data(upload_id, n)[:offset % chunk_size] if offset % chunk_size else b""
-        buffer = bytearray(kept)  # the file's bytes from chunk n on
+        upload_id, state, offset = document["_id"], document["metadata"]["resumable"], document["length"]
         container = state["container"]
         sha1 = hashlib.sha1()  # noqa: S324 - tus's checksum extension names sha1; it guards against damage only
         received = 0
 
-        # One batch is written (with the offset moved on) on this thread while the next is read, as MediaStore.store
-        # does; `settle()` waits for it and raises what it raised.
-        batch_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resumable-writer")
-        in_flight: Future[None] | None = None
+        def after_batch(new_offset: int) -> None:
+            # Without a checksum the offset moves on per batch; with one, only the lease is renewed until it matches.
+            self.stored.advance(upload_id, writer, new_offset if checksum is None else None, container)
 
-        def settle() -> None:
-            nonlocal in_flight
-            if in_flight is not None:
-                pending, in_flight = in_flight, None
-                pending.result()
+        with self.stored.appending(document, after_batch) as appending:
+            # The file's first bytes, while they are still to be recognised as a media container.
+            head = bytearray(appending.kept) if container is None and appending.first_chunk == 0 else None
 
-        def write(chunks: int | None, new_offset: int | None = None) -> None:
-            """Writes `chunks` whole chunks from the buffer in one round trip (None: all of it, a part chunk too, at
-            once); then moves the offset to `new_offset` (None: keeps it, renewing the lease)."""
-            nonlocal n, last_written, in_flight
-            size = len(buffer) if chunks is None else chunks * chunk_size
-            pieces = [bytes(buffer[start:min(start + chunk_size, size)]) for start in range(0, size, chunk_size)]
-            first = n
-            settle()
-            if pieces:
-                last_written = n + len(pieces) - 1
-            if chunks is None:
-                if pieces:
-                    videos.write_chunks(upload_id, first, pieces)
-                return
-            del buffer[:size]
-            n += chunks
+            def take_back(error: HttpError) -> HttpError:
+                appending.take_back()
+                if checksum is None and received:
+                    self.stored.advance(upload_id, writer, offset)
+                return error
 
-            def write_and_advance() -> None:
-                videos.write_chunks(upload_id, first, pieces)
-                self.advance(upload_id, writer, new_offset, container)
-            in_flight = batch_writer.submit(write_and_advance)
-
-        def take_back(error: HttpError) -> HttpError:
-            """The PATCH's bytes are discarded: the stored part chunk restored, the chunks it added deleted."""
-            settle()
-            if kept:
-                videos.write_chunks(upload_id, first_chunk, [kept])
-            videos.delete_chunks_from(upload_id, first_chunk + (1 if kept else 0), last_written)
-            if checksum is None and received:
-                self.advance(upload_id, writer, offset, None)
-            return error
-
-        try:
-            for piece in read_stream(request.stream):
-                received += len(piece)
-                if offset + received > state["length"]:
-                    raise take_back(HttpError(413, "too_large", f"this upload is {state['length']} bytes"))
-                sha1.update(piece)
-                buffer += piece
-                if container is None and n == 0 and len(buffer) >= min(SNIFF_BYTES, state["length"]):
-                    container = sniff_container(bytes(buffer[:SNIFF_BYTES]))
-                    if container is None:
-                        self.remove(document)
-                        raise NOT_MEDIA
-                # A few chunks per round trip, as MediaStore.store writes them; the offset moves on after each batch.
-                if len(buffer) >= WRITE_BATCH_CHUNKS * chunk_size:
-                    write(WRITE_BATCH_CHUNKS, (n + WRITE_BATCH_CHUNKS) * chunk_size if checksum is None else None)
-        except (werkzeug.exceptions.ClientDisconnected, OSError) as error:
-            # The client is gone: what it sent counts (unless a checksum was to vouch for it), so it resumes there.
-            log.info("upload %s: the client dropped after %d bytes: %s", upload_id, received, error)
-            if checksum is not None:
-                raise take_back(HttpError(400, "incomplete", "the body ended early")) from None
-            write(None)
-            self.advance(upload_id, writer, offset + received, container)
-            raise HttpError(400, "incomplete", "the body ended early; ask the offset (HEAD) and go on") from None
-        finally:
             try:
-                settle()  # a batch still being written would write after a take-back or the answer
-            finally:
-                batch_writer.shutdown(wait=True)
-        write(None)
-        if checksum is not None and sha1.digest() != checksum:
-            raise take_back(HttpError(460, "checksum_mismatch", "the body's sha1 is not Upload-Checksum's; its bytes "
-                                                                "were discarded, send them again"))
-        self.advance(upload_id, writer, offset + received, container)
+                for piece in read_stream(request.stream):
+                    received += len(piece)
+                    if offset + received > state["length"]:
+                        raise take_back(HttpError(413, "too_large", f"this upload is {state['length']} bytes"))
+                    sha1.update(piece)
+                    if head is not None:
+                        head += piece[:SNIFF_BYTES]
+                        if len(head) >= min(SNIFF_BYTES, state["length"]):
+                            container = sniff_container(bytes(head[:SNIFF_BYTES]))
+                            head = None
+                            if container is None:
+                                appending.writer.settle()
+                                self.remove(document)
+                                raise NOT_MEDIA
+                    appending.writer.add(piece)
+            except (werkzeug.exceptions.ClientDisconnected, OSError) as error:
+                # The client is gone: what it sent counts (unless a checksum was to vouch for it), so it resumes there.
+                log.info("upload %s: the client dropped after %d bytes: %s", upload_id, received, error)
+                if checksum is not None:
+                    raise take_back(HttpError(400, "incomplete", "the body ended early")) from None
+                appending.writer.flush()
+                self.stored.advance(upload_id, writer, offset + received, container)
+                raise HttpError(400, "incomplete", "the body ended early; ask the offset (HEAD) and go on") from None
+            appending.writer.flush()
+            if checksum is not None and sha1.digest() != checksum:
+                raise take_back(HttpError(460, "checksum_mismatch", "the body's sha1 is not Upload-Checksum's; its "
+                                                                    "bytes were discarded, send them again"))
+            self.stored.advance(upload_id, writer, offset + received, container)
 
     # --- the end of an upload --------------------------------------------------------------------------------
 
@@ -392,7 +316,7 @@ class ResumableUploads:
         upload's lease (one request does it). The files document then becomes an ordinary stored video."""
         upload_id, state = document["_id"], document["metadata"]["resumable"]
         if self.uploads.jobs.get(upload_id) is not None:  # finished but for clearing its state: never a second job
-            self.files.update_one({"_id": upload_id}, {"$unset": {STATE: ""}})
+            self.stored.finished(upload_id)
             return self.owned(upload_id, identity)
         # Shorter than a sniff's bytes, and sent in pieces: no PATCH saw its head whole.
         container = state["container"] or sniff_container(self.uploads.videos.chunk_data(upload_id, 0)[:SNIFF_BYTES])
@@ -417,9 +341,7 @@ class ResumableUploads:
         finally:
             self.release(upload_id, writer)
         try:
-            self.files.update_one({"_id": upload_id}, {"$set": {"sha256": stored.sha256,
-                                                                "metadata.container": container},
-                                                       "$unset": {STATE: ""}})
+            self.stored.finished(upload_id, **{"sha256": stored.sha256, "metadata.container": container})
         except pymongo.errors.PyMongoError as error:  # the job is recorded: reconcile clears the state once expired
             log.warning("upload %s: its job is recorded, its tus state stays for now: %s", upload_id, error)
         log.info("upload %s finished: job recorded", upload_id)

@@ -17,17 +17,18 @@ from typing import Any
 import flask
 import pymongo.errors
 
+from accounts.tokens import Identity
+from api.answers import UploadAccepted
 from events import EmitError, EventEmitter, VideoUploaded
 from events.options import ConversionOptions, InvalidOptions, parse_options
-from functions.shared.http import HttpError, json_response
-from functions.shared.jobs import Jobs, JobState, now
-from functions.shared.media import MediaStore, StoredFile, TooLarge
-from functions.shared.media_formats import DEMUXERS
-from functions.shared.tokens import Identity
-from functions.upload.accepted import UploadAccepted
 from functions.upload.intake import BadUpload, open_upload
 from functions.upload.pending_events import PendingEventRetry
-from functions.upload.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
+from jobs.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
+from jobs.records import Jobs, JobState
+from runtime.answers import HttpError, json_response
+from runtime.clock import now
+from storage.media import MediaStore, StoredFile, TooLarge
+from transcoding.media_formats import DEMUXERS
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,26 @@
 """web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
 the public function URLs the page calls straight from the browser: auth, upload, status and download; and
 `asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), and `openapi.json`, the
-OpenAPI 3.1 document of the public HTTP functions (functions/web/openapi.py), for integrators. No build step; one
+OpenAPI 3.1 document of the public HTTP functions (api/openapi.py), for integrators. No build step; one
 third-party script, tus-js-client (the page's resumable uploads), served from this origin at the version pinned in
 stack/node/package.json. A strict Content-Security-Policy lets the page talk to those four origins only."""
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import flask
 import functions_framework
 
+from api.openapi import openapi_document
+from endpoints.http import HttpFunction
 from events.asyncapi import asyncapi_document
-from functions.shared.http import HttpError, answer_errors, framework_errors_in_json, json_response, method_not_allowed
-from functions.shared.settings import WebSettings, load_settings
-from functions.web.openapi import openapi_document
+from runtime.answers import HttpError, json_response
+from runtime.settings import WebSettings, load_settings
 
 settings = load_settings(WebSettings)
-framework_errors_in_json()
 STATIC = Path(__file__).with_name("static")
 # tus-js-client as npm installed it, never a copy in the repository: into the image by functions/Dockerfile, or
 # into the checkout's .local/node by stack/setup.sh (the local stack's).
@@ -69,19 +70,35 @@ SECURITY_HEADERS = {
 }
 
 
+http = HttpFunction(None, not_found=HttpError(404, "not_found", "no such page"))
+
+
 @functions_framework.http
-@answer_errors
 def web(request: flask.Request) -> flask.Response:
-    if request.method not in ("GET", "HEAD"):
-        raise method_not_allowed("GET, HEAD", "the web page is read-only")
-    if request.path == "/config.json":
-        return json_response(API, headers=SECURITY_HEADERS)
-    if request.path == "/asyncapi.json":
-        return json_response(EVENTS_DOCUMENT, headers=SECURITY_HEADERS)
-    if request.path == "/openapi.json":
-        return json_response(HTTP_DOCUMENT, headers=SECURITY_HEADERS)
-    page = PAGES.get(request.path)
-    if page is None:
-        raise HttpError(404, "not_found", "no such page")
-    name, mimetype = page
-    return flask.Response(CONTENTS[name], mimetype=mimetype, headers=SECURITY_HEADERS)
+    return http(request)  # type: ignore[no-any-return]
+
+
+@http.route("/config.json", "GET")
+def config(request: flask.Request) -> flask.Response:
+    return json_response(API, headers=SECURITY_HEADERS)
+
+
+@http.route("/asyncapi.json", "GET")
+def events_document(request: flask.Request) -> flask.Response:
+    return json_response(EVENTS_DOCUMENT, headers=SECURITY_HEADERS)
+
+
+@http.route("/openapi.json", "GET")
+def http_document(request: flask.Request) -> flask.Response:
+    return json_response(HTTP_DOCUMENT, headers=SECURITY_HEADERS)
+
+
+def page_of(name: str, mimetype: str) -> Callable[[flask.Request], flask.Response]:
+    def serve(request: flask.Request) -> flask.Response:
+        return flask.Response(CONTENTS[name], mimetype=mimetype, headers=SECURITY_HEADERS)
+
+    return serve
+
+
+for path, (name, mimetype) in PAGES.items():
+    http.route(path, "GET")(page_of(name, mimetype))

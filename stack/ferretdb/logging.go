@@ -12,7 +12,7 @@ import (
 // and slog's TextHandler formats With's attributes at once, whatever the level. For an insert, args hold the whole
 // document as JSON, so at the default "warn" level each written GridFS chunk (1 MiB of media, 1.4 MB of JSON) was
 // quoted and escaped twice for a debug line nobody sees: 46% of FerretDB's CPU time while writing media
-// (pprof, docs/BENCHMARKS.md). Deferring the formatting to Handle, which only sees enabled records, removes it.
+// (pprof, docs/PERFORMANCE.md). Deferring the formatting to Handle, which only sees enabled records, removes it.
 type deferredAttrsHandler struct {
 	base slog.Handler
 	// What With and WithGroup asked for, in order, replayed onto base when a record is handled.

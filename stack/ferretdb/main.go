@@ -35,7 +35,7 @@ func main() {
 
 	// Every document FerretDB returns or deletes is decoded from JSON into fresh buffers, so media reads are
 	// mostly allocation and garbage collection. Collecting at 5x the live heap instead of 2x reads GridFS chunks
-	// about 30% faster for ~60 MiB more peak memory (docs/BENCHMARKS.md). GOGC, when set, still decides.
+	// about 30% faster for ~60 MiB more peak memory (docs/PERFORMANCE.md). GOGC, when set, still decides.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}

@@ -189,7 +189,7 @@ func admissionContext(t *testing.T, brokers []*eventingv1.Broker) context.Contex
 
 // admit decodes one document into its project's API type and runs that project's admission checks on it.
 // Kinds of Kubernetes itself are decoded strictly into k8s.io/api types (their validation lives in the API
-// server, which tests/test_manifests.py stands in for with the Kubernetes OpenAPI schemas).
+// server, which tests/manifests/test_manifests.py stands in for with the Kubernetes OpenAPI schemas).
 func admit(ctx context.Context, doc document) error {
 	switch doc.apiVersion + " " + doc.kind {
 	case "serving.knative.dev/v1 Service":
@@ -216,7 +216,7 @@ func admit(ctx context.Context, doc document) error {
 	case "sources.knative.dev/v1alpha1 RabbitmqSource":
 		return defaultAndValidate(ctx, doc.json, &rabbitmqsources.RabbitmqSource{})
 	case "rabbitmq.com/v1beta1 RabbitmqCluster":
-		// The cluster operator has no admission webhook; its CRD schema is checked by tests/test_manifests.py.
+		// The cluster operator has no admission webhook; its CRD schema is checked by tests/manifests/test_manifests.py.
 		return decodeStrict(doc.json, &rabbitmqcluster.RabbitmqCluster{})
 	case "rabbitmq.com/v1beta1 Queue":
 		return validateTopology(ctx, doc.json, &topology.Queue{})

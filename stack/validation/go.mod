@@ -1,5 +1,5 @@
 // The projects whose API types the admission test decodes the manifests into and whose released CRDs
-// tests/test_manifests.py reads (config/ of each module). Knative at v0.48.0, as stack/broker/go.mod (the newest
+// tests/manifests/test_manifests.py reads (config/ of each module). Knative at v0.48.0, as stack/broker/go.mod (the newest
 // eventing-rabbitmq the module proxy serves); the RabbitMQ operators at the newest pair the proxy and the checksum
 // database serve that builds on Knative's Kubernetes 0.34 libraries (topology v1.17.4 requires cluster v2.16.0).
 module vid2mp3.local/validation

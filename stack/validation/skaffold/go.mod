@@ -1,5 +1,5 @@
-// Pins skaffold v2.16.1, which `make setup` builds into .local/bin/skaffold for tests/test_skaffold.py, and whose
-// JSON schema for skaffold.yaml (docs-v2/content/en/schemas/v4beta13.json) tests/test_manifests.py reads from the Go
+// Pins skaffold v2.16.1, which `make setup` builds into .local/bin/skaffold for tests/manifests/test_skaffold.py, and whose
+// JSON schema for skaffold.yaml (docs-v2/content/en/schemas/v4beta13.json) tests/manifests/test_manifests.py reads from the Go
 // module cache. A module of its own, so that skaffold's many dependencies stay out of the admission test's build.
 //
 // `go install pkg@version` refuses a module with replace directives, so skaffold is built from this module

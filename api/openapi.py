@@ -1,0 +1,537 @@
+"""The public HTTP functions as one OpenAPI 3.1 document, its schemas taken from the models the functions build
+their answers with (so the two cannot drift): auth, upload (one-shot and tus), status (with its Server-Sent
+Events stream), download and webhooks.
+
+Each function has a URL of its own (Knative: one per Service), so every path item names its function's server, a
+server variable whose default is that function's public URL; and every path carries its function's name as a
+prefix, which each function also answers under (endpoints/http.py `also_under`): the functions' own paths
+overlap (`GET /` is the status list and the webhooks list). Links chain the operations the way a client does
+(upload → status → download, cancel, delete), for readers and for schemathesis's stateful tests.
+
+Served by the web function at `/openapi.json`; `python -m api.openapi` prints it (with the local stack's
+default URLs unless given `--urls`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from accounts.store import AccessToken, Credentials, PasswordConfirmation, SignedUp
+from api.answers import JobList, UploadAccepted
+from api.limits import MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
+from events.catalog import JOB_ID_PATTERN
+from events.options import CBR_QUALITIES, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
+from jobs.view import JobView
+from runtime.answers import ErrorBody
+from webhooks.registry import (
+    EndpointList,
+    EndpointRequest,
+    EndpointWithDeliveries,
+    EndpointWithSecret,
+    RotatedEndpoint,
+)
+
+OPENAPI_VERSION = "3.1.0"
+PUBLIC_FUNCTIONS = ("auth", "upload", "status", "download", "webhooks")
+# What `python -m api.openapi` fills in without `--urls`: the local stack's default ports.
+LOCAL_URLS = {"auth": "http://127.0.0.1:18101", "upload": "http://127.0.0.1:18102",
+              "status": "http://127.0.0.1:18103", "download": "http://127.0.0.1:18104",
+              "webhooks": "http://127.0.0.1:18111"}
+ENDPOINT_ID_PATTERN = "^ep_[0-9a-f]{24}$"
+
+# (model, mode): answers are described as the code serialises them, request bodies as it validates them.
+MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (ErrorBody, "serialization"), (SignedUp, "serialization"), (AccessToken, "serialization"),
+    (Credentials, "validation"), (PasswordConfirmation, "validation"), (UploadAccepted, "serialization"),
+    (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
+    (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
+    (EndpointWithDeliveries, "serialization"), (RotatedEndpoint, "serialization"),
+]
+
+
+def component_schemas() -> tuple[dict[str, Any], dict[str, str]]:
+    """Every model's JSON Schema (2020-12, which OpenAPI 3.1 uses as is) under components/schemas, and the
+    reference to each model."""
+    keys, definitions = models_json_schema(MODELS, ref_template="#/components/schemas/{model}")
+    references = {model.__name__: keys[(model, mode)]["$ref"] for model, mode in MODELS}
+    return definitions["$defs"], references
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+RETRY_AFTER = header("Seconds to wait before trying again.", {"type": "string", "pattern": "^[0-9]+$"})
+
+
+def error(description: str, *, retry: bool = False, extra_headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": json_content(ref("ErrorBody"))}
+    headers = {**({"Retry-After": RETRY_AFTER} if retry else {}), **(extra_headers or {})}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+UNAUTHORIZED = error("No bearer token, or one that is not valid (expired, wrong signature, issuer or audience).",
+                     extra_headers={"WWW-Authenticate": header("`Bearer realm=\"vid2mp3\"`")})
+UNAVAILABLE = error("A data store is not answering (or too many requests of this user at once): try again.",
+                    retry=True)
+OVER_QUOTA = error("Over a per-user quota, named in `X-Quota-Limit` and in the message.", retry=True,
+                   extra_headers={"X-Quota-Limit": header("The quota reached.", {
+                       "enum": ["jobs_in_flight", "uploads_per_hour", "media_bytes", "live_streams"]})})
+JOB_NOT_FOUND = error("No such job; someone else's job answers the same.")
+
+
+def owned_resource_errors(not_found: dict[str, Any]) -> dict[str, Any]:
+    """What any operation on one of the caller's jobs or endpoints may answer besides its own."""
+    return {"401": UNAUTHORIZED, "404": not_found, "503": UNAVAILABLE}
+
+
+def job_id_parameter() -> dict[str, Any]:
+    return {"name": "job_id", "in": "path", "required": True, "description": "The job's id (32 hex digits).",
+            "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
+
+
+def option_parameters() -> list[dict[str, Any]]:
+    """The conversion options (events/options.py) as query parameters; the multipart form takes the same names."""
+    return [{"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in option_field_schemas().items()]
+
+
+def caseless(word: str) -> str:
+    return "".join(f"[{char.lower()}{char.upper()}]" if char.isalpha() else char for char in word)
+
+
+def spelled(*alternatives: str) -> dict[str, Any]:
+    """A field's accepted spellings: the parser trims it, and an empty field counts as absent (a form sends them)."""
+    return {"type": "string", "pattern": rf"^\s*({'|'.join(alternatives)})?\s*$"}
+
+
+def or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
+def option_field_schemas() -> dict[str, dict[str, Any]]:
+    """Each option as the upload reads it (events/options.py: trimmed, case-insensitive, empty = absent). Options
+    that each fit may still conflict (an end before the start, a loudness without normalize): 422 names them."""
+    time = r"\d{1,6}(\.\d{1,6})?|(\d{1,3}:)?[0-5]?\d:[0-5]\d(\.\d{1,3})?"
+    cbr = "|".join(CBR_QUALITIES)
+    tag = {"type": "string", "maxLength": MAX_TAG_CHARS}
+    return {
+        "start": {**spelled(time), "description": "Trim: where the MP3 starts, in seconds (`12.5`) or "
+                                                  "`[HH:]MM:SS[.mmm]`."},
+        "end": {**spelled(time), "description": "Trim: where the MP3 ends (after `start`), in the same form."},
+        "quality": {**spelled(f"({cbr})[kK]?", "[vV][0-9]"),
+                    "description": f"CBR kbit/s ({', '.join(CBR_QUALITIES)}) or a LAME VBR level (`V0` best … `V9` "
+                                   "smallest)."},
+        "bitrate": {**spelled(f"({cbr})[kK]?"), "description": "The older spelling of a CBR `quality`."},
+        "normalize": {**spelled(caseless("ebu-r128")), "description": "Loudness normalisation (EBU R 128)."},
+        "loudness": or_empty({"type": "number", "minimum": LOUDNESS_RANGE_LUFS[0],
+                              "maximum": LOUDNESS_RANGE_LUFS[1], "description": "LUFS target; with `normalize`."}),
+        "track": or_empty({"type": "integer", "minimum": 0, "maximum": 99, "description": "0-based audio track."}),
+        "channels": or_empty({"type": "integer", "enum": [1, 2], "description": "1 (mono) or 2 (stereo)."}),
+        "title": tag, "artist": tag, "album": tag,
+        "date": spelled(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?"),
+        "cover": spelled(*(caseless(cover) for cover in COVERS)),
+    }
+
+
+def link(operation_id: str, description: str, **parameters: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "description": description, "parameters": parameters}
+
+
+def links_from_job(expression: str) -> dict[str, Any]:
+    """Where a client goes from an answer that names a job (`expression` finds its id)."""
+    return {
+        "GetJob": link("getJob", "Follow the job.", job_id=expression),
+        "FollowJobEvents": link("followJobEvents", "Follow the job live.", job_id=expression),
+        "CancelJob": link("cancelJob", "Cancel it.", job_id=expression),
+        "DownloadMp3": link("downloadMp3", "Download its MP3 once it is done.", job_id=expression),
+        "DeleteJob": link("deleteJob", "Delete it with its media.", job_id=expression),
+    }
+
+
+def auth_paths() -> dict[str, Any]:
+    credentials_body = {"required": True, "content": json_content(ref("Credentials"))}
+    return {
+        "/auth/signup": {"post": {
+            "operationId": "signUp", "tags": ["auth"], "security": [], "summary": "Create an account.",
+            "requestBody": credentials_body,
+            "responses": {
+                "201": {"description": "The account.", "content": json_content(ref("SignedUp")),
+                        "links": {"LogIn": {"operationId": "logIn", "requestBody": "$request.body",
+                                            "description": "Log in with the same credentials."}}},
+                "409": error("An account with this email address exists."),
+                "422": error("Not an email address and a password of 8 to 1024 characters."),
+                "429": error("Too many sign-ups from this address this hour.", retry=True),
+                "503": UNAVAILABLE,
+            }}},
+        "/auth/login": {"post": {
+            "operationId": "logIn", "tags": ["auth"], "security": [], "summary": "Get a bearer token.",
+            "requestBody": credentials_body,
+            "responses": {
+                "200": {"description": "The token.", "content": json_content(ref("AccessToken"))},
+                "401": error("Wrong email address or password (the same answer for both)."),
+                "422": error("Not an email address and a password of 8 to 1024 characters."),
+                "429": error("Too many failed logins for this address.", retry=True),
+                "503": UNAVAILABLE,
+            }}},
+        "/auth/.well-known/jwks.json": {"get": {
+            "operationId": "getJwks", "tags": ["auth"], "security": [],
+            "summary": "The public keys (EdDSA, Ed25519) the tokens are signed with.",
+            "responses": {"200": {"description": "A JSON Web Key Set (RFC 7517).", "content": json_content({
+                "type": "object", "required": ["keys"],
+                "properties": {"keys": {"type": "array", "items": {
+                    "type": "object", "required": ["kty", "kid"],
+                    "properties": {"kty": {"type": "string"}, "crv": {"type": "string"}, "x": {"type": "string"},
+                                   "kid": {"type": "string"}, "alg": {"type": "string"},
+                                   "use": {"type": "string"}}}}}})}},
+        }},
+        "/auth/account": {"delete": {
+            "operationId": "deleteAccount", "tags": ["auth"],
+            "summary": "Delete the account with all its jobs, media, webhook endpoints and quota usage.",
+            "requestBody": {"required": True, "content": json_content(ref("PasswordConfirmation"))},
+            "responses": {
+                "204": {"description": "Deleted."},
+                "401": UNAUTHORIZED,
+                "403": error("The password does not match this account."),
+                "422": error("No password given."),
+                "429": error("Too many failed confirmations.", retry=True),
+                "503": UNAVAILABLE,
+            }}},
+    }
+
+
+def upload_paths() -> dict[str, Any]:
+    form = {"type": "object", "required": ["file"], "maxProperties": MAX_PARTS,
+            # Other fields are read and ignored.
+            "additionalProperties": {"type": "string", "maxLength": MAX_FIELD_BYTES},
+            "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream",
+                                    "minLength": 1, "description": "The video (or audio) file."},
+                           **option_field_schemas()}}
+    return {"/upload/": {"post": {
+        "operationId": "uploadVideo", "tags": ["upload"],
+        "summary": "Upload a video in one request: it becomes a job that converts to MP3.",
+        "description": "A multipart form with one file part (and the options as fields), or the raw file as the "
+                       "body (any media type other than multipart; options as query parameters, `filename` too). "
+                       "The container must be one vid2mp3 reads (415 otherwise); the size is limited (413).",
+        "parameters": [{"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
+                        "description": "The file's name, with a raw body (kept only as a label)."},
+                       *option_parameters()],
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": form},
+            "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream",
+                                                    "minLength": 1}},
+        }},
+        "responses": {
+            "202": {"description": "Accepted: the job is recorded and converts next.",
+                    "headers": {"Location": header("The job's status URL.")},
+                    "content": json_content(ref("UploadAccepted")),
+                    "links": links_from_job("$response.body#/job_id")},
+            "400": error("Not an upload that can be read (an empty body, a malformed form, two files, more than "
+                         f"{MAX_PARTS} parts, a field over {MAX_FIELD_BYTES} bytes)."),
+            "401": UNAUTHORIZED,
+            "413": error("Larger than the upload limit."),
+            "415": error("Not a video or audio container vid2mp3 reads."),
+            "422": error("Bad conversion options: `fields` names each with its problem."),
+            "429": OVER_QUOTA,
+            "503": UNAVAILABLE,
+        }}}, **tus_paths()}
+
+
+def tus_paths() -> dict[str, Any]:
+    """tus 1.0.0 (https://tus.io/protocols/resumable-upload) under `/files/`, as the upload function speaks it."""
+    resumable = {"name": "Tus-Resumable", "in": "header", "required": True,
+                 "schema": {"type": "string", "const": TUS_VERSION}}
+    upload_id = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string",
+                                                                                 "pattern": JOB_ID_PATTERN},
+                 "description": "The upload's id, which becomes its job's id once the last byte lands."}
+    tus_header = {"Tus-Resumable": header("`1.0.0`")}
+    expires = {"Upload-Expires": header("When an unfinished upload is deleted (RFC 9110 date).")}
+    offset = {"Upload-Offset": header("Bytes received so far.", {"type": "string", "pattern": "^[0-9]+$"})}
+
+    def tus_error(description: str, **more: Any) -> dict[str, Any]:
+        answer = error(description, **more)
+        answer["headers"] = {**answer.get("headers", {}), **tus_header}
+        return answer
+
+    common_errors = {
+        "400": tus_error("A malformed tus header."),
+        "401": tus_error("No bearer token, or one that is not valid."),
+        "412": tus_error("An unsupported `Tus-Resumable`.",
+                         extra_headers={"Tus-Version": header("`1.0.0`")}),
+        "503": tus_error("The store or the broker is unavailable.", retry=True),
+    }
+    upload_errors = {**common_errors, "404": tus_error("No such upload; someone else's upload answers the same.")}
+    return {
+        "/upload/files/": {
+            "options": {
+                "operationId": "tusOptions", "tags": ["upload", "tus"], "security": [],
+                "summary": "What this tus server supports.",
+                "responses": {"204": {"description": "Its version, extensions, size limit and checksums.",
+                                      "headers": {**tus_header, "Tus-Version": header("`1.0.0`"),
+                                                  "Tus-Extension": header(f"`{TUS_EXTENSIONS}`"),
+                                                  "Tus-Max-Size": header("The one-shot upload's limit too.", {
+                                                      "type": "string", "pattern": "^[0-9]+$"}),
+                                                  "Tus-Checksum-Algorithm": header("`sha1`")}}}},
+            "post": {
+                "operationId": "tusCreate", "tags": ["upload", "tus"],
+                "summary": "Create a resumable upload (creation, creation-with-upload).",
+                "description": "`Upload-Metadata` may carry `filename` and the conversion options by the one-shot "
+                               "upload's field names (validated here: 422). Quotas are reserved here.",
+                "parameters": [
+                    resumable,
+                    {"name": "Upload-Length", "in": "header", "required": True,
+                     "description": "Positive: an empty file is no video.",
+                     "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"}},
+                    {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"},
+                     "description": "tus's `key base64value,…`."},
+                ],
+                "requestBody": {"required": False, "content": {"application/offset+octet-stream": {
+                    "schema": {"contentMediaType": "application/octet-stream"}}}},
+                "responses": {
+                    "201": {"description": "Created.", "headers": {
+                        **tus_header, **expires, "Location": header("`<upload URL>/files/<upload_id>`"),
+                        "Upload-Offset": header("With a body: bytes received.")}},
+                    **common_errors,
+                    "413": tus_error("`Upload-Length` is over `Tus-Max-Size`."),
+                    "415": tus_error("The first bytes are not a media container vid2mp3 reads."),
+                    "422": tus_error("Bad options in `Upload-Metadata`: `fields` names each."),
+                    "429": tus_error("Over a quota.", retry=True),
+                }},
+        },
+        "/upload/files/{upload_id}": {
+            "parameters": [upload_id, resumable],
+            "head": {
+                "operationId": "tusOffset", "tags": ["upload", "tus"], "summary": "How much has arrived.",
+                "responses": {"200": {"description": "The offset.", "headers": {
+                    **tus_header, **offset, **expires,
+                    "Upload-Length": header("The upload's length."),
+                    "Cache-Control": header("`no-store`")}}, **upload_errors,
+                    "410": tus_error("The upload expired.")}},
+            "patch": {
+                "operationId": "tusAppend", "tags": ["upload", "tus"],
+                "summary": "Send more bytes, from `Upload-Offset`. The last one makes the job (202 semantics).",
+                "parameters": [
+                    {"name": "Upload-Offset", "in": "header", "required": True,
+                     "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                    {"name": "Upload-Checksum", "in": "header", "required": False,
+                     "description": "`sha1 <base64 of the body's 20-byte SHA-1>`.",
+                     "schema": {"type": "string", "pattern": "^sha1 [A-Za-z0-9+/]{27}=$"}},
+                ],
+                "requestBody": {"required": True, "content": {"application/offset+octet-stream": {
+                    "schema": {"contentMediaType": "application/octet-stream"}}}},
+                "responses": {
+                    "204": {"description": "Taken.", "headers": {**tus_header, **offset, **expires}},
+                    **upload_errors,
+                    "409": tus_error("`Upload-Offset` is not the upload's offset."),
+                    "410": tus_error("The upload expired."),
+                    "413": tus_error("Past `Upload-Length`."),
+                    "415": tus_error("Not `application/offset+octet-stream`, or not a media container."),
+                    "460": tus_error("Checksum mismatch: the bytes were discarded, the offset is unchanged."),
+                }},
+            "delete": {
+                "operationId": "tusTerminate", "tags": ["upload", "tus"], "summary": "Abandon the upload.",
+                "responses": {"204": {"description": "Its bytes are gone.", "headers": tus_header},
+                              **upload_errors}},
+        },
+    }
+
+
+def status_paths() -> dict[str, Any]:
+    job_answer = {"description": "The job.", "content": json_content(ref("JobView")),
+                  "links": links_from_job("$response.body#/job_id")}
+    return {
+        "/status/": {"get": {
+            "operationId": "listJobs", "tags": ["status"], "summary": "Your recent jobs and your usage of "
+                                                                     "each quota.",
+            "responses": {"200": {"description": "The list.", "content": json_content(ref("JobList"))},
+                          "401": UNAUTHORIZED, "503": UNAVAILABLE}}},
+        "/status/{job_id}": {
+            "parameters": [job_id_parameter()],
+            "get": {"operationId": "getJob", "tags": ["status"], "summary": "A job: state, history, progress, "
+                                                                           "its MP3 once done.",
+                    "responses": {"200": job_answer, **owned_resource_errors(JOB_NOT_FOUND)}},
+            "delete": {"operationId": "deleteJob", "tags": ["status"],
+                       "summary": "Delete a job with its media at once (cancelling it first if it runs).",
+                       "responses": {"204": {"description": "Deleted."}, **owned_resource_errors(JOB_NOT_FOUND)}},
+        },
+        "/status/{job_id}/events": {
+            "parameters": [job_id_parameter()],
+            "get": {"operationId": "followJobEvents", "tags": ["status"],
+                    "summary": "The job's changes as Server-Sent Events, until it ends.",
+                    "description": "Each change is an `event: job` whose `data` is the JSON of `getJob` "
+                                   "(the JobView schema); the stream ends after a final state (`done`, `failed`, "
+                                   "`cancelled`), or when its time is up (connect again).",
+                    "responses": {
+                        "200": {"description": "The stream.", "content": {"text/event-stream": {
+                            # One Server-Sent Event (as OpenAPI 3.2's itemSchema would say it).
+                            "schema": {"type": "object", "properties": {
+                                "event": {"const": "job"}, "id": {"type": "string", "pattern": "^[0-9]+$"},
+                                "data": {"type": "string", "contentMediaType": "application/json",
+                                         "contentSchema": ref("JobView")}}}}}},
+                        "401": UNAUTHORIZED, "404": JOB_NOT_FOUND, "429": OVER_QUOTA,
+                        "503": error("Too many live streams at once: poll `getJob` instead.", retry=True)}},
+        },
+        "/status/{job_id}/cancel": {
+            "parameters": [job_id_parameter()],
+            "post": {"operationId": "cancelJob", "tags": ["status"], "summary": "Cancel a job.",
+                     "responses": {"200": {**job_answer, "description": "The cancelled job."},
+                                   **owned_resource_errors(JOB_NOT_FOUND),
+                                   "409": error("The job has ended already.")}},
+        },
+    }
+
+
+def download_paths() -> dict[str, Any]:
+    link_parameter = {"in": "query", "required": False, "description": "A signed link's (from the job's "
+                                                                       "`audio.download_link`): no token needed."}
+    mp3_headers = {"ETag": header("The MP3's SHA-256."),
+                   "Content-Disposition": header("`attachment` with a safe name."), "Accept-Ranges": header("`bytes`")}
+    mp3 = {"description": "The MP3.", "headers": mp3_headers,
+           "content": {"audio/mpeg": {"schema": {"contentMediaType": "audio/mpeg"}}}}
+    return {"/download/{job_id}": {"get": {
+        "operationId": "downloadMp3", "tags": ["download"], "summary": "The MP3 of a finished job.",
+        "security": [{"bearer": []}, {}],
+        "parameters": [
+            job_id_parameter(),
+            {"name": "expires", **link_parameter, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
+            {"name": "key", **link_parameter, "schema": {"type": "string"}},
+            {"name": "signature", **link_parameter, "schema": {"type": "string"}},
+            {"name": "Range", "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": r"^bytes=([0-9]{1,15}-[0-9]{0,15}|-[0-9]{1,15})$"},
+             "description": "One range, `bytes=<first>-[<last>]` or `bytes=-<suffix>` (RFC 9110); past the "
+                            "MP3's end: 416."},
+            {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": mp3,
+            "206": {**mp3, "description": "The range asked for.",
+                    "headers": {**mp3_headers, "Content-Range": header("`bytes <first>-<last>/<length>`")}},
+            "304": {"description": "Not modified (`If-None-Match`)."},
+            "401": UNAUTHORIZED,
+            "403": error("The signed link was changed or is incomplete."),
+            "404": JOB_NOT_FOUND,
+            "409": error("The job has not finished: no MP3 yet."),
+            "410": error("The MP3 (or the link) has expired."),
+            "416": error("Not one range within the MP3 (several ranges, or past its end).",
+                         extra_headers={"Content-Range": header("`bytes */<length>`")}),
+            "503": UNAVAILABLE,
+        }}}}
+
+
+def webhooks_paths() -> dict[str, Any]:
+    endpoint_id = {"name": "endpoint_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": ENDPOINT_ID_PATTERN}}
+    endpoint_not_found = error("No such endpoint; someone else's answers the same.")
+    links = {
+        "GetEndpoint": link("getWebhookEndpoint", "Look at it.", endpoint_id="$response.body#/id"),
+        "RotateSecret": link("rotateWebhookSecret", "Rotate its secret.", endpoint_id="$response.body#/id"),
+        "DeleteEndpoint": link("deleteWebhookEndpoint", "Remove it.", endpoint_id="$response.body#/id"),
+    }
+    return {
+        "/webhooks/": {
+            "get": {"operationId": "listWebhookEndpoints", "tags": ["webhooks"], "summary": "Your endpoints.",
+                    "responses": {"200": {"description": "The list.", "content": json_content(ref("EndpointList"))},
+                                  "401": UNAUTHORIZED, "503": UNAVAILABLE}},
+            "post": {"operationId": "registerWebhookEndpoint", "tags": ["webhooks"],
+                     "summary": "Register an endpoint: job events POSTed to it, signed (Standard Webhooks).",
+                     "requestBody": {"required": True, "content": json_content(ref("EndpointRequest"))},
+                     "responses": {
+                         "201": {"description": "Registered; its secret is shown only now.",
+                                 "content": json_content(ref("EndpointWithSecret")), "links": links},
+                         "401": UNAUTHORIZED,
+                         "409": error("The account has as many endpoints as it may."),
+                         "422": error("A bad URL (not https, a private address) or event types."),
+                         "503": UNAVAILABLE}},
+        },
+        "/webhooks/{endpoint_id}": {
+            "parameters": [endpoint_id],
+            "get": {"operationId": "getWebhookEndpoint", "tags": ["webhooks"],
+                    "summary": "An endpoint with its recent deliveries.",
+                    "responses": {"200": {"description": "The endpoint.",
+                                          "content": json_content(ref("EndpointWithDeliveries"))},
+                                  **owned_resource_errors(endpoint_not_found)}},
+            "delete": {"operationId": "deleteWebhookEndpoint", "tags": ["webhooks"], "summary": "Remove it.",
+                       "responses": {"204": {"description": "Removed."},
+                                     **owned_resource_errors(endpoint_not_found)}},
+        },
+        "/webhooks/{endpoint_id}/rotate-secret": {
+            "parameters": [endpoint_id],
+            "post": {"operationId": "rotateWebhookSecret", "tags": ["webhooks"],
+                     "summary": "A new secret; the old one keeps signing beside it for a day.",
+                     "responses": {"200": {"description": "The endpoint with its new secret.",
+                                           "content": json_content(ref("RotatedEndpoint"))},
+                                   **owned_resource_errors(endpoint_not_found)}},
+        },
+    }
+
+
+PATHS_BY_FUNCTION = {"auth": auth_paths, "upload": upload_paths, "status": status_paths,
+                     "download": download_paths, "webhooks": webhooks_paths}
+
+
+def server(function: str, url: str) -> dict[str, Any]:
+    variable = f"{function}Url"
+    return {"url": f"{{{variable}}}", "description": f"The {function} function.",
+            "variables": {variable: {"default": url.rstrip("/"),
+                                     "description": f"The {function} function's public URL."}}}
+
+
+def openapi_document(urls: Mapping[str, str]) -> dict[str, Any]:
+    """The document, each function's server defaulting to `urls[function]` (its public URL)."""
+    schemas, _ = component_schemas()
+    paths: dict[str, Any] = {}
+    for function in PUBLIC_FUNCTIONS:
+        for path, item in PATHS_BY_FUNCTION[function]().items():
+            paths[path] = {"servers": [server(function, urls[function])], **item}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {
+            "title": "vid2mp3",
+            "version": "1",
+            "summary": "Upload a video, get an MP3.",
+            "description": "vid2mp3's public HTTP functions. Each has a URL of its own (see each path's server); "
+                           "every path here starts with its function's name, which each function also answers "
+                           "under. Get a token from `logIn`, send it as `Authorization: Bearer <token>`. Every "
+                           "error answers `{\"error\": code, \"message\": words}` (a 422 of bad options adds "
+                           "`fields`). The events behind the jobs: `asyncapi.json` beside this document.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [{"name": name} for name in (*PUBLIC_FUNCTIONS, "tus")],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                           "description": "The `access_token` of `logIn` (EdDSA; keys at "
+                                                          "`getJwks`)."}},
+        },
+    }
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print the OpenAPI document.")
+    parser.add_argument("--urls", type=json.loads, default=LOCAL_URLS,
+                        help='the functions\' URLs as JSON: {"auth": "https://...", ...}')
+    print(json.dumps(openapi_document(parser.parse_args().urls), indent=2))
+
+
+if __name__ == "__main__":
+    main()

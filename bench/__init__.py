@@ -1,0 +1,1 @@
+"""Benchmarks and the load run: figures printed side by side in one run (`make bench`, `make load`)."""

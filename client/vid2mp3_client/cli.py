@@ -1,0 +1,333 @@
+"""The `vid2mp3` command, for any vid2mp3 deployment: `vid2mp3 login --server URL` (the web page's URL; the login is
+kept, client/session.py), then `vid2mp3 convert VIDEO... [options] [-o OUT]` uploads (with tus from 64 MiB, or with
+--resumable: a rerun resumes), follows and downloads several videos at once, one progress line each; `jobs`,
+`download JOB`, `cancel JOB`, `delete JOB`, `logout`. Without a login, on a checkout whose local stack is up, it signs
+in a local user by itself (`make run`); `--sample` makes a test clip to convert."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+from tqdm import tqdm
+
+from vid2mp3_client import session
+from vid2mp3_client.api import ClientError, Unauthorized, Vid2mp3, read_endpoints
+
+# A checkout's local stack (`make up` writes its URLs there); `make run` names it, else the working folder's.
+LOCAL = Path(os.environ.get("VID2MP3_LOCAL_DIR", ".local")).absolute()
+SAMPLE_SECONDS = 10
+
+
+def local_credentials() -> tuple[str, str]:
+    """The local user's email and a password made on first use (kept under .local/, which git ignores)."""
+    path = LOCAL / "client-credentials"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"you@vid2mp3.local\n{secrets.token_urlsafe(18)}\n")
+        path.chmod(0o600)
+    email, password = path.read_text().split()[:2]
+    return email, password
+
+
+def make_sample(seconds: int = SAMPLE_SECONDS) -> Path:
+    """A short H.264 + AAC clip made with ffmpeg: a test picture and a 440 Hz tone."""
+    target = LOCAL / "samples" / f"sample-{seconds}s.mp4"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([
+            "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=30:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:v", "libx264",
+            "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-shortest", str(target),
+        ], check=True)
+    return target
+
+
+def describe(job: dict[str, Any]) -> str:
+    lines = [f"job {job['job_id']}: {job['state']}"]
+    start = job["history"][0]["at"] if job.get("history") else None
+    for step in job.get("history", []):
+        lines.append(f"  {step['at']}  {step['state']}")
+    if job.get("failure"):
+        lines.append(f"  reason: {job['failure']['reason']}: {job['failure']['message']}")
+    if job.get("options"):
+        lines.append("  options: " + ", ".join(f"{name}={value}" for name, value in job["options"].items()))
+    for forced in (job.get("applied") or {}).get("forced", []):
+        lines.append(f"  {forced}")
+    if job.get("audio"):
+        audio = job["audio"]
+        how = "stream copied" if audio["stream_copied"] else f"encoded at {job['bitrate_kbps']} kbit/s"
+        if not audio["stream_copied"] and (job.get("applied") or {}).get("quality", "").startswith("V"):
+            how = f"encoded as VBR {job['applied']['quality']}"
+        lines.append(f"  MP3: {audio['duration_seconds']:.2f} s, {audio['size_bytes']} bytes, {how}")
+        if (job.get("encoding") or {}).get("segments"):
+            lines.append(f"  {job['encoding']['reason']}")
+        if audio.get("expires_at"):
+            until = "expired at" if audio.get("expired") else "downloadable until"
+            lines.append(f"  MP3 {until} {audio['expires_at']}")
+    if job.get("notification"):
+        lines.append(f"  email: {job['notification']['state']}")
+    if start:
+        lines.append(f"  (times are UTC; the job started {start})")
+    return "\n".join(lines)
+
+
+def local_client(endpoints_file: Path) -> Vid2mp3:
+    """The local stack's own user, signed in without asking: what `make run` relies on."""
+    endpoints = read_endpoints(endpoints_file)
+    client = Vid2mp3(endpoints["AUTH_URL"], endpoints["UPLOAD_URL"], endpoints["STATUS_URL"],
+                     endpoints["DOWNLOAD_URL"])
+    client.sign_up_or_log_in(*local_credentials())
+    return client
+
+
+def client_factory(arguments: argparse.Namespace) -> Callable[[], Vid2mp3]:
+    """Makes clients (one per concurrent conversion: each has its own HTTP session) signed in as the saved
+    login, or else as the local stack's user."""
+    login = None if arguments.local else session.saved()
+    if login is not None:
+        return login.client
+    endpoints_file = Path(arguments.endpoints)
+    if not endpoints_file.exists():
+        raise session.NotLoggedIn("not logged in: run `vid2mp3 login --server <your vid2mp3 web page's URL>`")
+    signed_in = local_client(endpoints_file)
+    return lambda: dataclasses.replace(signed_in)
+
+
+def log_in(arguments: argparse.Namespace) -> int:
+    server = arguments.server
+    if server is None:
+        endpoints_file = Path(arguments.endpoints)
+        if not endpoints_file.exists():
+            raise ClientError("name the server: `vid2mp3 login --server <your vid2mp3 web page's URL>`")
+        server = read_endpoints(endpoints_file)["WEB_URL"]
+    email = arguments.email or input("email: ").strip()
+    password = os.environ.get("VID2MP3_PASSWORD") or getpass.getpass("password: ")
+    login = session.log_in(server, email, password, sign_up=arguments.sign_up)
+    print(f"logged in to {login.server} as {login.email} (kept in {session.config_dir() / session.LOGIN_FILE})")
+    return 0
+
+
+def log_out(arguments: argparse.Namespace) -> int:
+    print("logged out" if session.log_out() else "not logged in")
+    return 0
+
+
+def list_jobs(arguments: argparse.Namespace) -> int:
+    jobs = client_factory(arguments)().jobs()
+    if not jobs:
+        print("no jobs")
+    for job in jobs:
+        audio = job.get("audio") or {}
+        until = f"MP3 until {audio['expires_at']}" if audio.get("expires_at") and not audio.get("expired") else ""
+        print(f"{job['job_id']}  {job['state']:<10} {job.get('created_at') or '':<32} {until}  {job.get('filename')}")
+    return 0
+
+
+def download(arguments: argparse.Namespace) -> int:
+    client = client_factory(arguments)()
+    job = client.job(arguments.job_id)
+    target = Path(arguments.output or f"{Path(job.get('filename') or arguments.job_id).stem}.mp3")
+    size = client.download(arguments.job_id, target)
+    print(f"MP3 written to {target} ({size} bytes)")
+    return 0
+
+
+def cancel(arguments: argparse.Namespace) -> int:
+    print(describe(client_factory(arguments)().cancel(arguments.job_id)))
+    return 0
+
+
+def delete(arguments: argparse.Namespace) -> int:
+    client_factory(arguments)().delete(arguments.job_id)
+    print(f"job {arguments.job_id} and its media are deleted")
+    return 0
+
+
+# The conversion options `convert` takes, as the upload function names its fields (events/options.py).
+OPTION_FLAGS = ("start", "end", "quality", "normalize", "loudness", "track", "channels", "title", "artist", "album",
+                "date", "cover")
+
+
+def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
+    """The options given on the command line, as the upload function names its fields. The server checks them (all
+    at once, before any byte of the video is read; tus uploads at creation): its 422 is told in the flags' words."""
+    given = {name: str(value) for name in OPTION_FLAGS if (value := getattr(arguments, name)) is not None}
+    if arguments.bitrate is not None:
+        given["bitrate"] = str(arguments.bitrate)
+    return given
+
+
+# Videos from this size on go up resumably (tus): a dropped connection costs one chunk, not the upload, and a rerun
+# resumes. Smaller ones go in one request: one round trip, nothing to remember, and little to lose.
+RESUMABLE_FROM_BYTES = 64 * 1024 * 1024
+# Where the URLs of resumable uploads not finished yet are kept (in the login's folder), by file.
+RESUME_FILE = "resumable-uploads.json"
+
+# Conversions under way at once when several videos are given: each waits on the network and the server, not on
+# this machine, and the server runs each user's jobs side by side up to its quota.
+CONCURRENT_CONVERSIONS = 3
+
+
+def targets_for(videos: list[Path], output: str | None) -> list[Path]:
+    """Where each MP3 goes: `-o FILE` for one video, `-o FOLDER` for any number, else the working folder."""
+    folder = Path(output) if output else Path.cwd()
+    if folder.is_dir():
+        return [folder / f"{video.stem}.mp3" for video in videos]
+    if len(videos) > 1:
+        raise ClientError(f"-o {output}: with several videos, name an existing folder")
+    return [folder]
+
+
+def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fields: dict[str, str],
+                line: int, resumable: bool = False) -> dict[str, Any]:
+    """Uploads, follows and downloads one video, on one progress line of its own; answers the final job view."""
+    client = new_client()
+    with tqdm(total=100, position=line, desc=video.name[:30], bar_format="{desc}: {bar} {n:.0f}% {postfix}",
+              leave=True) as bar:
+        def at(percent: float, what: str) -> None:
+            bar.n = percent
+            bar.set_postfix_str(what)
+
+        size = max(video.stat().st_size, 1)
+        sent = [0]
+
+        def uploaded(count: int) -> None:
+            sent[0] += count
+            at(100 * sent[0] / size, "uploading")
+
+        if resumable or video.stat().st_size >= RESUMABLE_FROM_BYTES:
+            job_id = client.upload_resumable(video, session.config_dir() / RESUME_FILE, on_bytes=uploaded,
+                                             options=fields)["job_id"]
+        else:
+            job_id = client.upload(video, on_bytes=uploaded, options=fields)["job_id"]
+        job = client.follow(job_id, lambda view: at(100.0 if view["state"] == "done" else
+                                                    view.get("progress", {}).get("percent", 0.0), view["state"]))
+        if job["state"] == "done":
+            at(0, "downloading")
+            total = max(job["audio"]["size_bytes"], 1)
+            received = [0]
+
+            def downloaded(count: int) -> None:
+                received[0] += count
+                at(100 * received[0] / total, "downloading")
+
+            client.download(job_id, target, downloaded)
+            at(100, f"-> {target}")
+        else:
+            at(bar.n, job["state"])
+    return job
+
+
+def convert(arguments: argparse.Namespace) -> int:
+    videos = [make_sample()] if arguments.sample else [Path(video) for video in arguments.videos]
+    missing = [str(video) for video in videos if not video.is_file()]
+    if missing:
+        print(f"vid2mp3: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    fields = conversion_fields(arguments)
+    targets = targets_for(videos, arguments.output)
+    new_client = client_factory(arguments)
+    with ThreadPoolExecutor(max_workers=min(len(videos), CONCURRENT_CONVERSIONS)) as pool:
+        futures = [pool.submit(convert_one, new_client, video, target, fields, line, arguments.resumable)
+                   for line, (video, target) in enumerate(zip(videos, targets, strict=True))]
+        outcomes = [future.exception() or future.result() for future in futures]
+    failures = 0
+    for video, target, outcome in zip(videos, targets, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, Unauthorized):
+                raise outcome
+            print(f"{video}: {outcome}")
+            failures += 1
+            continue
+        print(describe(outcome))
+        if outcome["state"] == "done":
+            print(f"  MP3 written to {target}")
+        else:
+            failures += 1
+    return 1 if failures else 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "login": log_in, "logout": log_out, "convert": convert, "jobs": list_jobs, "download": download,
+    "cancel": cancel, "delete": delete,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="vid2mp3", description="Convert videos to MP3 with vid2mp3.")
+    commands = top.add_subparsers(dest="command", required=True)
+    login_parser = commands.add_parser("login", help="log in to a vid2mp3 server (and keep the login)")
+    login_parser.add_argument("--server", help="the web page's URL (default: the local stack's)")
+    login_parser.add_argument("--email", help="your email address (asked if not given)")
+    login_parser.add_argument("--sign-up", action="store_true", help="create the account first")
+    commands.add_parser("logout", help="forget the kept login")
+    convert_parser = commands.add_parser("convert", help="convert videos end to end, several at once")
+    convert_parser.add_argument("videos", nargs="*", metavar="VIDEO", help="the video files")
+    convert_parser.add_argument("--sample", action="store_true", help=f"make and convert a {SAMPLE_SECONDS} s clip")
+    convert_parser.add_argument("-o", "--output", help="the MP3 for one video, or a folder for several "
+                                                       "(default: ./<video name>.mp3)")
+    convert_parser.add_argument("--resumable", action="store_true",
+                                help=f"upload resumably (tus) whatever the size (default: from "
+                                     f"{RESUMABLE_FROM_BYTES // 1024**2} MiB); rerun to resume")
+    convert_parser.add_argument("--bitrate", type=int, choices=(128, 192, 256, 320), help="kbit/s (default 192)")
+    options = convert_parser.add_argument_group("conversion options (README: Conversion options)")
+    options.add_argument("--start", help="trim: start at, in seconds (12.5) or [HH:]MM:SS[.mmm]")
+    options.add_argument("--end", help="trim: end at, in seconds or [HH:]MM:SS[.mmm]")
+    options.add_argument("--quality", help="128, 192, 256, 320 (CBR kbit/s) or V0 (best) … V9 (smallest) LAME VBR")
+    options.add_argument("--normalize", choices=("ebu-r128",), help="normalise the loudness (EBU R 128, -16 LUFS)")
+    options.add_argument("--loudness", help="with --normalize: the target, -23 … -10 LUFS")
+    options.add_argument("--track", help="the audio track, 0-based among the video's audio tracks")
+    options.add_argument("--channels", choices=("1", "2"), help="1 (mono) or 2 (stereo)")
+    options.add_argument("--title", help="ID3 title (default: the video's title, else its file name)")
+    options.add_argument("--artist", help="ID3 artist (default: the video's)")
+    options.add_argument("--album", help="ID3 album (default: the video's)")
+    options.add_argument("--date", help="ID3 date: YYYY, YYYY-MM or YYYY-MM-DD")
+    options.add_argument("--cover", help="cover art: frame (a frame at 10 %%, the default), attached (the video's "
+                                          "attached picture) or none")
+    commands.add_parser("jobs", help="list your jobs")
+    for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
+                       ("delete", "delete a job and its media")):
+        job_parser = commands.add_parser(name, help=what)
+        job_parser.add_argument("job_id", help="the job id (`vid2mp3 jobs` lists them)")
+        if name == "download":
+            job_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3)")
+    for command_parser in commands.choices.values():
+        command_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
+                                    help="the local stack's KEY=VALUE file of URLs (written by `make up`), used "
+                                         "when not logged in")
+        command_parser.add_argument("--local", action="store_true",
+                                    help="use the local stack's own user even when logged in elsewhere")
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = parser().parse_args(argv)
+    if arguments.command == "convert" and not arguments.sample and not arguments.videos:
+        parser().parse_args(["convert", "--help"])
+    try:
+        raise SystemExit(COMMANDS[arguments.command](arguments))
+    except Unauthorized:
+        print("vid2mp3: your login has expired or is no longer valid: log in again with `vid2mp3 login`",
+              file=sys.stderr)
+        raise SystemExit(1) from None
+    except session.NotLoggedIn as error:
+        print(f"vid2mp3: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except requests.ConnectionError as error:
+        print(f"vid2mp3: cannot reach the server ({type(error).__name__}): is it up, and the URL right?",
+              file=sys.stderr)
+        raise SystemExit(1) from None
+    except ClientError as error:
+        print(f"vid2mp3: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

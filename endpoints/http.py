@@ -1,0 +1,255 @@
+"""What every HTTP function does around its handlers, written once (`HttpFunction`): its paths as a routing table,
+answered under its own name too; the bearer-token check; CORS for the web page that calls the public functions from
+its own origin; every refusal, the framework's own included, as the JSON error body, and a data store that does not
+answer as 503."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Collection
+from typing import Any
+
+import flask
+import pymongo.errors
+import pymysql
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import BaseConverter, Map, Rule
+
+from accounts.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
+from events.catalog import JOB_ID_PATTERN
+from runtime.answers import NOT_FOUND, HttpError, method_not_allowed
+from runtime.settings import CorsSettings, TokenVerifierSettings
+
+log = logging.getLogger(__name__)
+
+
+def framework_errors_in_json() -> None:
+    """Called at a function's import: the framework's own refusals (a path its routing does not take, such as one
+    holding a newline) answer with the JSON error body too, not werkzeug's HTML page (found by schemathesis)."""
+
+    def as_json(error: HTTPException) -> flask.Response:
+        code = (error.name or "error").lower().replace(" ", "_")
+        return HttpError(error.code or 500, code, error.description or error.name).response()
+
+    # On the app whose context runs main.py (functions-framework's `errorhandler` names the app created last in the
+    # process, another one when a process makes several: the tests do).
+    if flask.has_app_context():
+        flask.current_app.register_error_handler(HTTPException, as_json)
+
+
+def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
+    try:
+        return verifier.verify(bearer_token(request.headers.get("Authorization")))
+    except InvalidToken as error:
+        raise HttpError(401, "unauthorized", f"a valid bearer token is required ({error})",
+                        {"WWW-Authenticate": 'Bearer realm="vid2mp3"'}) from None
+
+
+# What a data store that is down, restarting or unreachable raises.
+STORE_ERRORS = (pymongo.errors.PyMongoError, pymysql.err.OperationalError, pymysql.err.InterfaceError)
+STORE_UNAVAILABLE = HttpError(503, "unavailable", "a data store is not answering; try again shortly",
+                              {"Retry-After": "5"})
+
+
+def answer_errors(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
+    """Decorator: turns HttpError raised by an HTTP handler into its JSON answer, and a data store that does not
+    answer into 503 (retry later) rather than a crash's 500."""
+    return answer_errors_with(lambda request, error: error.response())(handler)
+
+
+class SetUpOnce:
+    """Set-up a function needs from a data store (a schema, indexes). A scale-to-zero function may start while its
+    store is restarting: it starts anyway, and the set-up runs again before each request until it has succeeded
+    once (until then requests answer 503 through `answer_errors`)."""
+
+    def __init__(self, what: str, action: Callable[[], None]) -> None:
+        self.what = what
+        self._action = action
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        with self._lock:
+            if not self._done:
+                self._action()
+                self._done = True
+
+    def at_start(self) -> SetUpOnce:
+        try:
+            self()
+        except STORE_ERRORS as error:
+            log.warning("%s: not set up at start (%s); trying again at the next request", self.what,
+                        type(error).__name__)
+        return self
+
+
+# What the web page sends (a bearer token, JSON or a raw video, byte ranges, tus resumable uploads) and what it
+# must be able to read.
+CORS_ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+CORS_ALLOWED_HEADERS = ("Authorization, Content-Type, Range, If-None-Match, Tus-Resumable, Upload-Length, "
+                        "Upload-Offset, Upload-Metadata, Upload-Checksum, Upload-Defer-Length, Upload-Concat, "
+                        "X-HTTP-Method-Override")
+CORS_EXPOSED_HEADERS = ("Content-Disposition, Content-Length, Content-Range, ETag, Retry-After, Location, "
+                        "Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, Tus-Resumable, Tus-Version, "
+                        "Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")
+CORS_PREFLIGHT_MAX_AGE_SECONDS = 600
+
+
+def allow_cross_origin(allowed_origins: Collection[str]) -> Callable[[Callable[[flask.Request], Any]],
+                                                                     Callable[[flask.Request], Any]]:
+    """Decorator, outermost on a public HTTP function: answers CORS preflights itself and lets the listed origins
+    read every answer, errors included. No cookies are involved (tokens travel in `Authorization`), so credentials
+    are never allowed; other origins get no CORS headers and the browser keeps the answer from them."""
+
+    def decorate(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
+        @functools.wraps(handler)
+        def wrapper(request: flask.Request) -> Any:
+            origin = request.headers.get("Origin")
+            allowed = origin is not None and origin in allowed_origins
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                if not allowed:
+                    response = HttpError(403, "origin_not_allowed", "this origin may not call vid2mp3").response()
+                else:
+                    response = flask.Response(status=204, headers={
+                        "Access-Control-Allow-Methods": CORS_ALLOWED_METHODS,
+                        "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS,
+                        "Access-Control-Max-Age": str(CORS_PREFLIGHT_MAX_AGE_SECONDS),
+                    })
+            else:
+                response = flask.make_response(handler(request))
+            if allowed:
+                response.headers["Access-Control-Allow-Origin"] = str(origin)
+                response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+            response.vary.add("Origin")
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+def also_under(name: str) -> Callable[[Callable[[flask.Request], Any]], Callable[[flask.Request], Any]]:
+    """Decorator: the function answers each of its paths under `/<name>` too (`/status/<job id>` as `/<job id>`).
+    Every function has a URL of its own, so their paths overlap (`GET /` lists jobs on status and endpoints on
+    webhooks); the OpenAPI document (api/openapi.py) names each path with its function's prefix, which
+    keeps one document's paths apart, and lets a single gateway route by prefix."""
+    prefix = f"/{name}"
+
+    def decorate(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
+        @functools.wraps(handler)
+        def wrapper(request: flask.Request) -> Any:
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                request.path = request.path[len(prefix):] or "/"
+            return handler(request)
+
+        return wrapper
+
+    return decorate
+
+
+class JobIdConverter(BaseConverter):
+    """`<job:job_id>` in a rule: a job id (events/catalog.py), so any other path segment answers not found."""
+
+    regex = JOB_ID_PATTERN.strip("^$")
+
+
+# The order `Allow` lists methods in (RFC 9110 leaves it free; one order reads better).
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+Handler = Callable[..., Any]
+
+
+class HttpFunction:
+    """One HTTP function's request handling. Its paths are a werkzeug routing table, each rule naming its handler
+    (`@http.route("/<job_id>", "GET")`, called as `handler(request, job_id=...)`; a GET rule answers HEAD too). A
+    path no rule matches answers `not_found`, a method its rule does not take 405 with `Allow`.
+
+    With `authenticate_first` (every request, or those it returns True for), the caller's token is checked before
+    routing, so a stranger learns nothing of the paths; `identity(request)` gives the caller to the handlers."""
+
+    def __init__(self, name: str | None, *, verifier: TokenVerifier | None = None,
+                 allowed_origins: Collection[str] | None = None, not_found: HttpError = NOT_FOUND,
+                 authenticate_first: bool | Callable[[flask.Request], bool] = False,
+                 before: Callable[[], None] = lambda: None,
+                 answer_error: Callable[[flask.Request, HttpError], flask.Response] | None = None) -> None:
+        self.verifier = verifier
+        self.not_found = not_found
+        self.authenticate_first = authenticate_first
+        self.before = before
+        self.answer_error = answer_error or (lambda request, error: error.response())
+        self.routes = Map(strict_slashes=False, merge_slashes=False, converters={"job": JobIdConverter})
+        self.handlers: dict[str, Handler] = {}
+        self.entry = answer_errors_with(self.answer_error)(self.dispatch)
+        if allowed_origins is not None:
+            self.entry = allow_cross_origin(allowed_origins)(self.entry)
+        if name is not None:
+            self.entry = also_under(name)(self.entry)
+        framework_errors_in_json()
+
+    @classmethod
+    def public(cls, name: str, settings: CorsSettings, **options: Any) -> HttpFunction:
+        """A public function of the deployment: CORS from its settings, and a token verifier where it has one."""
+        verifier = None
+        if isinstance(settings, TokenVerifierSettings):
+            verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        return cls(name, verifier=verifier, allowed_origins=settings.allowed_origins(), **options)
+
+    def route(self, rule: str, *methods: str) -> Callable[[Handler], Handler]:
+        """Registers the handler of `rule` for `methods` (none named: every method, the handler's to sort out)."""
+
+        def register(handler: Handler) -> Handler:
+            endpoint = f"{handler.__name__}:{rule}"
+            self.routes.add(Rule(rule, endpoint=endpoint, methods=list(methods) or None))
+            self.handlers[endpoint] = handler
+            return handler
+
+        return register
+
+    def __call__(self, request: flask.Request) -> Any:
+        return self.entry(request)
+
+    def identity(self, request: flask.Request) -> Identity:
+        """The caller, by their bearer token (checked once per request); 401 without a valid one."""
+        known = request.environ.get("vid2mp3.identity")
+        if known is None:
+            if self.verifier is None:
+                raise RuntimeError("this function verifies no tokens")
+            known = request.environ["vid2mp3.identity"] = authenticate(request, self.verifier)
+        return known  # type: ignore[no-any-return]
+
+    def dispatch(self, request: flask.Request) -> Any:
+        first = self.authenticate_first
+        if first is True or (callable(first) and first(request)):
+            self.identity(request)
+        self.before()
+        try:
+            endpoint, arguments = self.routes.bind("", path_info=request.path).match(method=request.method)
+        except MethodNotAllowed as refused:
+            allowed = sorted(refused.valid_methods or (), key=METHOD_ORDER.index)
+            raise method_not_allowed(", ".join(allowed), f"{request.method} is not allowed on {request.path}") \
+                from None
+        except NotFound:
+            raise self.not_found from None
+        return self.handlers[endpoint](request, **arguments)
+
+
+def answer_errors_with(answer: Callable[[flask.Request, HttpError], flask.Response]) \
+        -> Callable[[Callable[[flask.Request], Any]], Callable[[flask.Request], Any]]:
+    """`answer_errors`, with the function's own way of answering a refusal (the upload's leaves the body unread)."""
+
+    def decorate(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
+        @functools.wraps(handler)
+        def wrapper(request: flask.Request) -> Any:
+            try:
+                return handler(request)
+            except HttpError as error:
+                return answer(request, error)
+            except STORE_ERRORS:
+                return answer(request, STORE_UNAVAILABLE)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,1 @@
+"""The auth function (its entry point: main.py)."""

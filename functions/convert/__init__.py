@@ -1,0 +1,1 @@
+"""The convert function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The deadletter function (its entry point: main.py)."""

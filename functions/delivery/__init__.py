@@ -1,0 +1,1 @@
+"""The delivery function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The download function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The notify function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The reconcile function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The segment function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The status function (its entry point: main.py)."""

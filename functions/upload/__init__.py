@@ -1,0 +1,1 @@
+"""The upload function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The web function (its entry point: main.py)."""

@@ -1,0 +1,1 @@
+"""The webhooks function (its entry point: main.py)."""

@@ -1,0 +1,82 @@
+"""Signed download links: a URL that downloads one job's MP3 without a token, for the email and for software an
+owner hands it to.
+
+`<download URL>/<job id>?expires=<unix time>&key=<key id>&signature=<base64url HMAC-SHA256>`, the signature over
+the job id, the id of the MP3 it was made for and the expiry, with a server-side key (the Secret's
+`download-link-keys`). So a link is unguessable (256 bits), opens that one MP3 only (a changed job, MP3 or expiry
+is a changed message: 403), ends with the MP3's retention (410), and dies with the job (deleted or cancelled:
+404). Links are never logged: the functions log no request lines (functions-framework's server writes no access
+log), and no code here logs one.
+
+Keys: `DOWNLOAD_LINK_KEYS` is `<id>:<base64url key>[,<id>:<key>...]`; the first signs, every one verifies. To
+rotate: put a new key first, keep the old one after it until the last link it signed has expired (the MP3
+retention, 24 h by default), then remove it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import urllib.parse
+from datetime import UTC, datetime
+
+from runtime.answers import HttpError
+
+MIN_KEY_BYTES = 32
+LINK_PARAMETERS = ("expires", "key", "signature")
+TAMPERED = HttpError(403, "invalid_link", "this download link is not valid (it was changed or is incomplete)")
+EXPIRED = HttpError(410, "gone", "this download link has expired, and so has the MP3")
+
+
+class InvalidKeys(ValueError):
+    """DOWNLOAD_LINK_KEYS is not a list of `<id>:<base64url key of 32 bytes or more>`."""
+
+
+def parse_keys(text: str) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        key_id, _, encoded = entry.partition(":")
+        try:
+            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except ValueError:
+            raise InvalidKeys(f"key {key_id!r} is not base64url") from None
+        if not key_id or not key_id.isalnum() or len(key) < MIN_KEY_BYTES or key_id in keys:
+            raise InvalidKeys(f"each key must be <alphanumeric id>:<base64url of {MIN_KEY_BYTES}+ bytes>, ids unique")
+        keys[key_id] = key
+    return keys
+
+
+def signature(key: bytes, job_id: str, audio_id: str, expires: int) -> str:
+    digest = hmac.new(key, f"{job_id}\n{audio_id}\n{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+class DownloadLinks:
+    def __init__(self, keys: str, public_download_url: str) -> None:
+        self.keys = parse_keys(keys)
+        self.signing_key_id = next(iter(self.keys))
+        self.base_url = public_download_url.rstrip("/")
+
+    def link(self, job_id: str, audio_id: str, expires_at: datetime) -> str:
+        expires = int(expires_at.timestamp())
+        query = urllib.parse.urlencode({
+            "expires": expires, "key": self.signing_key_id,
+            "signature": signature(self.keys[self.signing_key_id], job_id, audio_id, expires)})
+        return f"{self.base_url}/{job_id}?{query}"
+
+    @staticmethod
+    def is_link(arguments: dict[str, str]) -> bool:
+        return any(name in arguments for name in LINK_PARAMETERS)
+
+    def check(self, job_id: str, audio_id: str, arguments: dict[str, str]) -> None:
+        """Raises 403 unless the arguments sign this job's MP3 with one of our keys, then 410 past the expiry."""
+        key = self.keys.get(arguments.get("key", ""))
+        expires = arguments.get("expires", "")
+        if key is None or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
+            raise TAMPERED
+        expected = signature(key, job_id, audio_id, int(expires))
+        if not hmac.compare_digest(expected, arguments.get("signature", "")):
+            raise TAMPERED
+        if int(expires) <= datetime.now(UTC).timestamp():
+            raise EXPIRED

@@ -1,0 +1,146 @@
+"""What a job looks like to its owner: the JSON that the status endpoint answers and the client prints, built from
+the models below (which the OpenAPI document, api/openapi.py, publishes as its schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from events.options import ConversionOptions
+from jobs.records import Job, JobState
+from runtime.clock import iso, now
+
+# Times travel as Python's ISO 8601 (`2026-12-01T19:40:00.123000+00:00`), as they always have.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+
+
+def is_expired(audio: dict[str, Any]) -> bool:
+    """The MP3 is past its retention (the reconcile step deletes it within a minute, if it has not yet)."""
+    expires_at = audio.get("expires_at")
+    return bool(audio.get("deleted_at")) or (expires_at is not None and expires_at <= now())
+
+
+class DownloadLinkMaker(Protocol):
+    """What a job's view needs to name its MP3: the download function's URL and signed links to it
+    (jobs/links.py)."""
+
+    base_url: str
+
+    def link(self, job_id: str, audio_id: str, expires_at: datetime) -> str: ...
+
+
+class HistoryStep(BaseModel):
+    state: JobState
+    at: Timestamp | None
+
+
+class Progress(BaseModel):
+    percent: float = Field(ge=0, le=100)
+    eta_seconds: float | None = Field(description="Seconds left, estimated; null until ffmpeg can tell.")
+
+
+class Encoding(BaseModel):
+    """How the MP3 is (or was) made: one pass, segments at once on one instance, or fanned out to many."""
+
+    mode: str | None
+    reason: str | None
+    segments: int = Field(ge=0)
+    segments_encoded_after_seconds: list[float | None] | None = Field(
+        default=None, description="Per segment, when it was encoded (seconds after the encoding started).")
+
+
+class AudioView(BaseModel):
+    audio_id: str
+    size_bytes: int
+    sha256: str
+    duration_seconds: float
+    stream_copied: bool
+    expires_at: Timestamp | None
+    expired: bool
+    download_url: str | None = Field(default=None, description="GET it with the owner's token (absent once "
+                                                               "expired).")
+    download_link: str | None = Field(default=None, description="A signed link that needs no token, until "
+                                                                "`expires_at`.")
+
+
+class Notification(BaseModel):
+    state: str | None
+
+
+class JobView(BaseModel):
+    """A job as its owner sees it. Fields after `history` appear only when they apply."""
+
+    job_id: str
+    state: JobState
+    filename: str | None
+    size_bytes: int | None
+    bitrate_kbps: int | None
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    history: list[HistoryStep]
+    options: Annotated[dict[str, Any], WithJsonSchema(ConversionOptions.model_json_schema(mode="serialization"))] \
+        | None = Field(default=None, description="What the owner asked for (only the options given).")
+    audio_tracks: list[dict[str, Any]] | None = Field(default=None, description="What the probe found, for "
+                                                                                "choosing `track`.")
+    applied: dict[str, Any] | None = Field(default=None, description="What the options made of this input, and "
+                                           "what they forced (a re-encode, one pass, the cover found).")
+    encoding: Encoding | None = None
+    progress: Progress | None = None
+    audio: AudioView | None = Field(default=None, description="The MP3, once the job is done.")
+    failure: dict[str, Any] | None = Field(default=None, description="Why the job failed.")
+    notification: Notification | None = None
+
+    def answer(self) -> dict[str, Any]:
+        """The JSON: the fields that apply, and no others."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def job_view(job: Job, links: DownloadLinkMaker | None = None) -> dict[str, Any]:
+    return view_of(job, links).answer()
+
+
+def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
+    view = JobView(
+        job_id=job["_id"], state=job["state"], filename=job.get("filename"), size_bytes=job.get("size_bytes"),
+        bitrate_kbps=job.get("bitrate_kbps"), created_at=iso(job.get("created_at")),
+        updated_at=iso(job.get("updated_at")),
+        history=[HistoryStep(state=step["state"], at=iso(step["at"])) for step in job.get("history", [])],
+    )
+    if job.get("options"):
+        view.options = job["options"]
+    if job.get("audio_tracks"):
+        view.audio_tracks = job["audio_tracks"]
+    if job.get("applied"):
+        view.applied = job["applied"]
+    if job.get("encoding"):
+        encoding = job["encoding"]
+        view.encoding = Encoding(mode=encoding.get("mode"), reason=encoding.get("reason"),
+                                 segments=len(encoding.get("segments") or []))
+        if encoding.get("encoded_after_seconds"):
+            view.encoding.segments_encoded_after_seconds = encoding["encoded_after_seconds"]
+    if job["state"] == JobState.CONVERTING and job.get("progress"):
+        view.progress = Progress.model_validate(job["progress"])
+    if job["state"] == JobState.DONE:
+        # ffmpeg's last progress report may come just short of the end; a finished job is all done.
+        view.progress = Progress(percent=100.0, eta_seconds=0.0)
+    if job["state"] == JobState.DONE and job.get("audio"):
+        audio = job["audio"]
+        view.audio = AudioView(
+            audio_id=audio["audio_id"], size_bytes=audio["size_bytes"], sha256=audio["sha256"],
+            duration_seconds=audio["duration_seconds"], stream_copied=audio["stream_copied"],
+            expires_at=iso(audio.get("expires_at")), expired=is_expired(audio),
+        )
+        if links is not None and not view.audio.expired:
+            # With the owner's token; and a signed link that needs none, to open in a browser or hand on.
+            view.audio.download_url = f"{links.base_url}/{job['_id']}"
+            if audio.get("expires_at") is not None:
+                view.audio.download_link = links.link(job["_id"], audio["audio_id"], audio["expires_at"])
+    if job["state"] == JobState.FAILED and job.get("failure"):
+        view.failure = job["failure"]
+    if job.get("notification"):
+        view.notification = Notification(state=job["notification"].get("state"))
+    return view

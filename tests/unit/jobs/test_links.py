@@ -1,0 +1,68 @@
+"""Signed download links: a link opens its own MP3 only, until it expires; a key rotation keeps old links working
+until the old key goes; weak or unnamed keys are refused."""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs.links import DownloadLinks, InvalidKeys, parse_keys
+from runtime.answers import HttpError
+from tests.support import download_link_keys
+
+JOB, AUDIO = "a" * 32, "b" * 24
+
+
+def refusal(links: DownloadLinks, link: str, job_id: str = JOB, audio_id: str = AUDIO) -> int | None:
+    arguments = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
+    try:
+        links.check(job_id, audio_id, arguments)
+    except HttpError as error:
+        return error.status
+    return None
+
+
+def with_argument(link: str, name: str, value: str) -> str:
+    parts = urllib.parse.urlsplit(link)
+    arguments = {**dict(urllib.parse.parse_qsl(parts.query)), name: value}
+    return parts._replace(query=urllib.parse.urlencode(arguments)).geturl()
+
+
+def test_a_link_opens_its_mp3_only_and_only_until_it_expires() -> None:
+    links = DownloadLinks(download_link_keys(), "http://download.test/")
+    future = datetime.now(UTC) + timedelta(hours=1)
+    link = links.link(JOB, AUDIO, future)
+    assert link.startswith(f"http://download.test/{JOB}?") and refusal(links, link) is None
+    assert refusal(links, link, job_id="c" * 32) == 403  # another job
+    assert refusal(links, link, audio_id="d" * 24) == 403  # the job's MP3 was made again
+    later = str(int(future.timestamp()) + 3600)
+    signature = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))["signature"]
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    # A superscript digit passes str.isdigit() but not int(): it was a 500.
+    for name, value in (("expires", later), ("signature", flipped), ("key", "other"), ("expires", "-1"),
+                        ("expires", "\u00b2"), ("signature", "")):
+        assert refusal(links, with_argument(link, name, value)) == 403, name
+    past = links.link(JOB, AUDIO, datetime.now(UTC) - timedelta(seconds=1))
+    assert refusal(links, past) == 410
+    assert refusal(DownloadLinks(download_link_keys(), "http://download.test/"), link) == 403  # another key
+
+
+def test_a_rotation_keeps_old_links_working_until_the_old_key_goes() -> None:
+    old = download_link_keys().replace("test:", "old:")
+    new = download_link_keys().replace("test:", "new:")
+    future = datetime.now(UTC) + timedelta(hours=1)
+    link = DownloadLinks(old, "http://d/").link(JOB, AUDIO, future)
+    rotated = DownloadLinks(f"{new},{old}", "http://d/")
+    assert refusal(rotated, link) is None
+    assert "key=new" in rotated.link(JOB, AUDIO, future)
+    assert refusal(DownloadLinks(new, "http://d/"), link) == 403
+
+
+@pytest.mark.parametrize("keys", ["", "k1", "k1:c2hvcnQ", "k-1:" + "A" * 43, "k1:" + "A" * 43 + ",k1:" + "B" * 43])
+def test_keys_that_are_not_strong_or_not_named_are_refused(keys: str) -> None:
+    with pytest.raises(InvalidKeys):
+        parse_keys(keys)
+
+

@@ -1,0 +1,156 @@
+"""The MP3's ID3v2.4 tag: title, artist, album and date (the user's, else the video's own metadata, else the file name
+as title) and a cover (a frame of the video, its attached picture, or none), as the tag's bytes, made before the
+audio so that a joined MP3 streaming into GridFS can start with them.
+
+The text never goes near ffmpeg's command line: mutagen writes it, in-process, as UTF-8 text frames. ffmpeg only
+makes the cover JPEG, from stream indexes and times the probe gave (numbers), under the same lock-down as every
+conversion.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mutagen.id3 import APIC, ID3, TALB, TDRC, TIT2, TPE1, PictureType
+
+from events.options import ConversionOptions, metadata_text
+from transcoding import ffmpeg_tools
+from transcoding.ffmpeg_tools import Probe
+
+log = logging.getLogger(__name__)
+
+# A cover's longer side at most (what players show; keeps the tag small enough to lead the MP3's first chunk).
+COVER_MAX_PIXELS = 600
+# Where the cover frame is taken, as a share of the video's length (past titles and fades of the very start).
+COVER_FRAME_AT = 0.10
+# Well inside convert's 10 s lease, which nothing renews while the cover is cut: a picture that takes longer to
+# decode (a bomb's enormous frame) leaves the MP3 without a cover.
+COVER_TIMEOUT_SECONDS = 5
+# A cover JPEG larger than this is left out rather than stored (a 600 px JPEG is typically 20-80 kB).
+MAX_COVER_BYTES = 512 * 1024
+COPY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Tags:
+    """What the MP3's tag says, and where each value came from (stated on the job)."""
+
+    title: str
+    artist: str | None
+    album: str | None
+    date: str | None
+    cover: str  # "frame", "attached" or "none": what the MP3 got
+    cover_jpeg: bytes | None = None
+    note: str | None = None  # why the cover differs from what was asked
+
+    def as_record(self) -> dict[str, Any]:
+        text = {"title": self.title, "artist": self.artist, "album": self.album, "date": self.date}
+        return {**{name: value for name, value in text.items() if value}, "cover": self.cover,
+                **({"cover_note": self.note} if self.note else {})}
+
+    def id3_bytes(self) -> bytes:
+        """The complete ID3v2.4 tag, ready to precede the MP3's first frame."""
+        tag = ID3()
+        tag.add(TIT2(encoding=3, text=[self.title]))
+        if self.artist:
+            tag.add(TPE1(encoding=3, text=[self.artist]))
+        if self.album:
+            tag.add(TALB(encoding=3, text=[self.album]))
+        if self.date:
+            tag.add(TDRC(encoding=3, text=[self.date]))
+        if self.cover_jpeg:
+            tag.add(APIC(encoding=3, mime="image/jpeg", type=PictureType.COVER_FRONT, desc="cover",
+                         data=self.cover_jpeg))
+        rendered = io.BytesIO()
+        tag.save(rendered, v2_version=4, padding=lambda _: 0)
+        return rendered.getvalue()
+
+
+def title_from_filename(filename: str) -> str:
+    return metadata_text(Path(filename).stem or filename) or "audio"
+
+
+def cover_command(source: Path, target: Path, *, stream: int, at_seconds: float | None) -> list[str]:
+    """One frame of stream `stream` (an absolute index) at `at_seconds` (None: its first, for a still picture),
+    scaled down to fit COVER_MAX_PIXELS, as a baseline JPEG."""
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats"]
+    for option, value in ffmpeg_tools.input_options().items():
+        command += [f"-{option}", value]
+    if at_seconds is not None:
+        command += ["-ss", f"{at_seconds:.3f}"]
+    fit = (f"scale=w='min({COVER_MAX_PIXELS},iw)':h='min({COVER_MAX_PIXELS},ih)'"
+           ":force_original_aspect_ratio=decrease,format=yuvj420p")
+    return [*command, "-i", str(source), "-map", f"0:{stream:d}", "-frames:v", "1", "-vf", fit, "-c:v", "mjpeg",
+            "-q:v", "3", "-f", "image2", "-y", str(target)]
+
+
+def extract_cover(source: Path, workdir: Path, *, stream: int, at_seconds: float | None) -> bytes | None:
+    target = workdir / "cover.jpg"
+    command = cover_command(source, target, stream=stream, at_seconds=at_seconds)
+    try:
+        result = subprocess.run(ffmpeg_tools.limited(command, COVER_TIMEOUT_SECONDS), capture_output=True,
+                                timeout=COVER_TIMEOUT_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        log.info("no cover: its frame took longer than %d s", COVER_TIMEOUT_SECONDS)
+        return None
+    if result.returncode != 0 or not target.exists():
+        log.info("no cover: ffmpeg said %s", result.stderr.decode(errors="replace").strip()[-200:])
+        return None
+    data = target.read_bytes()
+    target.unlink()
+    # A JPEG starts with SOI; anything else, or too large, is no cover.
+    return data if data.startswith(b"\xff\xd8") and len(data) <= MAX_COVER_BYTES else None
+
+
+def tags_for(options: ConversionOptions, probed: Probe, filename: str, source: Path, workdir: Path) -> Tags:
+    """The MP3's tags: the user's values first, then the video's metadata, then the file name (title only)."""
+    title = options.title or probed.tags.get("title") or title_from_filename(filename)
+    wanted = options.cover or ("frame" if probed.picture_stream is not None else
+                               "attached" if probed.attached_picture_stream is not None else "none")
+    cover, jpeg, note = "none", None, None
+    if wanted == "frame" and probed.picture_stream is not None:
+        at = (probed.duration or 0.0) * COVER_FRAME_AT
+        jpeg = extract_cover(source, workdir, stream=probed.picture_stream, at_seconds=at)
+    elif wanted == "attached" and probed.attached_picture_stream is not None:
+        jpeg = extract_cover(source, workdir, stream=probed.attached_picture_stream, at_seconds=None)
+    if jpeg is not None:
+        cover = wanted
+    elif wanted != "none":
+        note = (f"no cover: the video has no {'picture' if wanted == 'frame' else 'attached picture'}"
+                if (probed.picture_stream if wanted == "frame" else probed.attached_picture_stream) is None
+                else "no cover: its picture could not be made into a JPEG")
+    return Tags(title=title, artist=options.artist or probed.tags.get("artist"),
+                album=options.album or probed.tags.get("album"), date=options.date or date_of(probed),
+                cover=cover, cover_jpeg=jpeg, note=note)
+
+
+def date_of(probed: Probe) -> str | None:
+    """The container's date if it reads as YYYY[-MM[-DD]] (the start of an ISO timestamp counts)."""
+    date = probed.tags.get("date")
+    for length in (10, 7, 4):
+        candidate = (date or "")[:length]
+        if len(candidate) == length and candidate[:4].isdigit() and all(
+                part.isdigit() for part in candidate.split("-")):
+            return candidate
+    return None
+
+
+def write_tag(target: Path, tag: bytes) -> None:
+    """Puts `tag` in front of the MP3's first frame, replacing the ID3v2 tag ffmpeg wrote (if any)."""
+    tagged = target.with_name(target.name + ".tagged")
+    with target.open("rb") as source, tagged.open("wb") as file:
+        head = source.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:
+            size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+            start = 10 + size + (10 if head[5] & 0x10 else 0)
+        source.seek(start)
+        file.write(tag)
+        shutil.copyfileobj(source, file, COPY_BYTES)
+    tagged.replace(target)
