@@ -30,10 +30,10 @@ status:
 logs:
 	@$(PY) -m stack logs
 
-# The whole suite: the Go tests (the local FerretDB's, the manifests' admission checks), then Python's (the unit
-# tests, the layering contract among them, then the manifests' and the stack's); the fault-injection and life-cycle
+# The whole suite: the linters and the layering contract, the Go tests (the local FerretDB's, the manifests' admission
+# checks), then Python's (the unit tests, then the manifests' and the stack's); the fault-injection and life-cycle
 # tests (marked slow) run last.
-test: up go-test
+test: up lint go-test
 	@$(PY) -m pytest --run-slow --durations=15
 
 # tests/unit mirrors the packages and client/tests the command: no server is started or needed.

@@ -218,7 +218,7 @@ class HttpFunction:
             if self.verifier is None:
                 raise RuntimeError("this function verifies no tokens")
             known = request.environ["vid2mp3.identity"] = authenticate(request, self.verifier)
-        return known  # type: ignore[no-any-return]
+        return known
 
     def dispatch(self, request: flask.Request) -> Any:
         first = self.authenticate_first

@@ -46,6 +46,8 @@ def from_pending(pending: dict[str, Any]) -> EventPayload:
     return MODEL_BY_TYPE[pending["type"]].model_validate(pending["data"])
 
 
+# A holder asks for its lease more often than it is written: asking is how it learns of a cancel.
+RENEWAL_SECONDS = 1.0
 FINISHED_JOBS = "finished_jobs"
 OWNER_JOB_LISTS = "owner_job_lists"
 
@@ -149,7 +151,17 @@ class Jobs:
         )
 
     def renew_lease(self, job_id: str, attempt_id: str, lease: timedelta, progress: dict[str, Any]) -> bool:
-        """False when the attempt no longer owns the job (cancelled, or taken over): the caller must stop."""
+        """False when the attempt no longer owns the job (cancelled, or taken over): the caller must stop.
+
+        A read comes first, by `_id` alone: a cancel is learnt at once, not after a turn among the writes queued
+        behind the cancel's own deletions (the local FerretDB lets one write command through at a time). The lease
+        and the progress are written at most once per RENEWAL_SECONDS, however often the holder asks."""
+        current = self.collection.find_one({"_id": job_id}, {"state": 1, "attempt_id": 1, "lease_until": 1}) or {}
+        if current.get("state") != JobState.CONVERTING or current.get("attempt_id") != attempt_id:
+            return False
+        if current.get("lease_until") is not None \
+                and current["lease_until"] > now() + lease - timedelta(seconds=RENEWAL_SECONDS):
+            return True
         result = self.collection.update_one(
             {"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id},
             {"$set": {"lease_until": now() + lease, "progress": progress, "updated_at": now()}},

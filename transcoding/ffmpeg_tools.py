@@ -31,6 +31,9 @@ MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
 BYTES_PER_SECOND_AT_MAX_BITRATE = 320_000 // 8
 # A finished MP3 may be this much shorter than its source's audio before it counts as truncated.
 DURATION_TOLERANCE_SECONDS = 0.5
+# How often a running ffmpeg's supervisor reports its progress and asks whether to go on (a cancel ends it within
+# about this much of reaching the job record).
+HEARTBEAT_SECONDS = 0.5
 DURATION_TOLERANCE_RATIO = 0.02
 
 
@@ -301,7 +304,7 @@ class Encoding:
             self.errors.append(line.decode(errors="replace").strip())
 
     def wait(self, *, expected_duration: float | None, heartbeat: Callable[[Progress], bool],
-             heartbeat_seconds: float = 1.0) -> None:
+             heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         self.expected_duration = expected_duration
         try:
             while not self.exited_within(heartbeat_seconds):
@@ -354,7 +357,7 @@ class Encoding:
 
 
 def run(command: list[str], *, expected_duration: float | None, timeout: float,
-        heartbeat: Callable[[Progress], bool], heartbeat_seconds: float = 1.0) -> None:
+        heartbeat: Callable[[Progress], bool], heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
     """Runs ffmpeg to its end under `Encoding`'s supervision."""
     with Encoding(command, timeout=timeout) as encoding:
         encoding.wait(expected_duration=expected_duration, heartbeat=heartbeat, heartbeat_seconds=heartbeat_seconds)

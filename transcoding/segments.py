@@ -57,15 +57,25 @@ class SegmentEncodings:
         elapsed = time.monotonic() - self.times.started
         return Progress(percent=fraction * 100, eta_seconds=elapsed / fraction - elapsed if fraction > 0 else None)
 
-    def wait_for(self, index: int, heartbeat: Callable[[Progress], bool], heartbeat_seconds: float = 1.0) -> None:
+    def wait_for(self, index: int, heartbeat: Callable[[Progress], bool],
+                 heartbeat_seconds: float = ffmpeg_tools.HEARTBEAT_SECONDS) -> None:
         """Returns once segment `index` is encoded; raises Rejected or Stopped (and the `with` block stops all)."""
         encoding = self.encodings[index]
-        while not encoding.exited_within(heartbeat_seconds):
-            encoding.check_time()
-            if not heartbeat(self.progress()):
-                raise Stopped()
-        encoding.check_exit_status()
+        try:
+            while not encoding.exited_within(heartbeat_seconds):
+                encoding.check_time()
+                if not heartbeat(self.progress()):
+                    raise Stopped()
+            encoding.check_exit_status()
+        except BaseException:
+            # Every ffmpeg ends now, before the caller's clean-up (removing the MP3 it was storing) takes its time.
+            self.stop()
+            raise
         self.times.note(index)
+
+    def stop(self) -> None:
+        for encoding in self.encodings:
+            encoding.stop()
 
 
 def segment_commands(source: Path, outputs: list[Path], segments: tuple[SegmentPlan, ...], *, bitrate_kbps: int,

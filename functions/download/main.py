@@ -30,7 +30,7 @@ http = HttpFunction.public("download", settings,
 
 @functions_framework.http
 def download(request: flask.Request) -> flask.Response:
-    return http(request)  # type: ignore[no-any-return]
+    return http(request)
 
 
 @http.route("/<job_id>", "GET")

@@ -135,8 +135,9 @@ class SegmentEncoder:
                 shape=segment_shape(job.get("fanout") or {}))
             try:
                 with timings.lap("encode"):
+                    # Each heartbeat writes the claim: once a second, not at the converter's pace.
                     ffmpeg_tools.run(command, expected_duration=event.duration_seconds or self.rest_of(job, event),
-                                     timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat)
+                                     timeout=self.ffmpeg_timeout_seconds, heartbeat=heartbeat, heartbeat_seconds=1.0)
             except Stopped:
                 log.info("segment %d of job %s stopped (cancelled or taken over)", event.index, event.job_id)
                 return None

@@ -44,7 +44,7 @@ http = HttpFunction.public("status", settings, authenticate_first=True, before=i
 
 @functions_framework.http
 def status(request: flask.Request) -> flask.Response:
-    return http(request)  # type: ignore[no-any-return]
+    return http(request)
 
 
 @http.route("/", "GET")

@@ -57,7 +57,7 @@ http = HttpFunction.public("upload", settings, answer_error=refusal)
 
 @functions_framework.http
 def upload(request: flask.Request) -> flask.Response:
-    return http(request)  # type: ignore[no-any-return]
+    return http(request)
 
 
 @http.route("/", "POST")

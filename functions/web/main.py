@@ -75,7 +75,7 @@ http = HttpFunction(None, not_found=HttpError(404, "not_found", "no such page"))
 
 @functions_framework.http
 def web(request: flask.Request) -> flask.Response:
-    return http(request)  # type: ignore[no-any-return]
+    return http(request)
 
 
 @http.route("/config.json", "GET")

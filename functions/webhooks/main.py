@@ -26,7 +26,7 @@ http = HttpFunction.public("webhooks", settings, not_found=ENDPOINT_NOT_FOUND, a
 
 @functions_framework.http
 def webhooks(request: flask.Request) -> flask.Response:
-    return http(request)  # type: ignore[no-any-return]
+    return http(request)
 
 
 @http.route("/", "POST")

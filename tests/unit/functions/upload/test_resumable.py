@@ -83,7 +83,8 @@ def test_an_integer_header_is_read(value: str, number: int) -> None:
 
 
 # Superscript digits pass str.isdigit() but not int(): they were a 500.
-@pytest.mark.parametrize("value", ["", "-1", "+1", "1.5", "1e3", "0x10", "1_000", "12 13", "twelve", "\u00b2", "1\u00b3"])
+@pytest.mark.parametrize("value", ["", "-1", "+1", "1.5", "1e3", "0x10", "1_000", "12 13", "twelve",
+                                   "\u00b2", "1\u00b3"])
 def test_an_integer_header_that_is_not_a_non_negative_integer_is_400(value: str) -> None:
     with pytest.raises(HttpError) as refused:
         read_integer({"Upload-Length": value})
