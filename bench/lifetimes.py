@@ -23,7 +23,7 @@ import requests
 
 from events import EventEmitter, VideoUploaded
 from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, ledger_key, slot_of
-from functions.reconcile.pacing import Pacing
+from storage.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from jobs.records import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, JobState
 from runtime.clock import now

@@ -169,7 +169,7 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     login_failure_retention_seconds: int = Field(default=24 * 3600, ge=900)
     # Records deleted per purge step of a sweep: a sweep's work, and its time, stay bounded however much is due.
     purge_batch_size: int = Field(default=500, ge=1)
-    # The pace of the sweep's deletions (functions/reconcile/pacing.py): bursts of about this long, each followed by
+    # The pace of the sweep's deletions (storage/pacing.py): bursts of about this long, each followed by
     # a rest so that they take this share of the time, so that the uploads' writes are not held behind them on a
     # database with one write lock (the local FerretDB); and the most they take per sweep, rests included (the sweep
     # must end before the next tick: reconcile's timeoutSeconds is 55, the other steps take a few seconds).

@@ -148,7 +148,7 @@ def remove_expired(database: Database[dict[str, Any]], has_job: Callable[[str], 
     """Removes the unfinished uploads past their expiry, with their bytes; how many. One whose job exists
     (`has_job`) had finished but for its last write (clearing its state): that write is done instead. Their quota
     reservations have long lapsed by then (jobs/quotas.py: RESERVATION_LIFETIME is shorter than any upload's
-    lifetime). `each` and `pace` are the caller's pacing (reconcile's: functions/reconcile/pacing.py): the uploads
+    lifetime). `each` and `pace` are the caller's pacing (reconcile's: storage/pacing.py): the uploads
     one by one for as long as it allows, and a rest between a file's chunk deletions."""
     videos = MediaStore(database, VIDEOS)
     removed = 0

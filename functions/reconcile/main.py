@@ -11,7 +11,7 @@ from cloudevents.http import CloudEvent
 
 from events import EventEmitter
 from functions.reconcile.lifetimes import Lifetimes
-from functions.reconcile.pacing import Pacing
+from storage.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from jobs.records import Jobs
 from runtime.settings import ReconcileSettings, load_settings

@@ -3,7 +3,7 @@ confirmed) and a converter can die with its pod; the job records say what should
 
 The sweeps query only the live jobs (`jobs`: open ones, and those ended within about a day); settled ones are moved
 to the finished history and purged when their lifetime ends (functions/reconcile/lifetimes.py), so a sweep costs
-the same however many finished jobs are kept. The steps that delete are paced (functions/reconcile/pacing.py), one
+the same however many finished jobs are kept. The steps that delete are paced (storage/pacing.py), one
 file or job per unit of work, resting between a file's commands too, and leave what their time per sweep does not
 reach to the next sweep."""
 
@@ -19,7 +19,7 @@ from pymongo.database import Database
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
-from functions.reconcile.pacing import Pacing
+from storage.pacing import Pacing
 from jobs.records import Job, Jobs, JobState
 from runtime import telemetry
 from runtime.clock import now
