@@ -21,11 +21,11 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from accounts.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
-from storage.pacing import Pacing
 from jobs.records import FINAL_STATES, Job, Jobs, JobState
 from runtime.clock import now
 from storage import mysql
 from storage.media import remove_job_media
+from storage.pacing import Pacing
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pymongo.database import Database
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
-from storage.pacing import Pacing
 from jobs.records import Job, Jobs, JobState
 from runtime import telemetry
 from runtime.clock import now
 from storage.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
+from storage.pacing import Pacing
 from storage.unfinished_uploads import remove_expired
 
 log = logging.getLogger(__name__)

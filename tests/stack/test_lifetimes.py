@@ -22,12 +22,12 @@ from pymongo import monitoring
 from bench.lifetimes import forget_seeded, seed_settled_jobs
 from events import EventEmitter
 from functions.reconcile.lifetimes import JOB_ENDINGS, LEDGER_PULL_BATCH, RECONCILE_STATE, Lifetimes, Purged
-from storage.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from jobs.records import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs
 from runtime.clock import now
 from storage import mysql
 from storage.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore
+from storage.pacing import Pacing
 from tests.reliability_support import Stack, User, clip
 from tests.support import wait_for
 
