@@ -94,6 +94,9 @@ class Probe:
     # The container's title, artist, album and date, cleaned (defaults for the MP3's tags).
     tags: dict[str, str] = field(default_factory=dict)
     duration: float | None = None  # the container's own, for the cover frame's position
+    # The attached picture's codec (`mjpeg`, `png`, ...), and how many chapters the container has.
+    attached_picture_codec: str | None = None
+    chapter_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def without_paths(message: str, arguments: list[str]) -> str:
 def probe(path: Path, *, max_streams: int, max_duration: float, track: int | None = None) -> Probe:
     """The input's streams and metadata; its audio fields describe `track` (0-based among the audio streams; None:
     the container's default track). A track the input does not have is Rejected."""
-    command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json"]
+    command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-show_chapters", "-of", "json"]
     for option, value in input_options().items():
         command += [f"-{option}", value]
     try:
@@ -201,7 +204,9 @@ def probe(path: Path, *, max_streams: int, max_duration: float, track: int | Non
                  picture_stream=int(moving[0]["index"]) if moving else None,
                  attached_picture_stream=int(attached[0]["index"]) if attached else None,
                  tags=container_tags(format_info.get("tags") or {}),
-                 duration=_float(format_info.get("duration")) or duration)
+                 duration=_float(format_info.get("duration")) or duration,
+                 attached_picture_codec=metadata_text(attached[0].get("codec_name"), 32) if attached else None,
+                 chapter_count=len(info.get("chapters") or []))
 
 
 def audio_track(number: int, stream: dict[str, Any]) -> AudioTrack:
