@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mutagen.id3 import APIC, ID3, TALB, TDRC, TIT2, TPE1, PictureType
+from mutagen.id3 import APIC, CHAP, CTOC, ID3, TALB, TDRC, TIT2, TPE1, CTOCFlags, PictureType
 
 from events.options import ConversionOptions, metadata_text
 from transcoding import ffmpeg_tools
-from transcoding.ffmpeg_tools import Probe
+from transcoding.ffmpeg_tools import ChapterMark, Probe
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,14 @@ class Tags:
     cover: str  # "frame", "attached" or "none": what the MP3 got
     cover_jpeg: bytes | None = None
     note: str | None = None  # why the cover differs from what was asked
+    # The source's chapters, in the MP3's own time (a trim moves and cuts them).
+    chapters: tuple[ChapterMark, ...] = ()
 
     def as_record(self) -> dict[str, Any]:
         text = {"title": self.title, "artist": self.artist, "album": self.album, "date": self.date}
         return {**{name: value for name, value in text.items() if value}, "cover": self.cover,
-                **({"cover_note": self.note} if self.note else {})}
+                **({"cover_note": self.note} if self.note else {}),
+                **({"chapters": len(self.chapters)} if self.chapters else {})}
 
     def id3_bytes(self) -> bytes:
         """The complete ID3v2.4 tag, ready to precede the MP3's first frame."""
@@ -74,9 +77,42 @@ class Tags:
         if self.cover_jpeg:
             tag.add(APIC(encoding=3, mime="image/jpeg", type=PictureType.COVER_FRONT, desc="cover",
                          data=self.cover_jpeg))
-        rendered = io.BytesIO()
-        tag.save(rendered, v2_version=4, padding=lambda _: 0)
-        return rendered.getvalue()
+        rendered = rendered_tag(tag)
+        if not self.chapters:
+            return rendered
+        # ID3v2 Chapter Frame Addendum: a table of contents and one CHAP per chapter, times in milliseconds. Appended
+        # in order (mutagen orders the frames it writes by size, and ffmpeg lists chapters in frame order).
+        ids = [f"chp{number}" for number in range(len(self.chapters))]
+        frames: list[Any] = [CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+                                  child_element_ids=ids, sub_frames=[])]
+        frames += [CHAP(element_id=element_id, start_time=round(chapter.start * 1000),
+                        end_time=round(chapter.end * 1000), start_offset=0xFFFFFFFF, end_offset=0xFFFFFFFF,
+                        sub_frames=[TIT2(encoding=3, text=[chapter.title or f"Chapter {number + 1}"])])
+                   for number, (element_id, chapter) in enumerate(zip(ids, self.chapters, strict=True))]
+        body = rendered[ID3_HEADER_BYTES:] + b"".join(rendered_tag(single(frame))[ID3_HEADER_BYTES:]
+                                                      for frame in frames)
+        return rendered[:6] + syncsafe(len(body)) + body
+
+
+ID3_HEADER_BYTES = 10
+
+
+def rendered_tag(tag: ID3) -> bytes:
+    """The complete ID3v2.4 tag, without padding."""
+    rendered = io.BytesIO()
+    tag.save(rendered, v2_version=4, padding=lambda _: 0)
+    return rendered.getvalue()
+
+
+def single(frame: Any) -> ID3:
+    tag = ID3()
+    tag.add(frame)
+    return tag
+
+
+def syncsafe(size: int) -> bytes:
+    """An ID3v2 size: 28 bits in four bytes of seven."""
+    return bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
 
 
 def title_from_filename(filename: str) -> str:
@@ -148,7 +184,19 @@ def tags_for(options: ConversionOptions, probed: Probe, filename: str, source: P
                 if wanted not in found else "no cover: its picture could not be made into a JPEG")
     return Tags(title=title, artist=options.artist or probed.tags.get("artist"),
                 album=options.album or probed.tags.get("album"), date=options.date or date_of(probed),
-                cover=cover, cover_jpeg=jpeg, note=note)
+                cover=cover, cover_jpeg=jpeg, note=note, chapters=trimmed_chapters(probed.chapters, options))
+
+
+def trimmed_chapters(chapters: tuple[ChapterMark, ...], options: ConversionOptions) -> tuple[ChapterMark, ...]:
+    """The chapters in the MP3's time: moved back by a trim's start, cut at its end, those outside it left out."""
+    start = options.start_seconds or 0.0
+    end = options.end_seconds if options.end_seconds is not None else float("inf")
+    kept = []
+    for chapter in chapters:
+        first, last = max(chapter.start, start), min(chapter.end, end)
+        if last - first >= 0.001:
+            kept.append(ChapterMark(first - start, last - start, chapter.title))
+    return tuple(kept)
 
 
 def cover_jpeg(kind: str, probed: Probe, source: Path, workdir: Path, covers: dict[str, Path] | None) -> bytes | None:
