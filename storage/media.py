@@ -322,13 +322,45 @@ def read_chunks(stream: BinaryIO | io.RawIOBase, size: int = COPY_BYTES) -> Iter
     return iter(lambda: stream.read(size), b"")
 
 
+@dataclass(frozen=True)
+class KeptSource:
+    """What a job keeps of its upload: the bytes of its source and covers, and the covers' file ids by kind."""
+
+    stored_bytes: int
+    covers: dict[str, str]
+
+
 class JobSources:
-    """What jobs keep of their uploads, as the converters read it: a job's source (bucket `sources`; a job recorded
-    before sources existed, without `source_format`, has its whole video in `videos`) and its covers."""
+    """What jobs keep of their uploads, as the upload stores it and the converters read it: a job's source (bucket
+    `sources`; a job recorded before sources existed, without `source_format`, has its whole video in `videos`)
+    and its covers."""
 
     def __init__(self, db: Database[dict[str, Any]]) -> None:
         self.db = db
         self.sources, self.covers, self.videos = MediaStore(db, SOURCES), MediaStore(db, COVERS), MediaStore(db, VIDEOS)
+
+    def keep(self, job_id: str, owner_id: str, *, source: Path, source_format: str, name: str,
+             covers: dict[str, tuple[Path, str]], received_bytes: int, container: str) -> KeptSource:
+        """Stores the job's source (the file `source`, named `name`) and its covers (kind -> (file, content type)).
+        On a failure, what was stored stays: the caller removes it (`remove_kept`)."""
+        metadata = {"owner_id": owner_id, "job_id": job_id}
+        with source.open("rb") as file:
+            stored = self.sources.store_file(job_id, file, filename=name, metadata={
+                **metadata, "format": source_format, "received_bytes": received_bytes, "container": container})
+        stored_bytes, cover_ids = stored.size_bytes, {}
+        for kind, (path, content_type) in covers.items():
+            with path.open("rb") as file:
+                cover = self.covers.store_file(cover_file_id(job_id, kind), file, filename=path.name,
+                                               metadata={**metadata, "kind": kind, "content_type": content_type})
+            stored_bytes += cover.size_bytes
+            cover_ids[kind] = cover.file_id
+        return KeptSource(stored_bytes, cover_ids)
+
+    def remove_kept(self, job_id: str) -> None:
+        """The source and covers stored under the job's id, whatever its record says (safe to repeat)."""
+        self.sources.remove(job_id)
+        for kind in COVER_KINDS:
+            self.covers.remove(cover_file_id(job_id, kind))
 
     def store_of(self, job: dict[str, Any]) -> MediaStore:
         return self.sources if job.get("source_format") else self.videos

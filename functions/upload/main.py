@@ -25,7 +25,7 @@ from jobs.records import Jobs
 from runtime.answers import HttpError
 from runtime.settings import UploadSettings, load_settings
 from storage import mongo
-from storage.media import COVERS, SOURCES, VIDEOS, MediaStore
+from storage.media import VIDEOS, JobSources, MediaStore
 from storage.pacing import Pacing
 from storage.scratch import ScratchBudget, clear_folders
 
@@ -39,7 +39,7 @@ work_dir.mkdir(parents=True, exist_ok=True)
 if cleared := clear_folders(work_dir, SCRATCH_PREFIX):
     logging.getLogger(__name__).info("removed %d scratch folders an earlier process left", cleared)
 uploads = Uploads(
-    sources=MediaStore(database, SOURCES), covers=MediaStore(database, COVERS), jobs=jobs,
+    sources=JobSources(database), jobs=jobs,
     # Two quick tries while the client waits; past them the event waits in the job's outbox for the broker.
     emitter=EventEmitter(str(settings.k_sink), "upload", attempts=2, timeout_seconds=5),
     pending_events=PendingEventRetry(jobs, EventEmitter(str(settings.k_sink), "upload", attempts=1,

@@ -32,7 +32,7 @@ from jobs.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 from jobs.records import Jobs, JobState
 from runtime.answers import HttpError, json_response
 from runtime.clock import now
-from storage.media import COVER_KINDS, MediaStore, TooLarge, cover_file_id
+from storage.media import JobSources, TooLarge
 from storage.scratch import ScratchBudget, ScratchFull, ScratchHolding, work_folder
 from transcoding import extraction
 from transcoding.extraction import Chapter, Extracted, InvalidPart
@@ -108,8 +108,7 @@ class Kept:
 
 @dataclass
 class Uploads:
-    sources: MediaStore
-    covers: MediaStore
+    sources: JobSources
     jobs: Jobs
     emitter: EventEmitter
     pending_events: PendingEventRetry
@@ -235,30 +234,19 @@ class Uploads:
 
     def store(self, owner_id: str, job_id: str, extracted: Extracted, received: Received, filename: str,
               container: str) -> Kept:
-        metadata = {"owner_id": owner_id, "job_id": job_id}
-        extension = extraction.SOURCE_FORMATS[extracted.source_format][1]
-        with extracted.source.open("rb") as file:
-            source = self.sources.store_file(job_id, file, filename=f"{Path(filename).stem or 'audio'}.{extension}",
-                                             metadata={**metadata, "format": extracted.source_format,
-                                                       "received_bytes": received.size_bytes,
-                                                       "container": container})
-        stored_bytes, covers = source.size_bytes, {}
-        for kind, cover in extracted.covers.items():
-            with cover.path.open("rb") as file:
-                stored = self.covers.store_file(cover_file_id(job_id, kind), file, filename=cover.path.name,
-                                                metadata={**metadata, "kind": kind,
-                                                          "content_type": cover.content_type})
-            stored_bytes += stored.size_bytes
-            covers[kind] = stored.file_id
-        return Kept(video_id=job_id, source_format=extracted.source_format, stored_bytes=stored_bytes, covers=covers)
+        kept = self.sources.keep(
+            job_id, owner_id, source=extracted.source, source_format=extracted.source_format,
+            name=f"{Path(filename).stem or 'audio'}.{extraction.SOURCE_FORMATS[extracted.source_format][1]}",
+            covers={kind: (cover.path, cover.content_type) for kind, cover in extracted.covers.items()},
+            received_bytes=received.size_bytes, container=container)
+        return Kept(video_id=job_id, source_format=extracted.source_format, stored_bytes=kept.stored_bytes,
+                    covers=kept.covers)
 
     def remove_kept(self, job_id: str) -> None:
         """The source and covers of the job, as far as they were stored (safe to repeat)."""
         try:
-            self.sources.remove(job_id)
-            for kind in COVER_KINDS:
-                self.covers.remove(cover_file_id(job_id, kind))
-        except pymongo.errors.PyMongoError as error:  # the reconcile sweep of orphans removes what is left
+            self.sources.remove_kept(job_id)
+        except pymongo.errors.PyMongoError as error:  # the reconcile sweeps remove what is left
             log.error("could not remove the source of job %s: %s", job_id, error)
 
     def accept_stored(self, owner_id: str, job_id: str, received: Received, kept: Kept, filename: str,
