@@ -288,6 +288,24 @@ class TimedStore(MediaStore):
             super().remove(file_id)
 
 
+class TimedSources(JobSources):
+    """A job's source and covers, read and removed as timed phases (the upload stored them)."""
+
+    phases: Phases
+
+    def copy_source_to(self, job: dict[str, Any], destination: Any) -> bool:
+        with self.phases.phase("GridFS read"):
+            return super().copy_source_to(job, destination)
+
+    def copy_covers_to(self, job: dict[str, Any], folder: Path) -> dict[str, Path] | None:
+        with self.phases.phase("GridFS read"):
+            return super().copy_covers_to(job, folder)
+
+    def remove(self, job: dict[str, Any], pace: Callable[[], None] = lambda: None) -> None:
+        with self.phases.phase("GridFS remove"):
+            super().remove(job, pace)
+
+
 class TimedJobs(Jobs):
     """Job records with each call the converter makes timed as one phase."""
 
@@ -321,10 +339,10 @@ class ConvertBench:
         work_dir = BENCH_DIR / "work"
         work_dir.mkdir(parents=True, exist_ok=True)
         self.audio = TimedStore(self.database, AUDIO)
-        self.sources = JobSources(self.database)
+        self.sources = TimedSources(self.database)
         emitter = TimedEmitter(self.ingress_url, "convert")
         self.jobs = TimedJobs(self.database)
-        for part in (self.audio, emitter, self.jobs):
+        for part in (self.audio, self.sources, emitter, self.jobs):
             part.phases = self.phases
         self.emitter, self.work_dir = emitter, work_dir
         self.converter = self.converter_with(fan_out=None)

@@ -31,8 +31,19 @@ def glob_escaped(text: str) -> str:
     return "".join(f"[{character}]" if character in "*?[" else character for character in text)
 
 
-def clear_folders(parent: Path, prefix: str) -> int:
-    """Removes every folder `<prefix>*` under `parent` (at a process's start: what a killed one left); how many."""
+# The (folder, prefix) pairs this process has cleared at its start.
+_cleared_at_start: set[tuple[Path, str]] = set()
+_clearing = threading.Lock()
+
+
+def clear_left_behind(parent: Path, prefix: str) -> int:
+    """Removes every folder `<prefix>*` under `parent`, once per process (at its start: what a killed process left,
+    when no other process uses these folders); how many. Once: a process that loads a function's module again (a
+    test's functions-framework app per request) must not remove the folders of its own uploads still running."""
+    with _clearing:
+        if (parent.resolve(), prefix) in _cleared_at_start:
+            return 0
+        _cleared_at_start.add((parent.resolve(), prefix))
     cleared = 0
     for stale in parent.glob(f"{glob_escaped(prefix)}*"):
         shutil.rmtree(stale, ignore_errors=True)

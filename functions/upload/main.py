@@ -27,7 +27,7 @@ from runtime.settings import UploadSettings, load_settings
 from storage import mongo
 from storage.media import VIDEOS, JobSources, MediaStore
 from storage.pacing import Pacing
-from storage.scratch import ScratchBudget, clear_folders
+from storage.scratch import ScratchBudget, clear_left_behind
 
 settings = load_settings(UploadSettings)
 database = mongo.database(settings)
@@ -36,7 +36,7 @@ work_dir = Path(settings.work_dir)
 work_dir.mkdir(parents=True, exist_ok=True)
 # What a process killed mid-upload left on the scratch disk (its spools and extractions): no other process uses
 # these folders.
-if cleared := clear_folders(work_dir, SCRATCH_PREFIX):
+if cleared := clear_left_behind(work_dir, SCRATCH_PREFIX):
     logging.getLogger(__name__).info("removed %d scratch folders an earlier process left", cleared)
 uploads = Uploads(
     sources=JobSources(database), jobs=jobs,
