@@ -18,8 +18,11 @@ class UploadAccepted(BaseModel):
     state: Literal[JobState.UPLOADED]
     status_url: str = Field(description="Where to follow the job (also the answer's `Location`).")
     filename: str = Field(description="The original file name, kept only as a label.")
-    size_bytes: int = Field(ge=1)
-    sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=1, description="The bytes received (the same as `received_bytes`).")
+    received_bytes: int = Field(ge=1, description="The bytes the client sent.")
+    stored_bytes: int = Field(ge=1, description="The bytes kept of them: the audio tracks (every one, copied, "
+                                                "with their metadata and chapters) and the covers.")
+    sha256: str = Field(pattern="^[0-9a-f]{64}$", description="SHA-256 of the bytes received.")
     bitrate_kbps: int = Field(description="The MP3's constant bitrate (a VBR `quality` leaves it unused).")
     options: Annotated[dict[str, Any], WithJsonSchema(ConversionOptions.model_json_schema(mode="serialization"))] \
         = Field(description="The conversion options given (none: `{}`).")

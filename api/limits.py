@@ -1,9 +1,14 @@
 """What the upload function's contract fixes, stated once for the function and for the OpenAPI document: the form's
 limits and the tus protocol it speaks."""
 
-# A multipart upload: one file part and the options as fields, each field a short text.
+from transcoding.extraction import MAX_CHAPTERS_BYTES
+from transcoding.tagging import MAX_COVER_BYTES
+
+# A multipart upload: one file part and the options as fields, each field a short text; and, from a client that
+# uploads an extract, the video's cover frame (`cover`: JPEG or PNG) and its chapters (`chapters`: JSON).
 MAX_FIELD_BYTES = 1024
 MAX_PARTS = 16
+__all__ = ["MAX_CHAPTERS_BYTES", "MAX_COVER_BYTES", "MAX_FIELD_BYTES", "MAX_PARTS", "TUS_EXTENSIONS", "TUS_VERSION"]
 
 # tus 1.0.0 (functions/upload/resumable.py) and the extensions it implements.
 TUS_VERSION = "1.0.0"

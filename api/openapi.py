@@ -23,8 +23,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from accounts.store import AccessToken, Credentials, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
-from api.limits import MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
-from events.catalog import JOB_ID_PATTERN
+from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
+from events.catalog import JOB_ID_PATTERN, FailureReason
 from events.options import CBR_QUALITIES, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
 from jobs.view import JobView
 from runtime.answers import ErrorBody
@@ -43,6 +43,10 @@ LOCAL_URLS = {"auth": "http://127.0.0.1:18101", "upload": "http://127.0.0.1:1810
               "status": "http://127.0.0.1:18103", "download": "http://127.0.0.1:18104",
               "webhooks": "http://127.0.0.1:18111"}
 ENDPOINT_ID_PATTERN = "^ep_[0-9a-f]{24}$"
+# The reasons the upload's extraction refuses a file with (transcoding/extraction.py): the conversion's.
+EXTRACTION_REFUSALS = tuple(str(reason) for reason in (
+    FailureReason.NOT_MEDIA, FailureReason.NO_AUDIO, FailureReason.TOO_LONG, FailureReason.TOO_MANY_STREAMS,
+    FailureReason.CONVERSION_ERROR, FailureReason.INVALID_OUTPUT))
 
 # (model, mode): answers are described as the code serialises them, request bodies as it validates them.
 MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
@@ -221,13 +225,27 @@ def upload_paths() -> dict[str, Any]:
             "additionalProperties": {"type": "string", "maxLength": MAX_FIELD_BYTES},
             "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream",
                                     "minLength": 1, "description": "The video (or audio) file."},
+                           "cover": {"type": "string", "contentMediaType": "image/jpeg",
+                                     "description": f"From a client that extracted the audio itself: the video's "
+                                                    f"frame at 10 %, a JPEG or PNG of at most {MAX_COVER_BYTES} "
+                                                    "bytes; the frame cover when the file has no picture of its "
+                                                    "own (decoded and scaled by the server)."},
+                           "chapters": {"type": "string", "contentMediaType": "application/json",
+                                        "description": f"JSON, at most {MAX_CHAPTERS_BYTES} bytes: "
+                                                       '`[{"start": seconds, "end": seconds, "title": text}, ...]` '
+                                                       "(`end`, `title` optional), written into the kept audio when "
+                                                       "the file has no chapters of its own."},
                            **option_field_schemas()}}
     return {"/upload/": {"post": {
         "operationId": "uploadVideo", "tags": ["upload"],
         "summary": "Upload a video in one request: it becomes a job that converts to MP3.",
-        "description": "A multipart form with one file part (and the options as fields), or the raw file as the "
-                       "body (any media type other than multipart; options as query parameters, `filename` too). "
-                       "The container must be one vid2mp3 reads (415 otherwise); the size is limited (413).",
+        "description": "A multipart form with one file part (and the options as fields; from a client that "
+                       "extracted the audio itself, `cover` and `chapters` parts), or the raw file as the body (any "
+                       "media type other than multipart; options as query parameters, `filename` too). The "
+                       "container must be one vid2mp3 reads (415 otherwise); the size is limited (413). What is "
+                       "kept is the audio: every audio track, copied, with its metadata and chapters, and the "
+                       "covers (the frame at 10 %, the attached picture); never the whole file (`stored_bytes` in "
+                       "the answer). A file that cannot be converted is refused here (422, its reason as `error`).",
         "parameters": [{"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
                         "description": "The file's name, with a raw body (kept only as a label)."},
                        *option_parameters()],
@@ -246,7 +264,9 @@ def upload_paths() -> dict[str, Any]:
             "401": UNAUTHORIZED,
             "413": error("Larger than the upload limit."),
             "415": error("Not a video or audio container vid2mp3 reads."),
-            "422": error("Bad conversion options: `fields` names each with its problem."),
+            "422": error("Bad conversion options or `cover`/`chapters` parts (`error` `invalid_options`; `fields` "
+                         "names each with its problem), or a file the server cannot convert: `error` is the reason "
+                         f"({', '.join(EXTRACTION_REFUSALS)})."),
             "429": OVER_QUOTA,
             "503": UNAVAILABLE,
         }}}, **tus_paths()}
@@ -317,11 +337,15 @@ def tus_paths() -> dict[str, Any]:
             "parameters": [upload_id, resumable],
             "head": {
                 "operationId": "tusOffset", "tags": ["upload", "tus"], "summary": "How much has arrived.",
+                "description": "An upload whose every byte is in but whose job is not recorded yet (the server "
+                               "finishing it died) is finished before the answer, which may then be 422 as a last "
+                               "PATCH's; a finished upload answers complete.",
                 "responses": {"200": {"description": "The offset.", "headers": {
                     **tus_header, **offset, **expires,
                     "Upload-Length": header("The upload's length."),
                     "Cache-Control": header("`no-store`")}}, **upload_errors,
-                    "410": tus_error("The upload expired.")}},
+                    "410": tus_error("The upload expired."),
+                    "422": tus_error("The finished upload cannot be converted (its reason as `error`): it ends.")}},
             "patch": {
                 "operationId": "tusAppend", "tags": ["upload", "tus"],
                 "summary": "Send more bytes, from `Upload-Offset`. The last one makes the job (202 semantics).",
@@ -341,6 +365,8 @@ def tus_paths() -> dict[str, Any]:
                     "410": tus_error("The upload expired."),
                     "413": tus_error("Past `Upload-Length`."),
                     "415": tus_error("Not `application/offset+octet-stream`, or not a media container."),
+                    "422": tus_error("The last byte is in, and the file cannot be converted: `error` is the "
+                                     f"reason ({', '.join(EXTRACTION_REFUSALS)}); the upload ends."),
                     "460": tus_error("Checksum mismatch: the bytes were discarded, the offset is unchanged."),
                 }},
             "delete": {

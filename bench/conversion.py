@@ -57,7 +57,7 @@ from runtime.settings import ConvertSettings
 from stack import servers
 from stack.config import ENDPOINTS_FILE, ROOT, RUN
 from storage import media
-from storage.media import AUDIO, TRACKS, VIDEOS, MediaStore, StoredFile
+from storage.media import AUDIO, TRACKS, VIDEOS, JobSources, MediaStore, StoredFile
 from tests.support import stage_job
 from transcoding import ffmpeg_tools, plan
 from transcoding.plan import FanOutPolicy
@@ -288,6 +288,24 @@ class TimedStore(MediaStore):
             super().remove(file_id)
 
 
+class TimedSources(JobSources):
+    """A job's source and covers, read and removed as timed phases (the upload stored them)."""
+
+    phases: Phases
+
+    def copy_source_to(self, job: dict[str, Any], destination: Any) -> bool:
+        with self.phases.phase("GridFS read"):
+            return super().copy_source_to(job, destination)
+
+    def copy_covers_to(self, job: dict[str, Any], folder: Path) -> dict[str, Path] | None:
+        with self.phases.phase("GridFS read"):
+            return super().copy_covers_to(job, folder)
+
+    def remove(self, job: dict[str, Any], pace: Callable[[], None] = lambda: None) -> None:
+        with self.phases.phase("GridFS remove"):
+            super().remove(job, pace)
+
+
 class TimedJobs(Jobs):
     """Job records with each call the converter makes timed as one phase."""
 
@@ -320,10 +338,11 @@ class ConvertBench:
     def __post_init__(self) -> None:
         work_dir = BENCH_DIR / "work"
         work_dir.mkdir(parents=True, exist_ok=True)
-        self.videos, self.audio = TimedStore(self.database, VIDEOS), TimedStore(self.database, AUDIO)
+        self.audio = TimedStore(self.database, AUDIO)
+        self.sources = TimedSources(self.database)
         emitter = TimedEmitter(self.ingress_url, "convert")
         self.jobs = TimedJobs(self.database)
-        for part in (self.videos, self.audio, emitter, self.jobs):
+        for part in (self.audio, self.sources, emitter, self.jobs):
             part.phases = self.phases
         self.emitter, self.work_dir = emitter, work_dir
         self.converter = self.converter_with(fan_out=None)
@@ -331,7 +350,7 @@ class ConvertBench:
     def converter_with(self, fan_out: FanOutPolicy | None) -> Converter:
         """The convert function's Converter: this machine's CPUs, the deployment's segment threshold."""
         return Converter(
-            jobs=self.jobs, videos=self.videos, audio=self.audio, emitter=self.emitter, work_dir=self.work_dir,
+            jobs=self.jobs, sources=self.sources, audio=self.audio, emitter=self.emitter, work_dir=self.work_dir,
             max_duration_seconds=3 * 3600, max_streams=32, ffmpeg_timeout_seconds=150,
             audio_retention=timedelta(hours=24), cpus=plan.usable_cpus(),
             segment_min_seconds=ConvertSettings.model_fields["segment_min_seconds"].default, fan_out=fan_out,
@@ -374,7 +393,7 @@ class ConvertBench:
     def discard(self, job_id: str) -> None:
         """Leaves nothing of a bench job behind, so that every measurement starts from the same stored media."""
         MediaStore.remove(self.audio, job_id)
-        MediaStore.remove(self.videos, job_id)
+        self.sources.remove_kept(job_id)
         Jobs.delete(self.jobs, job_id)
 
 

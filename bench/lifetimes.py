@@ -23,13 +23,13 @@ import requests
 
 from events import EventEmitter, VideoUploaded
 from functions.reconcile.lifetimes import JOB_ENDINGS, PURGE_CURSOR, RECONCILE_STATE, Lifetimes, ledger_key, slot_of
-from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from jobs.records import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs, JobState
 from runtime.clock import now
 from runtime.settings import ReconcileSettings
 from stack.config import ENDPOINTS_FILE
 from storage.media import AUDIO, MediaStore
+from storage.pacing import Pacing
 from tests.support import read_endpoints_file
 
 SIZES = [1000, 20000, 100000]

@@ -85,15 +85,18 @@ class EventPayload(BaseModel):
 
 
 class VideoUploaded(EventPayload):
-    """A video is stored in GridFS and its job waits for conversion. Emitted by `upload`; consumed by `convert`."""
+    """A video was uploaded: what the MP3 needs of it (its source: the audio tracks, with their metadata and chapters;
+    its covers) is stored in GridFS and its job waits for conversion. Emitted by `upload`; consumed by `convert`."""
 
     event_type: ClassVar[str] = VIDEO_UPLOADED
     event_name: ClassVar[str] = "video-uploaded"
 
-    video_id: MediaId
+    video_id: Annotated[MediaId, Field(description="The job's source in GridFS (bucket `sources`): every audio "
+                                                   "track of the upload, copied. (Named before sources existed, "
+                                                   "when it was the whole video.)")]
     filename: Annotated[str, Field(max_length=255, description="The sanitised original file name.")]
-    size_bytes: Annotated[int, Field(ge=1)]
-    sha256: Sha256
+    size_bytes: Annotated[int, Field(ge=1, description="The bytes the client sent.")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the bytes the client sent, hex.")]
     bitrate_kbps: BitrateKbps = 192
     uploaded_at: datetime
     # Optional, and left out of the payload when no option was given: an event without options is exactly what
@@ -103,6 +106,11 @@ class VideoUploaded(EventPayload):
                        Field(exclude_if=lambda value: value is None,
                              description="Conversion options beyond the bitrate (trim, VBR quality, loudness, "
                                          "track, channels, tags, cover); absent: the defaults.")] = None
+    # Optional as well: absent from an older producer's events.
+    stored_bytes: Annotated[int | None,
+                            Field(ge=1, exclude_if=lambda value: value is None,
+                                  description="The bytes kept of the upload: its source and its covers; absent: "
+                                              "from a producer that kept the whole video.")] = None
 
 
 class AudioConverted(EventPayload):

@@ -23,7 +23,7 @@ from jobs.records import FINAL_STATES
 from runtime.answers import HttpError
 from runtime.clock import now
 from runtime.settings import QuotaSettings
-from storage.media import AUDIO, VIDEOS, MediaStore
+from storage.media import AUDIO, COVERS, SOURCES, VIDEOS, MediaStore
 
 HOUR = timedelta(hours=1)
 # A reservation whose job record never appeared (the upload process died mid-stream) stops counting after this.
@@ -123,8 +123,10 @@ class Quotas:
         self._compare_and_set(owner_id, change)
 
     def media_bytes_held(self, owner_id: str) -> int:
-        """Stored media, an unfinished resumable upload counting all it declared (Upload-Length)."""
-        return sum(MediaStore(self.database, bucket).bytes_held_by(owner_id) for bucket in (VIDEOS, AUDIO))
+        """Stored media: the sources and covers the uploads kept, the MP3s, and unfinished resumable uploads, each
+        counting all it declared (Upload-Length). A finished upload's video, on its way out, no longer counts."""
+        held = sum(MediaStore(self.database, bucket).bytes_held_by(owner_id) for bucket in (SOURCES, COVERS, AUDIO))
+        return held + MediaStore(self.database, VIDEOS).bytes_held_by(owner_id, unfinished_only=True)
 
     def _live_in_flight(self, entries: list[dict[str, Any]], moment: datetime) -> tuple[list[dict[str, Any]], int]:
         """The entries whose job has not ended (a job not in a final state, or a reservation whose upload is still

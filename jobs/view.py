@@ -77,11 +77,14 @@ class JobView(BaseModel):
     job_id: str
     state: JobState
     filename: str | None
-    size_bytes: int | None
+    size_bytes: int | None = Field(description="The bytes the client sent (`received_bytes`).")
     bitrate_kbps: int | None
     created_at: Timestamp | None
     updated_at: Timestamp | None
     history: list[HistoryStep]
+    received_bytes: int | None = Field(default=None, description="The bytes the client sent.")
+    stored_bytes: int | None = Field(default=None, description="The bytes kept of them until the MP3 is made: the "
+                                     "audio tracks (copied, with their metadata and chapters) and the covers.")
     options: Annotated[dict[str, Any], WithJsonSchema(ConversionOptions.model_json_schema(mode="serialization"))] \
         | None = Field(default=None, description="What the owner asked for (only the options given).")
     audio_tracks: list[dict[str, Any]] | None = Field(default=None, description="What the probe found, for "
@@ -110,6 +113,10 @@ def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
         updated_at=iso(job.get("updated_at")),
         history=[HistoryStep(state=step["state"], at=iso(step["at"])) for step in job.get("history", [])],
     )
+    if job.get("received_bytes") is not None:
+        view.received_bytes = job["received_bytes"]
+    if job.get("stored_bytes") is not None:
+        view.stored_bytes = job["stored_bytes"]
     if job.get("options"):
         view.options = job["options"]
     if job.get("audio_tracks"):

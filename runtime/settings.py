@@ -68,6 +68,22 @@ class QuotaSettings(FunctionSettings):
     quota_live_streams: int = Field(default=3, ge=1)
 
 
+class MediaLimitSettings(FunctionSettings):
+    # What an input may be: its length and its number of streams (the upload's extraction and the conversion apply
+    # the same limits: transcoding/ffmpeg_tools.py).
+    max_duration_seconds: float = Field(default=3 * 3600, gt=0)
+    max_streams: int = Field(default=32, ge=1)
+
+
+class DeletionPacingSettings(FunctionSettings):
+    # The pace of large deletions (storage/pacing.py): bursts of about this long, each followed by a rest so that
+    # they take this share of the time, so that the uploads' writes are not held behind them on a database with one
+    # write lock (the local FerretDB). The reconcile sweep's, and the upload's removal of a finished tus upload's
+    # video.
+    deletion_burst_seconds: float = Field(default=0.05, ge=0)
+    deletion_duty_cycle: float = Field(default=0.2, gt=0, le=1)
+
+
 class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSettings):
     # MongoDB and the broker: deleting an account (`DELETE /account`, with a token of its own) deletes its jobs
     # and their media, cancelling those still running.
@@ -87,8 +103,16 @@ class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSe
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
 
 
-class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, QuotaSettings):
+class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, QuotaSettings,
+                     MediaLimitSettings, DeletionPacingSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    # The scratch disk: each upload is spooled here, and its audio and covers extracted, in a private folder
+    # removed afterwards (and all of them when the function starts: no other process uses them).
+    work_dir: str = "/tmp"  # noqa: S108 - a per-upload private directory is made inside it
+    # The most the uploads of one process hold there at once (each takes twice its size: the spool, and a source
+    # that may be as large, for audio-only uploads); one past it is answered 503. Keep it under the scratch
+    # volume's sizeLimit (knative/200-services.yaml), which evicts the pod when passed.
+    scratch_limit_bytes: int = Field(default=4 * 1024**3 + 512 * 1024**2, ge=1)
     public_status_url: AnyHttpUrl
     # Where clients reach this function: a resumable upload's URL (tus `Location`) is `<it>/files/<id>`. Unset: the
     # URL the creating request came to.
@@ -112,16 +136,15 @@ class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings, Downl
     pass
 
 
-class ConvertSettings(MongoSettings, EmitterSettings):
-    max_duration_seconds: float = Field(default=3 * 3600, gt=0)
-    max_streams: int = Field(default=32, ge=1)
+class ConvertSettings(MongoSettings, EmitterSettings, MediaLimitSettings):
     work_dir: str = "/tmp"  # noqa: S108 - a per-job private directory is made inside it
     # Wall-clock budget of one ffmpeg run; the Trigger timeout (PT3M) must stay above it.
     ffmpeg_timeout_seconds: float = Field(default=150, gt=0)
     # How long an MP3 stays downloadable; the reconcile step deletes it afterwards.
     audio_retention_seconds: int = Field(default=24 * 3600, ge=60)
-    # How long the uploaded video is kept once its MP3 is stored: 0 deletes it at once; otherwise the reconcile
-    # step deletes it when the time is up.
+    # How long the job's source (the audio tracks kept of its upload) and covers are kept once its MP3 is stored:
+    # 0 deletes them at once; otherwise the reconcile step deletes them when the time is up. (The name is older than
+    # sources: an upload's whole video is no longer kept.)
     source_video_retention_seconds: int = Field(default=0, ge=0)
     # Audio at least this long is encoded as segments at once on this instance's CPUs (when it may use two or
     # more): a split costs ~0.3 s and pays from 2-3 minutes of audio (docs/PERFORMANCE.md).
@@ -156,7 +179,7 @@ class DeadLetterSettings(MongoSettings, EmitterSettings):
     pass
 
 
-class ReconcileSettings(MongoSettings, EmitterSettings):
+class ReconcileSettings(MongoSettings, EmitterSettings, DeletionPacingSettings):
     # A job that has not moved for this long is re-driven (or failed once it ran out of attempts): longer than
     # the convert Trigger's whole retry budget (about 22 min), so the broker's own retries come first.
     stuck_after_seconds: float = Field(default=1800, gt=0)
@@ -169,12 +192,8 @@ class ReconcileSettings(MongoSettings, EmitterSettings):
     login_failure_retention_seconds: int = Field(default=24 * 3600, ge=900)
     # Records deleted per purge step of a sweep: a sweep's work, and its time, stay bounded however much is due.
     purge_batch_size: int = Field(default=500, ge=1)
-    # The pace of the sweep's deletions (functions/reconcile/pacing.py): bursts of about this long, each followed by
-    # a rest so that they take this share of the time, so that the uploads' writes are not held behind them on a
-    # database with one write lock (the local FerretDB); and the most they take per sweep, rests included (the sweep
+    # The most the sweep's deletions (paced: DeletionPacingSettings) take per sweep, rests included (the sweep
     # must end before the next tick: reconcile's timeoutSeconds is 55, the other steps take a few seconds).
-    deletion_burst_seconds: float = Field(default=0.05, ge=0)
-    deletion_duty_cycle: float = Field(default=0.2, gt=0, le=1)
     deletion_seconds_per_sweep: float = Field(default=30, gt=0, le=45)
     mysql_url: SecretStr
 

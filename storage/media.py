@@ -1,4 +1,5 @@
-"""Media in GridFS: videos and MP3s in buckets of their own, each file's id the id of its job.
+"""Media in GridFS: what each job keeps of its upload (its source: the audio tracks; its covers), its MP3, and the
+resumable uploads still arriving, in buckets of their own, each file's id the id of its job (a cover's `<job>/<kind>`).
 
 The layout is GridFS's (a `<bucket>.files` document per file; `<bucket>.chunks` documents with `files_id`, `n`
 and `data`), so any driver's GridFS reads it. One thing is chosen: a chunk's `_id` is `<file id>/<n>`, not an
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from bson import Binary
@@ -32,6 +34,12 @@ from pymongo.database import Database
 
 from runtime import telemetry
 
+# A job's source: every audio track of its upload, copied (transcoding/extraction.py), under the job's id.
+SOURCES = "sources"
+# A job's covers: the frame at 10 % of its video (`<job>/frame`, a JPEG) and its attached picture (`<job>/attached`).
+COVERS = "covers"
+COVER_KINDS = ("frame", "attached")
+# Resumable (tus) uploads while their bytes arrive, and, once finished, until their paced removal.
 VIDEOS = "videos"
 AUDIO = "audio"
 # A fanned-out job's audio track (copied out of its video once) and the MP3 segments encoded from it.
@@ -57,6 +65,10 @@ READ_BATCH_CHUNKS = 8
 
 def chunk_id(file_id: str, n: int) -> str:
     return f"{file_id}/{n}"
+
+
+def cover_file_id(job_id: str, kind: str) -> str:
+    return f"{job_id}/{kind}"
 
 
 class TooLarge(Exception):
@@ -231,11 +243,15 @@ class MediaStore:
         """The files documents matching `query` (on their `metadata`, say), with their `_id` and `fields`."""
         return list(self.files.find(query or {}, dict.fromkeys(fields, 1)))
 
-    def bytes_held_by(self, owner_id: str) -> int:
+    def bytes_held_by(self, owner_id: str, *, unfinished_only: bool = False) -> int:
         """The bytes of the owner's files, an unfinished resumable upload counting all it declared (Upload-Length):
-        what it is about to hold (storage/unfinished_uploads.py)."""
+        what it is about to hold (storage/unfinished_uploads.py). `unfinished_only`: those uploads alone (a finished
+        one's video is no longer the owner's: it is on its way out)."""
         total = 0
-        for document in self.files.find({"metadata.owner_id": owner_id}, {"length": 1, "metadata.resumable.length": 1}):
+        query: dict[str, Any] = {"metadata.owner_id": owner_id}
+        if unfinished_only:
+            query["metadata.resumable"] = {"$exists": True}
+        for document in self.files.find(query, {"length": 1, "metadata.resumable.length": 1}):
             declared = ((document.get("metadata") or {}).get("resumable") or {}).get("length")
             total += int(declared if declared is not None else document.get("length", 0))
         return total
@@ -256,7 +272,7 @@ class MediaStore:
 
     def remove(self, file_id: str, pace: Callable[[], None] = lambda: None) -> None:
         """Deletes the file and every chunk that names it, whether or not its files document was ever written;
-        `pace` is called between its commands (a sweep's pacing rests there: reconcile/pacing.py).
+        `pace` is called between its commands (a sweep's pacing rests there: storage/pacing.py).
 
         The files document goes first: a reader then finds no file, never a file with chunks missing."""
         document = self.files.find_one({"_id": file_id}, {"length": 1, "chunkSize": 1})
@@ -264,6 +280,19 @@ class MediaStore:
         expected = -(-document["length"] // document["chunkSize"]) if document else 0
         if self._delete_chunks_by_id(file_id, expected, pace) < expected:
             self.remove_chunks_of(file_id)  # written with other chunk ids
+
+    def clear(self, file_id: str, pace: Callable[[], None] = lambda: None) -> None:
+        """Deletes a file that no one reads any more, chunks first and its files document last: a clear that stops
+        part way leaves a file that still owns the chunks left (and says how many there were), so a later clear
+        (or `remove`) finishes it by _id, paced, instead of an orphan sweep deleting them in one command."""
+        document = self.files.find_one({"_id": file_id}, {"length": 1, "chunkSize": 1})
+        if document is None:
+            self.remove(file_id, pace)
+            return
+        # By _id only (the files this clears were written by this module; a query on files_id would decode every
+        # chunk of the bucket on the local FerretDB): a clear that stopped part way deleted a prefix of them.
+        self._delete_chunks_by_id(file_id, -(-document["length"] // document["chunkSize"]), pace)
+        self.files.delete_one({"_id": file_id})
 
     def _delete_chunks_by_id(self, file_id: str, expected: int, pace: Callable[[], None]) -> int:
         """Deletes chunks 0, 1, ... of the file by _id: at least `expected` of them, then on until a batch finds
@@ -293,9 +322,90 @@ def read_chunks(stream: BinaryIO | io.RawIOBase, size: int = COPY_BYTES) -> Iter
     return iter(lambda: stream.read(size), b"")
 
 
+@dataclass(frozen=True)
+class KeptSource:
+    """What a job keeps of its upload: the bytes of its source and covers, and the covers' file ids by kind."""
+
+    stored_bytes: int
+    covers: dict[str, str]
+
+
+class JobSources:
+    """What jobs keep of their uploads, as the upload stores it and the converters read it: a job's source (bucket
+    `sources`; a job recorded before sources existed, without `source_format`, has its whole video in `videos`)
+    and its covers."""
+
+    def __init__(self, db: Database[dict[str, Any]]) -> None:
+        self.db = db
+        self.sources, self.covers, self.videos = MediaStore(db, SOURCES), MediaStore(db, COVERS), MediaStore(db, VIDEOS)
+
+    def keep(self, job_id: str, owner_id: str, *, source: Path, source_format: str, name: str,
+             covers: dict[str, tuple[Path, str]], received_bytes: int, container: str) -> KeptSource:
+        """Stores the job's source (the file `source`, named `name`) and its covers (kind -> (file, content type)).
+        On a failure, what was stored stays: the caller removes it (`remove_kept`)."""
+        metadata = {"owner_id": owner_id, "job_id": job_id}
+        with source.open("rb") as file:
+            stored = self.sources.store_file(job_id, file, filename=name, metadata={
+                **metadata, "format": source_format, "received_bytes": received_bytes, "container": container})
+        stored_bytes, cover_ids = stored.size_bytes, {}
+        for kind, (path, content_type) in covers.items():
+            with path.open("rb") as file:
+                cover = self.covers.store_file(cover_file_id(job_id, kind), file, filename=path.name,
+                                               metadata={**metadata, "kind": kind, "content_type": content_type})
+            stored_bytes += cover.size_bytes
+            cover_ids[kind] = cover.file_id
+        return KeptSource(stored_bytes, cover_ids)
+
+    def remove_kept(self, job_id: str) -> None:
+        """The source and covers stored under the job's id, whatever its record says (safe to repeat)."""
+        self.sources.remove(job_id)
+        for kind in COVER_KINDS:
+            self.covers.remove(cover_file_id(job_id, kind))
+
+    def store_of(self, job: dict[str, Any]) -> MediaStore:
+        return self.sources if job.get("source_format") else self.videos
+
+    def copy_source_to(self, job: dict[str, Any], destination: BinaryIO) -> bool:
+        """Writes the job's source to `destination`; False when it is gone."""
+        return self.store_of(job).copy_to(job["video_id"], destination)
+
+    def copy_covers_to(self, job: dict[str, Any], folder: Path) -> dict[str, Path] | None:
+        """The job's covers, each copied to a file in `folder`, by kind; None for a job recorded before sources
+        (its pictures are in its video)."""
+        if not job.get("source_format"):
+            return None
+        found = {}
+        for kind, file_id in (job.get("covers") or {}).items():
+            if kind in COVER_KINDS:
+                target = folder / f"cover-{kind}"
+                with target.open("wb") as file:
+                    if self.covers.copy_to(file_id, file):
+                        found[kind] = target
+        return found
+
+    def exists(self, job: dict[str, Any]) -> bool:
+        return self.store_of(job).exists(job["video_id"])
+
+    def remove(self, job: dict[str, Any], pace: Callable[[], None] = lambda: None) -> None:
+        remove_job_source(self.db, job, pace)
+
+
+def remove_job_source(db: Database[dict[str, Any]], job: dict[str, Any],
+                      pace: Callable[[], None] = lambda: None) -> None:
+    """Deletes what a job kept of its upload: its source and its covers. A job recorded before sources existed (no
+    `source_format`) kept its whole video as its source. Safe to repeat."""
+    bucket = SOURCES if job.get("source_format") else VIDEOS
+    MediaStore(db, bucket).remove(job["video_id"], pace=pace)
+    covers = MediaStore(db, COVERS)
+    for kind in COVER_KINDS:
+        covers.remove(cover_file_id(job["_id"], kind), pace=pace)
+
+
 def remove_job_media(db: Database[dict[str, Any]], job: dict[str, Any]) -> None:
-    """Deletes every stored byte of a job: its video and its MP3 (whose id is the job's, or a fan-out join's own),
-    a fan-out's track and segments, with any chunks an interrupted write left. Safe to repeat."""
+    """Deletes every stored byte of a job: its source and covers, what is left of its resumable upload's video, its
+    MP3 (whose id is the job's, or a fan-out join's own), a fan-out's track and segments, with any chunks an
+    interrupted write left. Safe to repeat."""
+    remove_job_source(db, job)
     MediaStore(db, VIDEOS).remove(job["video_id"])
     audio = MediaStore(db, AUDIO)
     audio.remove(job["_id"])

@@ -3,7 +3,12 @@ files document carries the upload's tus state in `metadata.resumable`. Its `leng
 chunks surely hold); the offset, the state and the lease of the one request writing change together, in that one
 document, by compare-and-set. So the reconcile sweep of orphan chunks sees a file owning its chunks, and the quota of
 media bytes counts what is stored. Found and removed here too for those who clean up after them: reconcile (the
-expired ones) and erasure (a deleted job's or account's)."""
+expired ones) and erasure (a deleted job's or account's).
+
+Once finished (its source and covers extracted, its job recorded) an upload's state is cleared and its video is on
+its way out: the upload function removes it in the background, paced, chunks first and the files document last, so
+that an instance that dies part way leaves a file that still owns what is left, and the reconcile sweep removes it
+(`remove_finished`)."""
 
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from storage.media import VIDEOS, ChunkWriter, MediaStore
 STATE = "metadata.resumable"
 # The request writing to an upload holds it this long past its last chunk; a writer that died frees it then.
 WRITER_LEASE = timedelta(seconds=60)
+# When a finished upload's job was recorded (its video is then removed).
+FINISHED_AT = "metadata.finished_at"
 
 
 class LostLease(Exception):
@@ -58,7 +65,7 @@ class UnfinishedUploads:
         # By _id alone (the local FerretDB answers only that from an index); the owner is compared by the caller.
         return self.videos.files.find_one({"_id": upload_id})
 
-    def claim(self, document: dict[str, Any]) -> str:
+    def claim(self, document: dict[str, Any], lease: timedelta = WRITER_LEASE) -> str:
         """Takes the upload's lease at its offset (compare-and-set: of two requests at once, one gets `WriterBusy`);
         the writer's id."""
         writer = uuid.uuid4().hex
@@ -66,13 +73,18 @@ class UnfinishedUploads:
         free = {"$or": [{f"{STATE}.writer": None}, {f"{STATE}.writer.until": {"$lt": moment}}]}
         claimed = self.videos.files.update_one(
             {"_id": document["_id"], "length": document["length"], **free},
-            {"$set": {f"{STATE}.writer": {"id": writer, "until": moment + WRITER_LEASE}}})
+            {"$set": {f"{STATE}.writer": {"id": writer, "until": moment + lease}}})
         if claimed.matched_count != 1:
             current = self.videos.files.find_one({"_id": document["_id"]}, {"length": 1}) or {"length": None}
             if current["length"] != document["length"]:
                 raise OffsetMoved(current["length"])
             raise WriterBusy(document["_id"])
         return writer
+
+    def renew(self, upload_id: str, writer: str, lease: timedelta) -> bool:
+        """Keeps the lease `writer`'s for `lease` from now; False when it is no longer its."""
+        return self.videos.files.update_one({"_id": upload_id, f"{STATE}.writer.id": writer},
+                                            {"$set": {f"{STATE}.writer.until": now() + lease}}).matched_count == 1
 
     def release(self, upload_id: str, writer: str) -> None:
         self.videos.files.update_one({"_id": upload_id, f"{STATE}.writer.id": writer},
@@ -102,9 +114,9 @@ class UnfinishedUploads:
                          head=kept, after_batch=lambda end: after_batch(end * chunk_size)) as writer:
             yield Appending(self.videos, upload_id, writer, first, kept)
 
-    def finished(self, upload_id: str, **fields: Any) -> None:
-        """The upload is complete and its job recorded: it is an ordinary stored file from now on."""
-        self.videos.files.update_one({"_id": upload_id}, {"$set": fields, "$unset": {STATE: ""}})
+    def finished(self, upload_id: str) -> None:
+        """The upload is complete and its job recorded: its video is on its way out."""
+        self.videos.files.update_one({"_id": upload_id}, {"$set": {FINISHED_AT: now()}, "$unset": {STATE: ""}})
 
 
 @dataclass
@@ -142,19 +154,35 @@ def remove_unfinished(database: Database[dict[str, Any]], owner_id: str, upload_
     return removed
 
 
+def remove_finished(database: Database[dict[str, Any]], is_kept: Callable[[str], bool],
+                    each: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]] = iter,
+                    pace: Callable[[], None] = lambda: None) -> int:
+    """Removes, paced, the videos of finished uploads that are still there (their instance died before removing
+    them); how many. `is_kept(id)`: the video is still a job's source (a job recorded before sources existed keeps
+    its whole video until its MP3 is made)."""
+    videos = MediaStore(database, VIDEOS)
+    removed = 0
+    for document in each(list(videos.files.find({STATE: {"$exists": False}}, {"_id": 1}))):
+        if not is_kept(document["_id"]):
+            videos.clear(document["_id"], pace=pace)
+            removed += 1
+    return removed
+
+
 def remove_expired(database: Database[dict[str, Any]], has_job: Callable[[str], bool],
                    each: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]] = iter,
                    pace: Callable[[], None] = lambda: None) -> int:
     """Removes the unfinished uploads past their expiry, with their bytes; how many. One whose job exists
     (`has_job`) had finished but for its last write (clearing its state): that write is done instead. Their quota
     reservations have long lapsed by then (jobs/quotas.py: RESERVATION_LIFETIME is shorter than any upload's
-    lifetime). `each` and `pace` are the caller's pacing (reconcile's: functions/reconcile/pacing.py): the uploads
+    lifetime). `each` and `pace` are the caller's pacing (reconcile's: storage/pacing.py): the uploads
     one by one for as long as it allows, and a rest between a file's chunk deletions."""
     videos = MediaStore(database, VIDEOS)
     removed = 0
     for document in each(list(videos.files.find({f"{STATE}.expires_at": {"$lt": now()}}, {"_id": 1}))):
         if has_job(document["_id"]):
-            videos.files.update_one({"_id": document["_id"]}, {"$unset": {STATE: ""}})
+            # Its job was recorded: it is a finished upload's video, which remove_finished takes.
+            videos.files.update_one({"_id": document["_id"]}, {"$set": {FINISHED_AT: now()}, "$unset": {STATE: ""}})
             continue
         videos.remove(document["_id"], pace=pace)
         removed += 1

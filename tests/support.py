@@ -4,11 +4,13 @@ of the running stack, a tap on the broker."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import queue
 import secrets
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -28,7 +30,8 @@ from events import VideoUploaded
 from events.catalog import BitrateKbps
 from jobs.records import Jobs
 from runtime.clock import now
-from storage.media import VIDEOS, MediaStore
+from storage.media import JobSources
+from transcoding import extraction
 from transcoding.media_formats import SNIFF_BYTES, sniff_container
 
 TEST_PASSWORD = "correct horse battery"
@@ -229,21 +232,34 @@ def event_tap(endpoints: dict[str, str], types: list[str]) -> Iterator[EventTap]
         tap.close()
 
 
-def stage_job(database: Any, source: Path, owner_id: str, bitrate_kbps: BitrateKbps) -> VideoUploaded:
-    """What the upload function leaves behind, written straight to the store: the video in GridFS and a job
-    waiting for conversion (its video-uploaded event is returned, not sent: the caller converts it)."""
-    videos, jobs, job_id = MediaStore(database, VIDEOS), Jobs(database), uuid.uuid4().hex
+def stage_job(database: Any, source: Path, owner_id: str, bitrate_kbps: BitrateKbps, *,
+              extract: bool = True) -> VideoUploaded:
+    """What the upload function leaves behind, written straight to the store: the video's source and covers,
+    extracted as the upload extracts them (transcoding/extraction.py), in GridFS, and a job waiting for conversion
+    (its video-uploaded event is returned, not sent: the caller converts it). `extract=False` stores the file
+    itself as the source: one the extraction would refuse, as a damaged source would reach convert."""
+    jobs, job_id = Jobs(database), uuid.uuid4().hex
     with source.open("rb") as file:
         container = sniff_container(file.read(SNIFF_BYTES))
         file.seek(0)
-        stored = videos.store_file(job_id, file, filename=source.name, metadata={"owner_id": owner_id,
-                                                                                 "job_id": job_id})
-    event = VideoUploaded(job_id=job_id, owner_id=owner_id, video_id=stored.file_id, filename=source.name,
-                          size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=bitrate_kbps,
-                          uploaded_at=now())
+        sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+    size = source.stat().st_size
+    with tempfile.TemporaryDirectory() as folder:
+        if extract:
+            extracted = extraction.extract(source, Path(folder), max_streams=32, max_duration=3 * 3600)
+            kept_file, source_format = extracted.source, extracted.source_format
+            covers = {kind: (cover.path, cover.content_type) for kind, cover in extracted.covers.items()}
+        else:
+            kept_file, source_format, covers = source, "matroska", {}
+        kept = JobSources(database).keep(job_id, owner_id, source=kept_file, source_format=source_format,
+                                         name=kept_file.name, covers=covers, received_bytes=size,
+                                         container=container or "")
+    event = VideoUploaded(job_id=job_id, owner_id=owner_id, video_id=job_id, filename=source.name, size_bytes=size,
+                          sha256=sha256, bitrate_kbps=bitrate_kbps, uploaded_at=now(), stored_bytes=kept.stored_bytes)
     jobs.create({"_id": job_id, "owner_id": owner_id, "video_id": job_id, "filename": source.name,
-                 "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate_kbps,
-                 "container": container}, event)
+                 "size_bytes": size, "sha256": sha256, "bitrate_kbps": bitrate_kbps, "container": container,
+                 "received_bytes": size, "stored_bytes": kept.stored_bytes, "source_format": source_format,
+                 "covers": kept.covers}, event)
     return event
 
 

@@ -74,6 +74,19 @@ class AudioTrack:
 
 
 @dataclass(frozen=True)
+class ChapterMark:
+    """A chapter of the input: seconds from the container's start, and its title (cleaned like a tag)."""
+
+    start: float
+    end: float
+    title: str | None
+
+
+# Chapters read into a probe at most (a container may claim any number; the MP3's tag carries these).
+MAX_PROBED_CHAPTERS = 1000
+
+
+@dataclass(frozen=True)
 class Probe:
     """What ffprobe found; the audio_* fields describe the chosen track (`track`)."""
 
@@ -94,6 +107,11 @@ class Probe:
     # The container's title, artist, album and date, cleaned (defaults for the MP3's tags).
     tags: dict[str, str] = field(default_factory=dict)
     duration: float | None = None  # the container's own, for the cover frame's position
+    # The attached picture's codec (`mjpeg`, `png`, ...), how many chapters the container has, and the first
+    # MAX_PROBED_CHAPTERS of them.
+    attached_picture_codec: str | None = None
+    chapter_count: int = 0
+    chapters: tuple[ChapterMark, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,7 +173,7 @@ def without_paths(message: str, arguments: list[str]) -> str:
 def probe(path: Path, *, max_streams: int, max_duration: float, track: int | None = None) -> Probe:
     """The input's streams and metadata; its audio fields describe `track` (0-based among the audio streams; None:
     the container's default track). A track the input does not have is Rejected."""
-    command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json"]
+    command = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-show_chapters", "-of", "json"]
     for option, value in input_options().items():
         command += [f"-{option}", value]
     try:
@@ -201,7 +219,20 @@ def probe(path: Path, *, max_streams: int, max_duration: float, track: int | Non
                  picture_stream=int(moving[0]["index"]) if moving else None,
                  attached_picture_stream=int(attached[0]["index"]) if attached else None,
                  tags=container_tags(format_info.get("tags") or {}),
-                 duration=_float(format_info.get("duration")) or duration)
+                 duration=_float(format_info.get("duration")) or duration,
+                 attached_picture_codec=metadata_text(attached[0].get("codec_name"), 32) if attached else None,
+                 chapter_count=len(info.get("chapters") or []),
+                 chapters=chapter_marks(info.get("chapters") or []))
+
+
+def chapter_marks(chapters: list[dict[str, Any]]) -> tuple[ChapterMark, ...]:
+    marks = []
+    for chapter in chapters[:MAX_PROBED_CHAPTERS]:
+        start, end = _float(chapter.get("start_time")) or 0.0, _float(chapter.get("end_time"))
+        if end is not None and end > start:
+            tags = {str(key).lower(): value for key, value in (chapter.get("tags") or {}).items()}
+            marks.append(ChapterMark(start, end, metadata_text(tags.get("title"))))
+    return tuple(marks)
 
 
 def audio_track(number: int, stream: dict[str, Any]) -> AudioTrack:

@@ -1,6 +1,6 @@
 """How a conversion attempt ends, whichever function made the MP3 (convert in one pass or in segments, or the
 segment-encoding function that joins a fan-out): the MP3 stored in GridFS, the job finished or failed with its
-event in the outbox, the event emitted, the source video removed."""
+event in the outbox, the event emitted, the job's source and covers removed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from events import AudioConverted, ConversionFailed, EventEmitter, FailureReason
 from jobs.records import Job, Jobs, JobState
 from runtime.clock import now
-from storage.media import MediaStore, StoredFile
+from storage.media import JobSources, MediaStore, StoredFile
 from transcoding import ffmpeg_tools, segments
 from transcoding.mp3join import SegmentPlan
 
@@ -37,11 +37,11 @@ class Encoded:
 @dataclass
 class Outcome:
     jobs: Jobs
-    videos: MediaStore
+    sources: JobSources
     audio: MediaStore
     emitter: EventEmitter
     audio_retention: timedelta
-    # How long the source video outlives its MP3 (zero: deleted as soon as the MP3 is stored).
+    # How long the job's source and covers outlive its MP3 (zero: deleted as soon as the MP3 is stored).
     source_retention: timedelta = timedelta(0)
 
     def clear_earlier_attempts_audio(self, job: Job) -> None:
@@ -103,9 +103,9 @@ class Outcome:
             log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
             return False
         self.jobs.flush_pending(finished, self.emitter)
-        # After the event, off its path: should this process die first, the expiry sweep deletes the video.
+        # After the event, off its path: should this process die first, the expiry sweep deletes the source.
         if not self.source_retention:
-            self.videos.remove(job["video_id"])
+            self.sources.remove(job)
             self.jobs.update(job_id, {"state": JobState.DONE}, {"video_deleted_at": now()})
         return True
 

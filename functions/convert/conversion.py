@@ -1,4 +1,5 @@
-"""Converts the video of a job to MP3: claim the job, probe, convert, check, store, finish, emit.
+"""Converts the source of a job (the audio tracks its upload kept) to MP3: claim the job, probe, convert, check,
+store, finish, emit; the tags from the source's metadata and the cover from the covers the upload kept.
 
 Idempotent on the job: a redelivered event for a finished job only re-emits what is still pending; a second
 delivery while a live attempt holds the job's lease is acknowledged once the holder shows it is alive (it renews the
@@ -22,7 +23,7 @@ from events.options import ConversionOptions
 from jobs.leases import Held, Settled, claim_unless_held
 from jobs.records import FINAL_STATES, Job, Jobs, JobState
 from runtime.clock import now
-from storage.media import MediaStore
+from storage.media import JobSources, MediaStore
 from storage.scratch import work_folder
 from transcoding import fanout, ffmpeg_tools, loudness, plan, segments, tagging
 from transcoding.fanout import FanOutRecord
@@ -44,7 +45,7 @@ def job_options(job: Job) -> ConversionOptions:
 @dataclass
 class Converter:
     jobs: Jobs
-    videos: MediaStore
+    sources: JobSources
     audio: MediaStore
     emitter: EventEmitter
     work_dir: Path
@@ -52,7 +53,7 @@ class Converter:
     max_streams: int
     ffmpeg_timeout_seconds: float
     audio_retention: timedelta
-    # How long the source video outlives its MP3 (zero: deleted as soon as the MP3 is stored).
+    # How long the job's source and covers outlive its MP3 (zero: deleted as soon as the MP3 is stored).
     source_retention: timedelta = timedelta(0)
     # The CPUs this instance may keep busy, and the shortest audio worth encoding in segments on them.
     cpus: int = 1
@@ -62,7 +63,7 @@ class Converter:
     tracks: MediaStore | None = None
 
     def __post_init__(self) -> None:
-        self.outcome = Outcome(self.jobs, self.videos, self.audio, self.emitter, self.audio_retention,
+        self.outcome = Outcome(self.jobs, self.sources, self.audio, self.emitter, self.audio_retention,
                                self.source_retention)
 
     def handle(self, event: VideoUploaded) -> None:
@@ -116,17 +117,18 @@ class Converter:
 
     def convert(self, job: Job, attempt_id: str) -> None:
         job_id = job["_id"]
-        # What an attempt killed mid-conversion left behind (a copy of the video) goes: this attempt holds the job.
+        # What an attempt killed mid-conversion left behind (a copy of the source) goes: this attempt holds the job.
         with work_folder(self.work_dir, f"{job_id}.convert.", clear_stale=True) as workdir:
             try:
                 source, target = workdir / "input", workdir / "audio.mp3"
                 with source.open("wb") as file:
-                    found = self.videos.copy_to(job["video_id"], file)
+                    found = self.sources.copy_source_to(job, file)
                 if not found:
-                    self.outcome.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded video is gone")
+                    self.outcome.fail(job, attempt_id, FailureReason.SOURCE_MISSING, "the uploaded audio is gone")
                     return
+                covers = self.sources.copy_covers_to(job, workdir)
                 try:
-                    encoded = self.transcode(job, attempt_id, source, target)
+                    encoded = self.transcode(job, attempt_id, source, target, covers)
                 except Rejected as rejected:
                     self.outcome.fail(job, attempt_id, rejected.reason, rejected.message)
                     return
@@ -142,8 +144,11 @@ class Converter:
                 log.info("job %s: taken over by a newer attempt, which removed this attempt's work folder", job_id)
         return None
 
-    def transcode(self, job: Job, attempt_id: str, source: Path, target: Path) -> Encoded | None:
-        """The MP3 of the job, encoded here; None when the job was handed to segment-encoding instances."""
+    def transcode(self, job: Job, attempt_id: str, source: Path, target: Path,
+                  covers: dict[str, Path] | None = None) -> Encoded | None:
+        """The MP3 of the job, encoded here; None when the job was handed to segment-encoding instances. `covers`:
+        the pictures its upload kept, by kind (None: a job recorded before sources, whose pictures are in its
+        video)."""
         highest = Progress()
 
         def heartbeat(progress: Progress) -> bool:
@@ -188,7 +193,7 @@ class Converter:
                 record({"audio_tracks": tracks})
                 raise
             # The cover frame is cut while the guessed encode runs.
-            tags = tagging.tags_for(options, probed, job["filename"], source, target.parent)
+            tags = tagging.tags_for(options, probed, job["filename"], source, target.parent, covers)
             record({"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()}})
             may_fan_out = self.tracks is not None and fanout.can_fan_out(probed.container)
             encoding_plan = plan.choose(probed, copy=audio.copy, cpus=self.cpus,

@@ -1,5 +1,6 @@
-"""convert (CloudEvent, triggered by io.vid2mp3.video.uploaded.v1): extracts the job's audio as MP3 into GridFS,
-then emits io.vid2mp3.audio.converted.v1, or io.vid2mp3.conversion.failed.v1 with the reason."""
+"""convert (CloudEvent, triggered by io.vid2mp3.video.uploaded.v1): converts the job's source (the audio tracks its
+upload kept) to MP3 into GridFS, with its tags and cover, then emits io.vid2mp3.audio.converted.v1, or
+io.vid2mp3.conversion.failed.v1 with the reason."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from functions.convert.conversion import Converter
 from jobs.records import Jobs
 from runtime.settings import ConvertSettings, load_settings
 from storage import mongo
-from storage.media import AUDIO, TRACKS, VIDEOS, MediaStore
+from storage.media import AUDIO, TRACKS, JobSources, MediaStore
 from transcoding import plan
 
 settings = load_settings(ConvertSettings)
 database = mongo.database(settings)
 converter = Converter(
-    jobs=Jobs(database), videos=MediaStore(database, VIDEOS), audio=MediaStore(database, AUDIO),
+    jobs=Jobs(database), sources=JobSources(database), audio=MediaStore(database, AUDIO),
     emitter=EventEmitter(str(settings.k_sink), "convert"), work_dir=Path(settings.work_dir),
     max_duration_seconds=settings.max_duration_seconds, max_streams=settings.max_streams,
     ffmpeg_timeout_seconds=settings.ffmpeg_timeout_seconds,

@@ -6,7 +6,7 @@ A job's media and every leftover (tracks, segments, joiners' MP3s, a failed job'
 so the purge deletes records only. Every step works in bounded batches and can stop anywhere: a job leaves the
 ledger only after its record and its place in its owner's list are gone, and each of those deletions is safe to
 repeat, so the next sweep resumes where an interrupted one stopped, with nothing lost and nothing deleted twice.
-Settling and the purge are paced (functions/reconcile/pacing.py): short bursts and a rest after each, so that the
+Settling and the purge are paced (storage/pacing.py): short bursts and a rest after each, so that the
 service's own writes are not held behind them.
 """
 
@@ -21,11 +21,11 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from accounts.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
-from functions.reconcile.pacing import Pacing
 from jobs.records import FINAL_STATES, Job, Jobs, JobState
 from runtime.clock import now
 from storage import mysql
 from storage.media import remove_job_media
+from storage.pacing import Pacing
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Lifetimes:
     mysql_url: str | None = None
     login_failure_lifetime: timedelta = field(default=timedelta(days=1))
     # How settling and the purge share the database with uploads, and their time per sweep
-    # (functions/reconcile/pacing.py; the Reconciler's, whose sweep begins it).
+    # (storage/pacing.py; the Reconciler's, whose sweep begins it).
     pacing: Pacing = field(default_factory=Pacing)
 
     def __post_init__(self) -> None:

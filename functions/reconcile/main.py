@@ -11,11 +11,11 @@ from cloudevents.http import CloudEvent
 
 from events import EventEmitter
 from functions.reconcile.lifetimes import Lifetimes
-from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from jobs.records import Jobs
 from runtime.settings import ReconcileSettings, load_settings
 from storage import mongo
+from storage.pacing import Pacing
 
 settings = load_settings(ReconcileSettings)
 database = mongo.database(settings)

@@ -1,9 +1,9 @@
 """The reconcile sweeps. The broker can lose an event in narrow windows (it acks before a dead-letter publish is
-confirmed) and a converter can die with its pod; the job records say what should have happened next.
+confirmed) and a converter or an upload can die with its pod; the job records say what should have happened next.
 
 The sweeps query only the live jobs (`jobs`: open ones, and those ended within about a day); settled ones are moved
 to the finished history and purged when their lifetime ends (functions/reconcile/lifetimes.py), so a sweep costs
-the same however many finished jobs are kept. The steps that delete are paced (functions/reconcile/pacing.py), one
+the same however many finished jobs are kept. The steps that delete are paced (storage/pacing.py), one
 file or job per unit of work, resting between a file's commands too, and leave what their time per sweep does not
 reach to the next sweep."""
 
@@ -19,12 +19,22 @@ from pymongo.database import Database
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
 from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
-from functions.reconcile.pacing import Pacing
 from jobs.records import Job, Jobs, JobState
 from runtime import telemetry
 from runtime.clock import now
-from storage.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
-from storage.unfinished_uploads import remove_expired
+from storage.media import (
+    AUDIO,
+    COVERS,
+    SEGMENTS,
+    SOURCES,
+    TRACKS,
+    VIDEOS,
+    JobSources,
+    MediaStore,
+    remove_job_media,
+)
+from storage.pacing import Pacing
+from storage.unfinished_uploads import remove_expired, remove_finished
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,9 @@ PENDING_GRACE = timedelta(seconds=30)
 # A converter may still be writing for this long after its job was cancelled (until its ffmpeg deadline passes),
 # so a recently cancelled job's media are deleted again at every sweep; the job stays live that long.
 CANCELLED_RECHECK = SETTLE_AFTER
+# A source or cover is stored a moment before its job is recorded: one this old without a job was left by an upload
+# that died in between (or failed to record it).
+UNOWNED_GRACE = timedelta(hours=1)
 
 
 @dataclass
@@ -41,8 +54,10 @@ class SweepReport:
     redriven: int = 0
     failed: int = 0
     expired: int = 0
-    videos_deleted: int = 0
+    sources_deleted: int = 0
     cancelled_cleaned: int = 0
+    finished_upload_videos_removed: int = 0
+    unowned_sources_removed: int = 0
     fan_out_leftovers_removed: int = 0
     orphans_removed: int = 0
     unfinished_uploads_expired: int = 0
@@ -77,12 +92,15 @@ class Reconciler:
             else:
                 report.failed += 1
         report.expired = self.delete_expired_audio()
-        report.videos_deleted = self.delete_expired_videos()
+        report.sources_deleted = self.delete_expired_sources()
         report.cancelled_cleaned = self.delete_cancelled_media()
         report.fan_out_leftovers_removed = self.delete_fan_out_leftovers()
         report.unfinished_uploads_expired = remove_expired(
             self.database, lambda job_id: self.jobs.get(job_id) is not None, each=self.pacing.each,
             pace=self.pacing.breathe)
+        report.finished_upload_videos_removed = remove_finished(
+            self.database, self.is_legacy_source, each=self.pacing.each, pace=self.pacing.breathe)
+        report.unowned_sources_removed = self.delete_unowned_sources()
         report.orphans_removed = self.remove_orphan_chunks()
         if self.lifetimes is not None:
             report.lifetimes = self.lifetimes.run()
@@ -115,7 +133,7 @@ class Reconciler:
             job_id=job["_id"], owner_id=job["owner_id"], video_id=job["video_id"], filename=job["filename"],
             size_bytes=job["size_bytes"], sha256=job["sha256"], bitrate_kbps=job["bitrate_kbps"],
             uploaded_at=job["created_at"], options=ConversionOptions.model_validate(job["options"])
-            if job.get("options") else None,
+            if job.get("options") else None, stored_bytes=job.get("stored_bytes"),
         ))
 
     def delete_expired_audio(self) -> int:
@@ -129,17 +147,35 @@ class Reconciler:
             count += 1
         return count
 
-    def delete_expired_videos(self) -> int:
-        """Source videos kept past their MP3 (`source_video_retention_seconds`) whose time is up."""
-        videos = MediaStore(self.database, VIDEOS)
+    def delete_expired_sources(self) -> int:
+        """Sources and covers kept past their MP3 (`source_video_retention_seconds`) whose time is up."""
+        sources = JobSources(self.database)
         expired = self.jobs.collection.find({"state": JobState.DONE, "video_expires_at": {"$lt": now()},
                                              "video_deleted_at": {"$exists": False}})
         count = 0
         for job in self.pacing.each(list(expired)):
-            videos.remove(job["video_id"], pace=self.pacing.breathe)
+            sources.remove(job, pace=self.pacing.breathe)
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"video_deleted_at": now()}})
             count += 1
         return count
+
+    def is_legacy_source(self, video_id: str) -> bool:
+        """The video is the source of a job recorded before sources existed, not yet converted."""
+        job = self.jobs.get(video_id)
+        return job is not None and not job.get("source_format") and "video_deleted_at" not in job
+
+    def delete_unowned_sources(self) -> int:
+        """Sources and covers whose job was never recorded (an upload that died between storing them and recording
+        it) or is gone, UNOWNED_GRACE after they were stored."""
+        removed = 0
+        for bucket in (SOURCES, COVERS):
+            store = MediaStore(self.database, bucket)
+            for document in self.pacing.each(store.documents(fields=("metadata", "uploadDate"))):
+                job_id = (document.get("metadata") or {}).get("job_id", "")
+                if document.get("uploadDate", now()) < now() - UNOWNED_GRACE and self.jobs.get(job_id) is None:
+                    store.remove(document["_id"], pace=self.pacing.breathe)
+                    removed += 1
+        return removed
 
     def delete_cancelled_media(self) -> int:
         """Media of cancelled jobs: what a cancel request that died before deleting them left, and what a
@@ -147,11 +183,13 @@ class Reconciler:
         cancelled = self.jobs.collection.find({"state": JobState.CANCELLED, "$or": [
             {"media_deleted_at": {"$exists": False}}, {"finished_at": {"$gt": now() - CANCELLED_RECHECK}},
         ]})
-        videos, audio = MediaStore(self.database, VIDEOS), MediaStore(self.database, AUDIO)
+        sources, videos = JobSources(self.database), MediaStore(self.database, VIDEOS)
+        audio = MediaStore(self.database, AUDIO)
         count = 0
         for job in self.pacing.each(list(cancelled)):
             # Chunks left without their files document are the orphan sweep's; a file still listed is ours.
-            if "media_deleted_at" in job and not videos.exists(job["video_id"]) and not audio.exists(job["_id"]):
+            if "media_deleted_at" in job and not sources.exists(job) and not videos.exists(job["video_id"]) \
+                    and not audio.exists(job["_id"]):
                 continue
             remove_job_media(self.database, job)
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"media_deleted_at": now()}})
@@ -194,7 +232,7 @@ class Reconciler:
         previous = {sighting["_id"]: sighting["chunks"] for sighting in sightings.find()}
         current: dict[str, int] = {}
         removed = 0
-        for bucket in (VIDEOS, AUDIO, TRACKS, SEGMENTS):
+        for bucket in (SOURCES, COVERS, VIDEOS, AUDIO, TRACKS, SEGMENTS):
             store = MediaStore(self.database, bucket)
             for owner in store.orphan_chunk_owners():
                 key = f"{bucket}:{owner}"

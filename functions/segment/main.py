@@ -16,14 +16,14 @@ from functions.segment.encoder import SegmentEncoder
 from jobs.records import Jobs
 from runtime.settings import SegmentSettings, load_settings
 from storage import mongo
-from storage.media import AUDIO, VIDEOS, MediaStore
+from storage.media import AUDIO, JobSources, MediaStore
 from transcoding.outcome import Outcome
 
 settings = load_settings(SegmentSettings)
 database = mongo.database(settings)
 encoder = SegmentEncoder(
     database=database,
-    outcome=Outcome(Jobs(database), MediaStore(database, VIDEOS), MediaStore(database, AUDIO),
+    outcome=Outcome(Jobs(database), JobSources(database), MediaStore(database, AUDIO),
                     EventEmitter(str(settings.k_sink), "segment"),
                     audio_retention=timedelta(seconds=settings.audio_retention_seconds),
                     source_retention=timedelta(seconds=settings.source_video_retention_seconds)),

@@ -1,7 +1,8 @@
-"""Reads an upload request as a stream: a multipart form with one file part (and optional fields), or a raw body.
+"""Reads an upload request as a stream: a multipart form with one file part (and optional fields, and a client's
+`cover` and `chapters` parts), or a raw body.
 
 Nothing is buffered beyond one read: the file's bytes are handed on chunk by chunk as they arrive, and the form's
-fields are collected as they pass (they may come before or after the file).
+fields and small parts are collected as they pass (they may come before or after the file), each up to its limit.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from api.limits import MAX_FIELD_BYTES, MAX_PARTS
+from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS
 from transcoding.media_formats import SNIFF_BYTES, sniff_container
 
 READ_BYTES = 1024 * 1024
 MAX_FILENAME_CHARS = 120
+# Parts of a form that are not the video (file parts or fields alike): a client that uploads an extract sends the
+# video's cover frame and the chapters its container could not carry (transcoding/extraction.py checks them).
+SIDE_PARTS = {"cover": MAX_COVER_BYTES, "chapters": MAX_CHAPTERS_BYTES}
 
 
 class BadUpload(ValueError):
@@ -43,6 +47,9 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
     chunks: Iterator[bytes] = field(default_factory=lambda: iter(()))
     container: str | None = None
+    # The side parts, as sent; one longer than its limit is kept only as far as one byte past it (so it is known to
+    # be too long) and refused by its checker.
+    parts: dict[str, bytes] = field(default_factory=dict)
 
 
 def read_stream(stream: IO[bytes]) -> Iterator[bytes]:
@@ -100,13 +107,18 @@ def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Ite
     # Field sizes are limited below; the decoder holds one read at a time, so its own memory cap is not needed.
     decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
     in_file = False
-    current: str | None = None  # the name of the field being read
+    current: str | None = None  # the name of the field or side part being read
     files_seen = 0
     field_value = bytearray()
     for chunk in itertools.chain(raw, [None]):
         decoder.receive_data(chunk)
         while not isinstance(event := next_event(decoder), NeedData):
-            if isinstance(event, File):
+            if isinstance(event, File | Field) and event.name in SIDE_PARTS:
+                if event.name in upload.parts:
+                    raise BadUpload(f"send one {event.name!r} part")
+                in_file, current, field_value = False, event.name, bytearray()
+                upload.parts[current] = b""
+            elif isinstance(event, File):
                 files_seen += 1
                 if files_seen > 1:
                     raise BadUpload("send exactly one file per upload")
@@ -118,6 +130,11 @@ def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Ite
                 if in_file:
                     if event.data:
                         yield bytes(event.data)
+                elif current in SIDE_PARTS:
+                    # Kept up to one byte past the limit: enough to refuse it as too long, never more.
+                    field_value += event.data[:SIDE_PARTS[current] + 1 - len(field_value)]
+                    if not event.more_data:
+                        upload.parts[current] = bytes(field_value)
                 elif current is not None:
                     field_value += event.data
                     if len(field_value) > MAX_FIELD_BYTES:

@@ -1,11 +1,15 @@
 """upload (HTTP, the public upload function URL): `POST /` with a bearer token and a video (multipart form with one
 file, or a raw body; optional conversion options as query parameters or form fields: `quality`/`bitrate`, `start`,
-`end`, `normalize`, … README: Conversion options) answers 202 with the job id and its status URL, or 422 naming
-every bad option. Under `/files/` it speaks tus 1.0.0, resumable uploads (resumable.py)."""
+`end`, `normalize`, … README: Conversion options; and a client's `cover` and `chapters` parts) answers 202 with the
+job id and its status URL, 422 naming every bad option, or 422 with the reason the file cannot be converted. Only the
+audio tracks and covers are kept (uploads.py). Under `/files/` it speaks tus 1.0.0, resumable uploads
+(resumable.py)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from pathlib import Path
 
 import flask
 import functions_framework
@@ -14,29 +18,44 @@ from api.limits import TUS_VERSION
 from endpoints.http import HttpFunction
 from events import EventEmitter
 from functions.upload.pending_events import PendingEventRetry
-from functions.upload.resumable import ResumableUploads
-from functions.upload.uploads import Uploads
+from functions.upload.resumable import ResumableUploads, VideoRemoval
+from functions.upload.uploads import SCRATCH_PREFIX, Uploads
 from jobs.quotas import QuotaLimits, Quotas
 from jobs.records import Jobs
 from runtime.answers import HttpError
 from runtime.settings import UploadSettings, load_settings
 from storage import mongo
-from storage.media import VIDEOS, MediaStore
+from storage.media import VIDEOS, JobSources, MediaStore
+from storage.pacing import Pacing
+from storage.scratch import ScratchBudget, clear_left_behind
 
 settings = load_settings(UploadSettings)
 database = mongo.database(settings)
 jobs = Jobs(database)
+work_dir = Path(settings.work_dir)
+work_dir.mkdir(parents=True, exist_ok=True)
+# What a process killed mid-upload left on the scratch disk (its spools and extractions): no other process uses
+# these folders.
+if cleared := clear_left_behind(work_dir, SCRATCH_PREFIX):
+    logging.getLogger(__name__).info("removed %d scratch folders an earlier process left", cleared)
 uploads = Uploads(
+    sources=JobSources(database), jobs=jobs,
     # Two quick tries while the client waits; past them the event waits in the job's outbox for the broker.
-    videos=MediaStore(database, VIDEOS), jobs=jobs,
     emitter=EventEmitter(str(settings.k_sink), "upload", attempts=2, timeout_seconds=5),
     pending_events=PendingEventRetry(jobs, EventEmitter(str(settings.k_sink), "upload", attempts=1,
                                                         timeout_seconds=5)),
     quotas=Quotas(database, QuotaLimits.from_settings(settings)),
     max_upload_bytes=settings.max_upload_bytes, public_status_url=str(settings.public_status_url),
+    work_dir=work_dir, scratch=ScratchBudget(settings.scratch_limit_bytes), max_streams=settings.max_streams,
+    max_duration_seconds=settings.max_duration_seconds,
 )
-resumable_uploads = ResumableUploads(uploads, public_upload_url=str(settings.public_upload_url or ""),
-                                     lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds))
+resumable_uploads = ResumableUploads(
+    uploads, MediaStore(database, VIDEOS), public_upload_url=str(settings.public_upload_url or ""),
+    lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds),
+    removal=VideoRemoval(MediaStore(database, VIDEOS),
+                         lambda: Pacing(burst_seconds=settings.deletion_burst_seconds,
+                                        duty_cycle=settings.deletion_duty_cycle)),
+)
 
 
 def is_resumable(request: flask.Request) -> bool:

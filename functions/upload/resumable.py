@@ -1,8 +1,11 @@
 """tus 1.0.0 resumable uploads at `UPLOAD_URL/files/` (README: Resumable uploads): creation (with upload), HEAD,
 PATCH, termination, expiration and sha1 checksums. Bytes go into GridFS as they arrive, at the upload's offset under
-its lease (storage/unfinished_uploads.py); when the last one lands, the upload becomes a job by the one-shot
-upload's own path (`Uploads.accept_stored`), the job's id the upload's. Reconcile removes the unfinished uploads past
-their expiry.
+its lease (storage/unfinished_uploads.py): between requests, possibly to other instances, they must be kept there.
+When the last one lands, the video is spooled to the scratch disk and extracted once, and the upload becomes a job
+by the one-shot upload's own path (`Uploads.keep`), the job's id the upload's; the video is then removed in the
+background, paced (`VideoRemoval`), after the answer. An instance that dies while finishing leaves the upload whole
+and unfinished: the client's next HEAD (which tus clients send when they resume) or PATCH finishes it. Reconcile
+removes the unfinished uploads past their expiry, and finished ones' videos an instance left.
 
 A PATCH without a checksum moves the offset on after every few chunks it writes, and a client that drops keeps all
 it sent (the rest is written then); with one, only once the sha1 matches. Memory per PATCH: a few chunks and one
@@ -17,9 +20,11 @@ import email.utils
 import hashlib
 import logging
 import re
+import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,14 +38,23 @@ from functions.upload.intake import read_stream, safe_filename
 from functions.upload.uploads import Uploads, options_of, too_large
 from runtime.answers import HttpError, method_not_allowed
 from runtime.clock import now
-from storage.media import StoredFile
-from storage.unfinished_uploads import LostLease, OffsetMoved, UnfinishedUploads, WriterBusy
+from storage.media import MediaStore
+from storage.pacing import Pacing
+from storage.unfinished_uploads import WRITER_LEASE, LostLease, OffsetMoved, UnfinishedUploads, WriterBusy
+from transcoding.ffmpeg_tools import Stopped
 from transcoding.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
 
 log = logging.getLogger(__name__)
 
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+# The request finishing an upload (spooling, extracting, storing) holds it this long past its last sign of life,
+# renewed every FINISH_RENEW_SECONDS: should its instance die, the client's next HEAD finishes it soon after.
+FINISH_LEASE = timedelta(seconds=10)
+FINISH_RENEW_SECONDS = 2.0
+# A HEAD that finds the upload being finished by a live request waits (polling) this long for it to end.
+HEAD_WAITS_SECONDS = 15.0
+HEAD_POLL_SECONDS = 0.25
 
 
 def http_date(moment: datetime) -> str:
@@ -80,13 +94,42 @@ def parse_checksum(header: str | None) -> bytes | None:
 
 
 @dataclass
+class VideoRemoval:
+    """Removes finished uploads' videos in the background, one at a time and paced (storage/pacing.py): a 460 MB
+    video is about 60 delete commands, each holding the local FerretDB's one write lock, which deleted back to back
+    held other users' writes for 9 s. Chunks first, the files document last (`MediaStore.clear`); should the
+    instance die first, the reconcile sweep removes what is left."""
+
+    videos: MediaStore
+    pacing: Callable[[], Pacing]
+    _worker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-removal"))
+
+    def later(self, upload_id: str) -> None:
+        self._worker.submit(self._remove, upload_id)
+
+    def _remove(self, upload_id: str) -> None:
+        pacing = self.pacing()
+        pacing.begin()
+        try:
+            self.videos.clear(upload_id, pace=pacing.breathe)
+            log.info("upload %s: its video is removed", upload_id)
+        except Exception as error:  # the reconcile sweep removes what is left
+            log.warning("upload %s: its video stays for the reconcile sweep: %s", upload_id, error)
+        finally:
+            pacing.pause()
+
+
+@dataclass
 class ResumableUploads:
     uploads: Uploads
+    videos: MediaStore
     public_upload_url: str  # empty: the URL the request came to
     lifetime: timedelta
+    removal: VideoRemoval
 
     def __post_init__(self) -> None:
-        self.stored = UnfinishedUploads(self.uploads.videos, self.lifetime)
+        self.stored = UnfinishedUploads(self.videos, self.lifetime)
 
     def handle(self, request: flask.Request, authenticate: Callable[[flask.Request], Identity]) -> flask.Response:
         """Answers a request under /files/. `authenticate(request)` is the caller's token check."""
@@ -179,9 +222,16 @@ class ResumableUploads:
     # --- the state of an upload ------------------------------------------------------------------------------
 
     def owned(self, upload_id: str, identity: Identity) -> dict[str, Any]:
-        """The upload's files document; 404 alike for none and someone else's, 410 once expired."""
+        """The upload's files document; 404 alike for none and someone else's, 410 once expired. A finished upload
+        whose video is gone answers as its files document did: complete (a client whose last PATCH's answer was
+        lost asks its offset again)."""
         try:
             document = self.stored.get(upload_id)
+            if document is None:
+                job = self.uploads.jobs.get_owned(upload_id, identity.subject)
+                if job is not None:
+                    return {"_id": upload_id, "length": job["size_bytes"], "filename": job.get("filename"),
+                            "metadata": {"owner_id": identity.subject}}
         except pymongo.errors.PyMongoError:
             raise STORE_UNAVAILABLE from None
         if document is None or (document.get("metadata") or {}).get("owner_id") != identity.subject:
@@ -194,11 +244,25 @@ class ResumableUploads:
     def head(self, upload_id: str, identity: Identity) -> flask.Response:
         document = self.owned(upload_id, identity)
         state = document["metadata"].get("resumable")
-        if state and document["length"] == state["length"] and self.free(state):
-            # Every byte landed but the job was not recorded then (the store failed): a client resuming asks here
-            # first, and would take the full offset for done.
-            document = self.finish(document, identity)
+        if state and document["length"] == state["length"]:
+            # Every byte landed but the job is not recorded (yet: another request is finishing it; or not: the store
+            # failed, or the instance finishing it died). A client resuming asks here first, and would take the full
+            # offset for done: the job is recorded before the answer.
+            document = self.after_finisher(document, identity)
+            state = document["metadata"].get("resumable")
+            if state and self.free(state):
+                document = self.finish(document, identity)
         return self.answer(200, self.progress_headers(document))
+
+    def after_finisher(self, document: dict[str, Any], identity: Identity) -> dict[str, Any]:
+        """The upload once no live request holds it (its finisher ended, or died and its lease lapsed), or as it is
+        after HEAD_WAITS_SECONDS."""
+        deadline = time.monotonic() + HEAD_WAITS_SECONDS
+        while (state := document["metadata"].get("resumable")) and not self.free(state) \
+                and time.monotonic() < deadline:
+            time.sleep(HEAD_POLL_SECONDS)
+            document = self.owned(document["_id"], identity)
+        return document
 
     @staticmethod
     def free(state: dict[str, Any]) -> bool:
@@ -244,9 +308,9 @@ class ResumableUploads:
             document = self.finish(document, identity)
         return document
 
-    def claim(self, document: dict[str, Any]) -> str:
+    def claim(self, document: dict[str, Any], lease: timedelta = WRITER_LEASE) -> str:
         try:
-            return self.stored.claim(document)
+            return self.stored.claim(document, lease)
         except OffsetMoved as moved:
             raise offset_mismatch(moved.offset) from None
         except WriterBusy:
@@ -312,40 +376,70 @@ class ResumableUploads:
     # --- the end of an upload --------------------------------------------------------------------------------
 
     def finish(self, document: dict[str, Any], identity: Identity) -> dict[str, Any]:
-        """The last byte is in: the job is recorded and its event emitted, as for a one-shot upload, under the
-        upload's lease (one request does it). The files document then becomes an ordinary stored video."""
+        """The last byte is in: the video is spooled to the scratch disk and extracted once, the source and covers
+        stored, the job recorded and its event emitted, as for a one-shot upload, under the upload's lease (one
+        request does it), renewed as it goes. Then the video is removed in the background. An extraction's refusal
+        terminates the upload (422 with the reason)."""
         upload_id, state = document["_id"], document["metadata"]["resumable"]
         if self.uploads.jobs.get(upload_id) is not None:  # finished but for clearing its state: never a second job
-            self.stored.finished(upload_id)
+            self.finished(upload_id)
             return self.owned(upload_id, identity)
         # Shorter than a sniff's bytes, and sent in pieces: no PATCH saw its head whole.
-        container = state["container"] or sniff_container(self.uploads.videos.chunk_data(upload_id, 0)[:SNIFF_BYTES])
+        container = state["container"] or sniff_container(self.videos.chunk_data(upload_id, 0)[:SNIFF_BYTES])
         if container is None:
             self.remove(document)
             raise NOT_MEDIA
-        writer = self.claim(document)
+        options = options_of(state["fields"])
+        writer = self.claim(document, lease=FINISH_LEASE)
         try:
-            source = self.uploads.videos.open(upload_id)
-            if source is None:  # terminated meanwhile
-                raise NO_SUCH_UPLOAD
-            digest = hashlib.sha256()
-            with source:
-                for chunk in source.prefetched(2):
-                    digest.update(chunk)
-            stored = StoredFile(upload_id, document["length"], digest.hexdigest())
-            self.uploads.accept_stored(identity.subject, stored, document["filename"], container,
-                                       options_of(state["fields"]), undo=self.forget_job)
+            self.extract_and_keep(document, identity, container, options, writer)
+        except LostLease:
+            raise HttpError(409, "conflict", "another request took this upload over; ask its offset (HEAD) and "
+                                             "go on from there") from None
         except pymongo.errors.PyMongoError as error:
             log.error("upload %s: could not be finished: %s", upload_id, error)
             raise STORE_UNAVAILABLE from None
         finally:
             self.release(upload_id, writer)
-        try:
-            self.stored.finished(upload_id, **{"sha256": stored.sha256, "metadata.container": container})
-        except pymongo.errors.PyMongoError as error:  # the job is recorded: reconcile clears the state once expired
-            log.warning("upload %s: its job is recorded, its tus state stays for now: %s", upload_id, error)
+        self.finished(upload_id)
         log.info("upload %s finished: job recorded", upload_id)
         return self.owned(upload_id, identity)
+
+    def extract_and_keep(self, document: dict[str, Any], identity: Identity, container: str, options: Any,
+                         writer: str) -> None:
+        upload_id = document["_id"]
+        heartbeat = LeaseHeartbeat(self.stored, upload_id, writer)
+        uploads = self.uploads
+        with uploads.scratch.held() as holding, uploads.work_folder(upload_id) as folder:
+            uploads.hold(holding, document["length"])
+            video = self.videos.open(upload_id)
+            if video is None:  # terminated meanwhile
+                raise NO_SUCH_UPLOAD
+            with video:
+                received = uploads.spool(heartbeat.along(video.prefetched(2)), folder / "upload", holding)
+            try:
+                extracted = uploads.extract(folder / "upload", folder, heartbeat=heartbeat)
+            except Stopped:
+                raise LostLease(upload_id) from None
+            except HttpError as refused:
+                if refused.status == 422:  # the file cannot be converted: the upload ends here, its video paced out
+                    self.uploads.release(document["metadata"]["owner_id"], upload_id)
+                    self.finished(upload_id)
+                raise
+            if not heartbeat():
+                raise LostLease(upload_id)
+            uploads.remove_kept(upload_id)  # an earlier attempt's, killed while it stored them
+            uploads.keep(identity.subject, upload_id, extracted, received, document["filename"], container, options,
+                         undo=self.forget_job)
+
+    def finished(self, upload_id: str) -> None:
+        """The job is recorded: the upload's state is cleared and its video removed, in the background."""
+        try:
+            self.stored.finished(upload_id)
+        except pymongo.errors.PyMongoError as error:  # the job is recorded: reconcile clears the state once expired
+            log.warning("upload %s: its job is recorded, its tus state stays for now: %s", upload_id, error)
+            return
+        self.removal.later(upload_id)
 
     def forget_job(self, job_id: str) -> None:
         """The job could not be recorded: the upload stays, whole and unfinished, and its next HEAD tries again."""
@@ -353,6 +447,7 @@ class ResumableUploads:
             self.uploads.jobs.delete(job_id)
         except pymongo.errors.PyMongoError as error:
             log.error("upload %s: a half-recorded job stays: %s", job_id, error)
+        self.uploads.remove_kept(job_id)
 
     def terminate(self, upload_id: str, identity: Identity) -> flask.Response:
         document = self.owned(upload_id, identity)
@@ -365,10 +460,31 @@ class ResumableUploads:
     def remove(self, document: dict[str, Any]) -> None:
         """The upload's bytes and its quota reservation go."""
         try:
-            self.uploads.videos.remove(document["_id"])
+            self.videos.remove(document["_id"])
         except pymongo.errors.PyMongoError:
             raise STORE_UNAVAILABLE from None
         self.uploads.release(document["metadata"]["owner_id"], document["_id"])
+
+
+class LeaseHeartbeat:
+    """Renews the finishing request's lease on its upload every FINISH_RENEW_SECONDS while it works; False once the
+    lease is no longer its (another request took the upload over after this one stalled)."""
+
+    def __init__(self, stored: UnfinishedUploads, upload_id: str, writer: str) -> None:
+        self.stored, self.upload_id, self.writer = stored, upload_id, writer
+        self.renewed = time.monotonic()
+
+    def __call__(self) -> bool:
+        if time.monotonic() - self.renewed < FINISH_RENEW_SECONDS:
+            return True
+        self.renewed = time.monotonic()
+        return self.stored.renew(self.upload_id, self.writer, FINISH_LEASE)
+
+    def along(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if not self():
+                raise LostLease(self.upload_id)
+            yield chunk
 
 
 NO_SUCH_UPLOAD = HttpError(404, "not_found", "no such upload")

@@ -1,17 +1,22 @@
-"""Takes an upload: stores the video in GridFS as it streams in, records the job and emits video uploaded.
+"""Takes an upload: spools the file to the instance's scratch disk, extracts what the MP3 needs (the audio tracks,
+their metadata and chapters, the covers: transcoding/extraction.py), stores only that in GridFS, records the job and
+emits video uploaded. The whole file is never written to GridFS, and its spool is removed whatever happens.
 
-The upload is accepted once the video and the job (with its event in the job's outbox) are in MongoDB; if the
-broker does not take the event then, it leaves in the background as soon as the broker is back
-(`pending_events.py`), or with the reconcile sweep. When MongoDB cannot keep the video or the job, what was
-stored is removed before the request fails.
+The upload is accepted once the source, the covers and the job (with its event in the job's outbox) are in
+MongoDB; if the broker does not take the event then, it leaves in the background as soon as the broker is back
+(`pending_events.py`), or with the reconcile sweep. When MongoDB cannot keep them, what was stored is removed
+before the request fails. A file the extraction refuses is answered 422 with the conversion's reason as `error`
+(not_media, no_audio, too_long, ...), and nothing is kept.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -27,14 +32,24 @@ from jobs.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 from jobs.records import Jobs, JobState
 from runtime.answers import HttpError, json_response
 from runtime.clock import now
-from storage.media import MediaStore, StoredFile, TooLarge
+from storage.media import JobSources, TooLarge
+from storage.scratch import ScratchBudget, ScratchFull, ScratchHolding, work_folder
+from transcoding import extraction
+from transcoding.extraction import Chapter, Extracted, InvalidPart
+from transcoding.ffmpeg_tools import Rejected
 from transcoding.media_formats import DEMUXERS
 
 log = logging.getLogger(__name__)
 
-# Room for multipart boundaries and headers around a file of the maximum size.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Room for multipart boundaries and headers around a file of the maximum size (and a client's cover and chapters).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024 + extraction.MAX_CHAPTERS_BYTES + extraction.MAX_COVER_BYTES
 DEFAULT_BITRATE_KBPS = 192
+# The upload function's folders on the scratch disk: `upload.<job id>.<random>`. No other process uses them, so
+# the function clears them all when it starts (a kill -9 mid-extraction leaves nothing once it restarts).
+SCRATCH_PREFIX = "upload."
+# An upload holds twice its size on the scratch disk: its spool, and a source that may be as large (an upload of
+# audio alone).
+SCRATCH_PER_BYTE = 2
 
 
 def options_of(fields: dict[str, str]) -> ConversionOptions:
@@ -47,15 +62,63 @@ def options_of(fields: dict[str, str]) -> ConversionOptions:
         raise HttpError(422, code, f"invalid conversion options: {invalid}", extra={"fields": invalid.errors}) from None
 
 
+def side_parts(parts: dict[str, bytes]) -> tuple[bytes | None, list[Chapter] | None]:
+    """A client's `cover` and `chapters` parts, checked; a 422 naming each bad one."""
+    cover = chapters = None
+    problems: dict[str, str] = {}
+    if "cover" in parts:
+        try:
+            cover = extraction.check_cover(parts["cover"])
+        except InvalidPart as invalid:
+            problems["cover"] = str(invalid)
+    if "chapters" in parts:
+        try:
+            chapters = extraction.parse_chapters(parts["chapters"])
+        except InvalidPart as invalid:
+            problems["chapters"] = str(invalid)
+    if problems:
+        raise HttpError(422, "invalid_options", "invalid parts: " + "; ".join(f"{name}: {problem}"
+                                                                              for name, problem in problems.items()),
+                        extra={"fields": problems})
+    return cover, chapters
+
+
+def refusal(rejected: Rejected) -> HttpError:
+    """The extraction refused the file: 422 with the conversion's reason as the error code."""
+    return HttpError(422, str(rejected.reason), rejected.message)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What the client sent: its size and SHA-256 (the job's `size_bytes`, `received_bytes` and `sha256`)."""
+
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What the job keeps: its source (`video_id`: the job's id in bucket `sources`) and its covers."""
+
+    video_id: str
+    source_format: str
+    stored_bytes: int
+    covers: dict[str, str]  # kind -> file id in bucket `covers`
+
+
 @dataclass
 class Uploads:
-    videos: MediaStore
+    sources: JobSources
     jobs: Jobs
     emitter: EventEmitter
     pending_events: PendingEventRetry
     quotas: Quotas
     max_upload_bytes: int
     public_status_url: str
+    work_dir: Path
+    scratch: ScratchBudget
+    max_streams: int
+    max_duration_seconds: float
 
     def accept(self, request: flask.Request, identity: Identity) -> flask.Response:
         if request.content_length is not None and \
@@ -100,57 +163,119 @@ class Uploads:
         if upload.container is None:
             raise HttpError(415, "not_media", "the file is not a video or audio container vid2mp3 reads "
                                               f"({', '.join(DEMUXERS)})")
-        try:
-            stored = self.videos.store(
-                job_id, upload.chunks, filename=upload.filename, max_bytes=min(self.max_upload_bytes, room),
-                metadata={"owner_id": identity.subject, "job_id": job_id, "container": upload.container},
-            )
-        except TooLarge:
-            if room < self.max_upload_bytes:
-                raise OverQuota("media_bytes", f"this upload would take your media past the limit of "
-                                f"{self.quotas.limits.media_bytes} bytes; wait for an MP3 to expire",
-                                3600).http_error() from None
-            raise too_large(self.max_upload_bytes) from None
-        except BadUpload as error:
-            raise HttpError(400, "bad_upload", str(error)) from None
-        except pymongo.errors.PyMongoError as error:
-            log.error("storing the upload of job %s failed: %s", job_id, error)
-            raise HttpError(503, "storage_unavailable", "the video could not be stored; try again",
-                            {"Retry-After": "5"}) from None
-        try:
-            # Form fields, read as the body streamed past, override the query's.
+        with self.scratch.held() as holding, self.work_folder(job_id) as folder:
+            self.hold(holding, request.content_length or 0)
+            try:
+                received = self.spool(upload.chunks, folder / "upload", holding,
+                                      max_bytes=min(self.max_upload_bytes, room))
+            except TooLarge:
+                if room < self.max_upload_bytes:
+                    raise OverQuota("media_bytes", f"this upload would take your media past the limit of "
+                                    f"{self.quotas.limits.media_bytes} bytes; wait for an MP3 to expire",
+                                    3600).http_error() from None
+                raise too_large(self.max_upload_bytes) from None
+            except BadUpload as error:
+                raise HttpError(400, "bad_upload", str(error)) from None
+            # Form fields and parts, read as the body streamed past, override the query's.
             options = options_of({**query_fields, **upload.fields})
-        except HttpError:
-            self.videos.remove(job_id)
-            raise
-        accepted = self.accept_stored(identity.subject, stored, upload.filename, upload.container, options,
-                                      undo=self.undo)
+            cover, chapters = side_parts(upload.parts)
+            extracted = self.extract(folder / "upload", folder, cover=cover, chapters=chapters)
+            accepted = self.keep(identity.subject, job_id, extracted, received, upload.filename, upload.container,
+                                 options, undo=self.undo)
         return json_response(accepted.model_dump(mode="json"), 202, {"Location": accepted.status_url})
 
-    def accept_stored(self, owner_id: str, stored: StoredFile, filename: str, container: str,
-                      options: ConversionOptions, undo: Callable[[str], None]) -> UploadAccepted:
-        """The one way a stored video becomes a job, for the one-shot and the resumable upload alike: records the
+    def work_folder(self, job_id: str) -> Any:
+        return work_folder(self.work_dir, f"{SCRATCH_PREFIX}{job_id}.")
+
+    def hold(self, holding: ScratchHolding, size: int) -> None:
+        """Holds room on the scratch disk for an upload of `size` bytes so far; 503 when it has none now."""
+        try:
+            holding.at_least(SCRATCH_PER_BYTE * size)
+        except ScratchFull as full:
+            log.warning("an upload waits for scratch room: %s", full)
+            raise HttpError(503, "busy", "the server has no room for this upload just now; try again",
+                            {"Retry-After": "10"}) from None
+
+    def spool(self, chunks: Iterable[bytes], target: Path, holding: ScratchHolding, *,
+              max_bytes: int | None = None) -> Received:
+        """Writes the upload to `target`, hashing it as it goes; TooLarge past `max_bytes`."""
+        digest, size = hashlib.sha256(), 0
+        with target.open("wb") as file:
+            for chunk in chunks:
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise TooLarge(f"more than {max_bytes} bytes")
+                self.hold(holding, size)
+                digest.update(chunk)
+                file.write(chunk)
+        return Received(size, digest.hexdigest())
+
+    def extract(self, upload: Path, folder: Path, *, cover: bytes | None = None, chapters: list[Chapter] | None = None,
+                heartbeat: Callable[[], bool] = lambda: True) -> Extracted:
+        try:
+            return extraction.extract(upload, folder, max_streams=self.max_streams,
+                                      max_duration=self.max_duration_seconds, client_cover=cover, chapters=chapters,
+                                      heartbeat=heartbeat)
+        except Rejected as rejected:
+            log.info("upload refused by the extraction: %s: %s", rejected.reason, rejected.message)
+            raise refusal(rejected) from None
+
+    def keep(self, owner_id: str, job_id: str, extracted: Extracted, received: Received, filename: str,
+             container: str, options: ConversionOptions, undo: Callable[[str], None]) -> UploadAccepted:
+        """Stores the source and the covers, then records the job and emits its event (`accept_stored`)."""
+        try:
+            kept = self.store(owner_id, job_id, extracted, received, filename, container)
+        except pymongo.errors.PyMongoError as error:
+            log.error("storing the source of job %s failed: %s", job_id, error)
+            self.remove_kept(job_id)
+            raise HttpError(503, "storage_unavailable", "the upload could not be stored; try again",
+                            {"Retry-After": "5"}) from None
+        return self.accept_stored(owner_id, job_id, received, kept, filename, container, options, undo)
+
+    def store(self, owner_id: str, job_id: str, extracted: Extracted, received: Received, filename: str,
+              container: str) -> Kept:
+        kept = self.sources.keep(
+            job_id, owner_id, source=extracted.source, source_format=extracted.source_format,
+            name=f"{Path(filename).stem or 'audio'}.{extraction.SOURCE_FORMATS[extracted.source_format][1]}",
+            covers={kind: (cover.path, cover.content_type) for kind, cover in extracted.covers.items()},
+            received_bytes=received.size_bytes, container=container)
+        return Kept(video_id=job_id, source_format=extracted.source_format, stored_bytes=kept.stored_bytes,
+                    covers=kept.covers)
+
+    def remove_kept(self, job_id: str) -> None:
+        """The source and covers of the job, as far as they were stored (safe to repeat)."""
+        try:
+            self.sources.remove_kept(job_id)
+        except pymongo.errors.PyMongoError as error:  # the reconcile sweeps remove what is left
+            log.error("could not remove the source of job %s: %s", job_id, error)
+
+    def accept_stored(self, owner_id: str, job_id: str, received: Received, kept: Kept, filename: str,
+                      container: str, options: ConversionOptions, undo: Callable[[str], None]) -> UploadAccepted:
+        """The one way a stored source becomes a job, for the one-shot and the resumable upload alike: records the
         job with its event in the outbox, emits it, and answers what the client is told (the 202's body).
         `undo(job_id)` clears what is left should the job not be recorded."""
         bitrate = options.cbr_kbps or DEFAULT_BITRATE_KBPS
         event = VideoUploaded(
-            job_id=stored.file_id, owner_id=owner_id, video_id=stored.file_id, filename=filename,
-            size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=bitrate,  # type: ignore[arg-type]
-            uploaded_at=now(), options=options.for_event(),
+            job_id=job_id, owner_id=owner_id, video_id=kept.video_id, filename=filename,
+            size_bytes=received.size_bytes, sha256=received.sha256, bitrate_kbps=bitrate,  # type: ignore[arg-type]
+            uploaded_at=now(), options=options.for_event(), stored_bytes=kept.stored_bytes,
         )
-        self.record_and_emit(event, container, undo)
+        self.record_and_emit(event, container, kept, undo)
         return UploadAccepted(job_id=event.job_id, state=JobState.UPLOADED, status_url=self.status_url(event.job_id),
-                              filename=filename, size_bytes=stored.size_bytes, sha256=stored.sha256,
-                              bitrate_kbps=bitrate, options=options.given())
+                              filename=filename, size_bytes=received.size_bytes, received_bytes=received.size_bytes,
+                              stored_bytes=kept.stored_bytes, sha256=received.sha256, bitrate_kbps=bitrate,
+                              options=options.given())
 
     def status_url(self, job_id: str) -> str:
         return f"{self.public_status_url.rstrip('/')}/{job_id}"
 
-    def record_and_emit(self, event: VideoUploaded, container: str, undo: Callable[[str], None]) -> None:
+    def record_and_emit(self, event: VideoUploaded, container: str, kept: Kept, undo: Callable[[str], None]) -> None:
         job: dict[str, Any] = {
             "_id": event.job_id, "owner_id": event.owner_id, "video_id": event.video_id,
             "filename": event.filename, "size_bytes": event.size_bytes, "sha256": event.sha256,
             "bitrate_kbps": event.bitrate_kbps, "container": container,
+            "received_bytes": event.size_bytes, "stored_bytes": kept.stored_bytes,
+            "source_format": kept.source_format, "covers": kept.covers,
             **({"options": event.options.given()} if event.options else {}),
         }
         try:
@@ -176,9 +301,9 @@ class Uploads:
     def undo(self, job_id: str) -> None:
         try:
             self.jobs.delete(job_id)
-            self.videos.remove(job_id)
         except pymongo.errors.PyMongoError as error:  # the reconcile sweep removes what is left
-            log.error("could not remove the remains of job %s: %s", job_id, error)
+            log.error("could not remove the record of job %s: %s", job_id, error)
+        self.remove_kept(job_id)
 
 
 def too_large(limit: int) -> HttpError:

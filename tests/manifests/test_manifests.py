@@ -1027,7 +1027,8 @@ def test_image_runs_an_existing_function_target_as_non_root(image: str) -> None:
     assert entry.source and entry.source.endswith(f"functions/{function}/main.py")
     assert entry.user and entry.user.split(":")[0].isdigit() and entry.user.split(":")[0] != "0"
     assert ":" in entry.base and not entry.base.endswith(":latest"), f"{entry.base}: pin the base image"
-    assert entry.installs_ffmpeg == (function in {"convert", "segment"}), "ffmpeg in the converters' images only"
+    assert entry.installs_ffmpeg == (function in {"convert", "segment", "upload"}), \
+        "ffmpeg in the images of the converters and of the upload (its extraction) only"
     tuning = {name: entry.env.get(name) for name in ALLOCATOR_TUNING}
     assert tuning == ALLOCATOR_TUNING, "the image's allocator settings differ from the local stack's"
     main = ROOT / "functions" / function / "main.py"

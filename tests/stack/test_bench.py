@@ -12,7 +12,7 @@ import pytest
 
 from bench import segments as bench_segments
 from bench.conversion import ConvertBench, Report, judge, token_subject
-from storage.media import AUDIO, VIDEOS, MediaStore
+from storage.media import AUDIO, SOURCES, MediaStore
 from tests.support import make_clip, new_user
 from transcoding.plan import FanOutPolicy
 
@@ -39,7 +39,7 @@ def test_the_convert_step_bench_times_every_phase_of_a_real_conversion(endpoints
     assert all(seconds >= 0 for seconds in phases.values()), phases
     assert sum(phases.values()) == pytest.approx(elapsed)
     # Each measurement starts from the same stored media: nothing of the job is left.
-    assert not MediaStore(database, VIDEOS).exists(job["video_id"])
+    assert not MediaStore(database, SOURCES).exists(job["video_id"])
     assert not MediaStore(database, AUDIO).exists(job["_id"])
 
 

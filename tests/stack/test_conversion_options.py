@@ -28,7 +28,7 @@ from events.options import ConversionOptions, parse_options
 from functions.convert.conversion import Converter
 from jobs.records import FINAL_STATES, Jobs
 from stack.config import LOCAL
-from storage.media import AUDIO, TRACKS, VIDEOS, MediaStore, remove_job_media
+from storage.media import AUDIO, TRACKS, JobSources, MediaStore, remove_job_media
 from tests.audio_quality import decode, make_source
 from tests.support import new_user, stage_job, wait_for
 from transcoding.plan import FanOutPolicy, Mode
@@ -245,7 +245,7 @@ class OnStack:
         self.work_dir.mkdir(parents=True, exist_ok=True)
 
     def converter(self, fan_out: FanOutPolicy | None = None) -> Converter:
-        return Converter(jobs=self.jobs, videos=MediaStore(self.database, VIDEOS),
+        return Converter(jobs=self.jobs, sources=JobSources(self.database),
                          audio=MediaStore(self.database, AUDIO),
                          emitter=EventEmitter(self.endpoints["BROKER_INGRESS_URL"], "convert"),
                          work_dir=self.work_dir, max_duration_seconds=3600, max_streams=32,

@@ -7,6 +7,8 @@ never see what these tests emit."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
 import threading
 import time
 import uuid
@@ -38,8 +40,8 @@ from functions.reconcile.sweeps import Reconciler
 from jobs.links import DownloadLinks
 from jobs.records import Jobs
 from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, LOCAL_STACK_QUOTAS, ROOT, RUN
-from storage.media import AUDIO, VIDEOS, MediaStore
-from tests.support import Sink, download_link_keys, make_clip, new_user, wait_for
+from storage.media import AUDIO, COVERS, SOURCES, VIDEOS, MediaStore
+from tests.support import Sink, download_link_keys, make_clip, new_user, probe, stage_job, wait_for
 from transcoding.fanout import FanOutRecord
 
 pytestmark = pytest.mark.stack
@@ -96,17 +98,10 @@ def post_event(client: FlaskClient, payload: EventPayload, mode: str) -> Any:
     return client.post("/", headers=headers, data=body)
 
 
-def seed_job(database: Any, owner_id: str, video: Path, bitrate: int = 192) -> VideoUploaded:
-    job_id = uuid.uuid4().hex
-    with video.open("rb") as file:
-        stored = MediaStore(database, VIDEOS).store_file(job_id, file, filename=video.name, metadata={})
-    event = VideoUploaded(job_id=job_id, owner_id=owner_id, video_id=job_id, filename=video.name,
-                          size_bytes=stored.size_bytes, sha256=stored.sha256, bitrate_kbps=bitrate,  # type: ignore[arg-type]
-                          uploaded_at=datetime.now(UTC))
-    jobs = Jobs(database)
-    jobs.create({"_id": job_id, "owner_id": owner_id, "video_id": job_id, "filename": video.name,
-                 "size_bytes": stored.size_bytes, "sha256": stored.sha256, "bitrate_kbps": bitrate}, event)
-    jobs.clear_pending(job_id, event.event_id())
+def seed_job(database: Any, owner_id: str, video: Path, bitrate: int = 192, *, extract: bool = True) -> VideoUploaded:
+    """A job as the upload leaves it (tests/support.py stage_job), its event already sent."""
+    event = stage_job(database, video, owner_id, bitrate, extract=extract)  # type: ignore[arg-type]
+    Jobs(database).clear_pending(event.job_id, event.event_id())
     return event
 
 
@@ -163,10 +158,18 @@ def test_upload_multipart_stores_records_and_emits(app: Callable[[str], FlaskCli
     job = Jobs(database).get(job_id)
     assert job["state"] == "uploaded" and job["owner_id"] == owner_of(token)
     assert "pending_event" not in job  # sent: nothing for the reconcile sweep to send again
-    assert MediaStore(database, VIDEOS).exists(job_id)
+    # What is kept: the audio (an m4a: the clip is an MP4 with AAC) and the frame, never the video.
+    assert (job["source_format"], job["received_bytes"]) == ("mp4", video.stat().st_size)
+    assert MediaStore(database, SOURCES).exists(job_id) and not MediaStore(database, VIDEOS).exists(job_id)
+    assert job["covers"] == {"frame": f"{job_id}/frame"} and MediaStore(database, COVERS).exists(f"{job_id}/frame")
+    stored = sum(document["length"] for bucket in (SOURCES, COVERS)
+                 for document in database[f"{bucket}.files"].find({"metadata.job_id": job_id}))
+    assert response.json["stored_bytes"] == job["stored_bytes"] == stored < video.stat().st_size
     [event] = sink.events()
     assert event["attributes"]["type"] == "io.vid2mp3.video.uploaded.v1"
     assert event["data"]["bitrate_kbps"] == 256 and event["data"]["size_bytes"] == video.stat().st_size
+    assert event["data"]["stored_bytes"] == stored and event["data"]["video_id"] == job_id
+    assert list(tmp_path.glob("upload.*")) == [], "the spool is gone"
 
 
 def test_upload_raw_body(app: Callable[[str], FlaskClient], bearer: Any, tmp_path: Path) -> None:
@@ -175,6 +178,80 @@ def test_upload_raw_body(app: Callable[[str], FlaskClient], bearer: Any, tmp_pat
     response = app("upload").post("/?filename=raw.mkv&bitrate=320", headers=headers, data=video.read_bytes(),
                                   content_type="application/octet-stream")
     assert response.status_code == 202 and response.json["bitrate_kbps"] == 320
+
+
+def test_upload_refused_by_the_extraction_answers_its_reason_and_keeps_nothing(
+        app: Callable[[str], FlaskClient], bearer: Any, sink: Sink, database: Any, tmp_path: Path) -> None:
+    headers, _ = bearer
+    silent = make_clip(tmp_path / "silent.mp4", seconds=1, audio=None)
+    response = app("upload").post("/?filename=silent.mp4", headers=headers, data=silent.read_bytes(),
+                                  content_type="application/octet-stream")
+    assert response.status_code == 422 and response.json["error"] == "no_audio", response.json
+    assert "audio" in response.json["message"]
+    assert sink.requests == [] and database["jobs"].count_documents({}) == 0
+    assert all(database[f"{bucket}.files"].count_documents({}) == 0 for bucket in ("videos", SOURCES, COVERS))
+    assert list(tmp_path.glob("upload.*")) == [], "the spool is gone"
+
+
+def test_upload_takes_a_clients_cover_and_chapters_beside_an_extract(
+        app: Callable[[str], FlaskClient], bearer: Any, database: Any, tmp_path: Path) -> None:
+    """What a client that extracted the audio itself sends: the audio (no picture of its own), the video's frame as
+    `cover` and the chapters its library could not write as `chapters`."""
+    headers, _ = bearer
+    extract = make_clip(tmp_path / "extract.m4a", seconds=4, video=False)
+    cover = tmp_path / "cover.png"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=800x600:rate=1", "-frames:v", "1",
+                    str(cover)], check=True)
+    chapters = '[{"start": 0, "end": 2, "title": "One"}, {"start": 2, "title": "Two"}]'
+    response = app("upload").post("/", headers=headers, content_type="multipart/form-data", data={
+        "file": (extract.open("rb"), "talk.m4a"), "cover": (cover.open("rb"), "cover.png", "image/png"),
+        "chapters": (io.BytesIO(chapters.encode()), "chapters.json", "application/json")})
+    assert response.status_code == 202, response.json
+    job = Jobs(database).get(response.json["job_id"])
+    assert job is not None and set(job["covers"]) == {"frame"}
+    frame = tmp_path / "frame.jpg"
+    with frame.open("wb") as file:
+        assert MediaStore(database, COVERS).copy_to(job["covers"]["frame"], file)
+    assert frame.read_bytes()[:3] == b"\xff\xd8\xff" and probe(frame)["streams"][0]["width"] == 600
+    source = tmp_path / "source.m4a"
+    with source.open("wb") as file:
+        assert MediaStore(database, SOURCES).copy_to(job["video_id"], file)
+    found = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(source)],
+                           capture_output=True, check=True).stdout
+    assert [chapter["tags"]["title"] for chapter in json.loads(found)["chapters"]] == ["One", "Two"]
+
+
+@pytest.mark.parametrize(("parts", "fields"), [
+    ({"cover": (b"GIF89a" + bytes(64), "cover.gif")}, {"cover"}),
+    ({"cover": (b"\xff\xd8\xff" + bytes(600 * 1024), "big.jpg")}, {"cover"}),
+    ({"chapters": (b"[{\"start\": -1}]", "c.json")}, {"chapters"}),
+    ({"cover": (b"", "empty.jpg"), "chapters": (b"nonsense", "c.json")}, {"cover", "chapters"}),
+])
+def test_upload_refuses_bad_cover_and_chapters_parts_naming_them(
+        app: Callable[[str], FlaskClient], bearer: Any, database: Any, tmp_path: Path,
+        parts: dict[str, tuple[bytes, str]], fields: set[str]) -> None:
+    headers, _ = bearer
+    clip = make_clip(tmp_path / "clip.mp4", seconds=1)
+    response = app("upload").post("/", headers=headers, content_type="multipart/form-data", data={
+        "file": (clip.open("rb"), "clip.mp4"),
+        **{name: (io.BytesIO(data), filename) for name, (data, filename) in parts.items()}})
+    assert response.status_code == 422 and response.json["error"] == "invalid_options", response.json
+    assert set(response.json["fields"]) == fields
+    assert database["jobs"].count_documents({}) == 0 and database[f"{SOURCES}.files"].count_documents({}) == 0
+
+
+def test_the_upload_function_clears_its_scratch_folders_when_it_starts(
+        app: Callable[[str], FlaskClient], tmp_path: Path) -> None:
+    """What a process killed mid-extraction left (its spool, half an extraction) goes when the function starts
+    again; another function's folders in the same place stay."""
+    left = tmp_path / "upload.0123456789abcdef0123456789abcdef.x1y2z3"
+    left.mkdir()
+    (left / "upload").write_bytes(b"half a video")
+    (left / "source.m4a").write_bytes(b"half an extraction")
+    other = tmp_path / "0123456789abcdef0123456789abcdef.convert.abc"
+    other.mkdir()
+    app("upload")
+    assert not left.exists() and other.exists()
 
 
 @pytest.mark.parametrize(("body", "query", "status", "code"), [
@@ -189,7 +266,7 @@ def test_upload_refusals(app: Callable[[str], FlaskClient], bearer: Any, sink: S
     response = app("upload").post(f"/{query}", headers=headers, data=body, content_type="application/octet-stream")
     assert response.status_code == status and response.json["error"] == code
     assert sink.requests == [] and database["jobs"].count_documents({}) == 0
-    assert database["videos.chunks"].count_documents({}) == 0
+    assert all(database[f"{bucket}.chunks"].count_documents({}) == 0 for bucket in ("videos", SOURCES, COVERS))
 
 
 def test_upload_over_the_limit_is_refused_before_reading(app: Callable[[str], FlaskClient], bearer: Any) -> None:
@@ -219,7 +296,7 @@ def test_upload_is_kept_while_the_broker_is_away_and_its_event_leaves_when_it_is
     job_id = response.json["job_id"]
     job = Jobs(database).get(job_id)
     assert job is not None and job["state"] == "uploaded" and job["owner_id"] == owner_of(token)
-    assert database["videos.files"].count_documents({"_id": job_id}) == 1
+    assert database[f"{SOURCES}.files"].count_documents({"_id": job_id}) == 1
     wait_for(lambda: "pending_event" not in Jobs(database).get(job_id), 30, "the pending event to leave")
     sent = [event for event in sink.events() if event["attributes"].get("subject") == job_id]
     assert len(sent) == 5 and sent[-1]["attributes"]["type"] == VideoUploaded.event_type
@@ -238,7 +315,9 @@ def test_convert_makes_one_mp3_however_often_delivered(app: Callable[[str], Flas
     assert job["state"] == "done" and job["audio"]["duration_seconds"] > 1.9
     assert [step["state"] for step in job["history"]] == ["uploaded", "converting", "done"]
     assert database["audio.files"].count_documents({}) == 1
-    assert not MediaStore(database, VIDEOS).exists(event.video_id)  # the source goes once the MP3 is stored
+    # The source and covers go once the MP3 is stored.
+    assert not MediaStore(database, SOURCES).exists(event.video_id)
+    assert database[f"{COVERS}.files"].count_documents({}) == 0
     assert [e["attributes"]["type"] for e in sink.events()] == [AUDIO_CONVERTED]
     assert list(tmp_path.glob(f"{event.job_id}.*")) == []  # the work dir is gone
 
@@ -353,7 +432,8 @@ def test_segment_takes_over_from_a_worker_that_stopped_renewing(app: Callable[[s
 
 def test_convert_failure_is_recorded_and_announced(app: Callable[[str], FlaskClient], sink: Sink, database: Any,
                                                    tmp_path: Path) -> None:
-    event = seed_job(database, "42", make_clip(tmp_path / "mute.mp4", seconds=1, audio=None))
+    # A source convert cannot use (the upload's extraction refuses such a file: as if it were damaged since).
+    event = seed_job(database, "42", make_clip(tmp_path / "mute.mp4", seconds=1, audio=None), extract=False)
     assert post_event(app("convert"), event, "binary").status_code == 200
     job = Jobs(database).get(event.job_id)
     assert job["state"] == "failed" and job["failure"]["reason"] == "no_audio"

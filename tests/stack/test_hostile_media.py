@@ -2,13 +2,15 @@
 ffmpeg themselves: random and empty files, truncated and valid-but-unusual MP4s, playlists and concat lists that
 point at other files or a listening port, duration, stream-count and frame-size bombs, oversized uploads and
 hostile file names. Holds: 0 wrongly accepted, 0 connections made, 0 foreign bytes in any output, 0 crashes,
-every refusal a clear reason."""
+every refusal a clear reason; the upload's extraction refuses what the conversion refuses, with the same reason,
+and leaves nothing on the scratch disk."""
 
 from __future__ import annotations
 
 import json
 import random
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -17,6 +19,7 @@ import sys
 import time
 import unicodedata
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,8 +42,8 @@ from tests.reliability_support import (
     made,
     tone_mp3,
 )
-from transcoding import ffmpeg_tools
-from transcoding.media_formats import sniff_container
+from transcoding import extraction, ffmpeg_tools
+from transcoding.media_formats import SNIFF_BYTES, sniff_container
 
 FIGURES_SUITE = "hostile_media"  # the figures fixture writes .local/figures/hostile_media.json
 
@@ -259,7 +262,10 @@ class Outcome:
 
     @property
     def refusal(self) -> str | None:
-        """`upload:<status>` or the job's failure reason; None when the media was accepted and converted."""
+        """The reason the upload's extraction (422, its `error`) or the job (its failure) gave, or `upload:<status>`
+        for any other refusal; None when the media was accepted and converted."""
+        if self.upload_status == 422:
+            return str(self.upload_answer.get("error"))
         if self.upload_status != 202:
             return f"upload:{self.upload_status}"
         if self.job and self.job["state"] == "failed":
@@ -342,6 +348,8 @@ def outcomes(stack: Stack, user: User, listener: ConnectionCounter, figures: Fig
         "tried": len(results),
         "valid_converted": sum(o.case.expect == "convert" and o.refusal is None for o in results.values()),
         "refused_at_upload": sum(o.upload_status != 202 for o in results.values()),
+        "refused_by_the_upload_extraction": sum(o.upload_status == 422 for o in results.values()),
+        "scratch_folders_left": len(list((LOCAL / "work").glob("upload.*"))),
         "failed_with_reason": sum(o.upload_status == 202 and o.refusal is not None for o in results.values()),
         "bombs_converted_to_real_length": sum(o.case.expect == "bounded" and o.refusal is None
                                               for o in results.values()),
@@ -375,6 +383,11 @@ def test_hostile_media_through_the_pipeline(case: Case, outcomes: dict[str, Outc
     assert len(outcome.reason_message) >= 10, outcome.reason_message
     assert str(LOCAL) not in outcome.reason_message and "/tmp/" not in outcome.reason_message, \
         outcome.reason_message
+
+
+def test_the_upload_leaves_nothing_on_its_scratch_disk(outcomes: dict[str, Outcome]) -> None:
+    """Every spool and extraction of the corpus, refused or kept, removed (the stack's WORK_DIR)."""
+    assert list((LOCAL / "work").glob("upload.*")) == []
 
 
 def test_no_connections_no_crash(outcomes: dict[str, Outcome], listener: ConnectionCounter,
@@ -508,6 +521,70 @@ peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps({"outcome": outcome, "seconds": round(time.monotonic() - started, 2), "peak_mib": round(peak)}))
 """
 
+# The probe's refusals: what the extraction must answer with the same reason as the conversion.
+PROBE_REASONS = ("not_media", "no_audio", "too_long", "too_many_streams")
+# What a conversion can stop on past the probe: the extraction may say it first, or keep the audio for convert.
+LATER_REASONS = ("conversion_error", "invalid_output")
+
+
+def as_convert_does(source: Path, work: Path) -> str:
+    """The outcome of the converter's probe, encode and output check on `source` as it stands: "converted" or the
+    reason (what convert did with an uploaded video before uploads kept only the audio)."""
+    try:
+        probed = ffmpeg_tools.probe(source, max_streams=MAX_STREAMS, max_duration=MAX_DURATION_SECONDS)
+        target = work / "out.mp3"
+        command = ffmpeg_tools.conversion_command(source, target, copy=probed.audio_codec == "mp3", bitrate_kbps=128,
+                                                  max_duration=MAX_DURATION_SECONDS)
+        ffmpeg_tools.run(command, expected_duration=probed.audio_duration, timeout=150, heartbeat=lambda _: True)
+        ffmpeg_tools.verify(target, expected_duration=probed.audio_duration, max_duration=MAX_DURATION_SECONDS)
+    except ffmpeg_tools.Rejected as rejected:
+        return str(rejected.reason)
+    return "converted"
+
+
+def as_the_upload_extracts(source: Path, work: Path) -> str:
+    try:
+        extraction.extract(source, work, max_streams=MAX_STREAMS, max_duration=MAX_DURATION_SECONDS)
+    except ffmpeg_tools.Rejected as rejected:
+        return str(rejected.reason)
+    return "extracted"
+
+
+def test_the_upload_refuses_what_convert_refuses_with_the_same_reason(listener: ConnectionCounter, figures: Figures,
+                                                                     tmp_path: Path) -> None:
+    """Every file of the corpus that passes the upload's container check (the bombs run only here too), through the
+    upload's extraction and through the conversion as it ran on whole videos: a refusal by the probe is the same
+    reason at both; what converts is extracted; what fails later may fail at either, never be refused for another
+    reason."""
+    compared: dict[str, dict[str, str]] = {}
+    for case in (*CASES, *IN_PROCESS_ONLY):
+        content = case.make(listener.port)
+        if sniff_container(content[:SNIFF_BYTES]) is None:
+            continue  # 415 or 400 at the upload, before any ffmpeg
+        folder = tmp_path / case.name
+        (folder / "convert").mkdir(parents=True)
+        (folder / "extract").mkdir()
+        source = folder / case.filename
+        source.write_bytes(content)
+        compared[case.name] = {"convert": as_convert_does(source, folder / "convert"),
+                               "upload": as_the_upload_extracts(source, folder / "extract")}
+    figures["same_refusals"] = {
+        "compared": len(compared),
+        "same_probe_reason": sum(outcome["convert"] in PROBE_REASONS and outcome["upload"] == outcome["convert"]
+                                 for outcome in compared.values()),
+        "cases": compared,
+    }
+    for name, outcome in compared.items():
+        if outcome["convert"] in PROBE_REASONS:
+            assert outcome["upload"] == outcome["convert"], (name, outcome)
+        elif outcome["convert"] == "converted":
+            assert outcome["upload"] == "extracted", (name, outcome)
+        else:
+            assert outcome["convert"] in LATER_REASONS and outcome["upload"] in (*LATER_REASONS, "extracted"), \
+                (name, outcome)
+    assert len(compared) >= 20
+
+
 BOMBS = ("silence_4_hours", "mp3_header_claims_121_hours", "streams_999", "streams_5000", "enormous_frames",
          "duration_claim_49_days", "timestamps_over_years", "random_after_ftyp")
 
@@ -585,9 +662,12 @@ def small_upload_function(endpoints: dict[str, str]) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    work = LOCAL / "work" / f"small-upload-{uuid.uuid4().hex[:8]}"  # its own: it clears its scratch folders at start
+    work.mkdir(parents=True)
     env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", "MONGO_URI": endpoints["MONGO_URI"],
            "K_SINK": endpoints["BROKER_INGRESS_URL"], "JWKS_URL": endpoints["JWKS_URL"],
-           "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "MAX_UPLOAD_BYTES": str(1 << 20), "THREADS": "4"}
+           "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "MAX_UPLOAD_BYTES": str(1 << 20), "THREADS": "4",
+           "WORK_DIR": str(work)}
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("functions-framework")), "--source=functions/upload/main.py",
          "--target=upload", "--host=127.0.0.1", f"--port={port}"],
@@ -606,11 +686,13 @@ def small_upload_function(endpoints: dict[str, str]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=15)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_oversized_uploads_answer_413_without_reading_the_body(stack: Stack, user: User, figures: Figures,
                                                                small_upload_function: str) -> None:
-    stored_before = stack.db["videos.files"].count_documents({"metadata.owner_id": user.account_id})
+    stored_before = sum(stack.db[f"{bucket}.files"].count_documents({"metadata.owner_id": user.account_id})
+                        for bucket in ("videos", "sources"))
     results: dict[str, Any] = {}
     # The stack's own upload function (2 GiB limit): a declared 3 GiB body, of which 256 KiB are ever sent.
     timer = Timer()
@@ -630,7 +712,8 @@ def test_oversized_uploads_answer_413_without_reading_the_body(stack: Stack, use
         timer = Timer()
         status, sent = raw_request(small_upload_function, request_head(small_upload_function, user, header), body)
         results[label] = {"status": status, "body_bytes_sent": sent, "seconds": timer.seconds}
-    stored_after = stack.db["videos.files"].count_documents({"metadata.owner_id": user.account_id})
+    stored_after = sum(stack.db[f"{bucket}.files"].count_documents({"metadata.owner_id": user.account_id})
+                       for bucket in ("videos", "sources"))
     results["videos_left_stored"] = stored_after - stored_before
     figures["oversized_uploads"] = results
     for label, result in results.items():

@@ -22,18 +22,18 @@ from pymongo import monitoring
 from bench.lifetimes import forget_seeded, seed_settled_jobs
 from events import EventEmitter
 from functions.reconcile.lifetimes import JOB_ENDINGS, LEDGER_PULL_BATCH, RECONCILE_STATE, Lifetimes, Purged
-from functions.reconcile.pacing import Pacing
 from functions.reconcile.sweeps import Reconciler
 from jobs.records import FINISHED_JOBS, OWNER_JOB_LISTS, Jobs
 from runtime.clock import now
 from storage import mysql
-from storage.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore
+from storage.media import AUDIO, COVERS, SEGMENTS, SOURCES, TRACKS, VIDEOS, MediaStore
+from storage.pacing import Pacing
 from tests.reliability_support import Stack, User, clip
 from tests.support import wait_for
 
 pytestmark = pytest.mark.stack
 
-BUCKETS = (VIDEOS, AUDIO, TRACKS, SEGMENTS)
+BUCKETS = (SOURCES, COVERS, VIDEOS, AUDIO, TRACKS, SEGMENTS)
 
 
 def reconciler(stack: Stack, job_lifetime: timedelta, batch_size: int = 500) -> Reconciler:
@@ -53,7 +53,8 @@ def traces_of(database: Any, job_id: str) -> dict[str, int]:
     for bucket in BUCKETS:
         found[f"{bucket} files"] = database[f"{bucket}.files"].count_documents(
             {"$or": [{"_id": job_id}, {"metadata.job_id": job_id}]})
-        found[f"{bucket} chunks"] = database[f"{bucket}.chunks"].count_documents({"files_id": job_id})
+        found[f"{bucket} chunks"] = database[f"{bucket}.chunks"].count_documents(
+            {"files_id": {"$in": [job_id, f"{job_id}/frame", f"{job_id}/attached"]}})
     return found
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from vid2mp3_client.api import ClientError
 
-from events import AUDIO_CONVERTED, CONVERSION_FAILED, NOTIFICATION_SENT
+from events import AUDIO_CONVERTED, NOTIFICATION_SENT
 from tests.support import audio_duration, event_tap, make_clip, new_user, probe, wait_for
 
 pytestmark = pytest.mark.stack
@@ -96,19 +96,19 @@ def test_another_user_sees_neither_job_nor_mp3(endpoints: dict[str, str], tmp_pa
     assert not (tmp_path / "stolen.mp3").exists()
 
 
-def test_a_video_without_audio_fails_with_a_reason_and_one_event(endpoints: dict[str, str], tmp_path: Path) -> None:
+def test_a_video_without_audio_is_refused_at_the_upload_with_its_reason(endpoints: dict[str, str],
+                                                                       tmp_path: Path) -> None:
+    """The upload's extraction refuses what convert would fail (the same reason), before a job exists: nothing is
+    kept, no event, no email."""
     video = make_clip(tmp_path / "silent-film.mp4", seconds=2, audio=None)
     client, email = new_user(endpoints)
-    with event_tap(endpoints, [CONVERSION_FAILED, AUDIO_CONVERTED]) as tap:
-        job = client.follow(client.upload(video)["job_id"], lambda _: None, timeout=60, interval=0.2)
-        assert job["state"] == "failed"
-        assert job["failure"]["reason"] == "no_audio"
-        assert "no audio" in job["failure"]["message"]
-        wait_for(lambda: tap.events_for(job["job_id"]), 20, "the conversion failed event")
-        time.sleep(1.0)  # a duplicate could only show itself over time
-        failures = tap.events_for(job["job_id"])
-    assert [event["attributes"]["type"] for event in failures] == [CONVERSION_FAILED]
-    assert failures[0]["data"]["reason"] == "no_audio"
-    with pytest.raises(ClientError, match="409"):
-        client.download(job["job_id"], tmp_path / "none.mp3")
+    raw = requests.post(endpoints["UPLOAD_URL"], data=video.read_bytes(), timeout=60, headers={
+        **client._headers(), "Content-Type": "application/octet-stream"})
+    assert raw.status_code == 422 and raw.json() == {"error": "no_audio", "message": "the file has no audio track"}
+    with pytest.raises(ClientError, match="HTTP 422: the file has no audio track"):
+        client.upload(video)
+    listed = requests.get(f"{endpoints['STATUS_URL']}/", headers=client._headers(), timeout=10).json()
+    assert listed["jobs"] == [] and listed["usage"]["media_bytes"]["used"] == 0
+    assert listed["usage"]["jobs_in_flight"]["used"] == 0, "a refused upload gives its slot back"
+    time.sleep(1.0)  # an email could only show itself over time
     assert emails_to(endpoints, email) == []

@@ -67,11 +67,14 @@ def follow_stream(client: Vid2mp3, job_id: str, timeout: float = 120) -> list[di
 
 
 def media_left(stack_database: Any, job: dict[str, Any]) -> dict[str, int]:
-    """Files and chunks still stored for the job, by GridFS collection."""
+    """Files and chunks still stored for the job, by GridFS collection: its source and covers (what its upload kept),
+    its MP3, and any video of a resumable upload."""
     counts = {}
-    for bucket, file_id in (("videos", job["video_id"]), ("audio", job["_id"])):
-        counts[f"{bucket}.files"] = stack_database[f"{bucket}.files"].count_documents({"_id": file_id})
-        counts[f"{bucket}.chunks"] = stack_database[f"{bucket}.chunks"].count_documents({"files_id": file_id})
+    for bucket, file_ids in (("videos", [job["video_id"]]), ("sources", [job["video_id"]]),
+                             ("covers", [f"{job['_id']}/frame", f"{job['_id']}/attached"]), ("audio", [job["_id"]])):
+        counts[f"{bucket}.files"] = stack_database[f"{bucket}.files"].count_documents({"_id": {"$in": file_ids}})
+        counts[f"{bucket}.chunks"] = stack_database[f"{bucket}.chunks"].count_documents(
+            {"files_id": {"$in": file_ids}})
     return counts
 
 
@@ -232,12 +235,14 @@ def test_an_expired_mp3_answers_410_and_its_chunks_are_gone(endpoints: dict[str,
     record = stack_database["jobs"].find_one({"_id": job_id})
     expires_at = datetime.fromisoformat(job["audio"]["expires_at"])
     assert timedelta(hours=23, minutes=59) < expires_at - record["finished_at"] <= timedelta(hours=24)
-    # The source video goes as soon as the MP3 is stored (SOURCE_VIDEO_RETENTION_SECONDS is 0 by default).
-    def source_video_gone() -> dict[str, int]:
-        counts = media_left(stack_database, record)
-        return counts if counts["videos.files"] + counts["videos.chunks"] == 0 else {}
+    # The source and covers go as soon as the MP3 is stored (SOURCE_VIDEO_RETENTION_SECONDS is 0 by default).
+    assert record["covers"], "the clip has a picture: its frame was kept until the MP3 was made"
 
-    counts = wait_for(source_video_gone, 30, "the source video to be deleted")
+    def source_gone() -> dict[str, int]:
+        counts = media_left(stack_database, record)
+        return counts if sum(value for key, value in counts.items() if not key.startswith("audio.")) == 0 else {}
+
+    counts = wait_for(source_gone, 30, "the source and covers to be deleted")
     assert counts["audio.files"] == 1 and counts["audio.chunks"] >= 1
     user.download(job_id, tmp_path / "before.mp3")
 

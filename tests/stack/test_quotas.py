@@ -75,10 +75,10 @@ def assert_over(response: Any, limit: str) -> None:
 
 
 def stored(database: Any, owner_id: str) -> tuple[int, int, int]:
-    """The user's jobs, videos, and chunks of any video."""
+    """The user's jobs, the sources kept of their uploads, and chunks of any upload (videos, sources, covers)."""
     return (database["jobs"].count_documents({"owner_id": owner_id}),
-            database["videos.files"].count_documents({"metadata.owner_id": owner_id}),
-            database["videos.chunks"].count_documents({}))
+            database["sources.files"].count_documents({"metadata.owner_id": owner_id}),
+            sum(database[f"{bucket}.chunks"].count_documents({}) for bucket in ("videos", "sources", "covers")))
 
 
 # --- jobs in flight ----------------------------------------------------------------------------------------
@@ -172,7 +172,8 @@ def test_media_bytes_refused_before_reading_or_while_streaming_and_nothing_kept(
 def test_live_streams_per_user_and_the_usage_view(app: Callable[[str], FlaskClient], user: Any,
                                                   clip_bytes: bytes) -> None:
     headers, _ = user
-    job_id = upload(app("upload"), headers, clip_bytes).get_json()["job_id"]
+    accepted = upload(app("upload"), headers, clip_bytes).get_json()
+    job_id = accepted["job_id"]
     status = app("status")
     first = status.get(f"/{job_id}/events", headers=headers)
     assert first.status_code == 200
@@ -181,7 +182,8 @@ def test_live_streams_per_user_and_the_usage_view(app: Callable[[str], FlaskClie
     usage = status.get("/", headers=headers).get_json()["usage"]
     assert usage == {
         "jobs_in_flight": {"used": 1, "limit": 2}, "uploads_per_hour": {"used": 1, "limit": 4},
-        "media_bytes": {"used": len(clip_bytes), "limit": 10 * 1024 * 1024},
+        # What is stored counts (the audio and the cover kept of the clip), not what was sent.
+        "media_bytes": {"used": accepted["stored_bytes"], "limit": 10 * 1024 * 1024},
         "live_streams": {"used": 1, "limit": 1},
     }
     first.close()  # the client went away: its slot is free again

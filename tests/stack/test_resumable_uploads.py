@@ -146,6 +146,28 @@ def test_an_upload_cut_at_40_percent_resumes_into_the_right_mp3(endpoints: dict[
     tus.user.download(upload_id, target)
     assert probe(target)["streams"][0]["codec_name"] == "mp3"
     assert abs(audio_duration(target) - audio_duration(clip)) <= 0.1
+    # What the job kept is its audio (the clip's PCM track, in an .mka) and its frame; the video goes after the
+    # answer, paced, and the upload still answers complete once it is gone.
+    assert job["source_format"] == "matroska" and set(job["covers"]) == {"frame"}
+    wait_for(lambda: stored(stack_database, upload_id) == (None, 0), 60, "the finished upload's video to go")
+    assert tus.offset(url) == len(data)
+    assert tus.patch(url, len(data), b"more").status_code == 409
+
+
+def test_a_file_the_extraction_refuses_ends_the_upload_at_its_last_byte(endpoints: dict[str, str], tmp_path: Path,
+                                                                        stack_database: Any) -> None:
+    """A video without audio passes the first bytes' check; its last PATCH answers 422 with the conversion's
+    reason, no job is made, and its bytes go."""
+    tus = Tus(endpoints)
+    data = make_clip(tmp_path / "silent.mkv", seconds=2, audio=None).read_bytes()
+    url = tus.created(len(data))
+    refused = tus.patch(url, 0, data)
+    assert refused.status_code == 422 and refused.json()["error"] == "no_audio", refused.text
+    assert refused.headers["Tus-Resumable"] == "1.0.0"
+    upload_id = url.rsplit("/", 1)[1]
+    assert stack_database["jobs"].find_one({"_id": upload_id}) is None
+    wait_for(lambda: stored(stack_database, upload_id) == (None, 0), 30, "the refused upload's bytes to go")
+    assert tus.head(url).status_code == 404
 
 
 def test_a_checksum_mismatch_answers_460_and_keeps_the_offset(endpoints: dict[str, str], short_clip: Path,

@@ -31,7 +31,7 @@ from jobs.cancellation import Cancellation
 from jobs.records import FINAL_STATES, Jobs, JobState
 from jobs.view import job_view
 from stack.config import LOCAL
-from storage.media import AUDIO, SEGMENTS, TRACKS, VIDEOS, MediaStore, remove_job_media
+from storage.media import AUDIO, COVERS, SEGMENTS, SOURCES, TRACKS, JobSources, MediaStore, remove_job_media
 from tests.audio_quality import best_lag, click_ratio, decode, make_source, snr_db
 from tests.reliability_support import kill_function
 from tests.stack.test_tracing import a_trace_of_our_own, trace_holding
@@ -145,7 +145,7 @@ class OnStack:
         self.owner_id = f"segments-{uuid.uuid4().hex[:8]}"
 
     def converter(self, *, cpus: int = 2, fan_out: FanOutPolicy | None = None) -> Converter:
-        return Converter(jobs=self.jobs, videos=MediaStore(self.database, VIDEOS),
+        return Converter(jobs=self.jobs, sources=JobSources(self.database),
                          audio=MediaStore(self.database, AUDIO), emitter=self.emitter, work_dir=self.work_dir,
                          max_duration_seconds=3 * 3600, max_streams=32, ffmpeg_timeout_seconds=150,
                          audio_retention=timedelta(hours=1), cpus=cpus, segment_min_seconds=150, fan_out=fan_out,
@@ -279,7 +279,8 @@ def test_a_fanned_out_video_is_encoded_by_segment_instances_and_joined(
     assert sorted(job["fanout"]["done"]) == [0, 1, 2]
     assert on_stack.leftovers(job["_id"]) == {TRACKS: 0, SEGMENTS: 0, f"{TRACKS} orphan chunks": 0,
                                               f"{SEGMENTS} orphan chunks": 0, f"{AUDIO} orphan chunks": 0}
-    assert not MediaStore(on_stack.database, VIDEOS).exists(fanned_out.video_id), "the source is removed"
+    assert not MediaStore(on_stack.database, SOURCES).exists(fanned_out.video_id), "the source is removed"
+    assert on_stack.database[f"{COVERS}.files"].count_documents({"metadata.job_id": job["_id"]}) == 0
 
 
 def test_a_redelivered_segment_event_makes_no_second_copy(

@@ -241,7 +241,9 @@ def test_a_conversion_is_cancelled_from_the_page(tab: Tab, stack_database: Any, 
     assert not tab.page.is_visible("#cancel") and not tab.page.is_visible("#download")
     record = stack_database["jobs"].find_one({"filename": video.name})
     assert record["state"] == "cancelled"
-    assert stack_database["videos.files"].count_documents({"_id": record["video_id"]}) == 0
+    for bucket in ("videos", "sources"):
+        assert stack_database[f"{bucket}.files"].count_documents({"_id": record["video_id"]}) == 0
+    assert stack_database["covers.files"].count_documents({"metadata.job_id": record["_id"]}) == 0
     assert tab.problems == []
 
 

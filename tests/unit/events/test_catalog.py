@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent, from_http
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from events import (
     AUDIO_CONVERTED,
@@ -141,3 +141,19 @@ def test_a_cbr_quality_travels_as_the_bitrate_so_the_payload_stays_v1() -> None:
     assert options.cbr_kbps == 256 and options.for_event() is None
 
 
+
+
+def test_stored_bytes_is_left_out_when_absent_and_serves_a_v1_subscriber_when_present() -> None:
+    """`stored_bytes` (what the upload kept of the video: its source and covers) is new in v1 and optional, like
+    `options`: absent, the payload is the one v1 subscribers always received."""
+    schema = json.loads((SCHEMA_DIR / VideoUploaded.schema_file_name()).read_text())
+    before = schema_before_options()
+    del before["properties"]["stored_bytes"]
+    assert "stored_bytes" not in uploaded_event().model_dump(mode="json")
+    jsonschema.validate(uploaded_event().model_dump(mode="json"), before)
+    data = uploaded_event(stored_bytes=4096).model_dump(mode="json")
+    assert data["stored_bytes"] == 4096
+    jsonschema.validate(data, schema)
+    assert V1Subscriber.model_validate(data).video_id == JOB
+    with pytest.raises(ValidationError):
+        uploaded_event(stored_bytes=0)

@@ -61,3 +61,36 @@ def test_a_prefix_with_glob_characters_is_taken_literally(tmp_path: Path) -> Non
         assert folder.name.startswith(prefix)
         assert folders(tmp_path) == {*lookalikes, folder.name}
     assert folders(tmp_path) == lookalikes
+
+
+def test_what_a_killed_process_left_is_cleared_once_per_process(tmp_path: Path) -> None:
+    """At a function's start (its module loaded); loaded again in the same process (a test's app per request), it
+    leaves the folders of its own running uploads alone."""
+    from storage.scratch import clear_left_behind
+
+    for name in ("upload.a.1", "upload.b.2", "x.convert.3"):
+        (tmp_path / name).mkdir()
+    assert clear_left_behind(tmp_path, "upload.") == 2
+    assert folders(tmp_path) == {"x.convert.3"}
+    (tmp_path / "upload.c.running").mkdir()
+    assert clear_left_behind(tmp_path, "upload.") == 0
+    assert folders(tmp_path) == {"x.convert.3", "upload.c.running"}
+
+
+def test_the_scratch_budget_refuses_past_its_limit_and_gives_back_on_leaving() -> None:
+    from storage.scratch import ScratchBudget, ScratchFull
+
+    budget = ScratchBudget(100)
+    with budget.held() as first:
+        first.at_least(60)
+        first.at_least(40)  # already held: nothing more taken
+        assert budget.used == 60
+        with budget.held() as second:
+            second.take(40)
+            with pytest.raises(ScratchFull):
+                second.take(1)
+            assert budget.used == 100
+        assert budget.used == 60
+        with pytest.raises(ScratchFull), budget.held() as third:
+            third.take(41)
+    assert budget.used == 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from functions.reconcile.pacing import Pacing
+from storage.pacing import Pacing
 
 
 class Clock:

@@ -1,4 +1,5 @@
-"""Pacing: lets the reconcile step's deletions share the database with the service's own writes. The work goes in
+"""Pacing: lets large deletions (the reconcile step's sweeps; the upload's removal of a finished tus upload's video)
+share the database with the service's own writes. The work goes in
 short bursts (a burst ends after the first unit of work, or command of a file's chunk deletions, that takes it past
 `burst_seconds`), each followed by a rest in proportion to the burst's time, so that the sweep works at most
 `duty_cycle` of the time; and it stops for this sweep once `seconds_per_sweep` have passed since `begin`.
