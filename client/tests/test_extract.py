@@ -217,3 +217,14 @@ def test_memory_stays_flat_as_the_video_grows(media: Path, tmp_path: Path) -> No
     alone, grown = peak_kib(small, tmp_path / "small"), peak_kib(big, tmp_path / "big")
     print(f"peak memory: {alone} KiB for {small.stat().st_size} B, {grown} KiB for {big.stat().st_size} B")
     assert grown - alone < 16 * 1024 and Fraction(grown, alone) < Fraction(5, 4)
+
+
+def test_a_frame_that_cannot_be_decoded_leaves_the_audio_to_go_alone(two_tracks: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def undecodable(*_: Any) -> None:
+        raise ValueError("no decoder for this video codec")
+
+    monkeypatch.setattr("vid2mp3_client.extract.frame_at", undecodable)
+    made = extract(two_tracks, tmp_path)
+    assert made.frame is None and made.tracks == 2 and made.audio.exists()
+    assert made.frame_problem == "its frame could not be decoded (no decoder for this video codec)"

@@ -81,9 +81,11 @@ def extract(video: Path, folder: Path) -> Extract:
             target = folder / f"audio{SUFFIXES[muxer]}"
             copy_audio(source, target, muxer, pictures)
             tracks = len(source.streams.audio)
+    except NotExtracted:
+        raise
     except av.FFmpegError as error:
         raise NotExtracted(f"PyAV cannot read or copy it: {error.strerror or type(error).__name__}") from None
-    except (OSError, ValueError) as error:
+    except Exception as error:  # whatever stops the extract, the whole file still converts
         raise NotExtracted(f"PyAV cannot read or copy it: {error}") from None
     return Extract(audio=target, format=muxer, frame=frame, frame_problem=frame_problem, tracks=tracks,
                    source_bytes=video.stat().st_size)
@@ -189,7 +191,9 @@ def cover_frame(reader: av.container.InputContainer, target: Path) -> tuple[Path
         if frame is None:
             return None, "no frame could be decoded"
         upright(fitted(frame, stream)).save(str(target), qscale=FRAME_QUALITY)
-    except (av.FFmpegError, OSError, ValueError) as error:
+    except av.FFmpegError as error:
+        return None, f"its frame could not be decoded ({error.strerror or type(error).__name__})"
+    except Exception as error:  # a video codec the wheel lacks, say: the audio goes without the frame
         return None, f"its frame could not be decoded ({error})"
     return target, None
 
@@ -223,7 +227,7 @@ def frame_at(reader: av.container.InputContainer, stream: av.video.stream.VideoS
 def fitted(frame: av.video.frame.VideoFrame, stream: av.video.stream.VideoStream) -> av.video.frame.VideoFrame:
     """At most FRAME_MAX_SIDE px on its longer side, in its display proportions (non-square pixels made square),
     in the JPEG encoder's pixel format."""
-    aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    aspect = stream.sample_aspect_ratio or (stream.codec_context.sample_aspect_ratio if stream.codec_context else None)
     width, height = frame.width, frame.height
     if aspect and aspect > 0 and aspect != 1:
         width = round(width * Fraction(aspect))
