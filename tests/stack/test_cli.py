@@ -197,6 +197,13 @@ def dominant_hz(mp3: Path) -> float:
     return float(np.fft.rfftfreq(len(samples), 1 / 44100)[int(np.argmax(spectrum))])
 
 
+def chapters(mp3: Path) -> list[tuple[str, float, float]]:
+    listed = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(mp3)],
+                                       capture_output=True, check=True).stdout)["chapters"]
+    return [(chapter["tags"].get("title", ""), float(chapter["start_time"]), float(chapter["end_time"]))
+            for chapter in listed]
+
+
 def assert_the_tracks_mp3(mp3: Path, track: int) -> None:
     assert dominant_hz(mp3) == pytest.approx((440, 880)[track], abs=5)
     tags = ID3(mp3)
@@ -215,15 +222,16 @@ def test_each_track_by_tus_extract_and_whole_file_gives_the_same_mp3(logged_in: 
     assert said.startswith("the whole file: ")
     for mp3 in (extract, whole):
         assert_the_tracks_mp3(mp3, track)
-    assert packets_md5(extract) == packets_md5(whole)
+    assert packets_md5(extract) == packets_md5(whole) and chapters(extract) == chapters(whole)
     assert cover_of(extract, tmp_path) == (200, 200) and cover_of(whole, tmp_path) == (320, 240)
 
 
 @pytest.mark.parametrize("track", [0, 1])
 def test_each_track_by_extract_and_cover_frame_gives_the_whole_files_mp3(logged_in: Path, two_tracks: Path,
                                                                          tmp_path: Path, track: int) -> None:
-    """The extract and the cover frame in one request (needs issue 23's upload, which takes the `cover` part): the
-    whole file's MP3, its cover the frame; the attached picture is still there to choose; less is sent and kept."""
+    """The extract and the cover frame in one request (needs issue 23's upload, which takes the `cover` part, and
+    its MP3 chapters): the whole file's MP3, its cover the frame, its chapters the video's; the attached picture is
+    still there to choose; less is sent and kept."""
     extract, whole, attached = tmp_path / "extract.mp3", tmp_path / "whole.mp3", tmp_path / "attached.mp3"
     job_id, said = converted(logged_in, two_tracks, extract, "--track", str(track))
     assert said.startswith("extracted the audio: ") and "cover frame" not in said
@@ -232,6 +240,7 @@ def test_each_track_by_extract_and_cover_frame_gives_the_whole_files_mp3(logged_
     for mp3 in (extract, whole, attached):
         assert_the_tracks_mp3(mp3, track)
     assert packets_md5(extract) == packets_md5(whole) == packets_md5(attached)
+    assert chapters(extract) == chapters(whole) == [("Opening", 0.0, 1.5), ("Closing", 1.5, 3.0)]
     assert cover_of(extract, tmp_path) == cover_of(whole, tmp_path) == (320, 240)
     assert cover_of(attached, tmp_path) == (200, 200)
     job = job_view(logged_in, job_id)
