@@ -239,13 +239,15 @@ def test_a_large_extract_goes_by_tus_without_the_cover(deployment: Deployment, l
     assert list(scratch.iterdir()) == []
 
 
-def test_temporary_files_go_when_the_upload_is_refused(deployment: Deployment, local: Path, scratch: Path,
-                                                       two_tracks: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refusal_says_what_was_sent_and_leaves_no_temporary_file(deployment: Deployment, local: Path,
+                                                                   scratch: Path, two_tracks: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     answer = Deployment.answer
     monkeypatch.setattr(Deployment, "answer", lambda self, request: (
         (400, {}, b'{"message": "refused"}') if request.path == "/upload" else answer(self, request)))
     assert convert(deployment, local, str(two_tracks), "-o", str(tmp_path / "out.mp3")) == 1
+    assert "HTTP 400: refused; upload: extracted the audio: " in capsys.readouterr().out
     assert list(scratch.iterdir()) == []
 
 

@@ -265,7 +265,12 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fi
                 sent[0] += count
                 at(100 * sent[0] / size, f"{sending.words}; uploading")
 
-            job_id, words = upload(client, video, sending, fields, resumable, uploaded)
+            try:
+                job_id, words = upload(client, video, sending, fields, resumable, uploaded)
+            except Unauthorized:
+                raise
+            except ClientError as refused:  # what was sent tells why, say, a non-video was refused
+                raise ClientError(f"{refused}; upload: {sending.words}") from None
         job = client.follow(job_id, lambda view: at(100.0 if view["state"] == "done" else
                                                     view.get("progress", {}).get("percent", 0.0), view["state"]))
         if job["state"] == "done":

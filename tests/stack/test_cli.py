@@ -245,3 +245,14 @@ def test_each_track_by_extract_and_cover_frame_gives_the_whole_files_mp3(logged_
     assert cover_of(attached, tmp_path) == (200, 200)
     job = job_view(logged_in, job_id)
     assert job["received_bytes"] < two_tracks.stat().st_size and job["stored_bytes"] < two_tracks.stat().st_size
+
+
+def test_what_no_extract_helps_goes_whole_and_the_command_says_why(logged_in: Path, tmp_path: Path) -> None:
+    song = make_clip(tmp_path / "song.m4a", seconds=2, video=False)
+    _, said = converted(logged_in, song, tmp_path / "song.mp3")
+    assert said.startswith("the whole file: ") and said.endswith("(it holds only audio already)")
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video, whatever its name says\n" * 100)
+    refused = run(logged_in, "convert", str(notes), "-o", str(tmp_path / "notes.mp3"))
+    assert refused.returncode == 1 and "HTTP 415" in refused.stdout, refused.stdout + refused.stderr
+    assert "upload: the whole file: 4 kB (PyAV cannot read or copy it: " in refused.stdout
