@@ -93,9 +93,27 @@ def test_the_frame_at_ten_percent_is_a_jpeg_of_at_most_600_px(mp4_with_aac: Path
     stream = probe(made.frame)["streams"][0]
     assert (stream["codec_name"], stream["width"], stream["height"]) == ("mjpeg", 600, 338)
     # The frame ffmpeg itself takes at 0.3 s of the 3 s (testsrc2 draws the time, so another frame differs).
-    reference = tmp_path / "reference.jpg"
-    ffmpeg("-ss", "0.3", "-i", str(mp4_with_aac), "-frames:v", "1", "-vf", "scale=600:338", str(reference))
+    assert psnr(made.frame, frame_by_ffmpeg(mp4_with_aac, 0.3, "600:338", tmp_path)) > 30
+
+
+def test_the_frame_is_the_one_at_ten_percent_far_from_a_key_frame(media: Path, tmp_path: Path) -> None:
+    """30 s with a key frame every 10 s and B-frames: the frame at 3 s is decoded from the one at 0, skipping the
+    frames nothing refers to until close to it, and is ffmpeg's frame at 3 s, not a neighbour."""
+    source = media / "long group.mp4"
+    ffmpeg(*picture("320x240", 30), *tone(440, 30), "-c:v", "libx264", "-preset", "ultrafast", "-x264-params",
+           "keyint=250:bframes=3:b-pyramid=none", "-c:a", "aac", str(source))
+    made = extract(source, tmp_path)
+    assert made.frame is not None
+    reference = frame_by_ffmpeg(source, 3.0, "320:240", tmp_path)
     assert psnr(made.frame, reference) > 30
+    neighbour = frame_by_ffmpeg(source, 3.04, "320:240", tmp_path)
+    assert psnr(made.frame, reference) > psnr(made.frame, neighbour) + 3
+
+
+def frame_by_ffmpeg(video: Path, seconds: float, size: str, folder: Path) -> Path:
+    target = folder / f"reference-{seconds}.jpg"
+    ffmpeg("-ss", str(seconds), "-i", str(video), "-frames:v", "1", "-vf", f"scale={size}", "-q:v", "3", str(target))
+    return target
 
 
 def psnr(first: Path, second: Path) -> float:
