@@ -1,29 +1,22 @@
-"""A small client of vid2mp3's public function URLs: auth, upload, status (with its live event stream and
-cancel), download."""
+"""A small client of vid2mp3's public function URLs: auth, upload (one request, or resumable with tus in
+resumable.py), status (with its live event stream and cancel), download."""
 
 from __future__ import annotations
 
 import codecs
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import requests
-from tusclient.client import TusClient
-from tusclient.exceptions import TusCommunicationError, TusUploadFailed
-from tusclient.fingerprint.fingerprint import Fingerprint
-from tusclient.storage.filestorage import FileStorage
 
 FINAL_STATES = ("done", "failed", "cancelled")
 READ_BYTES = 1024 * 1024
-# Bytes per PATCH of a resumable upload: tuspy holds one in memory, and a dropped connection costs at most one again.
-RESUMABLE_CHUNK_BYTES = 8 * 1024 * 1024
-# Tries of a PATCH that failed (a dropped connection, a restarting server), each after asking the offset again.
-RESUMABLE_RETRIES = 5
-RESUMABLE_RETRY_DELAY_SECONDS = 2
 
 
 class ClientError(Exception):
@@ -86,20 +79,10 @@ def until(deadline: float | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
             return
 
 
-class UploadKey(Fingerprint):
-    """What a resumable upload is remembered by: the file (its path, size and modification time) and where it goes,
-    rather than tuspy's default (its first 64 KiB and size), which two different videos can share."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def get_fingerprint(self, fs: Any) -> str:
-        return self.key
-
-
 class ProgressReader:
     """Wraps a file so that each read reports how many bytes went out (for an upload progress bar); its length
-    lets requests send a Content-Length, so the server can refuse an oversized upload before it is sent."""
+    lets requests send a Content-Length, so the server can refuse an oversized upload before it is sent. Closes the
+    file as a context manager."""
 
     def __init__(self, file: BinaryIO, size: int, on_read: Callable[[int], object]) -> None:
         self.file, self.size, self.on_read = file, size, on_read
@@ -107,10 +90,76 @@ class ProgressReader:
     def __len__(self) -> int:
         return self.size
 
+    def __enter__(self) -> ProgressReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.file.close()
+
     def read(self, size: int = READ_BYTES) -> bytes:
         chunk = self.file.read(size)
         self.on_read(len(chunk))
         return chunk
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """A file of a multipart/form-data upload: the form field it fills, the name it is sent under, its type."""
+
+    field: str
+    path: Path
+    filename: str
+    content_type: str
+
+
+def disposition_value(text: str) -> str:
+    """A name inside the quotes of a Content-Disposition, as browsers send it (HTML's form encoding)."""
+    return text.replace("\r", "%0D").replace("\n", "%0A").replace('"', "%22")
+
+
+class MultipartBody:
+    """A multipart/form-data body of files, read from disk as it is sent (an extract can be large; nothing is held
+    in memory beyond one read). Its length is known before it goes, so requests sends a Content-Length and the server
+    can refuse an oversized upload before it arrives; each read reports its bytes (a progress bar)."""
+
+    def __init__(self, parts: list[FilePart], on_read: Callable[[int], object], boundary: str) -> None:
+        self.boundary = boundary
+        self.on_read = on_read
+        self.pieces: list[bytes | Path] = []
+        for part in parts:
+            self.pieces += [(f'--{self.boundary}\r\nContent-Disposition: form-data; name="{part.field}"; '
+                             f'filename="{disposition_value(part.filename)}"\r\n'
+                             f"Content-Type: {part.content_type}\r\n\r\n").encode(), part.path, b"\r\n"]
+        self.pieces.append(f"--{self.boundary}--\r\n".encode())
+        self.size = sum(len(piece) if isinstance(piece, bytes) else piece.stat().st_size for piece in self.pieces)
+        self.files = ExitStack()
+        self.reading: BinaryIO | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __enter__(self) -> MultipartBody:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.files.close()
+
+    def read(self, size: int = READ_BYTES) -> bytes:
+        while self.pieces or self.reading is not None:
+            if self.reading is not None:
+                chunk = self.reading.read(size)
+                if chunk:
+                    self.on_read(len(chunk))
+                    return chunk
+                self.reading = None
+                continue
+            piece = self.pieces.pop(0)
+            if isinstance(piece, Path):
+                self.reading = self.files.enter_context(piece.open("rb"))
+                continue
+            self.on_read(len(piece))
+            return piece
+        return b""
 
 
 @dataclass
@@ -121,6 +170,11 @@ class Vid2mp3:
     download_url: str
     token: str = ""
     timeout: float = 30
+    # When the token was given, the seconds it lasts (the login's expires_in), so a kept token is not sent expired.
+    token_expires_at: float | None = None
+    # How to get a new token when one is refused (401): the local stack's own user logs in again. A saved login
+    # cannot (no password is kept): its 401 asks the user to log in.
+    renew_token: Callable[[Vid2mp3], str] | None = None
 
     def __post_init__(self) -> None:
         self.session = requests.Session()
@@ -128,13 +182,37 @@ class Vid2mp3:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def renew(self) -> bool:
+        """Takes a new token if the client can; answers whether it did."""
+        if self.renew_token is None:
+            return False
+        self.token = self.renew_token(self)
+        return True
+
+    def _send(self, method: str, url: str, *, body: Callable[[], Any] | None = None,
+              headers: dict[str, str] | None = None, **arguments: Any) -> requests.Response:
+        """One request with the token, sent once more with a new one if it is refused and the client can renew it.
+        `body` makes the request's body (a context manager that closes its files), afresh for each sending."""
+        for last in (False, True):
+            with ExitStack() as stack:
+                data = stack.enter_context(body()) if body is not None else None
+                response = self.session.request(method, url, data=data, headers={**self._headers(), **(headers or {})},
+                                                **arguments)
+            if response.status_code != 401 or last or self.renew_token is None:
+                return response
+            response.close()
+            self.renew()
+        raise AssertionError("unreachable")
+
     def sign_up(self, email: str, password: str) -> None:
         answer(self.session.post(f"{self.auth_url}/signup", json={"email": email, "password": password},
                                  timeout=self.timeout))
 
     def log_in(self, email: str, password: str) -> None:
-        self.token = answer(self.session.post(f"{self.auth_url}/login", json={"email": email, "password": password},
-                                              timeout=self.timeout))["access_token"]
+        given = answer(self.session.post(f"{self.auth_url}/login", json={"email": email, "password": password},
+                                         timeout=self.timeout))
+        self.token = given["access_token"]
+        self.token_expires_at = time.time() + given["expires_in"] if given.get("expires_in") else None
 
     def sign_up_or_log_in(self, email: str, password: str) -> None:
         response = self.session.post(f"{self.auth_url}/signup", json={"email": email, "password": password},
@@ -143,89 +221,67 @@ class Vid2mp3:
             answer(response)
         self.log_in(email, password)
 
+    def log_in_or_sign_up(self, email: str, password: str) -> None:
+        """One request when the account exists (the usual case); signs up first when it does not."""
+        try:
+            self.log_in(email, password)
+        except Unauthorized:
+            self.sign_up_or_log_in(email, password)
+
     def upload(self, video: Path, bitrate_kbps: int | None = None,
                on_bytes: Callable[[int], object] = lambda _: None,
                options: dict[str, str] | None = None) -> dict[str, Any]:
-        """Uploads `video`; `options`: conversion options as the upload function's fields (events/options.py)."""
+        """Uploads `video` as the request's body; `options`: conversion options as the upload function's fields
+        (events/options.py)."""
         params: dict[str, str] = {"filename": video.name, **(options or {})}
         if bitrate_kbps:
             params["bitrate"] = str(bitrate_kbps)
-        with video.open("rb") as file:
-            response = self.session.post(
-                self.upload_url, params=params, data=ProgressReader(file, video.stat().st_size, on_bytes),
-                headers={**self._headers(), "Content-Type": "application/octet-stream"},
-                timeout=(self.timeout, 600),
-            )
-        return dict(answer(response))
+
+        def body() -> ProgressReader:
+            return ProgressReader(video.open("rb"), video.stat().st_size, on_bytes)
+
+        return dict(answer(self._send("POST", self.upload_url, params=params, body=body,
+                                      headers={"Content-Type": "application/octet-stream"},
+                                      timeout=(self.timeout, 600))))
+
+    def upload_form(self, parts: list[FilePart], on_bytes: Callable[[int], object] = lambda _: None,
+                    options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Uploads files as a multipart form (the `file`, and the `cover` frame beside an extract); the options go as
+        query parameters, as with upload()."""
+        boundary = secrets.token_hex(16)
+        return dict(answer(self._send("POST", self.upload_url, params=options or {},
+                                      body=lambda: MultipartBody(parts, on_bytes, boundary),
+                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                                      timeout=(self.timeout, 600))))
 
     def upload_resumable(self, video: Path, resume_store: Path, on_bytes: Callable[[int], object] = lambda _: None,
-                         options: dict[str, str] | None = None) -> dict[str, Any]:
-        """Uploads `video` with tus (README: Resumable uploads): in chunks, each retried after a dropped connection
-        from the offset the server holds; the upload's URL is kept in `resume_store` until it is complete, so
-        uploading the same file again (a rerun of the command) resumes it. Answers the job id and status URL."""
-        files_url = f"{self.upload_url.rstrip('/')}/files/"
-        stat = video.stat()
-        key = UploadKey(f"{files_url} {video.resolve()} {stat.st_size} {stat.st_mtime_ns}")
-        resume_store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        storage = FileStorage(str(resume_store))
-        try:
-            tus = TusClient(files_url, headers=self._headers())
+                         options: dict[str, str] | None = None, *, filename: str | None = None,
+                         key: str | None = None) -> dict[str, Any]:
+        """Uploads `video` with tus (resumable.py): a rerun of the same upload resumes it. `filename` names it (the
+        file's own name by default); `key` is what the upload is remembered by (by default the file's path, size and
+        modification time). Answers the job id and status URL."""
+        from vid2mp3_client import resumable  # tuspy and aiohttp: only here
 
-            def uploader() -> Any:
-                return tus.uploader(str(video), chunk_size=RESUMABLE_CHUNK_BYTES, store_url=True,
-                                    url_storage=storage, fingerprinter=key, upload_checksum=True,
-                                    metadata={"filename": video.name, **(options or {})})
-            try:
-                upload = uploader()  # asks the server where a kept upload stands
-            except TusCommunicationError:  # gone (expired, another user's, another server's): start over
-                storage.remove_item(key.key)
-                upload = uploader()
-            on_bytes(upload.offset)
-            tries = 0
-            while upload.offset < stat.st_size:
-                before = upload.offset
-                try:
-                    upload.upload_chunk()
-                except (TusCommunicationError, TusUploadFailed) as error:
-                    # tuspy would retry any failure; a refusal (4xx but a conflict) is final.
-                    refused = error.status_code is not None and 400 <= error.status_code < 500 \
-                        and error.status_code not in (409, 423)
-                    tries += 1
-                    if refused or tries > RESUMABLE_RETRIES:
-                        raise
-                    time.sleep(RESUMABLE_RETRY_DELAY_SECONDS)
-                    upload.offset = upload.get_offset()
-                    continue
-                tries = 0
-                on_bytes(upload.offset - before)
-            storage.remove_item(key.key)
-        except (TusCommunicationError, TusUploadFailed) as error:
-            content = error.response_content
-            words = content.decode(errors="replace") if isinstance(content, bytes) else str(content or error)
-            raise ClientError(f"HTTP {error.status_code}: {words}") from None
-        except requests.ConnectionError as error:  # tuspy lets these through: the server is not there
-            raise ClientError(f"the upload stopped: {error}; run the same command again to resume") from None
-        finally:
-            storage.close()
-        job_id = str(upload.url).rstrip("/").rsplit("/", 1)[-1]
+        stat = video.stat()
+        url = resumable.upload(self, video, resume_store,
+                               key=key or f"{video.resolve()} {stat.st_size} {stat.st_mtime_ns}",
+                               metadata={"filename": filename or video.name, **(options or {})}, on_bytes=on_bytes)
+        job_id = url.rstrip("/").rsplit("/", 1)[-1]
         return {"job_id": job_id, "status_url": f"{self.status_url.rstrip('/')}/{job_id}"}
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return dict(answer(self.session.get(f"{self.status_url}/{job_id}", headers=self._headers(),
-                                            timeout=self.timeout)))
+        return dict(answer(self._send("GET", f"{self.status_url}/{job_id}", timeout=self.timeout)))
 
     def jobs(self) -> list[dict[str, Any]]:
-        return list(answer(self.session.get(f"{self.status_url}/", headers=self._headers(),
-                                            timeout=self.timeout))["jobs"])
+        return list(answer(self._send("GET", f"{self.status_url}/", timeout=self.timeout))["jobs"])
 
     def delete(self, job_id: str) -> None:
-        response = self.session.delete(f"{self.status_url}/{job_id}", headers=self._headers(), timeout=self.timeout)
+        response = self._send("DELETE", f"{self.status_url}/{job_id}", timeout=self.timeout)
         if response.status_code != 204:
             answer(response)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return dict(answer(self.session.post(f"{self.status_url}/{job_id}/cancel", headers=self._headers(),
-                                             timeout=self.timeout)))
+        return dict(answer(self._send("POST", f"{self.status_url}/{job_id}/cancel", timeout=self.timeout)))
 
     def follow(self, job_id: str, on_change: Callable[[dict[str, Any]], object], timeout: float = 900,
                interval: float = 0.5) -> dict[str, Any]:
@@ -248,8 +304,8 @@ class Vid2mp3:
         last view it carried (None if none)."""
         last: dict[str, Any] | None = None
         try:
-            with self.session.get(f"{self.status_url}/{job_id}/events", stream=True, timeout=(self.timeout, 30),
-                                  headers={**self._headers(), "Accept": "text/event-stream"}) as response:
+            with self._send("GET", f"{self.status_url}/{job_id}/events", stream=True, timeout=(self.timeout, 30),
+                            headers={"Accept": "text/event-stream"}) as response:
                 if response.status_code in (401, 404):
                     answer(response)
                 if response.status_code != 200:
@@ -275,8 +331,7 @@ class Vid2mp3:
             time.sleep(interval)
 
     def download(self, job_id: str, target: Path, on_bytes: Callable[[int], object] = lambda _: None) -> int:
-        with self.session.get(f"{self.download_url}/{job_id}", headers=self._headers(), stream=True,
-                              timeout=self.timeout) as response:
+        with self._send("GET", f"{self.download_url}/{job_id}", stream=True, timeout=self.timeout) as response:
             if response.status_code != 200:
                 answer(response)
             size = 0

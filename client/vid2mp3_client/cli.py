@@ -1,47 +1,37 @@
 """The `vid2mp3` command, for any vid2mp3 deployment: `vid2mp3 login --server URL` (the web page's URL; the login is
-kept, client/session.py), then `vid2mp3 convert VIDEO... [options] [-o OUT]` uploads (with tus from 64 MiB, or with
---resumable: a rerun resumes), follows and downloads several videos at once, one progress line each; `jobs`,
-`download JOB`, `cancel JOB`, `delete JOB`, `logout`. Without a login, on a checkout whose local stack is up, it signs
-in a local user by itself (`make run`); `--sample` makes a test clip to convert."""
+kept, client/session.py), then `vid2mp3 convert VIDEO... [options] [-o OUT]` extracts each video's audio tracks and
+cover frame (extract.py; `--whole` sends the video itself), uploads them (with tus from 64 MiB, or with --resumable:
+a rerun resumes), follows and downloads several videos at once, one progress line each; `jobs`, `download JOB`,
+`cancel JOB`, `delete JOB`, `logout`. Without a login, on a checkout whose local stack is up, it signs in a local user
+by itself (`make run`); `--sample` makes a test clip to convert.
+
+Each command imports what it uses when it uses it (PyAV, tqdm, tuspy): a command's start is part of every run."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import getpass
 import os
-import secrets
-import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
-from tqdm import tqdm
 
 from vid2mp3_client import session
-from vid2mp3_client.api import ClientError, Unauthorized, Vid2mp3, read_endpoints
+from vid2mp3_client.api import ClientError, FilePart, Unauthorized, Vid2mp3, read_endpoints
 
 # A checkout's local stack (`make up` writes its URLs there); `make run` names it, else the working folder's.
 LOCAL = Path(os.environ.get("VID2MP3_LOCAL_DIR", ".local")).absolute()
 SAMPLE_SECONDS = 10
 
 
-def local_credentials() -> tuple[str, str]:
-    """The local user's email and a password made on first use (kept under .local/, which git ignores)."""
-    path = LOCAL / "client-credentials"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"you@vid2mp3.local\n{secrets.token_urlsafe(18)}\n")
-        path.chmod(0o600)
-    email, password = path.read_text().split()[:2]
-    return email, password
-
-
 def make_sample(seconds: int = SAMPLE_SECONDS) -> Path:
     """A short H.264 + AAC clip made with ffmpeg: a test picture and a 440 Hz tone."""
+    import subprocess
+
     target = LOCAL / "samples" / f"sample-{seconds}s.mp4"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,26 +72,16 @@ def describe(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def local_client(endpoints_file: Path) -> Vid2mp3:
-    """The local stack's own user, signed in without asking: what `make run` relies on."""
-    endpoints = read_endpoints(endpoints_file)
-    client = Vid2mp3(endpoints["AUTH_URL"], endpoints["UPLOAD_URL"], endpoints["STATUS_URL"],
-                     endpoints["DOWNLOAD_URL"])
-    client.sign_up_or_log_in(*local_credentials())
-    return client
-
-
 def client_factory(arguments: argparse.Namespace) -> Callable[[], Vid2mp3]:
     """Makes clients (one per concurrent conversion: each has its own HTTP session) signed in as the saved
-    login, or else as the local stack's user."""
+    login, or else as the local stack's user (its token kept while it lasts: what `make run` relies on)."""
     login = None if arguments.local else session.saved()
     if login is not None:
         return login.client
     endpoints_file = Path(arguments.endpoints)
     if not endpoints_file.exists():
         raise session.NotLoggedIn("not logged in: run `vid2mp3 login --server <your vid2mp3 web page's URL>`")
-    signed_in = local_client(endpoints_file)
-    return lambda: dataclasses.replace(signed_in)
+    return session.LocalUser(LOCAL, endpoints_file).client
 
 
 def log_in(arguments: argparse.Namespace) -> int:
@@ -111,6 +91,8 @@ def log_in(arguments: argparse.Namespace) -> int:
         if not endpoints_file.exists():
             raise ClientError("name the server: `vid2mp3 login --server <your vid2mp3 web page's URL>`")
         server = read_endpoints(endpoints_file)["WEB_URL"]
+    import getpass
+
     email = arguments.email or input("email: ").strip()
     password = os.environ.get("VID2MP3_PASSWORD") or getpass.getpass("password: ")
     login = session.log_in(server, email, password, sign_up=arguments.sign_up)
@@ -168,8 +150,9 @@ def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
     return given
 
 
-# Videos from this size on go up resumably (tus): a dropped connection costs one chunk, not the upload, and a rerun
-# resumes. Smaller ones go in one request: one round trip, nothing to remember, and little to lose.
+# Uploads (an extract, or a whole video) from this size on go resumably (tus): a dropped connection costs one chunk,
+# not the upload, and a rerun resumes. Smaller ones go in one request: one round trip, nothing to remember, and little
+# to lose.
 RESUMABLE_FROM_BYTES = 64 * 1024 * 1024
 # Where the URLs of resumable uploads not finished yet are kept (in the login's folder), by file.
 RESUME_FILE = "resumable-uploads.json"
@@ -189,28 +172,105 @@ def targets_for(videos: list[Path], output: str | None) -> list[Path]:
     return [folder]
 
 
+def megabytes(count: int) -> str:
+    if count >= 10**7:
+        return f"{count / 10**6:.0f} MB"
+    return f"{count / 10**6:.1f} MB" if count >= 10**6 else f"{count / 10**3:.0f} kB"
+
+
+@dataclass(frozen=True)
+class Sending:
+    """What goes up for one video: the audio extract and its cover frame, or the video itself; and why, in words."""
+
+    file: Path
+    content_type: str
+    cover: Path | None
+    words: str
+    extracted: bool
+
+
+def what_to_send(video: Path, scratch: Path, whole: bool) -> Sending:
+    """The video's audio tracks and cover frame, extracted into `scratch`; the whole video if asked, or where PyAV
+    cannot make an extract (the reason is told)."""
+    size = video.stat().st_size
+    if whole:
+        return Sending(video, "application/octet-stream", None, f"the whole file: {megabytes(size)} (--whole)", False)
+    from vid2mp3_client.extract import NotExtracted, extract
+
+    try:
+        made = extract(video, scratch)
+    except NotExtracted as why:
+        return Sending(video, "application/octet-stream", None, f"the whole file: {megabytes(size)} ({why})", False)
+    words = f"extracted the audio: {megabytes(made.audio.stat().st_size)} of {megabytes(size)}"
+    if made.frame_problem:
+        words += f"; no cover frame: {made.frame_problem}"
+    return Sending(made.audio, made.content_type, made.frame, words, True)
+
+
+def upload(client: Vid2mp3, video: Path, sending: Sending, fields: dict[str, str], resumable: bool,
+           on_bytes: Callable[[int], object]) -> tuple[str, str]:
+    """Uploads what `sending` names under the video's name (the job's label, and the MP3's title when the video has
+    none); answers the job id and what was sent, in words."""
+    size = sending.file.stat().st_size
+    if not resumable and size < RESUMABLE_FROM_BYTES:
+        if not sending.extracted:
+            return client.upload(video, on_bytes=on_bytes, options=fields)["job_id"], sending.words
+        parts = [FilePart("file", sending.file, video.name, sending.content_type)]
+        if sending.cover is not None:
+            parts.append(FilePart("cover", sending.cover, "frame.jpg", "image/jpeg"))
+        return client.upload_form(parts, on_bytes=on_bytes, options=fields)["job_id"], sending.words
+    key = None
+    words = sending.words
+    if sending.extracted:
+        import av
+
+        stat = video.stat()
+        # The same video gives the same extract with the same PyAV (it writes bitexact): a rerun resumes it.
+        key = f"the audio of {video.resolve()} {stat.st_size} {stat.st_mtime_ns}, {size} B by PyAV {av.__version__}"
+        if sending.cover is not None:
+            words += "; resumable, so without the cover frame (tus carries one file)"
+    accepted = client.upload_resumable(sending.file, session.config_dir() / RESUME_FILE, on_bytes=on_bytes,
+                                       options=fields, filename=video.name, key=key)
+    return accepted["job_id"], words
+
+
 def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fields: dict[str, str],
-                line: int, resumable: bool = False) -> dict[str, Any]:
-    """Uploads, follows and downloads one video, on one progress line of its own; answers the final job view."""
+                line: int, resumable: bool = False, whole: bool = False) -> tuple[dict[str, Any], str]:
+    """Extracts, uploads, follows and downloads one video, on one progress line of its own; answers the final job
+    view and what was sent, in words. The extract is removed once it is sent, whatever happens."""
+    from tqdm import tqdm
+
     client = new_client()
     with tqdm(total=100, position=line, desc=video.name[:30], bar_format="{desc}: {bar} {n:.0f}% {postfix}",
               leave=True) as bar:
         def at(percent: float, what: str) -> None:
-            bar.n = percent
-            bar.set_postfix_str(what)
+            """Redraws when the words change, else at most every tenth of a second (tqdm's own pace): an upload
+            reports every few kB."""
+            changed = what != bar.postfix
+            if changed:
+                bar.set_postfix_str(what, refresh=False)
+            bar.update(min(percent, 100) - bar.n)
+            if changed:
+                bar.refresh()
 
-        size = max(video.stat().st_size, 1)
-        sent = [0]
+        with tempfile.TemporaryDirectory(prefix="vid2mp3-") as scratch:
+            if not whole:
+                at(0, "extracting the audio")
+            sending = what_to_send(video, Path(scratch), whole)
+            at(0, sending.words)
+            size = max(sum(path.stat().st_size for path in (sending.file, sending.cover) if path is not None), 1)
+            sent = [0]
 
-        def uploaded(count: int) -> None:
-            sent[0] += count
-            at(100 * sent[0] / size, "uploading")
+            def uploaded(count: int) -> None:
+                sent[0] += count
+                at(100 * sent[0] / size, f"{sending.words}; uploading")
 
-        if resumable or video.stat().st_size >= RESUMABLE_FROM_BYTES:
-            job_id = client.upload_resumable(video, session.config_dir() / RESUME_FILE, on_bytes=uploaded,
-                                             options=fields)["job_id"]
-        else:
-            job_id = client.upload(video, on_bytes=uploaded, options=fields)["job_id"]
+            try:
+                job_id, words = upload(client, video, sending, fields, resumable, uploaded)
+            except Unauthorized:
+                raise
+            except ClientError as refused:  # what was sent tells why, say, a non-video was refused
+                raise ClientError(f"{refused}; upload: {sending.words}") from None
         job = client.follow(job_id, lambda view: at(100.0 if view["state"] == "done" else
                                                     view.get("progress", {}).get("percent", 0.0), view["state"]))
         if job["state"] == "done":
@@ -226,10 +286,12 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fi
             at(100, f"-> {target}")
         else:
             at(bar.n, job["state"])
-    return job
+    return job, words
 
 
 def convert(arguments: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     videos = [make_sample()] if arguments.sample else [Path(video) for video in arguments.videos]
     missing = [str(video) for video in videos if not video.is_file()]
     if missing:
@@ -239,7 +301,8 @@ def convert(arguments: argparse.Namespace) -> int:
     targets = targets_for(videos, arguments.output)
     new_client = client_factory(arguments)
     with ThreadPoolExecutor(max_workers=min(len(videos), CONCURRENT_CONVERSIONS)) as pool:
-        futures = [pool.submit(convert_one, new_client, video, target, fields, line, arguments.resumable)
+        futures = [pool.submit(convert_one, new_client, video, target, fields, line, arguments.resumable,
+                               arguments.whole)
                    for line, (video, target) in enumerate(zip(videos, targets, strict=True))]
         outcomes = [future.exception() or future.result() for future in futures]
     failures = 0
@@ -250,8 +313,10 @@ def convert(arguments: argparse.Namespace) -> int:
             print(f"{video}: {outcome}")
             failures += 1
             continue
-        print(describe(outcome))
-        if outcome["state"] == "done":
+        job, words = outcome
+        print(describe(job))
+        print(f"  upload: {words}")
+        if job["state"] == "done":
             print(f"  MP3 written to {target}")
         else:
             failures += 1
@@ -280,6 +345,8 @@ def parser() -> argparse.ArgumentParser:
     convert_parser.add_argument("--resumable", action="store_true",
                                 help=f"upload resumably (tus) whatever the size (default: from "
                                      f"{RESUMABLE_FROM_BYTES // 1024**2} MiB); rerun to resume")
+    convert_parser.add_argument("--whole", action="store_true",
+                                help="upload the whole video, not the audio tracks and cover frame extracted from it")
     convert_parser.add_argument("--bitrate", type=int, choices=(128, 192, 256, 320), help="kbit/s (default 192)")
     options = convert_parser.add_argument_group("conversion options (README: Conversion options)")
     options.add_argument("--start", help="trim: start at, in seconds (12.5) or [HH:]MM:SS[.mmm]")

@@ -5,22 +5,29 @@ A deployment is named by its web page's URL (`vid2mp3 login --server https://vid
 email and the access token, never the password) is kept in `$XDG_CONFIG_HOME/vid2mp3/login.json`
 (`~/.config/vid2mp3/` by default), readable by the user alone (0600 in a 0700 folder). Without a login, on a
 checkout whose local stack is up (`.local/endpoints.env`), the command signs in a local user by itself, so
-`make run` needs no set-up.
+`make run` needs no set-up: its password is made on first use and its token kept while it lasts, both beside the
+stack's files (`.local/client-credentials`, `.local/client-token.json`, 0600).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
 
-from vid2mp3_client.api import ClientError, Vid2mp3
+from vid2mp3_client.api import ClientError, Vid2mp3, read_endpoints
 
 LOGIN_FILE = "login.json"
 TIMEOUT_SECONDS = 15
+LOCAL_EMAIL = "you@vid2mp3.local"
+# A kept token is used until this many seconds before it expires: a conversion started on it should not see it lapse.
+TOKEN_MARGIN_SECONDS = 120
 
 
 class NotLoggedIn(ClientError):
@@ -78,11 +85,15 @@ def log_in(server: str, email: str, password: str, *, sign_up: bool) -> Login:
 def save(login: Login) -> None:
     folder = config_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = folder / LOGIN_FILE
-    # Created 0600 before anything is written into it: the token is as good as the password for an hour.
+    write_private(folder / LOGIN_FILE, json.dumps(asdict(login), indent=2))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes a file only its owner reads: created 0600 before anything is written into it (a token is as good as
+    the password for an hour)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
-        json.dump(asdict(login), file, indent=2)
+        file.write(text)
     path.chmod(0o600)
 
 
@@ -101,3 +112,63 @@ def log_out() -> bool:
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
+
+
+class LocalUser:
+    """The local stack's own user (`.local/`, beside the stack's files): its password made on first use, its token
+    kept while it lasts, so a run of the command logs in only when the kept token is missing, near its end or refused.
+    Clients converting side by side share one: a token refused to several of them is renewed once."""
+
+    def __init__(self, local: Path, endpoints_file: Path) -> None:
+        self.local = local
+        self.endpoints = read_endpoints(endpoints_file)
+        self.lock = threading.Lock()
+        self.token, self.expires_at = self.kept()
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.local / "client-credentials"
+
+    @property
+    def token_file(self) -> Path:
+        return self.local / "client-token.json"
+
+    def credentials(self) -> tuple[str, str]:
+        if not self.credentials_file.exists():
+            self.local.mkdir(parents=True, exist_ok=True)
+            write_private(self.credentials_file, f"{LOCAL_EMAIL}\n{secrets.token_urlsafe(18)}\n")
+        email, password = self.credentials_file.read_text().split()[:2]
+        return email, password
+
+    def kept(self) -> tuple[str, float]:
+        """The kept token and when it expires, if it was given by this stack's auth function ("", 0 otherwise)."""
+        try:
+            kept = json.loads(self.token_file.read_text())
+            if kept["auth_url"] == self.endpoints["AUTH_URL"]:
+                return str(kept["token"]), float(kept["expires_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return "", 0.0
+
+    def client(self) -> Vid2mp3:
+        """A client with a token that lasts a while yet (logging in first if the kept one does not)."""
+        with self.lock:
+            if not self.token or self.expires_at - time.time() < TOKEN_MARGIN_SECONDS:
+                self.log_in()
+        return Vid2mp3(self.endpoints["AUTH_URL"], self.endpoints["UPLOAD_URL"], self.endpoints["STATUS_URL"],
+                       self.endpoints["DOWNLOAD_URL"], token=self.token, token_expires_at=self.expires_at,
+                       renew_token=self.renew)
+
+    def renew(self, refused_by: Vid2mp3) -> str:
+        """A token for a client whose token was refused: a newer one if another client has renewed it already."""
+        with self.lock:
+            if self.token == refused_by.token:
+                self.log_in()
+            return self.token
+
+    def log_in(self) -> None:
+        client = Vid2mp3(self.endpoints["AUTH_URL"], "", "", "")
+        client.log_in_or_sign_up(*self.credentials())
+        self.token, self.expires_at = client.token, client.token_expires_at or 0.0
+        write_private(self.token_file, json.dumps({"auth_url": self.endpoints["AUTH_URL"], "token": self.token,
+                                                   "expires_at": self.expires_at}))

@@ -1,19 +1,27 @@
 """The `vid2mp3` command against the running stack as a deployment, from an empty config folder: log in by the web
-page's URL, convert several videos at once, list, download, cancel, delete, log out; and its errors in words."""
+page's URL, convert several videos at once, list, download, cancel, delete, log out; and its errors in words. A
+two-track Matroska with chapters, title tags and an attached picture gives the same MP3 for each track whether the
+command sends its extract (with the cover frame, or by tus without) or the whole file."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import requests
+from mutagen.id3 import ID3
 
 from stack.config import ROOT
+from tests.stack.test_conversion_options import packets_md5
 from tests.support import TEST_PASSWORD, make_clip, probe
 
 pytestmark = pytest.mark.stack
@@ -103,3 +111,148 @@ def test_bad_option_flags_are_named_as_flags_and_nothing_is_kept(endpoints: dict
     said = refused.stdout + refused.stderr  # each video's outcome is its own line
     assert all(f"--{name}:" in said for name in ("start", "quality", "date")), said
     assert run(config, "jobs").stdout.strip() == "no jobs"
+
+
+CHAPTERS = """;FFMETADATA1
+title=Two tracks
+artist=The Testers
+
+[CHAPTER]
+TIMEBASE=1/1000
+START=0
+END=1500
+title=Opening
+
+[CHAPTER]
+TIMEBASE=1/1000
+START=1500
+END=3000
+title=Closing
+"""
+
+
+@pytest.fixture(scope="module")
+def two_tracks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Matroska: H.264, AAC "eng" at 440 Hz and Opus "fra" at 880 Hz with titles, chapters, a title and an artist,
+    and a JPEG attachment (a 200 x 200 picture, told apart from the 320 x 240 frames)."""
+    folder = tmp_path_factory.mktemp("two-tracks")
+    (folder / "chapters.txt").write_text(CHAPTERS)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=200x200", "-frames:v", "1",
+                    str(folder / "cover.jpg")], check=True)
+    target = folder / "two tracks.mkv"
+    subprocess.run([
+        "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
+        "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=3", "-i", str(folder / "chapters.txt"),
+        "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map_metadata", "3", "-map_chapters", "3",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a:0", "aac", "-c:a:1", "libopus",
+        "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=English",
+        "-metadata:s:a:1", "language=fra", "-metadata:s:a:1", "title=Français",
+        "-attach", str(folder / "cover.jpg"), "-metadata:s:t", "mimetype=image/jpeg",
+        "-metadata:s:t", "filename=cover.jpg", str(target)], check=True)
+    return target
+
+
+@pytest.fixture
+def logged_in(endpoints: dict[str, str], tmp_path: Path) -> Path:
+    """A config folder holding a new user's login."""
+    config = tmp_path / "config"
+    email = f"cli-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
+    assert run(config, "login", "--server", endpoints["WEB_URL"], "--email", email, "--sign-up",
+               password=TEST_PASSWORD).returncode == 0
+    return config
+
+
+def converted(config: Path, video: Path, target: Path, *flags: str) -> tuple[str, str]:
+    """Runs `vid2mp3 convert`; answers the job id and the words it said of its upload."""
+    done = run(config, "convert", str(video), "-o", str(target), *flags)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = re.search(r"^job (\w+): done$", done.stdout, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    said = re.search(r"^  upload: (.*)$", done.stdout, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    return job_id, said
+
+
+def job_view(config: Path, job_id: str) -> dict[str, Any]:
+    login = json.loads((config / "vid2mp3" / "login.json").read_text())
+    return dict(requests.get(f"{login['status_url']}/{job_id}", headers={"Authorization": f"Bearer {login['token']}"},
+                             timeout=30).json())
+
+
+def cover_of(mp3: Path, tmp_path: Path) -> tuple[int, int]:
+    """The size of the MP3's front cover (a JPEG), as ffprobe reads it."""
+    (picture,) = ID3(mp3).getall("APIC")
+    assert picture.mime == "image/jpeg"
+    path = tmp_path / f"cover-{uuid.uuid4().hex[:6]}.jpg"
+    path.write_bytes(picture.data)
+    stream = probe(path)["streams"][0]
+    return int(stream["width"]), int(stream["height"])
+
+
+def dominant_hz(mp3: Path) -> float:
+    """The tone's frequency, the MP3 decoded to mono at 44.1 kHz whatever its own rate (Opus is 48 kHz)."""
+    pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp3), "-ac", "1", "-ar", "44100", "-f", "f32le", "-"],
+                         capture_output=True, check=True).stdout
+    samples = np.frombuffer(pcm, dtype="<f4")
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / 44100)[int(np.argmax(spectrum))])
+
+
+def chapters(mp3: Path) -> list[tuple[str, float, float]]:
+    listed = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(mp3)],
+                                       capture_output=True, check=True).stdout)["chapters"]
+    return [(chapter["tags"].get("title", ""), float(chapter["start_time"]), float(chapter["end_time"]))
+            for chapter in listed]
+
+
+def assert_the_tracks_mp3(mp3: Path, track: int) -> None:
+    assert dominant_hz(mp3) == pytest.approx((440, 880)[track], abs=5)
+    tags = ID3(mp3)
+    assert (str(tags["TIT2"]), str(tags["TPE1"])) == ("Two tracks", "The Testers")
+
+
+@pytest.mark.parametrize("track", [0, 1])
+def test_each_track_by_tus_extract_and_whole_file_gives_the_same_mp3(logged_in: Path, two_tracks: Path,
+                                                                     tmp_path: Path, track: int) -> None:
+    """The extract without its cover frame (tus carries one file) against the whole file: the same audio frames, the
+    same tags; the extract's cover is the attached picture it kept, the whole file's the frame at 10 %."""
+    extract, whole = tmp_path / "extract.mp3", tmp_path / "whole.mp3"
+    _, said = converted(logged_in, two_tracks, extract, "--track", str(track), "--resumable")
+    assert said.startswith("extracted the audio: ") and "without the cover frame" in said
+    _, said = converted(logged_in, two_tracks, whole, "--track", str(track), "--whole")
+    assert said.startswith("the whole file: ")
+    for mp3 in (extract, whole):
+        assert_the_tracks_mp3(mp3, track)
+    assert packets_md5(extract) == packets_md5(whole) and chapters(extract) == chapters(whole)
+    assert cover_of(extract, tmp_path) == (200, 200) and cover_of(whole, tmp_path) == (320, 240)
+
+
+@pytest.mark.parametrize("track", [0, 1])
+def test_each_track_by_extract_and_cover_frame_gives_the_whole_files_mp3(logged_in: Path, two_tracks: Path,
+                                                                         tmp_path: Path, track: int) -> None:
+    """The extract and the cover frame in one request (needs issue 23's upload, which takes the `cover` part, and
+    its MP3 chapters): the whole file's MP3, its cover the frame, its chapters the video's; the attached picture is
+    still there to choose; less is sent and kept."""
+    extract, whole, attached = tmp_path / "extract.mp3", tmp_path / "whole.mp3", tmp_path / "attached.mp3"
+    job_id, said = converted(logged_in, two_tracks, extract, "--track", str(track))
+    assert said.startswith("extracted the audio: ") and "cover frame" not in said
+    converted(logged_in, two_tracks, whole, "--track", str(track), "--whole")
+    converted(logged_in, two_tracks, attached, "--track", str(track), "--cover", "attached")
+    for mp3 in (extract, whole, attached):
+        assert_the_tracks_mp3(mp3, track)
+    assert packets_md5(extract) == packets_md5(whole) == packets_md5(attached)
+    assert chapters(extract) == chapters(whole) == [("Opening", 0.0, 1.5), ("Closing", 1.5, 3.0)]
+    assert cover_of(extract, tmp_path) == cover_of(whole, tmp_path) == (320, 240)
+    assert cover_of(attached, tmp_path) == (200, 200)
+    job = job_view(logged_in, job_id)
+    assert job["received_bytes"] < two_tracks.stat().st_size and job["stored_bytes"] < two_tracks.stat().st_size
+
+
+def test_what_no_extract_helps_goes_whole_and_the_command_says_why(logged_in: Path, tmp_path: Path) -> None:
+    song = make_clip(tmp_path / "song.m4a", seconds=2, video=False)
+    _, said = converted(logged_in, song, tmp_path / "song.mp3")
+    assert said.startswith("the whole file: ") and said.endswith("(it holds only audio already)")
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video, whatever its name says\n" * 100)
+    refused = run(logged_in, "convert", str(notes), "-o", str(tmp_path / "notes.mp3"))
+    assert refused.returncode == 1 and "HTTP 415" in refused.stdout, refused.stdout + refused.stderr
+    assert "upload: the whole file: 4 kB (PyAV cannot read or copy it: " in refused.stdout

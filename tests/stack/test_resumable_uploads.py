@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-import vid2mp3_client.api
+import vid2mp3_client.resumable
 from vid2mp3_client.api import ClientError, Vid2mp3
 
 from events import EventEmitter
@@ -322,7 +322,7 @@ def interrupted_after_a_chunk(user: Vid2mp3, video: Path, store: Path) -> None:
 
     def stop_after_a_chunk(count: int) -> None:
         sent.append(count)
-        if sum(sent) >= vid2mp3_client.api.RESUMABLE_CHUNK_BYTES:
+        if sum(sent) >= vid2mp3_client.resumable.CHUNK_BYTES:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         user.upload_resumable(video, store, on_bytes=stop_after_a_chunk, options={"channels": "1"})
@@ -331,7 +331,7 @@ def interrupted_after_a_chunk(user: Vid2mp3, video: Path, store: Path) -> None:
 def test_the_cli_uploads_with_tuspy_and_a_rerun_resumes(endpoints: dict[str, str], short_clip: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     user, _ = new_user(endpoints)
-    monkeypatch.setattr(vid2mp3_client.api, "RESUMABLE_CHUNK_BYTES", CHUNK_BYTES)
+    monkeypatch.setattr(vid2mp3_client.resumable, "CHUNK_BYTES", CHUNK_BYTES)
     store = tmp_path / "resumable-uploads.json"
     interrupted_after_a_chunk(user, short_clip, store)
     resumed: list[int] = []
@@ -346,7 +346,7 @@ def test_the_cli_uploads_with_tuspy_and_a_rerun_resumes(endpoints: dict[str, str
     copy = tmp_path / "copy.mkv"
     copy.write_bytes(short_clip.read_bytes())
     interrupted_after_a_chunk(user, copy, store)
-    kept = vid2mp3_client.api.FileStorage(str(store))
+    kept = vid2mp3_client.resumable.FileStorage(str(store))
     (url,) = [item["url"] for item in kept._db.all()]
     kept.close()
     assert requests.delete(url, headers={"Authorization": f"Bearer {user.token}", "Tus-Resumable": "1.0.0"},
