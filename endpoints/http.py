@@ -14,12 +14,12 @@ from typing import Any
 import flask
 import pymongo.errors
 import pymysql
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
 
 from accounts.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 from events.catalog import JOB_ID_PATTERN
-from runtime.answers import NOT_FOUND, HttpError, method_not_allowed
+from runtime.answers import NOT_FOUND, HttpError, errors_in_json, method_not_allowed
 from runtime.settings import CorsSettings, TokenVerifierSettings
 
 log = logging.getLogger(__name__)
@@ -27,16 +27,12 @@ log = logging.getLogger(__name__)
 
 def framework_errors_in_json() -> None:
     """Called at a function's import: the framework's own refusals (a path its routing does not take, such as one
-    holding a newline) answer with the JSON error body too, not werkzeug's HTML page (found by schemathesis)."""
-
-    def as_json(error: HTTPException) -> flask.Response:
-        code = (error.name or "error").lower().replace(" ", "_")
-        return HttpError(error.code or 500, code, error.description or error.name).response()
-
+    holding a newline) and crashes answer with the JSON error body too, not werkzeug's HTML page (found by
+    schemathesis). runtime/server.py does the same for every function it serves."""
     # On the app whose context runs main.py (functions-framework's `errorhandler` names the app created last in the
     # process, another one when a process makes several: the tests do).
     if flask.has_app_context():
-        flask.current_app.register_error_handler(HTTPException, as_json)
+        errors_in_json(flask.current_app)
 
 
 def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:

@@ -21,6 +21,17 @@ class FunctionSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str = ""
 
 
+class ServerSettings(FunctionSettings):
+    """The HTTP server every function runs in (runtime/server.py), the same in the image and in the local stack."""
+
+    # The request line and every header must arrive within this long of the server taking the connection up
+    # (else 408, and the connection is closed): a client trickling its headers cannot hold one of the threads.
+    request_headers_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    # The longest pause allowed between two reads of a request's body, and between two writes of its answer (a
+    # client that stops sending answers 408; one that stops reading is cut off).
+    request_body_idle_timeout_seconds: float = Field(default=20, gt=0, le=600)
+
+
 class MongoSettings(FunctionSettings):
     # Secret in a cluster: a MongoDB URI may carry credentials.
     mongo_uri: SecretStr

@@ -261,7 +261,7 @@ def kill_function(name: str) -> list[int]:
 
 def is_function_process(pid: int) -> bool:
     try:
-        return b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"runtime.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
