@@ -22,9 +22,11 @@ class ErrorBody(BaseModel):
 
 class HttpError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, *, leaves_body_unread: bool = False) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        # Refused while the request's body is still coming: answered without reading the rest.
+        self.leaves_body_unread = leaves_body_unread
         # More of the answer for the client's own use (the 422 of bad options maps each field to its problem).
         self.extra = extra or {}
 
