@@ -17,6 +17,7 @@ and in the local stack (stack/__main__.py):
 - The server's own refusals (a malformed request line or header, `Content-Length: abc`, a request line or header
   field over gunicorn's limits: 400, 414, 431, 501) and a crash answer the JSON error body, not gunicorn's HTML page.
 - The request line is limited to gunicorn's default 8190 bytes (functions-framework lifts the limit entirely).
+- An answer with `Connection: close` closes the connection (gunicorn drops the header and would keep it alive).
 - A body the function did not read is left to gunicorn to discard (bounded), not read into memory after the answer
   as functions-framework does (`leave_unread_bodies_to_the_server`).
 """
@@ -135,6 +136,24 @@ class TimedThreadWorker(ThreadWorker):
         """Called by gunicorn before the worker starts: its own refusals (written through `util.write_error`,
         from `Worker.handle_error`) answer the JSON error body."""
         gunicorn.util.write_error = write_json_error
+
+    def load_wsgi(self) -> None:
+        """The application, made to close its connection when an answer says `Connection: close` (a refusal that
+        left the body unread, a body that timed out): gunicorn drops the header and would announce keep-alive."""
+        super().load_wsgi()
+        application: Any = self.wsgi  # type: ignore[has-type]
+
+        def closing_when_asked(environ: dict[str, Any], start_response: Any) -> Any:
+            def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                if any(name.lower() == "connection" and value.lower() == "close" for name, value in headers):
+                    answer = getattr(start_response, "__self__", None)  # gunicorn's Response
+                    if answer is not None:
+                        answer.force_close()
+                return start_response(status, headers, exc_info)
+
+            return application(environ, start)
+
+        self.wsgi = closing_when_asked
 
     def enqueue_req(self, conn: Any) -> None:
         if not isinstance(conn.sock, GuardedSocket):

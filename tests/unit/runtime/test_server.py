@@ -153,7 +153,7 @@ def test_a_body_that_stops_is_answered_408_and_frees_the_threads(server: tuple[s
         with connection:
             status, headers, body = answer_of(connection)
             assert status == 408 and json.loads(body)["error"] == "request_timeout", body
-            assert "application/json" in headers["content-type"]
+            assert "application/json" in headers["content-type"] and headers["connection"] == "close"
     cut_after = time.monotonic() - started
     # The third stalled body waited for a thread, then had its own idle time.
     assert served_after < 3 * BODY_IDLE_SECONDS + 2 and cut_after < 3 * BODY_IDLE_SECONDS + 3, (served_after,
