@@ -79,7 +79,8 @@ def test_a_range_past_the_end_is_not_satisfiable(header: str) -> None:
 @pytest.mark.parametrize(("if_range", "expected"), [
     ('"abc123"', (0, 9)), ('W/"abc123"', None), ('"other"', None), (AT, (0, 9)), (BEFORE, None), ("soon", None),
 ])
-def test_if_range_matches_only_the_strong_tag_or_the_exact_date(if_range: str, expected: tuple[int, int] | None) -> None:
+def test_if_range_matches_only_the_strong_tag_or_the_exact_date(if_range: str,
+                                                                expected: tuple[int, int] | None) -> None:
     assert ranged("bytes=0-9", If_Range=if_range) == expected
 
 
