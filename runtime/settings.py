@@ -19,17 +19,17 @@ class FunctionSettings(BaseSettings):
     # Where traces and metrics go over OTLP/HTTP (the SDKs' standard variable; /v1/traces and /v1/metrics are
     # appended). Unset: the function makes none (runtime/telemetry.py).
     otel_exporter_otlp_endpoint: str = ""
-
-
-class ServerSettings(FunctionSettings):
-    """The HTTP server every function runs in (runtime/server.py), the same in the image and in the local stack."""
-
+    # The HTTP server every function runs in (runtime/server.py), the same in the image and in the local stack.
     # The request line and every header must arrive within this long of the server taking the connection up
     # (else 408, and the connection is closed): a client trickling its headers cannot hold one of the threads.
     request_headers_timeout_seconds: float = Field(default=10, gt=0, le=300)
     # The longest pause allowed between two reads of a request's body, and between two writes of its answer (a
     # client that stops sending answers 408; one that stops reading is cut off).
     request_body_idle_timeout_seconds: float = Field(default=20, gt=0, le=600)
+
+
+class ServerSettings(FunctionSettings):
+    """What runtime/server.py reads: the settings every function has."""
 
 
 class MongoSettings(FunctionSettings):
