@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import IO, Any
 
 import flask
 import pymongo.errors
@@ -71,7 +71,7 @@ def read_json(request: flask.Request, max_bytes: int = MAX_JSON_BODY_BYTES, max_
     if declared is not None and declared > max_bytes:
         raise body_refused(413, "body_too_large", f"a JSON body may have at most {max_bytes} bytes; this one "
                                                   f"declares {declared}")
-    data = request.stream.read(max_bytes + 1)
+    data = read_at_most(request.stream, max_bytes + 1)
     if len(data) > max_bytes:
         raise body_refused(413, "body_too_large", f"a JSON body may have at most {max_bytes} bytes")
     if json_depth(data) > max_depth:
@@ -80,6 +80,18 @@ def read_json(request: flask.Request, max_bytes: int = MAX_JSON_BODY_BYTES, max_
         return json.loads(data)
     except ValueError as error:
         raise body_refused(400, "malformed_json", f"the body is not JSON ({error})") from None
+
+
+def read_at_most(stream: IO[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes of `stream`, however many reads that takes (one read may answer fewer)."""
+    parts, left = [], limit
+    while left > 0:
+        part = stream.read(min(left, 65536))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def json_depth(data: bytes) -> int:

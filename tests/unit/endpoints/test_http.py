@@ -345,6 +345,19 @@ def test_a_json_body_over_its_declared_length_is_refused_unread() -> None:
     assert answer.headers["Connection"] == "close" and sum(read) == 0
 
 
+def test_a_json_body_arriving_in_small_pieces_is_read_whole() -> None:
+    pieces = [b'{"a": ', b'"' + b"x" * 500, b'"}']
+
+    class Trickle:
+        def read(self, size: int = -1) -> bytes:
+            return pieces.pop(0) if pieces else b""
+
+    body = b"".join(pieces)
+    answer = serve(body_function()).post("/", environ_overrides={
+        "wsgi.input": Trickle(), "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json"})
+    assert answer.status_code == 200 and answer.json == {"body": {"a": "x" * 500}}
+
+
 def test_a_body_that_is_not_json_reads_as_none() -> None:
     assert serve(body_function()).post("/", data=b"[1]", content_type="text/plain").json == {"body": None}
 
