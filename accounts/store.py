@@ -1,5 +1,6 @@
 """Sign-up and login against the accounts table: argon2id password hashes, parameterised SQL only, one answer for
-an unknown address and a wrong password, and throttling of failed logins per address."""
+an unknown address and a wrong password, and failed logins throttled so that no one can lock the owner out
+(login_throttle.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from argon2.exceptions import VerificationError, VerifyMismatchError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from accounts.login_throttle import LoginLimits, LoginThrottle, LoginThrottled
 from storage import mysql
+
+__all__ = ["LoginLimits", "LoginThrottled"]
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 EMAIL_PATTERN = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]{1,189}\.[^@\s\x00-\x1f.]{1,63}$")
@@ -40,8 +44,20 @@ class Credentials(BaseModel):
     password: Annotated[str, Field(min_length=8, max_length=1024)]
 
 
+SIGNED_UP_MESSAGE = ("Log in with this address and password. If the address had an account already, nothing "
+                     "changed and its owner was told by email.")
+
+
 class SignedUp(BaseModel):
-    """The answer to `POST /signup` (201)."""
+    """The answer to `POST /signup` (201), the same whether or not the address had an account: the sign-up tells
+    nobody which addresses have one (its owner gets an email instead)."""
+
+    email: str
+    message: str = Field(default=SIGNED_UP_MESSAGE, description="What happens next, the same for every sign-up.")
+
+
+class AccountView(BaseModel):
+    """The answer to `GET /account`: the token's account (the `Location` of a sign-up)."""
 
     account_id: str
     email: str
@@ -75,17 +91,10 @@ class LoginRefused(Exception):
     """Unknown address or wrong password: deliberately the same exception, answer and (about) time."""
 
 
-class LoginThrottled(Exception):
-    def __init__(self, retry_after_seconds: int) -> None:
-        super().__init__("too many failed logins")
-        self.retry_after_seconds = retry_after_seconds
-
-
 class Accounts:
-    def __init__(self, mysql_url: str, *, max_failures: int, failure_window_seconds: int) -> None:
+    def __init__(self, mysql_url: str, *, login_limits: LoginLimits) -> None:
         self.mysql_url = mysql_url
-        self.max_failures = max_failures
-        self.window = failure_window_seconds
+        self.throttle = LoginThrottle(login_limits)
         # Verified against when the address is unknown, so both refusals cost one argon2 verification.
         self._decoy_hash = PASSWORD_HASHER.hash(secrets.token_urlsafe(16))
 
@@ -102,49 +111,52 @@ class Accounts:
                 raise AccountExists(credentials.email) from None
             return Account(account_id=str(cursor.lastrowid), email=credentials.email)
 
-    def log_in(self, credentials: Credentials) -> Account:
+    def log_in(self, credentials: Credentials, address: str) -> Account:
+        """The account, if the password is its own and no count of failed logins this attempt falls under is full
+        (`address` is the client's); else LoginRefused or LoginThrottled."""
         with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT failures, TIMESTAMPDIFF(SECOND, window_start, NOW(3)) AS age FROM login_failures "
-                "WHERE email = %s", (credentials.email,))
-            throttle = cursor.fetchone()
-            if throttle and throttle["failures"] >= self.max_failures and throttle["age"] < self.window:
-                raise LoginThrottled(max(1, self.window - int(throttle["age"])))
+            self.throttle.check(cursor, credentials.email, address)
             cursor.execute("SELECT id, password_hash FROM accounts WHERE email = %s", (credentials.email,))
             row = cursor.fetchone()
             if row is not None and self._password_matches(row["password_hash"], credentials.password):
-                cursor.execute("DELETE FROM login_failures WHERE email = %s", (credentials.email,))
+                self.throttle.succeeded(cursor, credentials.email, address)
                 if PASSWORD_HASHER.check_needs_rehash(row["password_hash"]):
                     cursor.execute("UPDATE accounts SET password_hash = %s WHERE id = %s",
                                    (PASSWORD_HASHER.hash(credentials.password), row["id"]))
                 return Account(account_id=str(row["id"]), email=credentials.email)
             if row is None:
                 self._password_matches(self._decoy_hash, credentials.password)
-            # A window that has run out starts again at one failure.
-            cursor.execute(
-                "INSERT INTO login_failures (email, failures, window_start) VALUES (%s, 1, NOW(3)) "
-                "ON DUPLICATE KEY UPDATE "
-                "failures = IF(window_start < NOW(3) - INTERVAL %s SECOND, 1, failures + 1), "
-                "window_start = IF(window_start < NOW(3) - INTERVAL %s SECOND, NOW(3), window_start)",
-                (credentials.email, self.window, self.window))
+            self.throttle.failed(cursor, credentials.email, address)
             raise LoginRefused()
 
-    def confirm(self, account_id: str, email: str, password: str) -> None:
+    def confirm(self, account_id: str, email: str, password: str, address: str) -> None:
         """The password of account `account_id` (whose token names `email`), checked as a login is, throttle
         included: raises LoginRefused or LoginThrottled."""
         try:
-            account = self.log_in(Credentials(email=email, password=password))
+            account = self.log_in(Credentials(email=email, password=password), address)
         except ValueError:  # not even well-formed: refused like a wrong password
             raise LoginRefused() from None
         if account.account_id != account_id:
             raise LoginRefused()
 
     def delete(self, account_id: str, email: str) -> None:
-        """The account and every row naming it: its login-throttle row. Tokens are not stored (no server-side
-        sessions): those already issued are refused by nothing but their expiry."""
+        """The account and every row naming it: its failed logins, the addresses it logged in from, a sign-up
+        notice. Tokens are not stored (no server-side sessions): those already issued are refused by nothing but
+        their expiry."""
         with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
             cursor.execute("DELETE FROM accounts WHERE id = %s", (int(account_id),))
-            cursor.execute("DELETE FROM login_failures WHERE email = %s", (email,))
+            self.throttle.forget(cursor, email)
+            cursor.execute("DELETE FROM signup_notices WHERE email = %s", (email,))
+
+    def take_signup_notice(self, email: str) -> bool:
+        """Whether the owner of `email` may be told now of a sign-up attempt with it: at most once an hour, so that
+        sign-ups cannot flood anyone's inbox. Taken atomically (two at once: one is told)."""
+        with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
+            changed = cursor.execute(
+                "INSERT INTO signup_notices (email, sent_at) VALUES (%s, NOW(3)) ON DUPLICATE KEY UPDATE "
+                "sent_at = IF(sent_at < NOW(3) - INTERVAL 1 HOUR, NOW(3), sent_at)", (email,))
+            # MySQL counts 1 for an insert, 2 for an update that changed the row, 0 for one that did not.
+            return bool(changed)
 
     @staticmethod
     def _password_matches(password_hash: str, password: str) -> bool:

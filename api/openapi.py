@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from accounts.store import AccessToken, Credentials, PasswordConfirmation, SignedUp
+from accounts.store import AccessToken, AccountView, Credentials, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
 from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
 from events.catalog import JOB_ID_PATTERN, FailureReason
@@ -51,6 +51,7 @@ EXTRACTION_REFUSALS = tuple(str(reason) for reason in (
 # (model, mode): answers are described as the code serialises them, request bodies as it validates them.
 MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorBody, "serialization"), (SignedUp, "serialization"), (AccessToken, "serialization"),
+    (AccountView, "serialization"),
     (Credentials, "validation"), (PasswordConfirmation, "validation"), (UploadAccepted, "serialization"),
     (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
     (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
@@ -90,7 +91,14 @@ def error(description: str, *, retry: bool = False, extra_headers: dict[str, Any
 
 
 UNAUTHORIZED = error("No bearer token, or one that is not valid (expired, wrong signature, issuer or audience).",
-                     extra_headers={"WWW-Authenticate": header("`Bearer realm=\"vid2mp3\"`")})
+                     extra_headers={"WWW-Authenticate": header(
+                         "RFC 6750's challenge: `Bearer realm=\"vid2mp3\"`, with `error=\"invalid_token\"` when a "
+                         "token was sent that is not valid.")})
+# A JSON body is read only so far (endpoints/http.py `read_json`).
+JSON_BODY_ERRORS = {
+    "400": error("Not JSON, or JSON nested more than 32 deep."),
+    "413": error("A JSON body over 64 KiB (refused on its Content-Length before it is read)."),
+}
 UNAVAILABLE = error("A data store is not answering (or too many requests of this user at once): try again.",
                     retry=True)
 OVER_QUOTA = error("Over a per-user quota, named in `X-Quota-Limit` and in the message.", retry=True,
@@ -174,11 +182,16 @@ def auth_paths() -> dict[str, Any]:
         "/auth/signup": {"post": {
             "operationId": "signUp", "tags": ["auth"], "security": [], "summary": "Create an account.",
             "requestBody": credentials_body,
+            "description": "Answers the same whether or not the address has an account, so that a sign-up tells "
+                           "nobody which addresses have one: the owner of an existing account is told by email "
+                           "instead, and nothing of the account changes.",
             "responses": {
-                "201": {"description": "The account.", "content": json_content(ref("SignedUp")),
+                "201": {"description": "Signed up (or the address had an account: the same answer).",
+                        "headers": {"Location": header("`account`: the account, relative to this URL.")},
+                        "content": json_content(ref("SignedUp")),
                         "links": {"LogIn": {"operationId": "logIn", "requestBody": "$request.body",
                                             "description": "Log in with the same credentials."}}},
-                "409": error("An account with this email address exists."),
+                **JSON_BODY_ERRORS,
                 "422": error("Not an email address and a password of 8 to 1024 characters."),
                 "429": error("Too many sign-ups from this address this hour.", retry=True),
                 "503": UNAVAILABLE,
@@ -188,9 +201,14 @@ def auth_paths() -> dict[str, Any]:
             "requestBody": credentials_body,
             "responses": {
                 "200": {"description": "The token.", "content": json_content(ref("AccessToken"))},
-                "401": error("Wrong email address or password (the same answer for both)."),
+                "401": error("Wrong email address or password (the same answer for both).", extra_headers={
+                    "WWW-Authenticate": header("`Password realm=\"vid2mp3\", charset=\"UTF-8\"`: the credentials "
+                                               "go in the JSON body.")}),
+                **JSON_BODY_ERRORS,
                 "422": error("Not an email address and a password of 8 to 1024 characters."),
-                "429": error("Too many failed logins for this address.", retry=True),
+                "429": error("Too many failed logins: for this account from this client address, from this address "
+                             "over all accounts, or for this account from addresses it never logged in from.",
+                             retry=True),
                 "503": UNAVAILABLE,
             }}},
         "/auth/.well-known/jwks.json": {"get": {
@@ -204,7 +222,10 @@ def auth_paths() -> dict[str, Any]:
                                    "kid": {"type": "string"}, "alg": {"type": "string"},
                                    "use": {"type": "string"}}}}}})}},
         }},
-        "/auth/account": {"delete": {
+        "/auth/account": {"get": {
+            "operationId": "getAccount", "tags": ["auth"], "summary": "The token's account.",
+            "responses": {"200": {"description": "The account.", "content": json_content(ref("AccountView"))},
+                          "401": UNAUTHORIZED}}, "delete": {
             "operationId": "deleteAccount", "tags": ["auth"],
             "summary": "Delete the account with all its jobs, media, webhook endpoints and quota usage.",
             "requestBody": {"required": True, "content": json_content(ref("PasswordConfirmation"))},
@@ -212,6 +233,7 @@ def auth_paths() -> dict[str, Any]:
                 "204": {"description": "Deleted."},
                 "401": UNAUTHORIZED,
                 "403": error("The password does not match this account."),
+                **JSON_BODY_ERRORS,
                 "422": error("No password given."),
                 "429": error("Too many failed confirmations.", retry=True),
                 "503": UNAVAILABLE,
@@ -415,9 +437,14 @@ def status_paths() -> dict[str, Any]:
         "/status/{job_id}/cancel": {
             "parameters": [job_id_parameter()],
             "post": {"operationId": "cancelJob", "tags": ["status"], "summary": "Cancel a job.",
-                     "responses": {"200": {**job_answer, "description": "The cancelled job."},
+                     "description": "Idempotent: cancelling a job that is cancelled already answers as the first "
+                                    "cancel did (200, the cancelled job), so a client whose answer was lost can "
+                                    "ask again.",
+                     "responses": {"200": {**job_answer, "description": "The cancelled job (also when it was "
+                                                                         "cancelled before)."},
                                    **owned_resource_errors(JOB_NOT_FOUND),
-                                   "409": error("The job has ended already.")}},
+                                   "409": error("The job ended otherwise (done or failed): only an uploaded or "
+                                                "converting job can be cancelled.")}},
         },
     }
 
@@ -425,7 +452,7 @@ def status_paths() -> dict[str, Any]:
 def download_paths() -> dict[str, Any]:
     link_parameter = {"in": "query", "required": False, "description": "A signed link's (from the job's "
                                                                        "`audio.download_link`): no token needed."}
-    mp3_headers = {"ETag": header("The MP3's SHA-256."),
+    mp3_headers = {"ETag": header("The MP3's SHA-256."), "Last-Modified": header("When the MP3 was stored."),
                    "Content-Disposition": header("`attachment` with a safe name."), "Accept-Ranges": header("`bytes`")}
     mp3 = {"description": "The MP3.", "headers": mp3_headers,
            "content": {"audio/mpeg": {"schema": {"contentMediaType": "audio/mpeg"}}}}
@@ -437,23 +464,31 @@ def download_paths() -> dict[str, Any]:
             {"name": "expires", **link_parameter, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
             {"name": "key", **link_parameter, "schema": {"type": "string"}},
             {"name": "signature", **link_parameter, "schema": {"type": "string"}},
-            {"name": "Range", "in": "header", "required": False,
-             "schema": {"type": "string", "pattern": r"^bytes=([0-9]{1,15}-[0-9]{0,15}|-[0-9]{1,15})$"},
-             "description": "One range, `bytes=<first>-[<last>]` or `bytes=-<suffix>` (RFC 9110); past the "
-                            "MP3's end: 416."},
+            {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+             "description": "One range, `bytes=<first>-[<last>]` or `bytes=-<suffix>` (RFC 9110): 206; one that starts "
+                            "past the MP3's end: 416; a suffix longer than the MP3: all of it. Another unit, "
+                            "several ranges or a range that is not valid are ignored (200, the whole MP3)."},
+            {"name": "If-Range", "in": "header", "required": False, "schema": {"type": "string"},
+             "description": "The ETag (strong) or Last-Modified the client holds: the Range applies only if it "
+                            "is still current (a weak tag never is)."},
             {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+            {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+            {"name": "If-Modified-Since", "in": "header", "required": False, "schema": {"type": "string"}},
+            {"name": "If-Unmodified-Since", "in": "header", "required": False, "schema": {"type": "string"}},
         ],
         "responses": {
             "200": mp3,
             "206": {**mp3, "description": "The range asked for.",
                     "headers": {**mp3_headers, "Content-Range": header("`bytes <first>-<last>/<length>`")}},
-            "304": {"description": "Not modified (`If-None-Match`)."},
+            "304": {"description": "Not modified (`If-None-Match`, or `If-Modified-Since`), whatever `Range` says.",
+                    "headers": {"ETag": mp3_headers["ETag"]}},
             "401": UNAUTHORIZED,
             "403": error("The signed link was changed or is incomplete."),
             "404": JOB_NOT_FOUND,
             "409": error("The job has not finished: no MP3 yet."),
             "410": error("The MP3 (or the link) has expired."),
-            "416": error("Not one range within the MP3 (several ranges, or past its end).",
+            "412": error("`If-Match` names another ETag, or `If-Unmodified-Since` is before the MP3 was stored."),
+            "416": error("The one range starts past the MP3's end.",
                          extra_headers={"Content-Range": header("`bytes */<length>`")}),
             "503": UNAVAILABLE,
         }}}}
@@ -478,8 +513,10 @@ def webhooks_paths() -> dict[str, Any]:
                      "requestBody": {"required": True, "content": json_content(ref("EndpointRequest"))},
                      "responses": {
                          "201": {"description": "Registered; its secret is shown only now.",
+                                 "headers": {"Location": header("The endpoint's id: its URL, relative to this one.")},
                                  "content": json_content(ref("EndpointWithSecret")), "links": links},
                          "401": UNAUTHORIZED,
+                         **JSON_BODY_ERRORS,
                          "409": error("The account has as many endpoints as it may."),
                          "422": error("A bad URL (not https, a private address) or event types."),
                          "503": UNAVAILABLE}},
@@ -535,7 +572,10 @@ def openapi_document(urls: Mapping[str, str]) -> dict[str, Any]:
                            "every path here starts with its function's name, which each function also answers "
                            "under. Get a token from `logIn`, send it as `Authorization: Bearer <token>`. Every "
                            "error answers `{\"error\": code, \"message\": words}` (a 422 of bad options adds "
-                           "`fields`). The events behind the jobs: `asyncapi.json` beside this document.",
+                           "`fields`), the server's own refusals included: 400 for a malformed request, 408 when "
+                           "the headers take over 10 s or the body pauses over 20 s, 414 for a request line over "
+                           "8190 bytes, 431 for a header field over 8190 bytes. HEAD answers wherever GET does. "
+                           "The events behind the jobs: `asyncapi.json` beside this document.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "tags": [{"name": name} for name in (*PUBLIC_FUNCTIONS, "tus")],

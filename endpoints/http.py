@@ -6,20 +6,21 @@ answer as 503."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import IO, Any
 
 import flask
 import pymongo.errors
 import pymysql
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
 
 from accounts.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 from events.catalog import JOB_ID_PATTERN
-from runtime.answers import NOT_FOUND, HttpError, method_not_allowed
+from runtime.answers import NOT_FOUND, HttpError, errors_in_json, method_not_allowed
 from runtime.settings import CorsSettings, TokenVerifierSettings
 
 log = logging.getLogger(__name__)
@@ -27,24 +28,97 @@ log = logging.getLogger(__name__)
 
 def framework_errors_in_json() -> None:
     """Called at a function's import: the framework's own refusals (a path its routing does not take, such as one
-    holding a newline) answer with the JSON error body too, not werkzeug's HTML page (found by schemathesis)."""
-
-    def as_json(error: HTTPException) -> flask.Response:
-        code = (error.name or "error").lower().replace(" ", "_")
-        return HttpError(error.code or 500, code, error.description or error.name).response()
-
+    holding a newline) and crashes answer with the JSON error body too, not werkzeug's HTML page (found by
+    schemathesis). runtime/server.py does the same for every function it serves."""
     # On the app whose context runs main.py (functions-framework's `errorhandler` names the app created last in the
     # process, another one when a process makes several: the tests do).
     if flask.has_app_context():
-        flask.current_app.register_error_handler(HTTPException, as_json)
+        errors_in_json(flask.current_app)
+
+
+BEARER_CHALLENGE = 'Bearer realm="vid2mp3"'
 
 
 def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
+    """The caller, by their bearer token; 401 with RFC 6750's challenge otherwise: without a token, the bare
+    challenge (§3.1: no error code when no credentials were sent); with one that is not valid,
+    `error="invalid_token"`."""
+    authorization = request.headers.get("Authorization")
     try:
-        return verifier.verify(bearer_token(request.headers.get("Authorization")))
+        return verifier.verify(bearer_token(authorization))
     except InvalidToken as error:
+        challenge = BEARER_CHALLENGE
+        if (authorization or "").partition(" ")[0].lower() == "bearer":
+            challenge += ', error="invalid_token", error_description="the token is malformed, expired or not ours"'
         raise HttpError(401, "unauthorized", f"a valid bearer token is required ({error})",
-                        {"WWW-Authenticate": 'Bearer realm="vid2mp3"'}) from None
+                        {"WWW-Authenticate": challenge}) from None
+
+
+# A JSON request body (credentials, a webhook registration) is small: more is refused before it is parsed, and so
+# is nesting deeper than any of them needs (Python's parser would recurse into 5,000 levels and crash).
+MAX_JSON_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def read_json(request: flask.Request, max_bytes: int = MAX_JSON_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The request's JSON body, or None when it is not `application/json` (the caller's validation then names what
+    is missing). Refused with the JSON error body, its rest left unread: over `max_bytes` by its `Content-Length`
+    (before reading) or while reading (a body without a length), 413; nested deeper than `max_depth`, or not JSON,
+    400."""
+    if not request.is_json:
+        return None
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise body_refused(413, "body_too_large", f"a JSON body may have at most {max_bytes} bytes; this one "
+                                                  f"declares {declared}")
+    data = read_at_most(request.stream, max_bytes + 1)
+    if len(data) > max_bytes:
+        raise body_refused(413, "body_too_large", f"a JSON body may have at most {max_bytes} bytes")
+    if json_depth(data) > max_depth:
+        raise body_refused(400, "malformed_json", f"JSON nested more than {max_depth} deep")
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        raise body_refused(400, "malformed_json", f"the body is not JSON ({error})") from None
+
+
+def read_at_most(stream: IO[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes of `stream`, however many reads that takes (one read may answer fewer)."""
+    parts, left = [], limit
+    while left > 0:
+        part = stream.read(min(left, 65536))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def json_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in `data`, brackets inside strings aside (counted before parsing: Python's
+    parser recurses once per level)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def body_refused(status: int, code: str, message: str) -> HttpError:
+    return HttpError(status, code, message, leaves_body_unread=True)
 
 
 # What a data store that is down, restarting or unreachable raises.
@@ -56,7 +130,7 @@ STORE_UNAVAILABLE = HttpError(503, "unavailable", "a data store is not answering
 def answer_errors(handler: Callable[[flask.Request], Any]) -> Callable[[flask.Request], Any]:
     """Decorator: turns HttpError raised by an HTTP handler into its JSON answer, and a data store that does not
     answer into 503 (retry later) rather than a crash's 500."""
-    return answer_errors_with(lambda request, error: error.response())(handler)
+    return answer_errors_with(default_answer)(handler)
 
 
 class SetUpOnce:
@@ -121,6 +195,7 @@ def allow_cross_origin(allowed_origins: Collection[str]) -> Callable[[Callable[[
                     })
             else:
                 response = flask.make_response(handler(request))
+            without_content_type_if_bodiless(response)
             if allowed:
                 response.headers["Access-Control-Allow-Origin"] = str(origin)
                 response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
@@ -130,6 +205,13 @@ def allow_cross_origin(allowed_origins: Collection[str]) -> Callable[[Callable[[
         return wrapper
 
     return decorate
+
+
+def without_content_type_if_bodiless(response: flask.Response) -> flask.Response:
+    """A 204 or 304 has no content, so no Content-Type (Flask gives every answer one, `text/html`)."""
+    if response.status_code in (204, 304):
+        response.headers.pop("Content-Type", None)
+    return response
 
 
 def also_under(name: str) -> Callable[[Callable[[flask.Request], Any]], Callable[[flask.Request], Any]]:
@@ -179,12 +261,15 @@ class HttpFunction:
         self.not_found = not_found
         self.authenticate_first = authenticate_first
         self.before = before
-        self.answer_error = answer_error or (lambda request, error: error.response())
+        self.answer_error = answer_error or default_answer
         self.routes = Map(strict_slashes=False, merge_slashes=False, converters={"job": JobIdConverter})
         self.handlers: dict[str, Handler] = {}
         self.entry = answer_errors_with(self.answer_error)(self.dispatch)
         if allowed_origins is not None:
             self.entry = allow_cross_origin(allowed_origins)(self.entry)
+        else:
+            inner = self.entry
+            self.entry = lambda request: without_content_type_if_bodiless(flask.make_response(inner(request)))
         if name is not None:
             self.entry = also_under(name)(self.entry)
         framework_errors_in_json()
@@ -234,6 +319,10 @@ class HttpFunction:
         except NotFound:
             raise self.not_found from None
         return self.handlers[endpoint](request, **arguments)
+
+
+def default_answer(request: flask.Request, error: HttpError) -> flask.Response:
+    return error.response_leaving_body_unread() if error.leaves_body_unread else error.response()
 
 
 def answer_errors_with(answer: Callable[[flask.Request, HttpError], flask.Response]) \

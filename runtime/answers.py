@@ -8,6 +8,7 @@ from typing import Any
 
 import flask
 from pydantic import BaseModel, Field
+from werkzeug.exceptions import HTTPException
 
 
 class ErrorBody(BaseModel):
@@ -21,9 +22,11 @@ class ErrorBody(BaseModel):
 
 class HttpError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, *, leaves_body_unread: bool = False) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        # Refused while the request's body is still coming: answered without reading the rest.
+        self.leaves_body_unread = leaves_body_unread
         # More of the answer for the client's own use (the 422 of bad options maps each field to its problem).
         self.extra = extra or {}
 
@@ -37,8 +40,10 @@ class HttpError(Exception):
         """The answer to a request whose body we stop reading (too large, not media): a streamed response, so
         functions-framework does not read the rest of the body into memory first, and the connection closes."""
         body = json.dumps(self.body()).encode()
+        # Its length given, so that it is not sent chunked for being an iterator.
         response = flask.Response(iter([body]), status=self.status, mimetype="application/json",
-                                  headers={**self.headers, "Connection": "close", "Cache-Control": "no-store"})
+                                  headers={**self.headers, "Connection": "close", "Cache-Control": "no-store",
+                                           "Content-Length": str(len(body))})
         return response
 
 
@@ -56,3 +61,25 @@ NOT_FOUND = HttpError(404, "not_found", "no such job")
 def method_not_allowed(allowed: str, message: str) -> HttpError:
     """405, with the `Allow` header RFC 9110 requires on it (the methods the path answers)."""
     return HttpError(405, "method_not_allowed", message, {"Allow": allowed})
+
+
+def refusal_response(error: HTTPException) -> flask.Response:
+    """One of werkzeug's refusals (raised by the framework's routing, by werkzeug reading a request, or by the server's
+    read timeouts) as the JSON error body."""
+    code = (error.name or "error").lower().replace(" ", "_")
+    # A refusal may come while the body is being read (a timeout, a body over a limit): whatever is left of it
+    # stays unread, and functions-framework does not read it into memory after the answer.
+    return HttpError(error.code or 500, code, error.description or error.name).response_leaving_body_unread()
+
+
+def crash_response(error: Exception) -> flask.Response:
+    """A crash: the JSON error body, saying nothing of its cause, with functions-framework's status header (its
+    logs count crashes by it)."""
+    return HttpError(500, "internal_error", "the function failed; try again later",
+                     {"X-Google-Status": "crash"}).response()
+
+
+def errors_in_json(app: flask.Flask) -> None:
+    """Every answer `app` makes itself, refusals and crashes alike, in the JSON error body, not werkzeug's HTML page."""
+    app.register_error_handler(HTTPException, refusal_response)
+    app.register_error_handler(500, crash_response)

@@ -19,6 +19,17 @@ class FunctionSettings(BaseSettings):
     # Where traces and metrics go over OTLP/HTTP (the SDKs' standard variable; /v1/traces and /v1/metrics are
     # appended). Unset: the function makes none (runtime/telemetry.py).
     otel_exporter_otlp_endpoint: str = ""
+    # The HTTP server every function runs in (runtime/server.py), the same in the image and in the local stack.
+    # The request line and every header must arrive within this long of the server taking the connection up
+    # (else 408, and the connection is closed): a client trickling its headers cannot hold one of the threads.
+    request_headers_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    # The longest pause allowed between two reads of a request's body, and between two writes of its answer (a
+    # client that stops sending answers 408; one that stops reading is cut off).
+    request_body_idle_timeout_seconds: float = Field(default=20, gt=0, le=600)
+
+
+class ServerSettings(FunctionSettings):
+    """What runtime/server.py reads: the settings every function has."""
 
 
 class MongoSettings(FunctionSettings):
@@ -84,7 +95,14 @@ class DeletionPacingSettings(FunctionSettings):
     deletion_duty_cycle: float = Field(default=0.2, gt=0, le=1)
 
 
-class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSettings):
+class MailSettings(FunctionSettings):
+    # SendGrid's v3 API (runtime/mail.py); without a key, messages are logged instead of sent.
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_api_host: AnyHttpUrl = AnyHttpUrl("https://api.sendgrid.com")
+    mail_from: str = "vid2mp3@example.com"
+
+
+class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSettings, MailSettings):
     # MongoDB and the broker: deleting an account (`DELETE /account`, with a token of its own) deletes its jobs
     # and their media, cancelling those still running.
     mysql_url: SecretStr
@@ -92,9 +110,16 @@ class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSe
     jwt_private_key: SecretStr
     jwt_key_id: str = ""
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
-    # Failed logins per account within the window before further attempts are refused (429).
+    # Failed logins within the window before further attempts are refused (429), counted per account from one client
+    # address; per client address over every account (spraying); per account from every address, which does not
+    # refuse the addresses the account logged in from before (accounts/login_throttle.py): no one can lock the owner
+    # out.
     login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=50, ge=1)
+    login_max_failures_per_account: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # The web page, which the email to an address's owner after a sign-up attempt names.
+    public_web_url: AnyHttpUrl | None = None
     # Sign-ups per client address within an hour before further ones are refused (429).
     signups_per_address_per_hour: int = Field(default=10, ge=1)
     # How many proxies of our own (ingress gateway, activator, queue-proxy) stand between the client and auth, each
@@ -166,11 +191,8 @@ class SegmentSettings(MongoSettings, EmitterSettings):
     source_video_retention_seconds: int = Field(default=0, ge=0)
 
 
-class NotifySettings(MongoSettings, EmitterSettings, DownloadLinkSettings):
+class NotifySettings(MongoSettings, EmitterSettings, DownloadLinkSettings, MailSettings):
     mysql_url: SecretStr
-    sendgrid_api_key: SecretStr | None = None
-    sendgrid_api_host: AnyHttpUrl = AnyHttpUrl("https://api.sendgrid.com")
-    mail_from: str = "vid2mp3@example.com"
     # The web page, whose view of the job the email links to.
     public_web_url: AnyHttpUrl
 

@@ -213,7 +213,7 @@ def up() -> None:
                       [processes.python(), "-m", "stack.sendgrid_standin", str(SENDGRID_PORT)], port=SENDGRID_PORT)
         for name in available_functions():
             start_process(startup, name, supervised(name, [
-                str(Path(processes.python()).with_name("functions-framework")),
+                processes.python(), "-m", "runtime.server",
                 f"--source=functions/{name}/main.py", f"--target={name}", f"--host={HOST}",
                 f"--port={FUNCTION_PORTS[name]}",
             ]), env=env, port=FUNCTION_PORTS[name])

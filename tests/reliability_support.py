@@ -112,8 +112,11 @@ class Stack:
         assert signed_up.status_code == 201, signed_up.text
         logged_in = self.session.post(f"{self.points['AUTH_URL']}/login", json=credentials, timeout=HTTP_TIMEOUT)
         assert logged_in.status_code == 200, logged_in.text
-        return User(email=email, password=password, account_id=signed_up.json()["account_id"],
-                    token=logged_in.json()["access_token"])
+        token = logged_in.json()["access_token"]
+        account = self.session.get(f"{self.points['AUTH_URL']}/account", headers={"Authorization": f"Bearer {token}"},
+                                   timeout=HTTP_TIMEOUT)
+        assert account.status_code == 200, account.text
+        return User(email=email, password=password, account_id=account.json()["account_id"], token=token)
 
     # Uploads and jobs
 
@@ -261,7 +264,7 @@ def kill_function(name: str) -> list[int]:
 
 def is_function_process(pid: int) -> bool:
     try:
-        return b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"runtime.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 

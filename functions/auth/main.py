@@ -1,11 +1,17 @@
 """auth (HTTP): `POST /signup` and `POST /login` with `{"email", "password"}` against MySQL; login answers an
-EdDSA JWT. `GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with.
+EdDSA JWT. A sign-up answers the same whether or not the address has an account (201, `Location: account`); the
+owner of an existing one is told by email instead. `GET /account` answers the token's account.
+`GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with.
 `DELETE /account` with the account's token and `{"password"}` deletes the account, all its jobs and their media,
 its webhook endpoints and their deliveries, and its quota usage."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import queue
+import threading
 from typing import Any
 
 import flask
@@ -17,28 +23,33 @@ from accounts.store import (
     AccessToken,
     AccountExists,
     Accounts,
+    AccountView,
     Credentials,
+    LoginLimits,
     LoginRefused,
     LoginThrottled,
     PasswordConfirmation,
     SignedUp,
 )
 from accounts.tokens import TokenIssuer
-from endpoints.http import HttpFunction, SetUpOnce
+from endpoints.conditional import cacheable
+from endpoints.http import HttpFunction, SetUpOnce, read_json
 from events import EventEmitter
 from jobs.cancellation import Cancellation
 from jobs.erasure import Erasure
 from jobs.quotas import forget_usage
 from jobs.records import Jobs
 from runtime.answers import HttpError, json_response
+from runtime.mail import Mailer
 from runtime.settings import AuthSettings, load_settings
 from storage import mongo
 from webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 settings = load_settings(AuthSettings)
-accounts = Accounts(settings.mysql_url.get_secret_value(), max_failures=settings.login_max_failures,
-                    failure_window_seconds=settings.login_failure_window_seconds)
+accounts = Accounts(settings.mysql_url.get_secret_value(), login_limits=LoginLimits(
+    per_account_and_address=settings.login_max_failures, per_address=settings.login_max_failures_per_address,
+    per_account=settings.login_max_failures_per_account, window_seconds=settings.login_failure_window_seconds))
 signup_limits = SignupLimits(settings.mysql_url.get_secret_value(), per_hour=settings.signups_per_address_per_hour)
 schema = SetUpOnce("the accounts schema", accounts.apply_schema).at_start()
 issuer = TokenIssuer(settings.jwt_private_key.get_secret_value(), issuer=settings.jwt_issuer,
@@ -49,7 +60,11 @@ jobs = Jobs(database)
 webhooks = WebhookStore(database)
 erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
 http = HttpFunction.public("auth", settings, not_found=HttpError(
-    404, "not_found", "try POST /signup, POST /login, DELETE /account or GET /.well-known/jwks.json"))
+    404, "not_found", "try POST /signup, POST /login, GET or DELETE /account or GET /.well-known/jwks.json"))
+mailer = Mailer.from_settings(settings)
+# A wrong login's challenge (RFC 9110 requires one on a 401): credentials go in the JSON body, not in an HTTP
+# authentication scheme, so the scheme is one no browser acts on and the realm names where they go.
+LOGIN_CHALLENGE = 'Password realm="vid2mp3", charset="UTF-8"'
 
 
 @functions_framework.http
@@ -58,7 +73,7 @@ def auth(request: flask.Request) -> Any:
 
 
 def credentials_from(request: flask.Request) -> Credentials:
-    body = request.get_json(silent=True)
+    body = read_json(request)
     try:
         return Credentials.model_validate(body if isinstance(body, dict) else {})
     except ValidationError as error:
@@ -69,7 +84,11 @@ def credentials_from(request: flask.Request) -> Credentials:
 
 @http.route("/.well-known/jwks.json", "GET")
 def jwks(request: flask.Request) -> flask.Response:
-    return json_response(issuer.jwks(), headers={"Cache-Control": "public, max-age=300"})
+    # Cached by the verifiers for 5 minutes; then revalidated by its ETag.
+    return cacheable(request, JWKS_DOCUMENT, "application/json", cache_control="max-age=300")
+
+
+JWKS_DOCUMENT = json.dumps(issuer.jwks(), separators=(",", ":")).encode()
 
 
 @http.route("/signup", "POST")
@@ -82,22 +101,31 @@ def sign_up(request: flask.Request) -> flask.Response:
         raise HttpError(429, "too_many_signups", f"signups_per_address_per_hour: {throttled}; try again later",
                         {"Retry-After": str(throttled.retry_after_seconds)}) from None
     try:
-        account = accounts.sign_up(credentials)
+        accounts.sign_up(credentials)
     except AccountExists:
-        raise HttpError(409, "account_exists", "an account with this email address exists; log in") from None
-    return json_response(SignedUp(account_id=account.account_id, email=account.email).model_dump(), 201)
+        # The same answer as a new account's, at the same speed (the password was hashed either way); the owner
+        # hears of it by email, sent after the answer.
+        signup_notices.tell(credentials.email)
+    # Relative: the account answers under this function's URL and under /auth alike.
+    return json_response(SignedUp(email=credentials.email).model_dump(), 201, {"Location": "account"})
+
+
+@http.route("/account", "GET")
+def show_account(request: flask.Request) -> flask.Response:
+    identity = http.identity(request)
+    return json_response(AccountView(account_id=identity.subject, email=identity.email).model_dump())
 
 
 @http.route("/login", "POST")
 def log_in(request: flask.Request) -> flask.Response:
     schema()
     try:
-        account = accounts.log_in(credentials_from(request))
+        account = accounts.log_in(credentials_from(request), client_address(request, settings.trusted_proxy_hops))
     except LoginRefused:
-        raise HttpError(401, "login_refused", "wrong email address or password") from None
+        raise HttpError(401, "login_refused", "wrong email address or password",
+                        {"WWW-Authenticate": LOGIN_CHALLENGE}) from None
     except LoginThrottled as throttled:
-        raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
-                        {"Retry-After": str(throttled.retry_after_seconds)}) from None
+        raise too_many_attempts(throttled) from None
     token = issuer.issue(account.account_id, account.email)
     return json_response(AccessToken(access_token=token, expires_in=issuer.ttl_seconds).model_dump())
 
@@ -107,7 +135,7 @@ def delete_account(request: flask.Request) -> flask.Response:
     """The account's jobs first (media and records, running ones cancelled), then the account: should this stop
     midway, the owner can still log in and ask again."""
     identity = http.identity(request)
-    body = request.get_json(silent=True)
+    body = read_json(request)
     try:
         password = PasswordConfirmation.model_validate(body if isinstance(body, dict) else {}).password
     except ValidationError:
@@ -115,15 +143,69 @@ def delete_account(request: flask.Request) -> flask.Response:
             from None
     schema()
     try:
-        accounts.confirm(identity.subject, identity.email, password)
+        accounts.confirm(identity.subject, identity.email, password,
+                         client_address(request, settings.trusted_proxy_hops))
     except LoginRefused:
         raise HttpError(403, "wrong_password", "the password does not match this account") from None
     except LoginThrottled as throttled:
-        raise HttpError(429, "too_many_attempts", "too many failed logins; try again later",
-                        {"Retry-After": str(throttled.retry_after_seconds)}) from None
+        raise too_many_attempts(throttled) from None
     jobs_deleted = erasure.erase_owner(identity.subject)
     webhooks.delete_owned(identity.subject)
     forget_usage(database, identity.subject)
     accounts.delete(identity.subject, identity.email)
     log.info("account %s deleted with its %d jobs", identity.subject, jobs_deleted)
     return flask.Response(status=204)
+
+
+def too_many_attempts(throttled: LoginThrottled) -> HttpError:
+    return HttpError(429, "too_many_attempts", f"{throttled.limit}: too many failed logins; try again later",
+                     {"Retry-After": str(throttled.retry_after_seconds)})
+
+
+class SignupNotices:
+    """Tells the owner of an address that someone tried to sign up with it, by email, at most once an hour, from a
+    thread of its own: the sign-up is answered first, as fast as a new account's. A notice lost to a crash is not
+    sent again (it says nothing the owner must act on)."""
+
+    def __init__(self, capacity: int = 100) -> None:
+        self._waiting: queue.Queue[str] = queue.Queue(maxsize=capacity)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def tell(self, email: str) -> None:
+        try:
+            self._waiting.put_nowait(email)
+        except queue.Full:
+            log.warning("sign-up notices: %d waiting, one dropped", self._waiting.maxsize)
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._send_waiting, name="signup-notices", daemon=True)
+                self._thread.start()
+
+    def _send_waiting(self) -> None:
+        while True:
+            try:
+                email = self._waiting.get(timeout=30)
+            except queue.Empty:
+                return
+            try:
+                if accounts.take_signup_notice(email):
+                    mailer.send(email, "Someone tried to sign up with your address", notice_text())
+            except Exception as error:  # a store away, the mail API refusing: a notice never stops the next
+                log.warning("sign-up notice to account %s not sent: %s", address_label(email), type(error).__name__)
+
+
+def notice_text() -> str:
+    page = f"\n\nvid2mp3: {settings.public_web_url}" if settings.public_web_url else ""
+    return ("Someone tried to create a vid2mp3 account with this email address, which already has one. Nothing was "
+            "changed: your account, its password and your jobs are as they were.\n\nIf it was you, log in with "
+            "your password instead. If it was not, you need not do anything." + page + "\n")
+
+
+def address_label(email: str) -> str:
+    """An address in the logs: a digest, not the address."""
+    return hashlib.sha256(email.encode()).hexdigest()[:12]
+
+
+signup_notices = SignupNotices()

@@ -15,14 +15,12 @@ from typing import Any
 
 import pymongo.errors
 from python_http_client.exceptions import HTTPError
-from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Mail
 
 from events import AudioConverted, EventEmitter, NotificationSent, RetryLater
 from jobs.links import DownloadLinks
 from jobs.records import Jobs, JobState
-from runtime import telemetry
 from runtime.clock import now
+from runtime.mail import Mailer
 from storage import mysql
 
 log = logging.getLogger(__name__)
@@ -31,25 +29,6 @@ log = logging.getLogger(__name__)
 SENDING_LEASE = timedelta(seconds=60)
 # How long a sent email's record is retried while the job store is away: well inside the Trigger's 30 s timeout.
 SENT_RECORD_PATIENCE_SECONDS = 15
-
-
-@dataclass(frozen=True)
-class Mailer:
-    """SendGrid's v3 API when a key is configured; otherwise the message is logged, for development."""
-
-    api_key: str | None
-    api_host: str
-    sender: str
-
-    @telemetry.traced("email send")
-    def send(self, recipient: str, subject: str, text: str) -> str:
-        if not self.api_key:
-            log.info("no SENDGRID_API_KEY: would send to %s: %s\n%s", recipient, subject, text)
-            return "log"
-        client = SendGridAPIClient(api_key=self.api_key, host=self.api_host.rstrip("/"))
-        response = client.send(Mail(from_email=self.sender, to_emails=recipient, subject=subject,
-                                    plain_text_content=text))
-        return "email" if 200 <= response.status_code < 300 else "failed"
 
 
 @dataclass

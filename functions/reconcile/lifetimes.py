@@ -20,6 +20,7 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from accounts.login_throttle import KNOWN_ADDRESS_DAYS
 from accounts.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
 from jobs.records import FINAL_STATES, Job, Jobs, JobState
 from runtime.clock import now
@@ -190,14 +191,18 @@ class Lifetimes:
 
     def purge_throttle_rows(self) -> int:
         """Throttle rows whose window started over their lifetime ago (they throttle nothing any more): failed logins
-        after LOGIN_FAILURE_RETENTION_SECONDS, sign-ups per address once their hour is over."""
+        after LOGIN_FAILURE_RETENTION_SECONDS, the addresses an account logged in from after KNOWN_ADDRESS_DAYS,
+        sign-up notices and sign-ups per address once their hour is over."""
         if not self.mysql_url:
             return 0
         purged = 0
         with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
-            for table, lifetime in (("login_failures", int(self.login_failure_lifetime.total_seconds())),
-                                    ("signups_by_address", SIGNUP_WINDOW_SECONDS)):
-                statement = f"DELETE FROM {table} WHERE window_start < NOW(3) - INTERVAL %s SECOND LIMIT %s"  # noqa: S608
+            for table, column, lifetime in (
+                    ("failed_logins", "window_start", int(self.login_failure_lifetime.total_seconds())),
+                    ("login_addresses", "last_login", KNOWN_ADDRESS_DAYS * 86400),
+                    ("signup_notices", "sent_at", 3600),
+                    ("signups_by_address", "window_start", SIGNUP_WINDOW_SECONDS)):
+                statement = f"DELETE FROM {table} WHERE {column} < NOW(3) - INTERVAL %s SECOND LIMIT %s"  # noqa: S608
                 while True:
                     deleted = cursor.execute(statement, (lifetime, self.batch_size))
                     purged += deleted

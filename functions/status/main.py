@@ -67,8 +67,15 @@ def delete_job(request: flask.Request, job_id: str) -> flask.Response:
     return flask.Response(status=204)
 
 
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
 @http.route("/<job:job_id>/events", "GET")
 def follow_job(request: flask.Request, job_id: str) -> flask.Response:
+    if request.method == "HEAD":
+        # What a GET would answer, without opening a stream or taking one of the user's slots.
+        owned(job_id, http.identity(request))
+        return flask.Response(status=200, mimetype="text/event-stream", headers=STREAM_HEADERS)
     return event_stream(job_id, http.identity(request))
 
 
@@ -115,8 +122,6 @@ def event_stream(job_id: str, identity: Identity) -> flask.Response:
 
     stream = JobStream(load=lambda: jobs.get_owned(job_id, identity.subject),
                        render=lambda job: job_view(job, download_links), max_seconds=settings.events_stream_max_seconds)
-    response = flask.Response(iter(stream), mimetype="text/event-stream", headers={
-        "Cache-Control": "no-store", "X-Accel-Buffering": "no",
-    })
+    response = flask.Response(iter(stream), mimetype="text/event-stream", headers=STREAM_HEADERS)
     response.call_on_close(release)
     return response

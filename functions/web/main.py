@@ -3,10 +3,15 @@ the public function URLs the page calls straight from the browser: auth, upload,
 `asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), and `openapi.json`, the
 OpenAPI 3.1 document of the public HTTP functions (api/openapi.py), for integrators. No build step; one
 third-party script, tus-js-client (the page's resumable uploads), served from this origin at the version pinned in
-stack/node/package.json. A strict Content-Security-Policy lets the page talk to those four origins only."""
+stack/node/package.json. A strict Content-Security-Policy lets the page talk to those four origins only.
+
+Every file and document is held in memory with an ETag from its content and, where it pays, its gzip form
+(endpoints/conditional.py): `Cache-Control: no-cache` lets the browser keep them and revalidate on each load, a 304
+of a few hundred bytes while they are unchanged (the files keep their names, so they cannot be `immutable`)."""
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +20,10 @@ import flask
 import functions_framework
 
 from api.openapi import openapi_document
+from endpoints.conditional import Document, cacheable
 from endpoints.http import HttpFunction
 from events.asyncapi import asyncapi_document
-from runtime.answers import HttpError, json_response
+from runtime.answers import HttpError
 from runtime.settings import WebSettings, load_settings
 
 settings = load_settings(WebSettings)
@@ -41,6 +47,7 @@ PAGES = {
 # Read once: four small files, the same for every request.
 CONTENTS = {name: (STATIC / name).read_bytes() for name, _ in PAGES.values() if name != "tus.min.js"}
 CONTENTS["tus.min.js"] = TUS_JS_CLIENT.read_bytes()
+FILES = {name: Document.of(CONTENTS[name], mimetype) for name, mimetype in PAGES.values()}
 EVENTS_DOCUMENT = asyncapi_document()
 API = {
     "auth_url": str(settings.public_auth_url).rstrip("/"),
@@ -66,8 +73,14 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
 }
+
+
+def json_document(content: object) -> Document:
+    return Document.of(json.dumps(content, separators=(",", ":")).encode(), "application/json")
+
+
+CONFIG, EVENTS, HTTP_API = json_document(API), json_document(EVENTS_DOCUMENT), json_document(HTTP_DOCUMENT)
 
 
 http = HttpFunction(None, not_found=HttpError(404, "not_found", "no such page"))
@@ -80,22 +93,22 @@ def web(request: flask.Request) -> flask.Response:
 
 @http.route("/config.json", "GET")
 def config(request: flask.Request) -> flask.Response:
-    return json_response(API, headers=SECURITY_HEADERS)
+    return cacheable(request, CONFIG, headers=SECURITY_HEADERS)
 
 
 @http.route("/asyncapi.json", "GET")
 def events_document(request: flask.Request) -> flask.Response:
-    return json_response(EVENTS_DOCUMENT, headers=SECURITY_HEADERS)
+    return cacheable(request, EVENTS, headers=SECURITY_HEADERS)
 
 
 @http.route("/openapi.json", "GET")
 def http_document(request: flask.Request) -> flask.Response:
-    return json_response(HTTP_DOCUMENT, headers=SECURITY_HEADERS)
+    return cacheable(request, HTTP_API, headers=SECURITY_HEADERS)
 
 
 def page_of(name: str, mimetype: str) -> Callable[[flask.Request], flask.Response]:
     def serve(request: flask.Request) -> flask.Response:
-        return flask.Response(CONTENTS[name], mimetype=mimetype, headers=SECURITY_HEADERS)
+        return cacheable(request, FILES[name], headers=SECURITY_HEADERS)
 
     return serve
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from endpoints.http import HttpFunction, SetUpOnce
+from endpoints.http import HttpFunction, SetUpOnce, read_json
 from runtime.answers import json_response
 from runtime.settings import WebhooksSettings, load_settings
 from storage import mongo
@@ -31,7 +31,9 @@ def webhooks(request: flask.Request) -> flask.Response:
 
 @http.route("/", "POST")
 def register(request: flask.Request) -> flask.Response:
-    return json_response(registry.register(http.identity(request).subject, request.get_json(silent=True)), 201)
+    registered = registry.register(http.identity(request).subject, read_json(request))
+    # Relative: the endpoint answers under this function's URL and under /webhooks alike.
+    return json_response(registered, 201, {"Location": str(registered["id"])})
 
 
 @http.route("/", "GET")

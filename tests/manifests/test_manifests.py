@@ -405,8 +405,8 @@ def image_entry(artifact: dict[str, Any]) -> ImageEntry:
         return command[command.index(flag) + 1] if flag in command else env.get(variable)
 
     assert base, f"{dockerfile}: no FROM"
-    assert command and command[0] == "functions-framework", (
-        f"{dockerfile}: the command must be functions-framework"
+    assert command[:3] == ["python", "-m", "runtime.server"], (
+        f"{dockerfile}: the command must be functions-framework's server as runtime/server.py runs it"
     )
     return ImageEntry(
         target=option("--target", "FUNCTION_TARGET"),

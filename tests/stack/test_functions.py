@@ -112,10 +112,15 @@ def test_auth_signup_login_and_jwks(app: Callable[[str], FlaskClient]) -> None:
     email = f"unit-{uuid.uuid4().hex[:8]}@test.vid2mp3.dev"
     credentials = {"email": email.upper(), "password": "long enough password"}
     created = auth.post("/signup", json=credentials)
-    assert created.status_code == 201 and created.json["email"] == email
-    assert auth.post("/signup", json=credentials).status_code == 409
+    assert created.status_code == 201 and created.json["email"] == email and created.headers["Location"] == "account"
+    # Signing up again answers the same: a sign-up tells nobody which addresses have an account.
+    again = auth.post("/signup", json=credentials)
+    assert (again.status_code, again.json, again.headers["Location"]) == (201, created.json, "account")
     login = auth.post("/login", json=credentials)
     assert login.status_code == 200 and login.json["token_type"] == "Bearer"
+    account = auth.get("/account", headers={"Authorization": f"Bearer {login.json['access_token']}"})
+    assert account.status_code == 200 and account.json == {"account_id": owner_of(login.json["access_token"]),
+                                                           "email": email}
     jwks = auth.get("/.well-known/jwks.json").json
     assert [key["alg"] for key in jwks["keys"]] == ["EdDSA"] and "d" not in jwks["keys"][0]
 
@@ -133,6 +138,73 @@ def test_auth_rejects_malformed_credentials(app: Callable[[str], FlaskClient], b
     assert problem in response.json["message"]
 
 
+def test_signing_up_with_an_existing_address_tells_its_owner_once_an_hour(
+        app: Callable[[str], FlaskClient], endpoints: dict[str, str]) -> None:
+    auth = app("auth")
+    email = f"unit-{uuid.uuid4().hex[:8]}@test.vid2mp3.dev"
+    new = auth.post("/signup", json={"email": email, "password": "the owner's password"})
+    existing = [auth.post("/signup", json={"email": email, "password": f"someone else's {n}"}) for n in range(3)]
+    assert all((answer.status_code, answer.json) == (new.status_code, new.json) for answer in existing)
+
+    def mails() -> list[dict[str, Any]]:
+        sent = requests.get(f"{endpoints['SENDGRID_API_HOST']}/_standin/messages", timeout=5).json()
+        return [mail for mail in sent if any(to.get("email") == email for personalization in
+                                             mail["body"]["personalizations"] for to in personalization["to"])]
+
+    told = wait_for(mails, 10, "the email to the address's owner")
+    time.sleep(1)
+    assert len(mails()) == 1 and told[0]["body"]["subject"] == "Someone tried to sign up with your address"
+    assert "Nothing was changed" in told[0]["body"]["content"][0]["value"]
+    assert auth.post("/login", json={"email": email, "password": "the owner's password"}).status_code == 200
+
+
+def login_from(auth: FlaskClient, address: str, email: str, password: str) -> Any:
+    return auth.post("/login", environ_overrides={"REMOTE_ADDR": address}, json={"email": email, "password": password})
+
+
+def test_failed_logins_from_one_address_leave_the_owner_elsewhere_in(app: Callable[[str], FlaskClient],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGIN_MAX_FAILURES", "3")
+    auth = app("auth")
+    email, password = f"unit-{uuid.uuid4().hex[:8]}@test.vid2mp3.dev", "the owner's password"
+    auth.post("/signup", json={"email": email, "password": password})
+    attacker, owner = f"198.51.100.{uuid.uuid4().int % 250 + 1}", f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    answers = [login_from(auth, attacker, email, "a wrong guess").status_code for _ in range(3)]
+    refused = login_from(auth, attacker, email, password)
+    assert answers == [401] * 3 and refused.status_code == 429 and refused.json["error"] == "too_many_attempts"
+    assert 890 <= int(refused.headers["Retry-After"]) <= 900
+    assert login_from(auth, owner, email, password).status_code == 200  # the owner, elsewhere
+    # An address without an account is throttled alike.
+    nobody = f"nobody-{uuid.uuid4().hex[:8]}@test.vid2mp3.dev"
+    assert [login_from(auth, attacker, nobody, "a wrong guess").status_code for _ in range(4)] == [401] * 3 + [429]
+
+
+def test_one_address_guessing_over_many_accounts_is_stopped(app: Callable[[str], FlaskClient],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGIN_MAX_FAILURES_PER_ADDRESS", "4")
+    auth = app("auth")
+    sprayer, elsewhere = f"198.51.100.{uuid.uuid4().int % 250 + 1}", f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    accounts = [f"spray-{uuid.uuid4().hex[:8]}@test.vid2mp3.dev" for _ in range(6)]
+    answers = [login_from(auth, sprayer, email, "Password1!").status_code for email in accounts]
+    assert answers == [401] * 4 + [429] * 2
+    assert login_from(auth, elsewhere, accounts[5], "Password1!").status_code == 401  # another address: counted anew
+
+
+def test_many_addresses_guessing_one_account_leave_the_owners_known_address_in(
+        app: Callable[[str], FlaskClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGIN_MAX_FAILURES_PER_ACCOUNT", "5")
+    auth = app("auth")
+    email, password = f"unit-{uuid.uuid4().hex[:8]}@test.vid2mp3.dev", "the owner's password"
+    auth.post("/signup", json={"email": email, "password": password})
+    home = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    assert login_from(auth, home, email, password).status_code == 200  # the owner's address, known from now on
+    guesses = [login_from(auth, f"198.51.{n}.{uuid.uuid4().int % 250 + 1}", email, "a wrong guess").status_code
+               for n in range(6)]
+    assert guesses == [401] * 5 + [429]
+    assert login_from(auth, "192.0.2.77", email, password).status_code == 429  # a new address waits
+    assert login_from(auth, home, email, password).status_code == 200  # the owner's known address does not
+
+
 def test_auth_answers_unknown_user_and_wrong_password_alike(app: Callable[[str], FlaskClient]) -> None:
     auth = app("auth")
     email = f"unit-{uuid.uuid4().hex[:8]}@test.vid2mp3.dev"
@@ -141,6 +213,8 @@ def test_auth_answers_unknown_user_and_wrong_password_alike(app: Callable[[str],
     unknown = auth.post("/login", json={"email": "nobody-" + email, "password": "the wrong password"})
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json == unknown.json
+    assert wrong.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"] == \
+        'Password realm="vid2mp3", charset="UTF-8"'  # RFC 9110: a 401 carries a challenge
 
 
 # --- upload -------------------------------------------------------------------------------------------------

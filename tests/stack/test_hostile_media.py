@@ -669,7 +669,7 @@ def small_upload_function(endpoints: dict[str, str]) -> Iterator[str]:
            "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "MAX_UPLOAD_BYTES": str(1 << 20), "THREADS": "4",
            "WORK_DIR": str(work)}
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("functions-framework")), "--source=functions/upload/main.py",
+        [sys.executable, "-m", "runtime.server", "--source=functions/upload/main.py",
          "--target=upload", "--host=127.0.0.1", f"--port={port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -214,22 +214,29 @@ def test_the_purge_deletes_a_few_records_per_burst_rests_in_proportion_and_stops
 
 def test_throttle_rows_past_their_lifetime_are_purged(stack: Stack) -> None:
     with mysql.connect(stack.points["MYSQL_URL"]) as connection, connection.cursor() as cursor:
-        cursor.execute("INSERT INTO login_failures (email, failures, window_start) VALUES "
-                       "('old@lifetimes.test', 3, NOW(3) - INTERVAL 2 DAY), ('new@lifetimes.test', 1, NOW(3)) "
+        cursor.execute("INSERT INTO failed_logins (email, address, failures, window_start) VALUES "
+                       "('old@lifetimes.test', '', 3, NOW(3) - INTERVAL 2 DAY), ('new@lifetimes.test', '', 1, NOW(3)) "
                        "ON DUPLICATE KEY UPDATE window_start = VALUES(window_start)")
+        cursor.execute("INSERT INTO login_addresses (email, address, last_login) VALUES "
+                       "('old@lifetimes.test', '192.0.2.9', NOW(3) - INTERVAL 31 DAY), "
+                       "('new@lifetimes.test', '192.0.2.9', NOW(3)) "
+                       "ON DUPLICATE KEY UPDATE last_login = VALUES(last_login)")
         cursor.execute("INSERT INTO signups_by_address (address, signups, window_start) VALUES "
                        "('192.0.2.1', 4, NOW(3) - INTERVAL 61 MINUTE), ('192.0.2.2', 1, NOW(3)) "
                        "ON DUPLICATE KEY UPDATE window_start = VALUES(window_start)")
     purged = Lifetimes(stack.db, Jobs(stack.db), job_lifetime=timedelta(days=30), mysql_url=stack.points["MYSQL_URL"],
                        login_failure_lifetime=timedelta(days=1)).purge_throttle_rows()
     with mysql.connect(stack.points["MYSQL_URL"]) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT email FROM login_failures WHERE email LIKE '%%@lifetimes.test'")
+        cursor.execute("SELECT email FROM failed_logins WHERE email LIKE '%%@lifetimes.test'")
         left = [row["email"] for row in cursor.fetchall()]
-        cursor.execute("DELETE FROM login_failures WHERE email LIKE '%%@lifetimes.test'")
+        cursor.execute("DELETE FROM failed_logins WHERE email LIKE '%%@lifetimes.test'")
+        cursor.execute("SELECT email FROM login_addresses WHERE email LIKE '%%@lifetimes.test'")
+        known_left = [row["email"] for row in cursor.fetchall()]
+        cursor.execute("DELETE FROM login_addresses WHERE email LIKE '%%@lifetimes.test'")
         cursor.execute("SELECT address FROM signups_by_address WHERE address LIKE '192.0.2.%%'")
         addresses_left = [row["address"] for row in cursor.fetchall()]
         cursor.execute("DELETE FROM signups_by_address WHERE address LIKE '192.0.2.%%'")
-    assert purged >= 2 and left == ["new@lifetimes.test"] and addresses_left == ["192.0.2.2"]
+    assert purged >= 3 and left == known_left == ["new@lifetimes.test"] and addresses_left == ["192.0.2.2"]
 
 
 # --- Deleting ---------------------------------------------------------------------------------------------
@@ -290,8 +297,9 @@ def test_deleting_an_account_leaves_nothing_of_it(stack: Stack) -> None:
     with mysql.connect(stack.points["MYSQL_URL"]) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) AS n FROM accounts WHERE id = %s OR email = %s", (user.account_id, user.email))
         assert cursor.fetchone()["n"] == 0
-        cursor.execute("SELECT COUNT(*) AS n FROM login_failures WHERE email = %s", (user.email,))
-        assert cursor.fetchone()["n"] == 0
+        for table in ("failed_logins", "login_addresses"):
+            cursor.execute(f"SELECT COUNT(*) AS n FROM {table} WHERE email = %s", (user.email,))  # noqa: S608
+            assert cursor.fetchone()["n"] == 0, table
     assert stack.session.post(f"{auth}/login", json={"email": user.email, "password": user.password},
                               timeout=30).status_code == 401
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import http.server
 import json
 import re
 import secrets
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -353,10 +355,26 @@ def login(stack: Stack, email: str, password: str) -> tuple[requests.Response, f
     return response, time.monotonic() - timer.started
 
 
-def test_login_is_throttled_per_account(stack: Stack, figures: Figures) -> None:
+def login_from_another_address(stack: Stack, email: str, password: str) -> tuple[int, str]:
+    """A login from 127.0.0.2, a client address of its own (the whole of 127/8 is this machine's loopback)."""
+    url = urllib.parse.urlsplit(stack.points["AUTH_URL"])
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30,
+                                            source_address=("127.0.0.2", 0))
+    try:
+        connection.request("POST", "/login", body=json.dumps({"email": email, "password": password}),
+                           headers={"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
+def test_login_is_throttled_per_account_and_address(stack: Stack, figures: Figures) -> None:
     user = stack.new_user("throttled")
     answers = [login(stack, user.email, "wrong-password-1")[0].status_code for _ in range(5)]
-    blocked, _ = login(stack, user.email, user.password)  # the right password, too late
+    blocked, _ = login(stack, user.email, user.password)  # the right password, too late from this address
+    # Its owner, from another address, is not locked out.
+    owner_elsewhere, owners_answer = login_from_another_address(stack, user.email, user.password)
     unknown = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
     unknown_answers = [login(stack, unknown, "wrong-password-1")[0].status_code for _ in range(6)]
     other = stack.new_user("unthrottled")
@@ -364,10 +382,12 @@ def test_login_is_throttled_per_account(stack: Stack, figures: Figures) -> None:
     figures["login_throttling"] = {"failures_before_429": answers.count(401), "after_limit": blocked.status_code,
                                    "retry_after_seconds": blocked.headers.get("Retry-After"),
                                    "unknown_address_answers": unknown_answers,
-                                   "other_account_unaffected": unaffected.status_code}
+                                   "other_account_unaffected": unaffected.status_code,
+                                   "owner_from_another_address": owner_elsewhere}
     assert answers == [401] * 5
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
     assert "access_token" not in blocked.text
+    assert owner_elsewhere == 200 and "access_token" in owners_answer
     # An unknown address is throttled alike, so throttling tells nobody which addresses exist.
     assert unknown_answers == [401] * 5 + [429]
     assert unaffected.status_code == 200

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from accounts.tokens import TokenIssuer, TokenVerifier
-from endpoints.http import HttpFunction, SetUpOnce, allow_cross_origin
+from endpoints.http import HttpFunction, SetUpOnce, allow_cross_origin, read_json
 from runtime.answers import HttpError, json_response
 
 JOB = "0123456789abcdef" * 2
@@ -185,7 +185,10 @@ def test_authenticate_first_answers_401_before_routing(unreachable_jwks: str, a_
     for headers in ({}, {"Authorization": f"Bearer {a_token}"}, {"Authorization": "Bearer not-a-token"}):
         answer = client.put(path, headers=headers)
         assert answer.status_code == 401, headers
-        assert answer.headers["WWW-Authenticate"] == 'Bearer realm="vid2mp3"'
+        # RFC 6750 §3.1: no error code without a token; `invalid_token` for one that is not valid.
+        challenge = 'Bearer realm="vid2mp3"' + ("" if not headers else ', error="invalid_token", error_description='
+                                                "\"the token is malformed, expired or not ours\"")
+        assert answer.headers["WWW-Authenticate"] == challenge
         assert answer.json is not None and answer.json["error"] == "unauthorized"
         assert a_token not in answer.get_data(as_text=True)
 
@@ -295,3 +298,71 @@ def test_answers_name_only_the_allowed_origin(cors_app: flask.Flask, origin: str
         assert "Content-Disposition" in answer.headers["Access-Control-Expose-Headers"]
 
 
+
+
+# --- JSON bodies and bodiless answers ---------------------------------------------------------------------------
+
+def body_function(allowed_origins: set[str] | None = None) -> HttpFunction:
+    function = HttpFunction("bodies", allowed_origins=allowed_origins)
+
+    @function.route("/", "POST")
+    def echo(request: flask.Request) -> flask.Response:
+        return json_response({"body": read_json(request, max_bytes=1000, max_depth=4)})
+
+    @function.route("/gone", "DELETE")
+    def gone(request: flask.Request) -> flask.Response:
+        return flask.Response(status=204)
+
+    return function
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (b'{"a": [1, {"b": "[[[[[[[["}]}', 200, None),  # brackets in strings do not count
+    (b"[" * 5 + b"]" * 5, 400, "malformed_json"),
+    (b"[" * 900, 400, "malformed_json"),
+    (b'{"a": 1', 400, "malformed_json"),
+    (b'{"a": "' + b"x" * 1000 + b'"}', 413, "body_too_large"),
+])
+def test_a_json_body_is_limited_before_it_is_parsed(data: bytes, status: int, code: str | None) -> None:
+    answer = serve(body_function()).post("/", data=data, content_type="application/json")
+    assert answer.status_code == status and answer.is_json
+    if code:
+        assert answer.json["error"] == code and set(answer.json) == {"error", "message"}
+
+
+def test_a_json_body_over_its_declared_length_is_refused_unread() -> None:
+    client = serve(body_function())
+    read: list[int] = []
+
+    class Endless:
+        def read(self, size: int = -1) -> bytes:
+            read.append(size)
+            return b" " * max(size, 0)
+
+    answer = client.post("/", environ_overrides={"wsgi.input": Endless(), "CONTENT_LENGTH": str(50 * 1024 * 1024),
+                                                 "CONTENT_TYPE": "application/json"})
+    assert answer.status_code == 413 and answer.json["error"] == "body_too_large"
+    assert answer.headers["Connection"] == "close" and sum(read) == 0
+
+
+def test_a_json_body_arriving_in_small_pieces_is_read_whole() -> None:
+    pieces = [b'{"a": ', b'"' + b"x" * 500, b'"}']
+
+    class Trickle:
+        def read(self, size: int = -1) -> bytes:
+            return pieces.pop(0) if pieces else b""
+
+    body = b"".join(pieces)
+    answer = serve(body_function()).post("/", environ_overrides={
+        "wsgi.input": Trickle(), "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json"})
+    assert answer.status_code == 200 and answer.json == {"body": {"a": "x" * 500}}
+
+
+def test_a_body_that_is_not_json_reads_as_none() -> None:
+    assert serve(body_function()).post("/", data=b"[1]", content_type="text/plain").json == {"body": None}
+
+
+@pytest.mark.parametrize("origins", [None, {PAGE_ORIGIN}])
+def test_a_204_has_no_content_type(origins: set[str] | None) -> None:
+    answer = serve(body_function(origins)).delete("/gone")
+    assert answer.status_code == 204 and "Content-Type" not in answer.headers
