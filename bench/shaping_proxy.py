@@ -266,6 +266,11 @@ class ShapingProxy:
                 return
             ready.set()
             loop.run_forever()
+            # Connections still open (a client that kept a stream of events) are cut, whenever they came.
+            while pending := asyncio.all_tasks(loop):
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
@@ -281,17 +286,12 @@ class ShapingProxy:
         if loop is None or thread is None:
             return
 
-        async def close() -> None:
+        def close() -> None:
             for server in self._servers:
                 server.close()
-            current = asyncio.current_task()
-            pending = [task for task in asyncio.all_tasks() if task is not current]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            loop.stop()
 
-        asyncio.run_coroutine_threadsafe(close(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(close)
         thread.join(30)
         self._loop = self._thread = None
 
@@ -361,6 +361,9 @@ class ShapingProxy:
                     await sending
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass  # the client or the function went away: so does this connection
+        except asyncio.CancelledError:
+            pass  # the proxy stops: the connection ends here, as if either side had gone (asyncio's server callback
+            # takes a cancelled connection task for an error)
         except ValueError as error:
             self.errors.append(str(error))
             with contextlib.suppress(ConnectionError):
@@ -370,8 +373,8 @@ class ShapingProxy:
             for writer in (client_writer, upstream_writer):
                 if writer is not None:
                     writer.close()
-                    with contextlib.suppress(ConnectionError, OSError):
-                        await writer.wait_closed()
+                    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                        await asyncio.wait_for(writer.wait_closed(), 5)
 
     async def _send(self, bucket: TokenBucket, writer: asyncio.StreamWriter, counted: int, origin: str,
                     direction: str, data: bytes) -> None:

@@ -4,7 +4,9 @@ upload's PATCH comes through it, bodies arrive whole, the uplink is held to its 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -157,6 +159,17 @@ class Function(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
+        if self.path == "/events":  # a stream of events that goes on (the status function's)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(100):
+                    self.wfile.write(b"6\r\n: tick\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            return
         if self.path == "/big":
             body = b"x" * (3 * 1024 * 1024 + 7)
             kind = "application/octet-stream"
@@ -222,3 +235,20 @@ def test_the_uplink_is_held_to_its_rate_and_the_downlink_is_not(function: str) -
 
     assert 0.42 < sent_in < 1.5, sent_in  # 500 kB at 1 MB/s, less the first burst
     assert received_in < 0.5, received_in
+
+
+def test_the_proxy_stops_with_a_stream_still_open_and_nothing_left_running(
+        function: str, caplog: pytest.LogCaptureFixture) -> None:
+    proxy = ShapingProxy([function])
+    proxy.start()
+    stream = requests.get(f"{proxy.url_for(function)}/events", stream=True, timeout=10)
+    assert next(stream.iter_content(chunk_size=None)).startswith(b": tick")
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        started = time.monotonic()
+        proxy.stop()
+
+    assert time.monotonic() - started < 5
+    assert not [record for record in caplog.records if record.name == "asyncio"], caplog.text
+    assert not any(thread.name == "shaping-proxy" for thread in threading.enumerate())
+    stream.close()
