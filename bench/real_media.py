@@ -37,14 +37,12 @@ from vid2mp3_client.api import FINAL_STATES, Vid2mp3
 from bench.seed_method import moviepy_seconds
 from bench.shaping_proxy import Counts, ShapingProxy
 from stack.config import ENDPOINTS_FILE, ROOT
-from storage.media import CHUNK_BYTES
 
 BENCH_DIR = ROOT / ".local" / "bench"  # as bench/conversion.py: inputs and results stay in the work tree
 INPUTS_DIR = BENCH_DIR / "inputs"
 WORK_DIR = BENCH_DIR / "real-media"  # the command's home, the bench users' passwords, endpoints files
 RESULTS_FILE = BENCH_DIR / "real-media.json"
 MB = 1_000_000
-MIB = 1024 * 1024
 UPLINK_MBIT = 50
 PUBLIC_URLS = ("AUTH_URL", "UPLOAD_URL", "STATUS_URL", "DOWNLOAD_URL", "WEB_URL")
 PARTS = ("loopback", "uplink", "web", "raw_post", "beside", "mp3_audio")
@@ -163,61 +161,115 @@ def shares_of(video: Path, scratch: Path) -> Shares:
 
 # --- What GridFS holds ---------------------------------------------------------------------------------------------
 
-def gridfs_chunks(database: Any) -> dict[str, int]:
-    """Chunks held per GridFS bucket (every `<bucket>.chunks` collection, whatever buckets the server uses); a
-    chunk is at most CHUNK_BYTES, so this overstates each file by less than one chunk."""
-    return {name.removesuffix(".chunks"): database[name].estimated_document_count()
-            for name in database.list_collection_names() if name.endswith(".chunks")}
+@dataclass(frozen=True)
+class HeldFile:
+    bucket: str
+    file_id: Any
+    owner_id: str | None
+    length: int
+    chunk_bytes: int
+
+    @property
+    def chunk_ids(self) -> tuple[str, str]:
+        """The first and last chunks' ids as storage/media.py names them (`<file id>/<n>`): deletions go in order."""
+        last = max(0, math.ceil(self.length / self.chunk_bytes) - 1) if self.chunk_bytes else 0
+        return f"{self.file_id}/0", f"{self.file_id}/{last}"
 
 
-class GridFSSampler:
-    """Samples every bucket's chunks from a thread of its own; keeps the largest total seen, and each bucket's part
-    of it, above the levels before."""
+def gridfs_files(database: Any) -> dict[tuple[str, str], HeldFile]:
+    """Every file of every GridFS bucket (each `<bucket>.files` collection, whatever buckets the server uses), from
+    the files documents alone: a lookup of a chunks collection on the local FerretDB decodes every chunk (a count of
+    460 chunks took a minute on the loaded machine), one of the files documents takes milliseconds. A file counts
+    once its files document is written: a tus upload's from its creation, growing with each PATCH; a one-shot write's
+    when its last chunk is in (storage/media.py writes the document last)."""
+    files = {}
+    for name in database.list_collection_names():
+        if not name.endswith(".files"):
+            continue
+        bucket = name.removesuffix(".files")
+        for document in database[name].find({}, {"length": 1, "chunkSize": 1, "metadata.owner_id": 1}):
+            owner = (document.get("metadata") or {}).get("owner_id")
+            files[(bucket, str(document["_id"]))] = HeldFile(bucket, document["_id"], owner,
+                                                             int(document.get("length") or 0),
+                                                             int(document.get("chunkSize") or 0))
+    return files
+
+
+def chunks_left(database: Any, held: HeldFile) -> bool:
+    """Whether a file's first or last chunk is still there (found by _id, as cheap as any lookup on FerretDB)."""
+    chunks = database[f"{held.bucket}.chunks"]
+    return any(chunks.find_one({"_id": chunk}, {"_id": 1}) is not None for chunk in held.chunk_ids)
+
+
+class GridFSWatch:
+    """Watches GridFS from a thread of its own (every files document, four times a second): the files that were not
+    there when it started, the most bytes they held at once (and each bucket's part of that moment), and, once
+    asked, whether all of them are gone, chunks included."""
 
     def __init__(self, database: Any, interval: float = 0.25) -> None:
         self.database, self.interval = database, interval
-        self.before = gridfs_chunks(database)
-        self.peak_chunks, self.peak_by_bucket = 0, dict[str, int]()
+        self.before = set(gridfs_files(database))
+        self.seen: dict[tuple[str, str], HeldFile] = {}
+        self.present: set[tuple[str, str]] = set()
+        self.peak_bytes, self.peak_by_bucket = 0, dict[str, int]()
+        self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._sample, name="gridfs-sampler", daemon=True)
+        self.thread = threading.Thread(target=self._watch, name="gridfs-watch", daemon=True)
 
-    def above_before(self) -> dict[str, int]:
-        now = gridfs_chunks(self.database)
-        return {bucket: count - self.before.get(bucket, 0) for bucket, count in now.items()}
+    def sample(self) -> None:
+        files = {key: held for key, held in gridfs_files(self.database).items() if key not in self.before}
+        with self.lock:
+            for key, file in files.items():
+                if key not in self.seen or file.length > self.seen[key].length:
+                    self.seen[key] = file
+            self.present = set(files)
+            held = sum(file.length for file in files.values())
+            if held > self.peak_bytes:
+                self.peak_bytes = held
+                by_bucket: dict[str, int] = {}
+                for file in files.values():
+                    by_bucket[file.bucket] = by_bucket.get(file.bucket, 0) + file.length
+                self.peak_by_bucket = by_bucket
 
-    def _sample(self) -> None:
+    def _watch(self) -> None:
         while not self.stopping.is_set():
             with contextlib.suppress(pymongo.errors.PyMongoError):
-                above = self.above_before()
-                total = sum(above.values())
-                if total > self.peak_chunks:
-                    self.peak_chunks = total
-                    self.peak_by_bucket = {bucket: count for bucket, count in above.items() if count}
+                self.sample()
             self.stopping.wait(self.interval)
 
-    @property
-    def peak_bytes(self) -> int:
-        return self.peak_chunks * CHUNK_BYTES
+    def stored_by_bucket(self) -> dict[str, int]:
+        """Every file seen, at the largest it was seen, by bucket: all the job stored, at once or not."""
+        by_bucket: dict[str, int] = {}
+        with self.lock:
+            for file in self.seen.values():
+                by_bucket[file.bucket] = by_bucket.get(file.bucket, 0) + file.length
+        return by_bucket
 
-    def __enter__(self) -> GridFSSampler:
+    def lingering(self, keep: Callable[[HeldFile], bool] = lambda _: False) -> list[HeldFile]:
+        """The files seen that are not gone yet, chunks included (but those `keep` says may stay)."""
+        self.sample()
+        with self.lock:
+            seen, present = list(self.seen.values()), set(self.present)
+        return [held for held in seen if not keep(held)
+                and ((held.bucket, str(held.file_id)) in present or chunks_left(self.database, held))]
+
+    def wait_gone(self, timeout: float = 120.0, keep: Callable[[HeldFile], bool] = lambda _: False) -> float | None:
+        """Waits until every file seen (but those `keep` says may stay) is gone, chunks included; answers the
+        seconds waited, or None when the time was up first."""
+        started = time.monotonic()
+        while self.lingering(keep):
+            if time.monotonic() - started > timeout:
+                return None
+            time.sleep(0.25)
+        return time.monotonic() - started
+
+    def __enter__(self) -> GridFSWatch:
         self.thread.start()
         return self
 
     def __exit__(self, *exception: object) -> None:
         self.stopping.set()
         self.thread.join(10)
-
-
-def settle(database: Any, before: dict[str, int], timeout: float = 120.0) -> float | None:
-    """Waits until no bucket holds more than before (a job deleted, its media gone); answers the seconds waited, or
-    None when the time was up first."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        now = gridfs_chunks(database)
-        if all(count <= before.get(bucket, 0) for bucket, count in now.items()):
-            return time.monotonic() - started
-        time.sleep(0.25)
-    return None
 
 
 # --- The users and the command ----------------------------------------------------------------------------------
@@ -340,20 +392,24 @@ class Lab:
 
     @contextlib.contextmanager
     def settled_after(self, client: Vid2mp3, wait: bool = True) -> Iterator[dict[str, Any]]:
-        """Deletes what `client`'s user made inside the block and (`wait`) waits until GridFS holds no more than
-        before it, so that the next measurement starts from the same stored media; notes how long that took."""
-        before_jobs, before_chunks = job_ids(client), gridfs_chunks(self.database)
+        """Watches GridFS inside the block; after it, deletes what `client`'s user made in it and (`wait`) waits
+        until every file stored meanwhile is gone, chunks included, so that the next measurement starts from the
+        same stored media. Notes how long that took, the most GridFS held, and the jobs' last views."""
+        before_jobs = job_ids(client)
         note: dict[str, Any] = {"settled_s": 0.0}
-        try:
-            yield note
-        finally:
-            note["jobs"] = delete_new_jobs(client, before_jobs)
-            if wait:
-                note["settled_s"] = settle(self.database, before_chunks)
-            if note["settled_s"] is None:
-                self.report.errors.append(f"real media: GridFS still held more than before "
-                                          f"{sum(gridfs_chunks(self.database).values()) - sum(before_chunks.values())}"
-                                          " chunks 120 s after deleting the jobs")
+        with GridFSWatch(self.database) as watch:
+            note["watch"] = watch
+            try:
+                yield note
+            finally:
+                note["jobs"] = delete_new_jobs(client, before_jobs)
+                if wait:
+                    note["settled_s"] = watch.wait_gone()
+                    if note["settled_s"] is None:
+                        left = watch.lingering()
+                        self.report.errors.append(
+                            f"real media: {len(left)} files stored during a measurement were still there 120 s after "
+                            f"its jobs were deleted: {[(held.bucket, str(held.file_id)) for held in left[:5]]}")
 
     def command_through(self, video: Path, uplink_mbit: float | None, label: str) -> dict[str, Any]:
         """The command converting `video` with every request through the shaping proxy (`uplink_mbit` None: only
@@ -362,7 +418,10 @@ class Lab:
         with ShapingProxy(self.public_upstreams(), uplink_mbit=uplink_mbit) as proxy, \
                 self.settled_after(self.command.client) as note:
             endpoints = endpoints_through(proxy, self.home / f"endpoints-{label}.env")
+            cpu = time.process_time()
             run = self.command.convert(video, target, endpoints)
+            # This process only proxies meanwhile: its CPU time is the proxy's.
+            proxy_cpu = time.process_time() - cpu
             counts = proxy.reset_counts()
             if proxy.errors:
                 raise RuntimeError(f"the shaping proxy: {proxy.errors[:3]}")
@@ -370,6 +429,7 @@ class Lab:
             raise RuntimeError(f"the MP3 of {video.name} lasts {duration_of(target):.2f} s")
         said = [line.strip() for line in run.output.splitlines() if "extract" in line.lower()]
         return {"seconds": run.seconds, **sent_figures(counts), "uplink_mbit": uplink_mbit, "said": said,
+                "proxy_cpu_s": proxy_cpu,
                 "settled_s": note["settled_s"], "job": job_summary(note["jobs"])}
 
 
@@ -472,7 +532,7 @@ def post_whole_video(client: Vid2mp3, video: Path) -> tuple[str, float]:
     started = time.perf_counter()
     with video.open("rb") as body:
         response = client.session.post(client.upload_url, params={"filename": video.name}, data=body,
-                                       timeout=(30, JOB_TIMEOUT_SECONDS), headers={
+                                       timeout=JOB_TIMEOUT_SECONDS, headers={  # the server may pause reading
                                            "Authorization": f"Bearer {client.token}",
                                            "Content-Type": "application/octet-stream"})
     answered = time.perf_counter() - started
@@ -494,38 +554,30 @@ def poll_until_final(client: Vid2mp3, job_id: str, interval: float = 0.25) -> di
 
 
 def raw_post(lab: Lab, shares: dict[str, Shares]) -> None:
-    """(d) One raw POST of the whole 600 s video, then polling to done; the most GridFS held above its level
-    before, sampled from the POST's start until the job is done and GridFS has stopped shrinking."""
+    """(d) One raw POST of the whole 600 s video, then polling to done; what GridFS held for the job, watched from
+    the POST's start until the job is deleted and all it stored is gone: the most at once (sampled four times a
+    second) and all it stored (each file at its largest, whether or not they were there at once)."""
     video = lab.long.path(lab.inputs)
     try:
         lab.moviepy_run(video)
-        with lab.settled_after(lab.other_user) as note, GridFSSampler(lab.database) as sampler:
+        with lab.settled_after(lab.other_user) as note:
             started = time.perf_counter()
             job_id, answered = post_whole_video(lab.other_user, video)
             job = poll_until_final(lab.other_user, job_id)
             elapsed = time.perf_counter() - started
-            wait_until_steady(lab.database)
+            watch: GridFSWatch = note["watch"]
     except Exception as error:
         lab.error("the raw POST", error)
         return
     row = {"clip": lab.long.name, "seconds": elapsed, "answered_s": answered, "sent_bytes": video.stat().st_size,
-           "gridfs_peak_bytes": sampler.peak_bytes,
-           "gridfs_peak_by_bucket_bytes": {bucket: count * CHUNK_BYTES
-                                           for bucket, count in sampler.peak_by_bucket.items()},
+           "gridfs_peak_bytes": watch.peak_bytes, "gridfs_peak_by_bucket_bytes": watch.peak_by_bucket,
+           "gridfs_stored_bytes": sum(watch.stored_by_bucket().values()),
+           "gridfs_stored_by_bucket_bytes": watch.stored_by_bucket(),
            "mp3_bytes": job["audio"]["size_bytes"], "settled_s": note["settled_s"], "job": job_summary([job])}
     lab.figures["raw_post"] = {"long": row}
     print(f"  {lab.long.name:<18} raw POST {elapsed:.2f} s (answered after {answered:.2f} s), GridFS peak "
-          f"{sampler.peak_bytes / MIB:.0f} MiB", flush=True)
-
-
-def wait_until_steady(database: Any, quiet_seconds: float = 3.0, timeout: float = 120.0) -> None:
-    """Until GridFS has held the same chunks for `quiet_seconds` (what a job leaves behind it deleted by then)."""
-    last, since, deadline = gridfs_chunks(database), time.monotonic(), time.monotonic() + timeout
-    while time.monotonic() < deadline and time.monotonic() - since < quiet_seconds:
-        time.sleep(0.25)
-        now = gridfs_chunks(database)
-        if now != last:
-            last, since = now, time.monotonic()
+          f"{watch.peak_bytes / MB:.1f} MB at once, {sum(watch.stored_by_bucket().values()) / MB:.1f} MB stored in all",
+          flush=True)
 
 
 SMALL_ALONE_RUNS = 3
@@ -533,44 +585,51 @@ SMALL_ALONE_RUNS = 3
 
 def beside(lab: Lab, shares: dict[str, Shares]) -> None:
     """(e) A small job (the command converting the 600 s clip's audio track alone, 9.7 MB) alone, then again and
-    again while another user's raw POST of the whole 600 s video is uploaded, converted and cleared away: until
-    that job is done and no bucket holds more than a few small jobs' worth above its level before it."""
+    again while another user's raw POST of the whole 600 s video is uploaded and converted, until that job is done
+    and the whole video is gone from GridFS if it was ever stored there (deleting 460 MB holds the local FerretDB's
+    write lock for seconds)."""
+    from bench.conversion import token_subject  # bench/conversion.py runs this module's parts
+
     small, video = shares["long"].audio_file, lab.long.path(lab.inputs)
     target = lab.scratch / "small.mp3"
     endpoints = ENDPOINTS_FILE
+    big_owner = token_subject(lab.other_user.token)
+
+    def whole_video(held: HeldFile) -> bool:
+        return held.owner_id == big_owner and held.length >= video.stat().st_size / 4
+
     try:
         alone = []
         for _ in range(SMALL_ALONE_RUNS):
             with lab.settled_after(lab.command.client):
                 alone.append(lab.command.convert(small, target, endpoints).seconds)
         big: dict[str, Any] = {}
-        before = gridfs_chunks(lab.database)
-        room = 4 * math.ceil(small.stat().st_size / CHUNK_BYTES)
 
         def big_job() -> None:
             try:
                 started = time.perf_counter()
                 job_id, _ = post_whole_video(lab.other_user, video)
-                big["job_id"] = job_id
                 poll_until_final(lab.other_user, job_id)
                 big["seconds"] = time.perf_counter() - started
             except Exception as error:
                 big["error"] = error
 
         besides: list[dict[str, float]] = []
-        with lab.settled_after(lab.other_user):
+        with lab.settled_after(lab.other_user) as note:
+            watch: GridFSWatch = note["watch"]
             thread = threading.Thread(target=big_job, name="whole-video-post", daemon=True)
             started = time.perf_counter()
             thread.start()
-            while thread.is_alive() or not cleared(lab.database, before, room):
+            while thread.is_alive() or watch.lingering(keep=lambda held: not whole_video(held)):
                 if "error" in big:
                     raise big["error"]
+                if time.perf_counter() - started > JOB_TIMEOUT_SECONDS:
+                    raise TimeoutError("the whole-video job was not done and gone in time")
                 offset = time.perf_counter() - started
                 with lab.settled_after(lab.command.client, wait=False):  # the whole video is coming and going
                     seconds = lab.command.convert(small, target, endpoints).seconds
                 besides.append({"started_at_s": offset, "seconds": seconds})
-                if time.perf_counter() - started > JOB_TIMEOUT_SECONDS:
-                    raise TimeoutError("the whole-video job did not clear in time")
+            whole_video_gone = time.perf_counter() - started
             if "error" in big:
                 raise big["error"]
     except Exception as error:
@@ -580,18 +639,14 @@ def beside(lab: Lab, shares: dict[str, Shares]) -> None:
     beside_seconds = [row["seconds"] for row in besides]
     lab.figures["small_job"] = {
         "file": small.name, "file_bytes": small.stat().st_size, "alone_s": alone, "beside": besides,
-        "whole_video_job_s": big.get("seconds"), "alone_median_s": alone_median,
-        "beside_median_s": statistics.median(beside_seconds), "beside_max_s": max(beside_seconds),
-        "ratio_median": statistics.median(beside_seconds) / alone_median,
+        "whole_video_job_s": big.get("seconds"), "whole_video_gone_s": whole_video_gone,
+        "alone_median_s": alone_median, "beside_median_s": statistics.median(beside_seconds),
+        "beside_max_s": max(beside_seconds), "ratio_median": statistics.median(beside_seconds) / alone_median,
         "ratio_max": max(beside_seconds) / alone_median,
     }
-    print(f"  small job alone {alone_median:.2f} s; beside the whole-video job (done in "
-          f"{big.get('seconds', float('nan')):.1f} s) {len(besides)} runs, median "
-          f"{statistics.median(beside_seconds):.2f} s, max {max(beside_seconds):.2f} s", flush=True)
-
-
-def cleared(database: Any, before: dict[str, int], room: int) -> bool:
-    return all(count <= before.get(bucket, 0) + room for bucket, count in gridfs_chunks(database).items())
+    print(f"  small job alone {alone_median:.2f} s; beside the whole-video job (done after "
+          f"{big.get('seconds', float('nan')):.1f} s, gone after {whole_video_gone:.1f} s) {len(besides)} runs, "
+          f"median {statistics.median(beside_seconds):.2f} s, max {max(beside_seconds):.2f} s", flush=True)
 
 
 MP3_AUDIO_ROUNDS = 3
@@ -665,11 +720,7 @@ def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
 
     needed = clips.get("long", {}).get("audio_track_bytes", 0) + clips.get("long", {}).get("cover_bytes", 0)
     raw = figures.get("raw_post", {}).get("long", {})
-    held_allowed = None
-    if raw and clips.get("long"):
-        # Whole chunks, as GridFS is counted: the audio track, the cover and the MP3, each rounded up.
-        held_allowed = sum(math.ceil(size / CHUNK_BYTES) for size in (
-            clips["long"]["audio_track_bytes"], clips["long"]["cover_bytes"], raw["mp3_bytes"])) * CHUNK_BYTES
+    held_allowed = needed + raw["mp3_bytes"] if raw and clips.get("long") else None
     return {
         "command_loopback_speed": over(moviepy.get("long"), seconds("command_loopback")),
         "command_loopback_hd_speed": over(moviepy.get("hd"), seconds("command_loopback", "hd")),
@@ -679,7 +730,8 @@ def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
         "web_page_time": over(seconds("web_page"), moviepy.get("long")),
         "web_page_sent": over(figures.get("web_page", {}).get("long", {}).get("sent_bytes"), needed),
         "raw_post_speed": over(moviepy.get("long"), seconds("raw_post")),
-        "raw_post_gridfs_held": over(raw.get("gridfs_peak_bytes"), held_allowed),
+        "raw_post_gridfs_stored": over(raw.get("gridfs_stored_bytes"), held_allowed),
+        "raw_post_gridfs_peak": over(raw.get("gridfs_peak_bytes"), held_allowed),
         "small_job_beside": figures.get("small_job", {}).get("ratio_median"),
         "small_job_beside_worst": figures.get("small_job", {}).get("ratio_max"),
         "mp3_audio_speed": over(moviepy.get("mp3_audio"), seconds("mp3_audio", "mp3_audio")),
@@ -694,7 +746,8 @@ TARGETS = (
     ("web page: bytes sent / (audio + cover)", "web_page_sent", 1.1, "lower"),
     ("web page: time to the download / moviepy", "web_page_time", 1.5, "lower"),
     ("raw POST of the whole video: speed vs moviepy", "raw_post_speed", 0.8, "higher"),
-    ("raw POST: GridFS peak / (audio + cover + MP3)", "raw_post_gridfs_held", 1.0, "lower"),
+    # Within 5 %: the server's copy of the audio and its JPEG differ from the bench's by a few kB.
+    ("raw POST: all GridFS stored / (audio + cover + MP3)", "raw_post_gridfs_stored", 1.05, "lower"),
     ("small job beside a whole-video POST / alone (median)", "small_job_beside", 1.3, "lower"),
     ("60 s clip with MP3 audio, command: speed vs moviepy", "mp3_audio_speed", 1.5, "higher"),
 )
@@ -752,8 +805,10 @@ def print_table(report: Any) -> None:
     row("(c) web page: time to the download / moviepy", web.get("seconds"), web.get("sent_bytes"), "web_page_time")
     row("    sent / (audio + cover)", None, None, "web_page_sent")
     row("(d) raw POST, then polling: speed vs moviepy", raw.get("seconds"), raw.get("sent_bytes"), "raw_post_speed")
-    row(f"    GridFS peak {raw.get('gridfs_peak_bytes', 0) / MIB:.0f} MiB / (audio + cover + MP3)", None, None,
-        "raw_post_gridfs_held")
+    row(f"    GridFS: all stored, {raw.get('gridfs_stored_bytes', 0) / MB:.1f} MB / (audio + cover + MP3)", None,
+        None, "raw_post_gridfs_stored")
+    row(f"    GridFS: the most at once, {raw.get('gridfs_peak_bytes', 0) / MB:.1f} MB / (audio + cover + MP3)", None,
+        None, "raw_post_gridfs_peak")
     row(f"(e) small job beside a whole-video POST / alone ({small.get('alone_median_s', 0):.2f} s)",
         small.get("beside_median_s"), None, "small_job_beside")
     row("    the worst of them / alone", small.get("beside_max_s"), None, "small_job_beside_worst")
