@@ -286,7 +286,9 @@ def kept_credentials(path: Path, name: str) -> tuple[str, str]:
 
 
 def signed_in(points: dict[str, str], email: str, password: str) -> Vid2mp3:
-    client = Vid2mp3(points["AUTH_URL"], points["UPLOAD_URL"], points["STATUS_URL"], points["DOWNLOAD_URL"])
+    # Deleting a job with a whole video stored took more than the client's 30 s on the loaded machine.
+    client = Vid2mp3(points["AUTH_URL"], points["UPLOAD_URL"], points["STATUS_URL"], points["DOWNLOAD_URL"],
+                     timeout=300)
     client.sign_up_or_log_in(email, password)
     return client
 
@@ -333,6 +335,7 @@ def job_ids(client: Vid2mp3) -> set[str]:
 
 def delete_new_jobs(client: Vid2mp3, before: set[str]) -> list[dict[str, Any]]:
     """Deletes the user's jobs made since `before` (their media with them); answers their last views."""
+    client.timeout = max(client.timeout, 300)  # a whole video's deletion takes long on the loaded machine
     views = [job for job in client.jobs() if job["job_id"] not in before]
     for job in views:
         with contextlib.suppress(requests.RequestException, RuntimeError):
