@@ -15,6 +15,8 @@ Figures, each a median of a few runs where cheap:
 - GridFS lookups: reading a 1 MiB file with 0, 32 and 64 MiB beside it, pymongo's GridFSBucket against MediaStore.
 - tracing: what telemetry costs the convert step on the 60 s clip, and its phases read from the spans
   (bench/tracing.py).
+- real-bitrate media: the command, the web page and raw POSTs on clips at phones' bitrates, beside the seed's
+  moviepy method, with the bytes sent and what GridFS held (bench/real_media.py).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from vid2mp3_client.api import Vid2mp3
 
 from bench import lifetimes as bench_lifetimes
 from bench import options as bench_options
+from bench import real_media as bench_real_media
 from bench import segments as bench_segments
 from bench import tracing as bench_tracing
 from events import EventEmitter, VideoUploaded
@@ -886,6 +889,7 @@ def judge(report: Report) -> None:
         report.target(f"convert step / plain ffmpeg, {name}", f"convert_step.{name}.ratio",
                       steps.get(name, {}).get("ratio"), 1.10, "lower")
     bench_segments.judge(report)
+    bench_real_media.judge(report)
     report.target("convert step added time, 360p-10s (s)", "convert_step.360p-10s.added_s",
                   steps.get("360p-10s", {}).get("added_s"), 0.100, "lower")
     mp3 = steps.get("360p-60s-mp3", {})
@@ -972,7 +976,8 @@ def print_table(report: Report) -> None:
               f"{row['worker_idle_rss_mib']:.0f} MiB, peak {row['worker_peak_rss_mib']:.0f} MiB "
               f"(sampled {row['sampled_peak_rss_mib']:.0f})")
     bench_segments.print_table(report)
-    print("\nTargets (issues 6, 12 and 17):")
+    bench_real_media.print_table(report)
+    print("\nTargets (issues 6, 12, 17 and 23):")
     for target in report.targets:
         value = "-" if target["value"] is None else f"{target['value']:.3f}"
         sign = "<=" if target["better"] == "lower" else ">="
@@ -1018,6 +1023,8 @@ def main() -> int:
             bench_segments.fan_out_model(report)
             print("Whole pipeline through the CLI vs moviepy:")
             bench_segments.pipeline_vs_moviepy(report, CLIPS["360p-600s"].path, scratch)
+            print("Real-bitrate media beside moviepy (the command, an uplink, the web page, raw POSTs):")
+            bench_real_media.measure(report, points, database, stack_client(points), scratch)
             ffmpeg_overheads(report, scratch)
             print("GridFS lookups:")
             lookup_cost(report, database)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.seed_method import moviepy_seconds
 from jobs.records import FINAL_STATES, Jobs
 from storage.media import remove_job_media
 from tests.support import stage_job
@@ -23,8 +24,6 @@ FORCED_FAN_OUT = FanOutPolicy(min_seconds=300, segment_seconds=300, max_segments
 MODEL_SECONDS = 7200
 MODEL_INSTANCES = (1, 4, 16, 64)
 FAN_OUT_TIMEOUT_SECONDS = 600
-MOVIEPY_METHOD = ("import sys; from moviepy import VideoFileClip; "
-                  "VideoFileClip(sys.argv[1]).audio.write_audiofile(sys.argv[2], bitrate='192k', logger=None)")
 
 
 def timed(command: list[str]) -> float:
@@ -183,7 +182,7 @@ def pipeline_vs_moviepy(report: Any, clip: Path, scratch: Path) -> None:
     method, moviepy's VideoFileClip(...).audio.write_audiofile(...), on the same file."""
     cli = Path(sys.executable).with_name("vid2mp3")
     pipeline = timed([str(cli), "convert", str(clip), "-o", str(scratch / "cli.mp3")])
-    moviepy = timed([sys.executable, "-c", MOVIEPY_METHOD, str(clip), str(scratch / "moviepy.mp3")])
+    moviepy = moviepy_seconds(clip, scratch / "moviepy.mp3")
     report.figures["pipeline_vs_moviepy"] = {"clip": clip.stem, "cli_s": pipeline, "moviepy_s": moviepy,
                                             "ratio": pipeline / moviepy}
     print(f"  {clip.stem:<16} vid2mp3 CLI {pipeline:.3f} s, moviepy {moviepy:.3f} s", flush=True)

@@ -10,8 +10,10 @@ from typing import Any
 import pymongo
 import pytest
 
+from bench import real_media
 from bench import segments as bench_segments
 from bench.conversion import ConvertBench, Report, judge, token_subject
+from bench.real_media import RealClip
 from storage.media import AUDIO, SOURCES, MediaStore
 from tests.support import make_clip, new_user
 from transcoding.plan import FanOutPolicy
@@ -90,3 +92,48 @@ def test_the_long_media_bench_measures_segments_the_fan_out_its_model_and_moviep
     assert [model[n]["waves"] for n in ("1", "4", "16", "64")] == [24, 6, 2, 1]
     assert model["1"]["convert_s"] > model["64"]["convert_s"] > 0
     assert report.figures["pipeline_vs_moviepy"]["cli_s"] > 0 and report.figures["pipeline_vs_moviepy"]["moviepy_s"] > 0
+
+
+def test_the_real_media_bench_measures_every_part_beside_moviepy(endpoints: dict[str, str], database: Any,
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """bench.real_media on clips of a few seconds at the real bitrates, each part once: the command on the loopback
+    and through the shaped uplink, the web page in Chromium, the raw POST with GridFS sampled, a small job alone and
+    beside another user's whole-video POST, the clip with MP3 audio; every figure and ratio there, every target
+    judged, the stack's GridFS as it was before."""
+    monkeypatch.setattr(real_media, "SMALL_ALONE_RUNS", 1)
+    monkeypatch.setattr(real_media, "MP3_AUDIO_ROUNDS", 1)
+    other_user, _ = new_user(endpoints)
+    report = Report()
+    before = real_media.gridfs_files(database)
+
+    real_media.measure(report, endpoints, database, other_user, tmp_path / "scratch", home=tmp_path / "home",
+                       inputs=tmp_path / "inputs", long=RealClip("720p-8s-6M", "1280x720", 8, 6, real_media.AAC),
+                       hd=RealClip("1080p-4s-12M", "1920x1080", 4, 12, real_media.AAC),
+                       mp3_audio=RealClip("720p-4s-6M-mp3", "1280x720", 4, 6, real_media.MP3))
+    real_media.judge(report)
+    real_media.print_table(report)
+
+    assert report.errors == []
+    figures = report.figures["real_media"]
+    clip = figures["clips"]["long"]
+    assert 5_500_000 < clip["video_bytes"] < 7_000_000  # 6 Mbit/s for 8 s, and the audio
+    assert 0 < clip["audio_track_bytes"] < clip["video_bytes"] / 10 and clip["cover_bytes"] > 0
+    for part in ("command_loopback", "command_uplink", "web_page"):
+        row = figures[part]["long"]
+        # Whatever the client moves, at least the audio and at most the whole file (with the requests' heads).
+        assert clip["audio_track_bytes"] <= row["sent_bytes"] <= clip["video_bytes"] + 200_000, (part, row)
+    uplink = figures["command_uplink"]["long"]
+    assert uplink["seconds"] >= 0.9 * uplink["sent_bytes"] / (real_media.UPLINK_MBIT * 1e6 / 8)  # shaped
+    raw = figures["raw_post"]["long"]
+    # At least the MP3 and the audio it came from; at most the whole video beside the MP3.
+    assert raw["mp3_bytes"] + 0.9 * clip["audio_track_bytes"] <= raw["gridfs_stored_bytes"]
+    assert 0 < raw["gridfs_peak_bytes"] <= raw["gridfs_stored_bytes"] <= clip["video_bytes"] + 2 * raw["mp3_bytes"]
+    assert len(figures["small_job"]["beside"]) >= 1
+    assert set(figures["moviepy_s"]) == {"long", "hd", "mp3_audio"}
+    assert all(value is not None for value in figures["ratios"].values()), figures["ratios"]
+    judged = [target for target in report.targets if target["figure"].startswith("real_media.")]
+    assert len(judged) == len(real_media.TARGETS) and all(target["value"] is not None for target in judged)
+    assert "(c) web page: time to the download / moviepy" in capsys.readouterr().out
+    # Every job it made is deleted, and its media with it.
+    assert set(real_media.gridfs_files(database)) <= set(before)
