@@ -182,7 +182,7 @@ def measure_with(points: dict[str, str], database: Any, jobs: Jobs, reconciler: 
         measured = {
             "status_list_p95_ms": p95(list_request_times(points, token)) * 1e3,
             "reconcile_sweep_ms": statistics.median(timed(reconciler.run) for _ in range(3)) * 1e3,
-            "orphan_sweep_ms": statistics.median(timed(reconciler.remove_orphan_chunks) for _ in range(3)) * 1e3,
+            "orphan_sweep_ms": statistics.median(timed(reconciler.remove_abandoned_writes) for _ in range(3)) * 1e3,
             "lease_renewal_p95_ms": p95(renewals) * 1e3,
         }
         figures["sizes"][size] = {"seed_seconds": round(seconds, 2),

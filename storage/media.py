@@ -11,7 +11,9 @@ removed, by `files_id`.
 
 Chunks are written first and the files document last, so an interrupted write leaves chunks no file owns.
 Deterministic ids make a second write of the same media collide instead of duplicating it, and `remove` clears
-a file together with any such orphan chunks before a retry writes again.
+a file together with any such orphan chunks before a retry writes again. A write records itself under way
+(`media_writes`) until its files document is in, so what a killed writer left is found from those few records
+(`abandoned_writes`), never by reading every chunk.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ PREFETCH_CHUNKS = 2
 # Chunks fetched per round trip when reading a file by files_id. A server may answer a query with more than one
 # reply can carry (FerretDB does not cap a batch at 16 MiB), so reads ask for small batches themselves.
 READ_BATCH_CHUNKS = 8
+
+
+# Writes under way: `{"_id": "<bucket>:<file id>", "bucket", "file_id", "started_at"}` from before a stored file's
+# first chunk until its files document is in.
+WRITES_UNDER_WAY = "media_writes"
 
 
 def chunk_id(file_id: str, n: int) -> str:
@@ -144,8 +151,10 @@ class ChunkWriter:
 
 class MediaStore:
     def __init__(self, db: Database[dict[str, Any]], bucket_name: str) -> None:
+        self.bucket = bucket_name
         self.files = db[f"{bucket_name}.files"]
         self.chunks = db[f"{bucket_name}.chunks"]
+        self.writes = db[WRITES_UNDER_WAY]
         self._indexed = False
 
     @telemetry.traced("gridfs write")
@@ -160,6 +169,9 @@ class MediaStore:
             self.chunks.insert_many([{"_id": chunk_id(file_id, n), "files_id": file_id, "n": n, "data": Binary(data)}
                                      for n, data in enumerate(pieces, start=first)])
 
+        under_way = {"_id": f"{self.bucket}:{file_id}"}
+        self.writes.replace_one(under_way, {**under_way, "bucket": self.bucket, "file_id": file_id,
+                                            "started_at": datetime.now(UTC)}, upsert=True)
         writer = ChunkWriter(insert)
         try:
             with writer:
@@ -176,7 +188,9 @@ class MediaStore:
                                    "sha256": digest.hexdigest()})
         except BaseException:
             self.remove(file_id)
+            self.writes.delete_one(under_way)
             raise
+        self.writes.delete_one(under_way)
         return StoredFile(file_id=file_id, size_bytes=size, sha256=digest.hexdigest())
 
     def rewrite_head(self, file_id: str, source: BinaryIO) -> StoredFile:
@@ -308,14 +322,34 @@ class MediaStore:
                 return deleted
 
     def remove_chunks_of(self, file_id: Any) -> None:
-        """Deletes every chunk naming `file_id`, whatever its _id (for orphans found by `orphan_chunk_owners`)."""
+        """Deletes every chunk naming `file_id`, whatever its _id (chunks another GridFS writer wrote)."""
         self.chunks.delete_many({"files_id": file_id})
 
+    def settle_abandoned(self, file_id: str, started_at: datetime, pace: Callable[[], None] = lambda: None) -> bool:
+        """Ends the record of a write that started at `started_at` and never finished: removes the chunks it left
+        unless its files document is in after all (killed between the two). A write of the same file started since
+        has a record of its own, left alone. True when chunks were removed."""
+        under_way = {"_id": f"{self.bucket}:{file_id}", "started_at": started_at}
+        if self.exists(file_id):
+            self.writes.delete_one(under_way)
+            return False
+        if self.writes.delete_one(under_way).deleted_count == 0:
+            return False
+        self.remove(file_id, pace)
+        return True
+
     def orphan_chunk_owners(self) -> list[Any]:
-        """Ids that chunks name but no files document has: what interrupted writes left behind."""
+        """Ids that chunks name but no files document has: what interrupted writes left behind. It reads every chunk
+        of the bucket on FerretDB: for tests and audits, never a sweep (`abandoned_writes`)."""
         chunk_owners = set(self.chunks.distinct("files_id"))
         file_ids = set(self.files.distinct("_id"))
         return sorted(chunk_owners - file_ids, key=str)
+
+
+def abandoned_writes(db: Database[dict[str, Any]], started_before: datetime) -> list[dict[str, Any]]:
+    """The records of writes under way that started before `started_before`: those whose writer was killed (no write
+    takes that long)."""
+    return list(db[WRITES_UNDER_WAY].find({"started_at": {"$lt": started_before}}))
 
 
 def read_chunks(stream: BinaryIO | io.RawIOBase, size: int = COPY_BYTES) -> Iterator[bytes]:

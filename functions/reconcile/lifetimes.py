@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
 
 from accounts.login_throttle import KNOWN_ADDRESS_DAYS
 from accounts.signup_limits import WINDOW_SECONDS as SIGNUP_WINDOW_SECONDS
@@ -37,9 +36,6 @@ JOB_ENDINGS = "job_endings"
 RECONCILE_STATE = "reconcile_state"
 PURGE_CURSOR = "purge"
 SLOT = timedelta(minutes=1)
-# Where the orphan-chunk sweep remembers what it saw (functions/reconcile/sweeps.py).
-ORPHAN_SIGHTINGS = "orphan_sightings"
-NOT_IMPLEMENTED = 238
 # Minutes walked per ledger entry a purge step may take: most minutes of a quiet service hold no job.
 EMPTY_SLOTS_PER_ENTRY = 10
 # Purged jobs taken out of their minute's ledger document per update: the purge's unit of work, paced (about 45 ms
@@ -101,23 +97,8 @@ class Lifetimes:
     def __post_init__(self) -> None:
         self.endings = self.database[JOB_ENDINGS]
         self.state = self.database[RECONCILE_STATE]
-        self._ttl_checked = False
-
-    def ensure_ttl_index(self) -> None:
-        """Orphan sightings are replaced at every sweep; should the sweeps stop, a MongoDB server's TTL monitor
-        deletes them a day after they were seen. Job records get no TTL index: their purge must take their media and
-        entries along, which a TTL monitor cannot. FerretDB v1.24.2 refuses TTL indexes (NotImplemented, code 238)."""
-        if self._ttl_checked:
-            return
-        try:
-            self.database[ORPHAN_SIGHTINGS].create_index("seen_at", expireAfterSeconds=24 * 3600)
-        except OperationFailure as refused:
-            if refused.code != NOT_IMPLEMENTED:
-                raise
-        self._ttl_checked = True
 
     def run(self) -> PurgeReport:
-        self.ensure_ttl_index()
         return PurgeReport(settled=self.settle(), jobs_purged=self.purge_jobs().records,
                            throttle_rows_purged=self.purge_throttle_rows())
 

@@ -18,7 +18,7 @@ from pymongo.database import Database
 
 from events import ConversionFailed, EmitError, EventEmitter, FailureReason, VideoUploaded
 from events.options import ConversionOptions
-from functions.reconcile.lifetimes import ORPHAN_SIGHTINGS, SETTLE_AFTER, Lifetimes, PurgeReport
+from functions.reconcile.lifetimes import SETTLE_AFTER, Lifetimes, PurgeReport
 from jobs.records import Job, Jobs, JobState
 from runtime import telemetry
 from runtime.clock import now
@@ -31,6 +31,7 @@ from storage.media import (
     VIDEOS,
     JobSources,
     MediaStore,
+    abandoned_writes,
     remove_job_media,
 )
 from storage.pacing import Pacing
@@ -46,6 +47,8 @@ CANCELLED_RECHECK = SETTLE_AFTER
 # A source or cover is stored a moment before its job is recorded: one this old without a job was left by an upload
 # that died in between (or failed to record it).
 UNOWNED_GRACE = timedelta(hours=1)
+# A write of a stored file takes seconds; one still recorded under way after this long was killed.
+ABANDONED_AFTER = timedelta(hours=1)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Reconciler:
     lifetimes: Lifetimes | None = None
     # How the deleting steps share the database with uploads, and their time per sweep (shared with `lifetimes`).
     pacing: Pacing = field(default_factory=Pacing)
+    abandoned_after: timedelta = ABANDONED_AFTER
 
     def run(self) -> SweepReport:
         report = SweepReport()
@@ -101,7 +105,7 @@ class Reconciler:
         report.finished_upload_videos_removed = remove_finished(
             self.database, self.is_legacy_source, each=self.pacing.each, pace=self.pacing.breathe)
         report.unowned_sources_removed = self.delete_unowned_sources()
-        report.orphans_removed = self.remove_orphan_chunks()
+        report.orphans_removed = self.remove_abandoned_writes()
         if self.lifetimes is not None:
             report.lifetimes = self.lifetimes.run()
         log.info("reconcile: %s", report)
@@ -224,25 +228,12 @@ class Reconciler:
                 removed += 1
         return removed
 
-    def remove_orphan_chunks(self) -> int:
-        """Removes chunks without a files document that were already orphaned, unchanged, at the last sweep (an
-        upload still writing adds chunks between sweeps). The sightings are kept in the database, not in this
-        process: a scale-to-zero reconcile function is a new process at most sweeps."""
-        sightings = self.database[ORPHAN_SIGHTINGS]
-        previous = {sighting["_id"]: sighting["chunks"] for sighting in sightings.find()}
-        current: dict[str, int] = {}
+    def remove_abandoned_writes(self) -> int:
+        """Removes the chunks of writes killed before their files document was in, found from the writes' own
+        records (storage/media.py), so a sweep never reads every chunk stored (FerretDB decodes each one to answer a
+        query on `files_id`: 13 s a sweep at 500 MP3 chunks, measured 7 December 2026)."""
         removed = 0
-        for bucket in (SOURCES, COVERS, VIDEOS, AUDIO, TRACKS, SEGMENTS):
-            store = MediaStore(self.database, bucket)
-            for owner in store.orphan_chunk_owners():
-                key = f"{bucket}:{owner}"
-                count = self.database[f"{bucket}.chunks"].count_documents({"files_id": owner})
-                if previous.get(key) == count:
-                    store.remove_chunks_of(owner)
-                    removed += 1
-                else:
-                    current[key] = count
-        sightings.delete_many({})
-        if current:
-            sightings.insert_many([{"_id": key, "chunks": count, "seen_at": now()} for key, count in current.items()])
+        for write in abandoned_writes(self.database, now() - self.abandoned_after):
+            store = MediaStore(self.database, write["bucket"])
+            removed += store.settle_abandoned(write["file_id"], write["started_at"], pace=self.pacing.breathe)
         return removed

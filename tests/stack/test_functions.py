@@ -40,7 +40,7 @@ from functions.reconcile.sweeps import Reconciler
 from jobs.links import DownloadLinks
 from jobs.records import Jobs
 from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, LOCAL_STACK_QUOTAS, ROOT, RUN
-from storage.media import AUDIO, COVERS, SOURCES, VIDEOS, MediaStore
+from storage.media import AUDIO, COVERS, SOURCES, VIDEOS, WRITES_UNDER_WAY, MediaStore
 from tests.support import Sink, download_link_keys, make_clip, new_user, probe, stage_job, wait_for
 from transcoding.fanout import FanOutRecord
 
@@ -662,22 +662,26 @@ def test_status_and_download_for_the_owner_only(app: Callable[[str], FlaskClient
 
 # --- reconcile ----------------------------------------------------------------------------------------------
 
-def test_orphan_chunks_unchanged_over_two_sweeps_are_removed_by_a_new_process_each_time(database: Any,
-                                                                                         sink: Sink) -> None:
+def test_a_sweep_removes_what_killed_writes_left_and_leaves_writes_under_way(database: Any, sink: Sink) -> None:
     store = MediaStore(database, VIDEOS)
     store.store("kept", [b"kept"], filename="kept", metadata={})
-    database["videos.chunks"].insert_one({"_id": "orphan/0", "files_id": "orphan", "n": 0, "data": b"x"})
+    long_ago, writes = datetime.now(UTC) - timedelta(hours=2), database[WRITES_UNDER_WAY]
+    # Each as a store() leaves its record and chunks: killed before its files document, killed just after it, and
+    # one writing now.
+    for file_id, started_at in (("killed", long_ago), ("kept", long_ago), ("writing", datetime.now(UTC))):
+        writes.insert_one({"_id": f"{VIDEOS}:{file_id}", "bucket": VIDEOS, "file_id": file_id,
+                           "started_at": started_at})
+    for file_id in ("killed", "writing"):
+        database["videos.chunks"].insert_many([{"_id": f"{file_id}/{n}", "files_id": file_id, "n": n, "data": b"x"}
+                                               for n in range(3)])
 
     def sweep() -> int:  # a reconcile function scaled to zero between sweeps: a new process each time
         return Reconciler(database=database, jobs=Jobs(database), emitter=EventEmitter(sink.url, "reconcile"),
-                          stuck_after=timedelta(minutes=30), max_redrives=3).remove_orphan_chunks()
+                          stuck_after=timedelta(minutes=30), max_redrives=3).remove_abandoned_writes()
 
-    assert sweep() == 0  # first seen
-    database["videos.chunks"].insert_one({"_id": "orphan/1", "files_id": "orphan", "n": 1, "data": b"y"})
-    assert sweep() == 0  # still growing: an upload may be writing it
-    assert store.orphan_chunk_owners() == ["orphan"]
-    assert sweep() == 1  # unchanged since the last sweep
-    assert store.orphan_chunk_owners() == [] and store.exists("kept")
+    assert sweep() == 1
+    assert store.orphan_chunk_owners() == ["writing"] and store.exists("kept")
+    assert [write["file_id"] for write in writes.find()] == ["writing"]
     assert sweep() == 0
 
 

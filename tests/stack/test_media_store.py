@@ -8,13 +8,14 @@ import io
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import gridfs
 import pymongo
 import pytest
 
-from storage.media import CHUNK_BYTES, MediaStore, TooLarge, read_chunks
+from storage.media import CHUNK_BYTES, WRITE_BATCH_CHUNKS, WRITES_UNDER_WAY, MediaStore, TooLarge, read_chunks
 
 pytestmark = pytest.mark.stack
 
@@ -119,6 +120,31 @@ def test_remove_clears_what_a_write_killed_before_its_files_document_left(databa
     assert store.orphan_chunk_owners() == ["cut"]
     store.remove("cut")
     assert database["audio.chunks"].count_documents({}) == 0
+
+
+def test_a_write_is_recorded_under_way_until_its_files_document_is_in(database: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    store, writes = MediaStore(database, "audio"), database[WRITES_UNDER_WAY]
+    store.store("whole", [b"a" * 10], filename="whole.mp3", metadata={})
+    assert writes.count_documents({}) == 0
+
+    def pieces_then_killed() -> Iterator[bytes]:
+        yield os.urandom(2 * WRITE_BATCH_CHUNKS * CHUNK_BYTES)  # a batch of chunks written, at least
+        raise Interrupted
+
+    def database_gone(file_id: str) -> None:
+        raise pymongo.errors.AutoReconnect("gone")
+
+    with monkeypatch.context() as cut_off:  # the clean-up cannot reach the database either
+        cut_off.setattr(store, "remove", database_gone)
+        with pytest.raises(pymongo.errors.AutoReconnect):
+            store.store("cut", pieces_then_killed(), filename="cut.mp3", metadata={})
+    [record] = writes.find()
+    assert (record["bucket"], record["file_id"]) == ("audio", "cut")
+    assert store.orphan_chunk_owners() == ["cut"]
+    assert not store.settle_abandoned("cut", record["started_at"] - timedelta(seconds=1)), "another write's record"
+    assert store.settle_abandoned("cut", record["started_at"])
+    assert store.orphan_chunk_owners() == [] and writes.count_documents({}) == 0 and store.exists("whole")
 
 
 def test_files_are_gridfs_both_ways(database: Any) -> None:

@@ -273,7 +273,7 @@ def test_an_expired_upload_answers_410_and_reconcile_removes_it(endpoints: dict[
         "metadata.resumable.expires_at": now() - timedelta(seconds=1)}})
     assert tus.head(expired).status_code == 410
     assert tus.patch(expired, CHUNK_BYTES + 10, b"more").status_code == 410
-    # The orphan-chunk sweep needs two sightings: two sweeps leave the unfinished upload alone all the same.
+    # Two sweeps: the second finds what the first left, and the unfinished upload alone all the same.
     for _ in range(2):
         report = reconcile(stack_database, endpoints)
     assert report.unfinished_uploads_expired == 0
