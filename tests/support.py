@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import secrets
+import socket
 import subprocess
 import tempfile
 import threading
@@ -50,6 +51,20 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, what: str, timeout: float = 30) -> None:
+    """Waits until `process` accepts connections on the loopback's `port`; fails naming `what` if it exits first or
+    is not listening within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not start: {process.stderr}") from None
+            time.sleep(0.1)
 
 
 def download_link_keys() -> str:

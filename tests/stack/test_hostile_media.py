@@ -42,6 +42,7 @@ from tests.reliability_support import (
     made,
     tone_mp3,
 )
+from tests.support import wait_until_listening
 from transcoding import extraction, ffmpeg_tools
 from transcoding.media_formats import SNIFF_BYTES, sniff_container
 
@@ -673,15 +674,7 @@ def small_upload_function(endpoints: dict[str, str]) -> Iterator[str]:
          "--target=upload", "--host=127.0.0.1", f"--port={port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the small upload function did not start: {process.stderr}") from None
-                time.sleep(0.2)
+        wait_until_listening(process, port, "the small upload function")
         yield f"http://127.0.0.1:{port}/"
     finally:
         process.terminate()

@@ -326,13 +326,24 @@ def trickle_headers(url: str, every_seconds: float) -> tuple[int, bytes, float]:
                 except OSError:
                     break
         connection.settimeout(5)
-        try:
-            while chunk := connection.recv(65536):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
+        received += read_until_closed(connection)
+    return *status_and_body(received), time.monotonic() - started
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (or goes quiet past the socket's timeout)."""
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return received
+
+
+def status_and_body(received: bytes) -> tuple[int, bytes]:
     head, _, body = received.partition(b"\r\n\r\n")
-    return int(head.split()[1]) if head else 0, body, time.monotonic() - started
+    return int(head.split()[1]) if head else 0, body
 
 
 def stalled_body(url: str, headers: str) -> tuple[int, bytes, float]:
@@ -344,14 +355,8 @@ def stalled_body(url: str, headers: str) -> tuple[int, bytes, float]:
                            + bytes(range(256)) * 256)
         started = time.monotonic()
         connection.settimeout(SERVER.request_body_idle_timeout_seconds + 30)
-        received = b""
-        try:
-            while chunk := connection.recv(65536):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-    head, _, body = received.partition(b"\r\n\r\n")
-    return int(head.split()[1]) if head else 0, body, time.monotonic() - started
+        received = read_until_closed(connection)
+    return *status_and_body(received), time.monotonic() - started
 
 
 def test_slow_headers_and_stalled_bodies_are_cut_in_time_without_holding_the_threads(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from runtime.server import GuardedSocket, ReadTimedOut, error_json
+from tests.support import wait_until_listening
 
 ROOT = Path(__file__).resolve().parents[3]
 HEADERS_SECONDS = 1.0
@@ -49,15 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
                                 "--host=127.0.0.1", f"--port={port}"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the server did not start: {process.stderr}") from None
-                time.sleep(0.1)
+        wait_until_listening(process, port, "the server")
         yield "127.0.0.1", port
     finally:
         process.terminate()
