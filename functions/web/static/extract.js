@@ -327,13 +327,14 @@ function blank(bytes, from, to) {
 
 // --- Sending ------------------------------------------------------------------------------------------------------
 
-// Uploads the extract in one multipart request (the `file`, its `cover` and `chapters`, the options as fields), with
-// the bytes sent reported as they go. Resolves with the upload's answer; rejects with {status, body} when the server
-// refuses it (status 0: no answer), or {aborted: true} once `abort()` of the handle given to onRequest was called.
+// Uploads the extract in one multipart request (the `file`, its `cover` and `chapters` parts), with the bytes sent
+// reported as they go. The options go as query parameters, as the command sends them: in the form, the `cover`
+// option (frame, attached, none) would share its name with the `cover` part (the picture). Resolves with the
+// upload's answer; rejects with {status, body} when the server refuses it (status 0: no answer), or {aborted: true}
+// once `abort()` of the handle given to onRequest was called.
 export function sendExtract(url, headers, made, options, onProgress, onRequest = () => {}) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
-    for (const [name, value] of Object.entries(options)) form.append(name, value);
     if (made.cover) form.append("cover", made.cover, "frame.jpg");
     if (made.chapters) {
       form.append("chapters", new Blob([JSON.stringify(made.chapters)], { type: "application/json" }),
@@ -341,7 +342,8 @@ export function sendExtract(url, headers, made, options, onProgress, onRequest =
     }
     form.append("file", made.file, made.name);
     const request = new XMLHttpRequest();
-    request.open("POST", url);
+    const query = new URLSearchParams(options).toString();
+    request.open("POST", query ? `${url}/?${query}` : url);
     for (const [name, value] of Object.entries(headers)) request.setRequestHeader(name, value);
     request.upload.onprogress = (event) => { if (event.lengthComputable) onProgress((100 * event.loaded) / event.total); };
     request.onload = () => {
