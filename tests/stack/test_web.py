@@ -239,7 +239,9 @@ def test_a_conversion_is_cancelled_from_the_page(tab: Tab, stack_database: Any, 
     expect(tab.page.locator("#state")).to_have_text("cancelled", timeout=30_000)
     assert "Cancelled" in (tab.page.text_content("#job-message") or "")
     assert not tab.page.is_visible("#cancel") and not tab.page.is_visible("#download")
-    record = stack_database["jobs"].find_one({"filename": video.name})
+    # The page may show the state before the cancel's answer: the media go once it is recorded, then it answers.
+    record = wait_for(lambda: stack_database["jobs"].find_one({"filename": video.name, "media_deleted_at": {
+        "$exists": True}}), 30, "the cancelled job's media to be deleted")
     assert record["state"] == "cancelled"
     for bucket in ("videos", "sources"):
         assert stack_database[f"{bucket}.files"].count_documents({"_id": record["video_id"]}) == 0
