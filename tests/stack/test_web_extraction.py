@@ -182,3 +182,20 @@ def test_the_web_function_serves_mediabunny_as_its_other_files(endpoints: dict[s
     # The stock bundle, its licence notice kept, and one file: it imports nothing, statically or dynamically.
     assert "Mozilla Public" in bundle.text[:1000] and re.search(r"\bimport\s*\(|\bfrom\s*[\"']", bundle.text) is None
     assert "media-src blob:" in requests.get(web + "/", timeout=10).headers["Content-Security-Policy"]
+
+
+def test_an_extract_of_64_mib_or_more_goes_by_tus_without_the_frame(tab: Tab, endpoints: dict[str, str],
+                                                                     tmp_path: Path) -> None:
+    # 100 s of 96 kHz 32-bit stereo PCM: a 77 MB extract, past the page's 64 MiB for one request.
+    video = make_clip(tmp_path / "lossless.mkv", seconds=100, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    sign_up(tab)
+    patches: list[str] = []
+    tab.page.on("request", lambda request: patches.append(request.url) if request.method == "PATCH" else None)
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#sending")).to_contain_text("; resumable, so without the cover frame", timeout=60_000)
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=180_000)
+    assert len(patches) >= 9  # 8 MiB each
+    job = job_view(tab, endpoints, tab.page.evaluate("currentJob.job_id"))
+    assert 64 * 1024 * 1024 <= job["received_bytes"] < video.stat().st_size
+    assert abs(job["audio"]["duration_seconds"] - 100) <= 0.1
+    assert tab.problems == []
