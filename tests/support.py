@@ -121,6 +121,44 @@ def make_clip(target: Path, seconds: float = 3, audio: str | None = "aac", video
     return target
 
 
+TWO_TRACKS_METADATA = """;FFMETADATA1
+title=Two tracks
+artist=The Testers
+
+[CHAPTER]
+TIMEBASE=1/1000
+START=0
+END=1500
+title=Opening
+
+[CHAPTER]
+TIMEBASE=1/1000
+START=1500
+END=3000
+title=Closing
+"""
+
+
+def make_two_tracks(folder: Path, name: str = "two tracks.mkv") -> Path:
+    """Matroska: H.264, AAC "eng" at 440 Hz and Opus "fra" at 880 Hz with titles, chapters, a title and an artist,
+    and a JPEG attachment (a 200 x 200 picture, told apart from the 320 x 240 frames)."""
+    (folder / "chapters.txt").write_text(TWO_TRACKS_METADATA)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=200x200", "-frames:v", "1",
+                    str(folder / "cover.jpg")], check=True)
+    target = folder / name
+    subprocess.run([
+        "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
+        "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=3", "-i", str(folder / "chapters.txt"),
+        "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map_metadata", "3", "-map_chapters", "3",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a:0", "aac", "-c:a:1", "libopus",
+        "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=English",
+        "-metadata:s:a:1", "language=fra", "-metadata:s:a:1", "title=Français",
+        "-attach", str(folder / "cover.jpg"), "-metadata:s:t", "mimetype=image/jpeg",
+        "-metadata:s:t", "filename=cover.jpg", str(target)], check=True)
+    return target
+
+
 def probe(path: Path) -> dict[str, Any]:
     result = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
                             capture_output=True, check=True)

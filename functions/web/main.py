@@ -1,9 +1,11 @@
 """web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
 the public function URLs the page calls straight from the browser: auth, upload, status and download; and
 `asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), and `openapi.json`, the
-OpenAPI 3.1 document of the public HTTP functions (api/openapi.py), for integrators. No build step; one
-third-party script, tus-js-client (the page's resumable uploads), served from this origin at the version pinned in
-stack/node/package.json. A strict Content-Security-Policy lets the page talk to those four origins only.
+OpenAPI 3.1 document of the public HTTP functions (api/openapi.py), for integrators. No build step; two
+third-party scripts, served from this origin at the versions pinned in stack/node/package.json: tus-js-client (the
+page's resumable uploads) and mediabunny (extract.js copies a video's audio tracks with it in the browser; the page
+loads both only once a file is chosen). A strict Content-Security-Policy lets the page talk to those four origins
+only, and play only the files chosen in it (the cover frame is drawn from a `<video>` of the file).
 
 Every file and document is held in memory with an ETag from its content and, where it pays, its gzip form
 (endpoints/conditional.py): `Cache-Control: no-cache` lets the browser keep them and revalidate on each load, a 304
@@ -28,25 +30,35 @@ from runtime.settings import WebSettings, load_settings
 
 settings = load_settings(WebSettings)
 STATIC = Path(__file__).with_name("static")
-# tus-js-client as npm installed it, never a copy in the repository: into the image by functions/Dockerfile, or
-# into the checkout's .local/node by stack/setup.sh (the local stack's).
-TUS_JS_CLIENT = next((path for path in (
-    STATIC / "vendor" / "tus.min.js",
-    Path(__file__).resolve().parents[2] / ".local" / "node" / "node_modules" / "tus-js-client" / "dist" / "tus.min.js",
-) if path.is_file()), None)
-if TUS_JS_CLIENT is None:
-    raise SystemExit("web: tus-js-client is not installed: run stack/setup.sh (or build the image from "
+NODE_MODULES = Path(__file__).resolve().parents[2] / ".local" / "node" / "node_modules"
+
+
+def vendored(name: str, package: str, dist_file: str) -> Path:
+    """A third-party script as npm installed it, never a copy in the repository: into the image by
+    functions/Dockerfile (static/vendor/), or into the checkout's .local/node by stack/setup.sh (the local stack's)."""
+    for path in (STATIC / "vendor" / name, NODE_MODULES / package / dist_file):
+        if path.is_file():
+            return path
+    raise SystemExit(f"web: {package} is not installed: run stack/setup.sh (or build the image from "
                      "functions/Dockerfile)")
+
+
+VENDORED = {
+    "tus.min.js": vendored("tus.min.js", "tus-js-client", "dist/tus.min.js"),
+    # One ES module with no imports of its own (its single-file bundle); extract.js imports it by this name.
+    "mediabunny.min.mjs": vendored("mediabunny.min.mjs", "mediabunny", "dist/bundles/mediabunny.min.mjs"),
+}
 PAGES = {
     "/": ("index.html", "text/html"),
     "/index.html": ("index.html", "text/html"),
     "/app.js": ("app.js", "text/javascript"),
+    "/extract.js": ("extract.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
     "/tus.min.js": ("tus.min.js", "text/javascript"),
+    "/mediabunny.min.mjs": ("mediabunny.min.mjs", "text/javascript"),
 }
-# Read once: four small files, the same for every request.
-CONTENTS = {name: (STATIC / name).read_bytes() for name, _ in PAGES.values() if name != "tus.min.js"}
-CONTENTS["tus.min.js"] = TUS_JS_CLIENT.read_bytes()
+# Read once: a few files, the same for every request.
+CONTENTS = {name: (VENDORED[name] if name in VENDORED else STATIC / name).read_bytes() for name, _ in PAGES.values()}
 FILES = {name: Document.of(CONTENTS[name], mimetype) for name, mimetype in PAGES.values()}
 EVENTS_DOCUMENT = asyncapi_document()
 API = {
@@ -65,7 +77,8 @@ def origin(url: str) -> str:
 
 
 CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+    # media-src blob: the cover frame is drawn from a <video> playing the chosen file (an object URL of it).
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "media-src blob:",
     "connect-src 'self' " + " ".join(sorted({origin(url) for url in API.values()})),
     "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
 ])

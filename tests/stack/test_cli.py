@@ -22,7 +22,7 @@ from mutagen.id3 import ID3
 
 from stack.config import ROOT
 from tests.stack.test_conversion_options import packets_md5
-from tests.support import TEST_PASSWORD, make_clip, probe
+from tests.support import TEST_PASSWORD, make_clip, make_two_tracks, probe
 
 pytestmark = pytest.mark.stack
 VID2MP3 = shutil.which("vid2mp3", path=str(ROOT / ".local/venv/bin")) or "vid2mp3"
@@ -113,44 +113,9 @@ def test_bad_option_flags_are_named_as_flags_and_nothing_is_kept(endpoints: dict
     assert run(config, "jobs").stdout.strip() == "no jobs"
 
 
-CHAPTERS = """;FFMETADATA1
-title=Two tracks
-artist=The Testers
-
-[CHAPTER]
-TIMEBASE=1/1000
-START=0
-END=1500
-title=Opening
-
-[CHAPTER]
-TIMEBASE=1/1000
-START=1500
-END=3000
-title=Closing
-"""
-
-
 @pytest.fixture(scope="module")
 def two_tracks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Matroska: H.264, AAC "eng" at 440 Hz and Opus "fra" at 880 Hz with titles, chapters, a title and an artist,
-    and a JPEG attachment (a 200 x 200 picture, told apart from the 320 x 240 frames)."""
-    folder = tmp_path_factory.mktemp("two-tracks")
-    (folder / "chapters.txt").write_text(CHAPTERS)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=200x200", "-frames:v", "1",
-                    str(folder / "cover.jpg")], check=True)
-    target = folder / "two tracks.mkv"
-    subprocess.run([
-        "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
-        "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=3", "-i", str(folder / "chapters.txt"),
-        "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map_metadata", "3", "-map_chapters", "3",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a:0", "aac", "-c:a:1", "libopus",
-        "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=English",
-        "-metadata:s:a:1", "language=fra", "-metadata:s:a:1", "title=Français",
-        "-attach", str(folder / "cover.jpg"), "-metadata:s:t", "mimetype=image/jpeg",
-        "-metadata:s:t", "filename=cover.jpg", str(target)], check=True)
-    return target
+    return make_two_tracks(tmp_path_factory.mktemp("two-tracks"))
 
 
 @pytest.fixture

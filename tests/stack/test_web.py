@@ -239,7 +239,9 @@ def test_a_conversion_is_cancelled_from_the_page(tab: Tab, stack_database: Any, 
     expect(tab.page.locator("#state")).to_have_text("cancelled", timeout=30_000)
     assert "Cancelled" in (tab.page.text_content("#job-message") or "")
     assert not tab.page.is_visible("#cancel") and not tab.page.is_visible("#download")
-    record = stack_database["jobs"].find_one({"filename": video.name})
+    # The page may show the state before the cancel's answer: the media go once it is recorded, then it answers.
+    record = wait_for(lambda: stack_database["jobs"].find_one({"filename": video.name, "media_deleted_at": {
+        "$exists": True}}), 30, "the cancelled job's media to be deleted")
     assert record["state"] == "cancelled"
     for bucket in ("videos", "sources"):
         assert stack_database[f"{bucket}.files"].count_documents({"_id": record["video_id"]}) == 0
@@ -328,7 +330,9 @@ def test_several_videos_dropped_at_once_become_jobs_in_the_history(tab: Tab, end
 @pytest.mark.stack
 def test_the_page_finishes_an_upload_after_the_network_drops(tab: Tab, tmp_path: Path, stack_database: Any) -> None:
     # Over one 8 MiB PATCH of PCM audio: the network drops as the second PATCH starts, with the first chunk stored.
-    video = make_clip(tmp_path / "dropped.mkv", seconds=12, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    # Audio alone, so the page sends it whole, with tus (it extracts the audio of a video: test_web_extraction.py).
+    video = make_clip(tmp_path / "dropped.mkv", seconds=12, video=False,
+                      extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
     assert video.stat().st_size > 8 * 1024 * 1024
     sign_up(tab)
     context = tab.page.context
@@ -366,7 +370,9 @@ def test_the_page_finishes_an_upload_after_the_network_drops(tab: Tab, tmp_path:
 
 @pytest.mark.stack
 def test_the_page_resumes_an_upload_after_a_reload(tab: Tab, tmp_path: Path, stack_database: Any) -> None:
-    video = make_clip(tmp_path / "reloaded.mkv", seconds=2, extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
+    # Audio alone: the page sends it whole, with tus.
+    video = make_clip(tmp_path / "reloaded.mkv", seconds=2, video=False,
+                      extra=("-c:a", "pcm_s32le", "-ar", "96000", "-ac", "2"))
     sign_up(tab)
     created: list[str] = []
     patches_fail = [True]

@@ -1,4 +1,5 @@
-// vid2mp3's web page: sign up or log in, upload a video (resumable, with its progress), follow the job live, download
+// vid2mp3's web page: sign up or log in, upload a video (only its audio, extracted in the browser by extract.js, or
+// the whole file, resumable; with its progress), follow the job live, download
 // the MP3, see why a job failed, or cancel it; several videos dropped at once upload one or two at a time; the
 // history lists every job of the user with download, cancel and delete. It talks only to the public function URLs named by config.json.
 // The access token lives in this tab's sessionStorage and travels only in Authorization headers, never in a URL.
@@ -232,6 +233,54 @@ function sendVideo(file, options, onProgress, onRequest = () => {}) {
   });
 }
 
+// --- Sending only the audio ---------------------------------------------------------------------------------------
+
+// extract.js, which copies a video's audio tracks in this browser with mediabunny: imported when the first file is
+// chosen, so a visit that uploads nothing never loads it.
+let extraction = null;
+
+// Extracts this large and more go with tus as the whole files do (resumable), without the cover frame: tus carries
+// one file (the command's rule, client/vid2mp3_client/cli.py).
+const RESUMABLE_FROM_BYTES = 64 * 1024 * 1024;
+
+// Uploads what the conversion needs of `file`: its audio tracks, cover frame and chapters, extracted in this browser
+// (extract.js), in one multipart request; or, where the page cannot extract them, the whole file (sendVideo). Tells
+// which through onWords, in words. Resolves with the job, as sendVideo does.
+async function sendMedia(file, options, onProgress, onWords, onRequest = () => {}) {
+  let cancelled = false;
+  const stopped = () => Object.assign(new Error("you cancelled the upload"), { aborted: true });
+  onRequest({ abort() { cancelled = true; } });
+  let module = null;
+  let made = null;
+  onWords("Extracting the audio in this browser");
+  try {
+    extraction = extraction || import("./extract.js");
+    module = await extraction;
+    made = await module.extract(file);
+  } catch (error) {
+    if (!module) extraction = null;  // not loaded (the network?): tried again with the next file
+    const why = module && error instanceof module.NotExtracted ? error.message
+      : `the page could not extract its audio (${error.message || error})`;
+    onWords(`Sending the whole file: ${why}`);
+  }
+  if (cancelled) throw stopped();
+  if (!made) return sendVideo(file, options, onProgress, onRequest);
+  if (made.file.size >= RESUMABLE_FROM_BYTES) {
+    onWords(`${made.words}; resumable, so without the cover frame`);
+    const audio = new File([made.file], file.name, { type: made.file.type, lastModified: file.lastModified });
+    return sendVideo(audio, options, onProgress, onRequest);
+  }
+  onWords(made.words);
+  try {
+    return await module.sendExtract(api.upload_url, authorization(), made, options, onProgress, onRequest);
+  } catch (failure) {
+    if (failure.aborted) throw stopped();
+    if (failure.status === 401) signOut("Your session has ended: log in again.");
+    if (!failure.status) throw new Error("the upload did not get through: check the connection and try again");
+    throw new ApiError(failure.status, failure.body);
+  }
+}
+
 async function start(file) {
   if (!file) return;
   stopFollowing();
@@ -242,10 +291,12 @@ async function start(file) {
   showUploadProgress(0);
   showJob({ state: "uploading" });
   byId("cancel").hidden = false;
+  say("sending", "", true);
   let accepted;
   showOptionErrors({});
   try {
-    accepted = await sendVideo(file, conversionOptions(), showUploadProgress, (request) => { upload = request; });
+    accepted = await sendMedia(file, conversionOptions(), showUploadProgress, (words) => say("sending", words, true),
+                               (request) => { upload = request; });
   } catch (error) {
     upload = null;
     if (error.status === 422 && Object.keys(error.fields).length) {
@@ -437,6 +488,7 @@ function again() {
   byId("job").hidden = true;
   byId("convert").hidden = false;
   say("job-message", "");
+  say("sending", "");
   byId("file").value = "";
 }
 
@@ -456,7 +508,7 @@ function startAll(files) {
   const options = conversionOptions();
   for (const file of files) {
     const key = `${Date.now()}-${Math.random()}`;
-    pendingUploads.set(key, { name: file.name, state: "waiting", percent: 0, error: "" });
+    pendingUploads.set(key, { name: file.name, state: "waiting", percent: 0, error: "", words: "" });
     queuedUploads.push({ key, file, options });
   }
   byId("file").value = "";
@@ -471,7 +523,8 @@ function pumpUploads() {
     uploadsRunning += 1;
     row.state = "uploading";
     renderHistory();
-    sendVideo(file, options, (percent) => { row.percent = percent; renderHistory(); })
+    sendMedia(file, options, (percent) => { row.percent = percent; renderHistory(); },
+              (words) => { row.words = words; renderHistory(); })
       .then(() => pendingUploads.delete(key))
       .catch((error) => {
         row.state = "upload failed";
@@ -539,7 +592,7 @@ function uploadRow([key, upload]) {
   if (upload.error) stateCell.title = upload.error;
   const actions = document.createElement("td");
   if (upload.state === "upload failed") actions.append(actionButton("dismiss", "Dismiss"));
-  row.append(cell(upload.name), stateCell, cell(""), cell(""), cell(upload.error), actions);
+  row.append(cell(upload.name), stateCell, cell(""), cell(""), cell(upload.error || upload.words || ""), actions);
   return row;
 }
 
