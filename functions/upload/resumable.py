@@ -16,7 +16,8 @@ Every PATCH but the one that ends the upload (and a creation's body alike) bring
 read when its `Content-Length` says so, or once read (its bytes given back). Each PATCH costs a claim, a rewrite of
 the upload's part-filled last GridFS chunk and an update of its files document, whatever it brings: without a floor,
 1 kB at a time was accepted, a round of writes per kilobyte. tus clients send far larger pieces (the web page's
-tus-js-client and the command's tuspy: 8 MiB), and a 400 is an error they report rather than retry.
+tus-js-client and the command's tuspy: 8 MiB), and a 400 is final to both (neither retries a 4xx but 409 and
+423).
 
 A PATCH cut short (its body ended before its `Content-Length` or its last chunk) keeps its bytes only when at
 least `min_patch_bytes` arrived and they do not end the upload: an incomplete request never finishes an upload (a
