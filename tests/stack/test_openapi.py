@@ -233,8 +233,11 @@ ALSO_ACCEPTABLE = {
     # A range of the right form may still lie past the MP3's end.
     "downloadMp3": [416],
     # tus: a body longer than `Upload-Length` says (413), bytes that are not media (415), a body whose sha1 is not
-    # the checksum's (460), options that conflict (422) — each a relation between parts no schema can state.
-    "tusCreate": [413, 415, 422], "tusAppend": [413, 415, 460],
+    # the checksum's (460), options that conflict (422), a creation's body smaller than a PATCH's least that does
+    # not bring the whole upload (400 `patch_too_small`) — each a relation between parts no schema can state.
+    # (tusAppend answers that 400 too, but the fuzzer reaches no upload to PATCH: it is left out, so as to hide no
+    # other 400 there.)
+    "tusCreate": [400, 413, 415, 422], "tusAppend": [413, 415, 460],
 }
 
 
