@@ -28,6 +28,7 @@ from events.catalog import JOB_ID_PATTERN, FailureReason
 from events.options import CBR_QUALITIES, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
 from jobs.view import JobView
 from runtime.answers import ErrorBody
+from runtime.settings import UploadSettings
 from webhooks.registry import (
     EndpointList,
     EndpointRequest,
@@ -282,7 +283,9 @@ def upload_paths() -> dict[str, Any]:
                     "content": json_content(ref("UploadAccepted")),
                     "links": links_from_job("$response.body#/job_id")},
             "400": error("Not an upload that can be read (an empty body, a malformed form, two files, more than "
-                         f"{MAX_PARTS} parts, a field over {MAX_FIELD_BYTES} bytes)."),
+                         f"{MAX_PARTS} parts, a field over {MAX_FIELD_BYTES} bytes), or a body that ended before its "
+                         "`Content-Length` or its last chunk (`incomplete_body`: the client gave up; nothing of it "
+                         "is kept or counted)."),
             "401": UNAUTHORIZED,
             "413": error("Larger than the upload limit."),
             "415": error("Not a video or audio container vid2mp3 reads."),
@@ -318,6 +321,13 @@ def tus_paths() -> dict[str, Any]:
         "503": tus_error("The store or the broker is unavailable.", retry=True),
     }
     upload_errors = {**common_errors, "404": tus_error("No such upload; someone else's upload answers the same.")}
+    least = UploadSettings.model_fields["resumable_min_patch_bytes"].default
+    body_refused = tus_error(
+        "A malformed tus header; a body smaller than a PATCH's least (`patch_too_small`): every request but the "
+        f"one that ends the upload brings at least `RESUMABLE_MIN_PATCH_BYTES` ({least} bytes by default), "
+        "refused before its body is read when its `Content-Length` says so; or a body that ended before its "
+        "`Content-Length` (`incomplete`): the bytes that came count, and the offset moves on, only when at "
+        "least that many came and no `Upload-Checksum` was sent.")
     return {
         "/upload/files/": {
             "options": {
@@ -349,6 +359,7 @@ def tus_paths() -> dict[str, Any]:
                         **tus_header, **expires, "Location": header("`<upload URL>/files/<upload_id>`"),
                         "Upload-Offset": header("With a body: bytes received.")}},
                     **common_errors,
+                    "400": body_refused,
                     "413": tus_error("`Upload-Length` is over `Tus-Max-Size`."),
                     "415": tus_error("The first bytes are not a media container vid2mp3 reads."),
                     "422": tus_error("Bad options in `Upload-Metadata`: `fields` names each."),
@@ -371,6 +382,8 @@ def tus_paths() -> dict[str, Any]:
             "patch": {
                 "operationId": "tusAppend", "tags": ["upload", "tus"],
                 "summary": "Send more bytes, from `Upload-Offset`. The last one makes the job (202 semantics).",
+                "description": f"Every PATCH but the last brings at least `RESUMABLE_MIN_PATCH_BYTES` ({least} "
+                               "bytes by default; tus clients send far more: the web page and the command 8 MiB).",
                 "parameters": [
                     {"name": "Upload-Offset", "in": "header", "required": True,
                      "schema": {"type": "string", "pattern": "^[0-9]+$"}},
@@ -383,6 +396,7 @@ def tus_paths() -> dict[str, Any]:
                 "responses": {
                     "204": {"description": "Taken.", "headers": {**tus_header, **offset, **expires}},
                     **upload_errors,
+                    "400": body_refused,
                     "409": tus_error("`Upload-Offset` is not the upload's offset."),
                     "410": tus_error("The upload expired."),
                     "413": tus_error("Past `Upload-Length`."),

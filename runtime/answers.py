@@ -66,7 +66,8 @@ def method_not_allowed(allowed: str, message: str) -> HttpError:
 def refusal_response(error: HTTPException) -> flask.Response:
     """One of werkzeug's refusals (raised by the framework's routing, by werkzeug reading a request, or by the server's
     read timeouts) as the JSON error body."""
-    code = (error.name or "error").lower().replace(" ", "_")
+    # A refusal of our own may name its code (runtime/server.py's IncompleteBody); werkzeug's are named by status.
+    code = getattr(error, "error_code", None) or (error.name or "error").lower().replace(" ", "_")
     # A refusal may come while the body is being read (a timeout, a body over a limit): whatever is left of it
     # stays unread, and functions-framework does not read it into memory after the answer.
     return HttpError(error.code or 500, code, error.description or error.name).response_leaving_body_unread()

@@ -20,6 +20,10 @@ and in the local stack (stack/__main__.py):
 - An answer with `Connection: close` closes the connection (gunicorn drops the header and would keep it alive).
 - A body the function did not read is left to gunicorn to discard (bounded), not read into memory after the answer
   as functions-framework does (`leave_unread_bodies_to_the_server`).
+- A body that ends before its `Content-Length`, or a chunked body that ends without its last chunk (the client gave
+  up or lost its connection), raises `IncompleteBody` to the function reading it, a 400, instead of reading as a
+  shorter body (gunicorn's reader answers the bytes that came, then nothing, as at a body's end): RFC 9112 §6.3,
+  an incomplete message is never acted on (`CheckedBody`).
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import functions_framework
 import gunicorn.util
 from functions_framework import create_app
 from functions_framework._http import create_server
+from gunicorn.http.errors import NoMoreData, ParseException
 from gunicorn.workers.gthread import ThreadWorker
-from werkzeug.exceptions import RequestTimeout
+from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
 from runtime.answers import ErrorBody, errors_in_json
 from runtime.settings import ServerSettings
@@ -59,6 +65,64 @@ class ReadTimedOut(RequestTimeout):
 
     def __init__(self, what: str, seconds: float) -> None:
         super().__init__(f"the request's {what} did not arrive within {seconds:g} s")
+
+
+class IncompleteBody(ClientDisconnected):
+    """The request's body ended before its end: short of its `Content-Length`, or a chunked body without its last
+    chunk (or with broken chunk framing, after which where it ends is unknown). werkzeug's `ClientDisconnected`, a
+    400, which readers that keep what came (tus) already take for a client that went away."""
+
+    # The JSON error body's `error` (runtime/answers.py: refusal_response).
+    error_code = "incomplete_body"
+
+
+class CheckedBody:
+    """A request's body (gunicorn's `wsgi.input`) that raises `IncompleteBody` where it ends early. gunicorn's reader
+    of a body with a `Content-Length` answers what arrived, then empty reads, when the client closes before sending
+    it all: to an application that reads until an empty read, a shorter body. Here the empty read, or a read of
+    everything that comes up short, raises instead; a read that comes up short is answered (its bytes are real) and
+    the next one raises. gunicorn's reader of a chunked body raises on an early end already; its errors are turned
+    into `IncompleteBody` too, so that every function sees one exception for a body it must not act on."""
+
+    def __init__(self, body: Any, declared_bytes: int | None) -> None:
+        self._body = body
+        self.declared_bytes = declared_bytes
+        self.received_bytes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._checked(lambda: self._body.read(size), whole=size is None or size < 0, size=size)
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._checked(lambda: self._body.readline(size), whole=False, size=size)
+
+    def readlines(self, hint: int | None = None) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def _checked(self, reading: Callable[[], bytes], *, whole: bool, size: int | None) -> bytes:
+        try:
+            data = reading()
+        except NoMoreData:
+            raise IncompleteBody("the chunked body ended before its last chunk") from None
+        except ParseException as error:
+            raise IncompleteBody(f"the chunked body is malformed ({type(error).__name__})") from None
+        self.received_bytes += len(data)
+        if self.declared_bytes is not None and self.received_bytes < self.declared_bytes \
+                and (whole or (not data and size != 0)):
+            raise IncompleteBody(f"the body ended after {self.received_bytes} of the {self.declared_bytes} bytes "
+                                 "its Content-Length declares")
+        return data
+
+
+def declared_length(environ: dict[str, Any]) -> int | None:
+    """The body's `Content-Length` (gunicorn refused the request already when it is not a number), or None."""
+    value = environ.get("CONTENT_LENGTH")
+    return int(value) if value and value.isdigit() else None
 
 
 def error_json(status: int, message: str) -> bytes:
@@ -139,11 +203,14 @@ class TimedThreadWorker(ThreadWorker):
 
     def load_wsgi(self) -> None:
         """The application, made to close its connection when an answer says `Connection: close` (a refusal that
-        left the body unread, a body that timed out): gunicorn drops the header and would announce keep-alive."""
+        left the body unread, a body that timed out): gunicorn drops the header and would announce keep-alive. Its
+        body is read through `CheckedBody`."""
         super().load_wsgi()
         application: Any = self.wsgi  # type: ignore[has-type]
 
         def closing_when_asked(environ: dict[str, Any], start_response: Any) -> Any:
+            environ["wsgi.input"] = CheckedBody(environ["wsgi.input"], declared_length(environ))
+
             def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 if any(name.lower() == "connection" and value.lower() == "close" for name, value in headers):
                     answer = getattr(start_response, "__self__", None)  # gunicorn's Response

@@ -145,6 +145,9 @@ class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     # An unfinished resumable upload expires this long after its last bytes arrived (tus `Upload-Expires`); the
     # reconcile sweep then removes it. At least the quota reservation's hour (storage/unfinished_uploads.py).
     resumable_upload_lifetime_seconds: int = Field(default=24 * 3600, ge=3600)
+    # The least a resumable upload's PATCH (or creation body) may bring, but for the one that ends the upload: a
+    # smaller one is refused (functions/upload/resumable.py). The web page and the command send 8 MiB.
+    resumable_min_patch_bytes: int = Field(default=256 * 1024, ge=1)
 
 
 class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings,

@@ -47,6 +47,14 @@ from stack.topology import DispatcherSpec, ObjectUids, Topology
 
 FUNCTION_READY_TIMEOUT_SECONDS = 60
 SECRETS = LOCAL / "secrets"
+# Whether the running stack's functions and broker data plane were started sending telemetry ("on", "off"): a stack
+# started before Jaeger was built (`make run` builds none) has its processes started again with it once it is.
+TELEMETRY_STATE = LOCAL / "state" / "telemetry"
+
+
+def telemetry_built() -> bool:
+    """Jaeger is built by `make setup` (all of it), not by `make run`'s set-up: converting a video needs no traces."""
+    return (BIN / "jaeger").exists()
 
 
 def topology() -> Topology:
@@ -98,9 +106,8 @@ def endpoints() -> dict[str, str]:
         "MONGO_URI": urls.mongo,
         "MYSQL_URL": urls.mysql,
         "SENDGRID_API_HOST": os.environ.get("VID2MP3_SENDGRID_API_HOST", f"http://{HOST}:{SENDGRID_PORT}"),
-        "JAEGER_URL": telemetry.jaeger_url(),
-        "METRICS_URL": telemetry.metrics_url(),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": telemetry.otlp_endpoint(),
+        **({"JAEGER_URL": telemetry.jaeger_url(), "METRICS_URL": telemetry.metrics_url(),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": telemetry.otlp_endpoint()} if telemetry_built() else {}),
     }
 
 
@@ -128,12 +135,12 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "WORK_DIR": str(LOCAL / "work"),
         # Webhook receivers of a local stack (tests, a developer's) listen on 127.0.0.1 over http.
         "WEBHOOK_ALLOW_LOOPBACK": "true",
-        # Traces and metrics to the stack's Jaeger (runtime/telemetry.py; unset: none are made).
-        "OTEL_EXPORTER_OTLP_ENDPOINT": points["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        # Traces and metrics to the stack's Jaeger when it is built (runtime/telemetry.py; unset: none are made).
         # Metrics every 5 s and spans every 0.5 s (the SDK's defaults: 60 s, 5 s), so a test, `curl $METRICS_URL`
         # or the query API sees them soon.
-        "OTEL_METRIC_EXPORT_INTERVAL": "5000",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
+        **({"OTEL_EXPORTER_OTLP_ENDPOINT": points["OTEL_EXPORTER_OTLP_ENDPOINT"],
+            "OTEL_METRIC_EXPORT_INTERVAL": "5000", "OTEL_BSP_SCHEDULE_DELAY": "500"}
+           if "OTEL_EXPORTER_OTLP_ENDPOINT" in points else {}),
         "PYTHONUNBUFFERED": "1",
         # Conversions in parallel up to the cores, as Knative scales convert pods out.
         "THREADS": "8",
@@ -184,13 +191,28 @@ def available_functions() -> list[str]:
     return [name for name in FUNCTION_PORTS if (ROOT / "functions" / name / "main.py").exists()]
 
 
+def started_without_telemetry(senders: set[str]) -> list[str]:
+    """The running processes of `senders` (those that send telemetry when it is on), when the stack was started
+    without it."""
+    if not TELEMETRY_STATE.exists() or TELEMETRY_STATE.read_text().strip() != "off":
+        return []
+    return [name for name in processes.managed_names() if name in senders and processes.running_pid(name)]
+
+
 def up() -> None:
     urls = server_urls()
     routing_topology = topology()  # a malformed manifest stops us before anything starts
     producers = producer_side()
-    for program in ("ingress", "dispatcher", "ferretdb", "jaeger", ADAPTER_PROGRAM):
+    for program in ("ingress", "dispatcher", "ferretdb", ADAPTER_PROGRAM):
         if not (BIN / program).exists():
             raise StackError(f"{BIN / program} is missing: run `make setup` first")
+    tracing = telemetry_built()
+    senders = {*available_functions(), "ingress", producers.adapter_process,
+               *(spec.name for spec in routing_topology.dispatchers(urls.amqp, ingress_url(), function_url))}
+    if tracing and (restart := started_without_telemetry(senders)):
+        print("Jaeger is built now: starting the functions and the broker data plane again with telemetry")
+        for name in restart:
+            processes.stop(name)
     startup = Startup()
     try:
         print("Data stores:")
@@ -203,11 +225,15 @@ def up() -> None:
         points = endpoints()
         env = function_env(points)
         print("Telemetry:")
-        # Before everything that sends it spans and metrics.
-        start_process(startup, "jaeger", telemetry.jaeger_argv(str(BIN / "jaeger")), env=telemetry.jaeger_env(),
-                      port=OTLP_HTTP_PORT)
-        processes.wait_until(telemetry.ready, "jaeger", FUNCTION_READY_TIMEOUT_SECONDS, name="jaeger")
-        broker_tracing = {"K_OBSERVABILITY_CONFIG": telemetry.broker_observability_config()}
+        broker_tracing: dict[str, str] = {}
+        if tracing:
+            # Before everything that sends it spans and metrics.
+            start_process(startup, "jaeger", telemetry.jaeger_argv(str(BIN / "jaeger")), env=telemetry.jaeger_env(),
+                          port=OTLP_HTTP_PORT)
+            processes.wait_until(telemetry.ready, "jaeger", FUNCTION_READY_TIMEOUT_SECONDS, name="jaeger")
+            broker_tracing = {"K_OBSERVABILITY_CONFIG": telemetry.broker_observability_config()}
+        else:
+            startup.note("jaeger", "not built (`make setup` builds it): no traces or metrics")
         print("Functions:")
         start_process(startup, "sendgrid-standin",
                       [processes.python(), "-m", "stack.sendgrid_standin", str(SENDGRID_PORT)], port=SENDGRID_PORT)
@@ -242,6 +268,8 @@ def up() -> None:
         print("Start-up failed: stopping what this run started.", file=sys.stderr)
         startup.undo()
         raise
+    TELEMETRY_STATE.parent.mkdir(parents=True, exist_ok=True)
+    TELEMETRY_STATE.write_text("on\n" if tracing else "off\n")
     write_endpoints(points)
 
 
@@ -293,7 +321,8 @@ def write_endpoints(points: dict[str, str]) -> None:
     for key in ("AUTH_URL", "UPLOAD_URL", "STATUS_URL", "DOWNLOAD_URL", "WEB_URL", "JWKS_URL",
                 "BROKER_INGRESS_URL", "PRODUCER_EXCHANGE", "AMQP_URL", "MONGO_URI", "MYSQL_URL", "SENDGRID_API_HOST",
                 "JAEGER_URL", "METRICS_URL"):
-        print(f"  {key:<20} {servers.redact(points[key])}")
+        if key in points:
+            print(f"  {key:<20} {servers.redact(points[key])}")
 
 
 def down() -> None:
@@ -313,7 +342,7 @@ def status() -> int:
         "mariadb": servers.mysql_answers(urls.mysql),
         "ferretdb": servers.mongo_answers(urls.mongo),
         "ingress": processes.port_open(INGRESS_PORT),
-        "jaeger": telemetry.ready(),
+        **({"jaeger": telemetry.ready()} if telemetry_built() else {}),
         **{name: processes.port_open(FUNCTION_PORTS[name]) for name in available_functions()},
     }
     producers = producer_side()

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# `make setup`: installs everything the local stack and the tests need on a fresh Debian machine, and nothing that
-# is already there (a second run takes seconds). Tools built here go to .local/, which git ignores.
+# `stack/setup.sh run` (`make run`, `make up`): installs what the local stack needs to convert a video on a fresh
+# Debian machine. `stack/setup.sh` or `stack/setup.sh all` (`make setup`, and `make test`, `make bench`, `make lint`...):
+# that and what the tests and benchmarks need besides (Chromium, Jaeger, skaffold and the manifests' modules, the test
+# packages). Nothing that is already there is installed again (a second run takes seconds). Tools built here go to
+# .local/, which git ignores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOCAL="$PWD/.local"
 mkdir -p "$LOCAL/bin"
+MODE="${1:-all}"
+case "$MODE" in run|all) ;; *) printf 'usage: stack/setup.sh [run|all]\n' >&2; exit 2 ;; esac
+all() { [ "$MODE" = all ]; }
 
 say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
-# --- Debian packages: the servers, ffmpeg and Chromium ------------------------------------------------------------
+# --- Debian packages: the servers, ffmpeg and (for the tests) Chromium ----------------------------------------------
 missing=()
 [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 { command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || missing+=(ffmpeg)
 # The browser tests drive Debian's Chromium through Playwright (never `playwright install`'s own download).
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-# npm installs the packages the tests read (stack/node/package.json, pinned by its lock file).
+all && { [ -x /usr/bin/chromium ] || missing+=(chromium); }
+# npm installs the web page's tus-js-client, and the packages the tests read (stack/node/package.json, pinned by its
+# lock file).
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || fail "install ${missing[*]} with your package manager (this script knows apt-get)"
@@ -27,7 +34,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- Go tools: FerretDB, the Knative RabbitMQ broker data plane and the RabbitMQ source adapter, Jaeger ------------------------------------------
+# --- Go tools: FerretDB, the Knative RabbitMQ broker data plane and the RabbitMQ source adapter; for the tests ------
+# --- Jaeger, skaffold and the modules the manifest checks read ----------------------------------------------------
 command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || fail "Go 1.24 or newer is needed to build FerretDB and the broker data plane"
 export GOBIN="$LOCAL/bin"
@@ -60,7 +68,7 @@ fi
 # comments, go.sum), not when a checkout merely touches the files; another clone on the same machine relinks from
 # Go's build cache in seconds.
 skaffold_pins="$({ grep -v '^//' stack/validation/skaffold/go.mod; cat stack/validation/skaffold/go.sum; } | sha256sum)"
-if [ ! -x "$GOBIN/skaffold" ] || [ "$(cat "$LOCAL/skaffold-pins" 2>/dev/null)" != "$skaffold_pins" ]; then
+if all && { [ ! -x "$GOBIN/skaffold" ] || [ "$(cat "$LOCAL/skaffold-pins" 2>/dev/null)" != "$skaffold_pins" ]; }; then
   say "building skaffold v2.16.1 (go install; once per machine: minutes on a fresh one, see docs/DEPLOY.md)"
   # `skaffold version` prints what -X sets, as in skaffold's own release build (its Makefile), which also strips.
   (cd stack/validation/skaffold && export GOFLAGS=-mod=readonly \
@@ -69,11 +77,12 @@ if [ ! -x "$GOBIN/skaffold" ] || [ "$(cat "$LOCAL/skaffold-pins" 2>/dev/null)" !
      && go install -ldflags="-s -w -X $skaffold_module/pkg/skaffold/version.version=$version" "$skaffold_module/cmd/skaffold")
   echo "$skaffold_pins" >"$LOCAL/skaffold-pins"
 fi
-# stack/jaeger pins Jaeger v1.76.0 (whose cmd/jaeger is Jaeger v2, an OpenTelemetry Collector build: `make up` runs it
-# as the stack's trace store and metrics receiver, with stack/jaeger/config.yaml). Like skaffold's, its go.mod repeats
-# Jaeger's replace directive, which `go install pkg@version` refuses; it is rebuilt only when those pins change.
+# stack/jaeger pins Jaeger v1.76.0 (whose cmd/jaeger is Jaeger v2, an OpenTelemetry Collector build: `make up` runs it,
+# once it is built, as the stack's trace store and metrics receiver, with stack/jaeger/config.yaml; without it the
+# functions make no traces). Like skaffold's, its go.mod repeats Jaeger's replace directive, which
+# `go install pkg@version` refuses; it is rebuilt only when those pins change.
 jaeger_pins="$({ grep -v '^//' stack/jaeger/go.mod; cat stack/jaeger/go.sum; } | sha256sum)"
-if [ ! -x "$GOBIN/jaeger" ] || [ "$(cat "$LOCAL/jaeger-pins" 2>/dev/null)" != "$jaeger_pins" ]; then
+if all && { [ ! -x "$GOBIN/jaeger" ] || [ "$(cat "$LOCAL/jaeger-pins" 2>/dev/null)" != "$jaeger_pins" ]; }; then
   say "building Jaeger v1.76.0's cmd/jaeger (go install; once per machine: minutes on a fresh one)"
   (cd stack/jaeger && GOFLAGS=-mod=readonly go install github.com/jaegertracing/jaeger/cmd/jaeger)
   echo "$jaeger_pins" >"$LOCAL/jaeger-pins"
@@ -83,35 +92,52 @@ fi
 # schema from the skaffold module its skaffold/ folder pins. Nothing is fetched once they are cached.
 # (A module cache emptied later is refilled by the tests themselves: `go mod download` again.)
 stamp="$LOCAL/validation-modules"
-if [ ! -f "$stamp" ] || [ -n "$(find stack/validation -name go.sum -newer "$stamp")" ]; then
+if all && { [ ! -f "$stamp" ] || [ -n "$(find stack/validation -name go.sum -newer "$stamp")" ]; }; then
   say "downloading the modules the manifest checks read (go mod download)"
   (cd stack/validation && GONOSUMDB=knative.dev GOFLAGS=-mod=readonly go mod download)
   (cd stack/validation/skaffold && GOFLAGS=-mod=readonly go mod download github.com/GoogleContainerTools/skaffold/v2)
   touch "$stamp"
 fi
 
-# --- npm packages the tests and the web page read (stack/node/package.json, pinned with its package-lock.json) ---
-# Installed into .local/node, reinstalled only when the lock file changes.
+# --- npm packages the web page and the tests read (stack/node/package.json, pinned with its package-lock.json) ---
+# Installed into .local/node: the web page's alone (`run`), or the tests' devDependencies too; reinstalled only when
+# the lock file changes or the tests' packages are wanted and missing.
 command -v npm >/dev/null 2>&1 || fail "Node.js with npm is needed (Debian: apt-get install nodejs npm)"
-if ! cmp -s stack/node/package-lock.json "$LOCAL/node/.installed-lock"; then
-  say "installing npm packages into .local/node"
+installed_lock="$LOCAL/node/.installed-lock"
+if ! cmp -s stack/node/package-lock.json "$installed_lock" || { all && [ ! -f "$installed_lock.dev" ]; }; then
+  say "installing npm packages into .local/node$(all || echo ' (the web page'"'"'s alone)')"
   mkdir -p "$LOCAL/node"
+  rm -f "$installed_lock" "$installed_lock.dev"
   cp stack/node/package.json stack/node/package-lock.json "$LOCAL/node/"
-  (cd "$LOCAL/node" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
-  cp stack/node/package-lock.json "$LOCAL/node/.installed-lock"
+  (cd "$LOCAL/node" && npm ci $(all || echo --omit=dev) --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  cp stack/node/package-lock.json "$installed_lock"
+  if all; then touch "$installed_lock.dev"; fi
 fi
 
-# --- Python: a virtual environment with the project and its test dependencies ------------------------------------
+# --- Python: a virtual environment with the project (and, but for `run`, its test dependencies) -------------------
 PYTHON="${PYTHON:-python3}"
 if [ ! -x "$LOCAL/venv/bin/python" ]; then
   say "creating the virtual environment .local/venv"
   "$PYTHON" -m venv "$LOCAL/venv"
 fi
-# The server side and its tests, and the `vid2mp3` command (client/, a distribution of its own).
-if [ ! -f "$LOCAL/venv/.installed" ] || [ pyproject.toml -nt "$LOCAL/venv/.installed" ] \
-   || [ client/pyproject.toml -nt "$LOCAL/venv/.installed" ]; then
-  say "installing vid2mp3, its test dependencies and the vid2mp3 command into .local/venv"
-  "$LOCAL/venv/bin/pip" install -q --disable-pip-version-check -e '.[test]' -e ./client
-  touch "$LOCAL/venv/.installed"
+# The server side (and its tests' packages), and the `vid2mp3` command (client/, a distribution of its own). The
+# stamp of an install with the tests' packages (.installed-test) vouches for one without (.installed) too.
+if all; then stamps=("$LOCAL/venv/.installed-test"); else stamps=("$LOCAL/venv/.installed" "$LOCAL/venv/.installed-test"); fi
+current=""
+for stamp in "${stamps[@]}"; do
+  if [ -f "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ] && [ ! client/pyproject.toml -nt "$stamp" ]; then
+    current="$stamp"
+  fi
+done
+if [ -z "$current" ]; then
+  if all; then
+    say "installing vid2mp3, its test dependencies and the vid2mp3 command into .local/venv"
+    "$LOCAL/venv/bin/pip" install -q --disable-pip-version-check -e '.[test]' -e ./client
+    touch "$LOCAL/venv/.installed-test" "$LOCAL/venv/.installed"
+  else
+    say "installing vid2mp3 and the vid2mp3 command into .local/venv"
+    "$LOCAL/venv/bin/pip" install -q --disable-pip-version-check -e . -e ./client
+    touch "$LOCAL/venv/.installed"
+  fi
 fi
 say "ready"

@@ -1,7 +1,8 @@
 """What `vid2mp3 convert` sends, seen by a stand-in deployment of the test's own (one local HTTP server answering as
 the auth, upload, status and download functions, and recording every request): the extract and its cover frame as a
 multipart form, the whole file when asked or where no extract can be made, a large extract by tus; the local user's
-token kept between runs and renewed once when refused; and no temporary file left behind."""
+token kept between runs and renewed once when refused, its saved credentials refused by a stack whose account has
+another password said as such; and no temporary file left behind."""
 
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ class Deployment:
     logins: int = 0
     tus_uploads: dict[str, bytearray] = field(default_factory=dict)
     url: str = ""
+    # When given, the accounts (address: password) that log in, as the auth function checks them, sign-ups answering
+    # 201 whether or not the address has one; when None, every login is taken.
+    accounts: dict[str, str] | None = None
 
     def endpoints(self, folder: Path) -> Path:
         path = folder / "endpoints.env"
@@ -68,6 +72,13 @@ class Deployment:
 
     def answer(self, request: Received) -> tuple[int, dict[str, str], bytes]:
         path = request.path
+        if self.accounts is not None and path in ("/auth/login", "/auth/signup"):
+            credentials = json.loads(request.body)
+            if path == "/auth/signup":
+                self.accounts.setdefault(credentials["email"], credentials["password"])
+                return 201, {"Location": "account"}, b'{"message": "signed up"}'
+            if self.accounts.get(credentials["email"]) != credentials["password"]:
+                return 401, {}, b'{"error": "invalid_credentials", "message": "wrong email or password"}'
         if path == "/auth/login":
             self.logins += 1
             token = uuid.uuid4().hex
@@ -291,3 +302,25 @@ def test_a_token_refused_twice_asks_to_log_in_again(deployment: Deployment, loca
     assert convert(deployment, local, str(two_tracks), "--whole", "-o", str(tmp_path / "out.mp3")) == 1
     assert [request.path for request in deployment.requests] == ["/auth/login", "/upload", "/auth/login", "/upload"]
     assert "log in again" in capsys.readouterr().err
+
+
+def test_saved_local_credentials_the_stack_refuses_are_said_to_be_refused_with_the_way_out(
+        deployment: Deployment, local: Path, scratch: Path, two_tracks: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The local user's address has an account on this stack made with another password (the stack's data older
+    than the checkout's credentials file, or shared with another checkout): not "your login has expired"."""
+    (local / "client-credentials").write_text("you@vid2mp3.local\nthe-checkouts-password\n")
+    deployment.accounts = {"you@vid2mp3.local": "another-checkouts-password"}
+    out = str(tmp_path / "out.mp3")
+    assert convert(deployment, local, str(two_tracks), "--whole", "-o", out) == 1
+    said = capsys.readouterr().err
+    assert "refused the local user's saved credentials" in said and "another password" in said, said
+    assert str(local / "client-credentials") in said and "expired" not in said
+    assert deployment.uploads() == []
+
+    # The way out it gives: without the saved files, the next run makes a local user of its own and converts.
+    (local / "client-credentials").unlink()
+    (local / "client-token.json").unlink(missing_ok=True)
+    assert convert(deployment, local, str(two_tracks), "--whole", "-o", out) == 0
+    email = (local / "client-credentials").read_text().split()[0]
+    assert email != "you@vid2mp3.local" and email.endswith("@vid2mp3.local") and email in deployment.accounts

@@ -308,7 +308,7 @@ def convert(arguments: argparse.Namespace) -> int:
     failures = 0
     for video, target, outcome in zip(videos, targets, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            if isinstance(outcome, Unauthorized):
+            if isinstance(outcome, Unauthorized | session.LocalUserRefused):  # not the video's: said once
                 raise outcome
             print(f"{video}: {outcome}")
             failures += 1

@@ -5,8 +5,9 @@ A deployment is named by its web page's URL (`vid2mp3 login --server https://vid
 email and the access token, never the password) is kept in `$XDG_CONFIG_HOME/vid2mp3/login.json`
 (`~/.config/vid2mp3/` by default), readable by the user alone (0600 in a 0700 folder). Without a login, on a
 checkout whose local stack is up (`.local/endpoints.env`), the command signs in a local user by itself, so
-`make run` needs no set-up: its password is made on first use and its token kept while it lasts, both beside the
-stack's files (`.local/client-credentials`, `.local/client-token.json`, 0600).
+`make run` needs no set-up: its address (its own, so that checkouts sharing the stack's data stores do not share
+it) and password are made on first use and its token kept while it lasts, all beside the stack's files
+(`.local/client-credentials`, `.local/client-token.json`, 0600).
 """
 
 from __future__ import annotations
@@ -21,17 +22,23 @@ from pathlib import Path
 
 import requests
 
-from vid2mp3_client.api import ClientError, Vid2mp3, read_endpoints
+from vid2mp3_client.api import ClientError, Unauthorized, Vid2mp3, read_endpoints
 
 LOGIN_FILE = "login.json"
 TIMEOUT_SECONDS = 15
-LOCAL_EMAIL = "you@vid2mp3.local"
+# The local user's address: `you-<random>@vid2mp3.local` (checkouts made before 7 December 2026 kept
+# `you@vid2mp3.local`, which goes on working).
+LOCAL_EMAIL_DOMAIN = "vid2mp3.local"
 # A kept token is used until this many seconds before it expires: a conversion started on it should not see it lapse.
 TOKEN_MARGIN_SECONDS = 120
 
 
 class NotLoggedIn(ClientError):
     """No login is kept and no local stack is running."""
+
+
+class LocalUserRefused(ClientError):
+    """The local stack refused the local user's saved credentials: its account there has another password."""
 
 
 def config_dir() -> Path:
@@ -136,7 +143,8 @@ class LocalUser:
     def credentials(self) -> tuple[str, str]:
         if not self.credentials_file.exists():
             self.local.mkdir(parents=True, exist_ok=True)
-            write_private(self.credentials_file, f"{LOCAL_EMAIL}\n{secrets.token_urlsafe(18)}\n")
+            email = f"you-{secrets.token_hex(4)}@{LOCAL_EMAIL_DOMAIN}"
+            write_private(self.credentials_file, f"{email}\n{secrets.token_urlsafe(18)}\n")
         email, password = self.credentials_file.read_text().split()[:2]
         return email, password
 
@@ -168,7 +176,19 @@ class LocalUser:
 
     def log_in(self) -> None:
         client = Vid2mp3(self.endpoints["AUTH_URL"], "", "", "")
-        client.log_in_or_sign_up(*self.credentials())
+        email, password = self.credentials()
+        try:
+            client.log_in_or_sign_up(email, password)
+        except Unauthorized:
+            # Neither logged in nor signed up (a sign-up of an address that has an account changes nothing): the
+            # address has an account on this stack, made with another password.
+            raise LocalUserRefused(
+                f"this stack ({self.endpoints['AUTH_URL']}) refused the local user's saved credentials: {email} "
+                f"has an account there with another password than the one in {self.credentials_file} (the "
+                "stack's accounts were made before that file, or are shared with another checkout). To go on, "
+                f"remove {self.credentials_file} and {self.token_file}: the next run makes a local user of its "
+                f"own (the jobs of {email} stay with that account); or log in as yourself with `vid2mp3 login`, "
+                "and convert without --local.") from None
         self.token, self.expires_at = client.token, client.token_expires_at or 0.0
         write_private(self.token_file, json.dumps({"auth_url": self.endpoints["AUTH_URL"], "token": self.token,
                                                    "expires_at": self.expires_at}))

@@ -16,7 +16,7 @@ from typing import IO
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData, State
 
 from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS
 from transcoding.media_formats import SNIFF_BYTES, sniff_container
@@ -26,6 +26,8 @@ MAX_FILENAME_CHARS = 120
 # Parts of a form that are not the video (file parts or fields alike): a client that uploads an extract sends the
 # video's cover frame and the chapters its container could not carry (transcoding/extraction.py checks them).
 SIDE_PARTS = {"cover": MAX_COVER_BYTES, "chapters": MAX_CHAPTERS_BYTES}
+# What may follow a form's closing delimiter (RFC 2046's epilogue, which clients leave empty or a line long).
+MAX_EPILOGUE_BYTES = 64 * 1024
 
 
 class BadUpload(ValueError):
@@ -104,7 +106,8 @@ def next_event(decoder: MultipartDecoder) -> object:
 
 def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Iterator[bytes]:
     """Yields the data of the form's one file part; fills upload.fields and upload.filename on the way."""
-    # Field sizes are limited below; the decoder holds one read at a time, so its own memory cap is not needed.
+    # Field sizes are limited below, and the epilogue; the decoder holds one read at a time otherwise, so its own
+    # memory cap is not needed.
     decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
     in_file = False
     current: str | None = None  # the name of the field or side part being read
@@ -147,4 +150,9 @@ def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Ite
                 return
         if chunk is None:
             break
+        # The decoder reads on to the body's end (its Epilogue comes only then, so a body cut short after the form
+        # is refused by the server as it is read: runtime/server.py, IncompleteBody), holding what follows the
+        # closing delimiter meanwhile: bounded here.
+        if decoder.state == State.EPILOGUE and len(decoder.buffer) > MAX_EPILOGUE_BYTES:
+            raise BadUpload(f"more than {MAX_EPILOGUE_BYTES} bytes follow the form's closing delimiter")
     raise BadUpload("the multipart body ended early")

@@ -52,6 +52,7 @@ uploads = Uploads(
 resumable_uploads = ResumableUploads(
     uploads, MediaStore(database, VIDEOS), public_upload_url=str(settings.public_upload_url or ""),
     lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds),
+    min_patch_bytes=settings.resumable_min_patch_bytes,
     removal=VideoRemoval(MediaStore(database, VIDEOS),
                          lambda: Pacing(burst_seconds=settings.deletion_burst_seconds,
                                         duty_cycle=settings.deletion_duty_cycle)),

@@ -7,9 +7,21 @@ background, paced (`VideoRemoval`), after the answer. An instance that dies whil
 and unfinished: the client's next HEAD (which tus clients send when they resume) or PATCH finishes it. Reconcile
 removes the unfinished uploads past their expiry, and finished ones' videos an instance left.
 
-A PATCH without a checksum moves the offset on after every few chunks it writes, and a client that drops keeps all
-it sent (the rest is written then); with one, only once the sha1 matches. Memory per PATCH: a few chunks and one
-read.
+A PATCH without a checksum moves the offset on after every few chunks it writes, and a client that drops keeps what
+it sent (the rest is written then; within the limits below); with one, only once the sha1 matches. Memory per
+PATCH: a few chunks and one read.
+
+Every PATCH but the one that ends the upload (and a creation's body alike) brings at least `min_patch_bytes`
+(`RESUMABLE_MIN_PATCH_BYTES`, 256 KiB): a smaller one is refused (400 `patch_too_small`) before a byte of it is
+read when its `Content-Length` says so, or once read (its bytes given back). Each PATCH costs a claim, a rewrite of
+the upload's part-filled last GridFS chunk and an update of its files document, whatever it brings: without a floor,
+1 kB at a time was accepted, a round of writes per kilobyte. tus clients send far larger pieces (the web page's
+tus-js-client and the command's tuspy: 8 MiB), and a 400 is final to both (neither retries a 4xx but 409 and
+423).
+
+A PATCH cut short (its body ended before its `Content-Length` or its last chunk) keeps its bytes only when at
+least `min_patch_bytes` arrived and they do not end the upload: an incomplete request never finishes an upload (a
+resuming client sends that last piece again, whole).
 """
 
 from __future__ import annotations
@@ -127,6 +139,8 @@ class ResumableUploads:
     public_upload_url: str  # empty: the URL the request came to
     lifetime: timedelta
     removal: VideoRemoval
+    # The least a request's body may bring, but for the one that ends the upload (RESUMABLE_MIN_PATCH_BYTES).
+    min_patch_bytes: int
 
     def __post_init__(self) -> None:
         self.stored = UnfinishedUploads(self.videos, self.lifetime)
@@ -292,6 +306,8 @@ class ResumableUploads:
         state, offset = document["metadata"]["resumable"], document["length"]
         if request.content_length is not None and offset + request.content_length > state["length"]:
             raise HttpError(413, "too_large", f"this upload is {state['length']} bytes; {offset} are in")
+        if request.content_length is not None and self.too_small(request.content_length, offset, state):
+            raise self.patch_too_small(request.content_length, offset, state)
         writer = self.claim(document)
         try:
             self.append(request, document, writer, checksum)
@@ -307,6 +323,15 @@ class ResumableUploads:
         if document["length"] == state["length"]:
             document = self.finish(document, identity)
         return document
+
+    def too_small(self, size: int, offset: int, state: dict[str, Any]) -> bool:
+        """`size` bytes at `offset` are fewer than a PATCH must bring, and do not end the upload."""
+        return size < self.min_patch_bytes and offset + size < state["length"]
+
+    def patch_too_small(self, size: int, offset: int, state: dict[str, Any]) -> HttpError:
+        return HttpError(400, "patch_too_small", f"send at least {self.min_patch_bytes} bytes per PATCH (this one "
+                                                 f"brings {size}), or the rest of the upload: "
+                                                 f"{state['length'] - offset} bytes from offset {offset}")
 
     def claim(self, document: dict[str, Any], lease: timedelta = WRITER_LEASE) -> str:
         try:
@@ -360,14 +385,19 @@ class ResumableUploads:
                                 raise NOT_MEDIA
                     appending.writer.add(piece)
             except (werkzeug.exceptions.ClientDisconnected, OSError) as error:
-                # The client is gone: what it sent counts (unless a checksum was to vouch for it), so it resumes there.
+                # The client is gone: what it sent counts, so it resumes there; unless a checksum was to vouch for
+                # it, or it is less than a PATCH must bring, or it would end the upload: an upload is finished by a
+                # whole request only (RFC 9112 §6.3), and a resuming client sends that last piece again.
                 log.info("upload %s: the client dropped after %d bytes: %s", upload_id, received, error)
-                if checksum is not None:
-                    raise take_back(HttpError(400, "incomplete", "the body ended early")) from None
+                if checksum is not None or received < self.min_patch_bytes or offset + received >= state["length"]:
+                    raise take_back(HttpError(400, "incomplete", "the body ended early; its bytes were discarded, "
+                                                                 "send them again")) from None
                 appending.writer.flush()
                 self.stored.advance(upload_id, writer, offset + received, container)
                 raise HttpError(400, "incomplete", "the body ended early; ask the offset (HEAD) and go on") from None
             appending.writer.flush()
+            if request.content_length is None and self.too_small(received, offset, state):  # a chunked body
+                raise take_back(self.patch_too_small(received, offset, state))
             if checksum is not None and sha1.digest() != checksum:
                 raise take_back(HttpError(460, "checksum_mismatch", "the body's sha1 is not Upload-Checksum's; its "
                                                                     "bytes were discarded, send them again"))

@@ -26,6 +26,7 @@ from events import EventEmitter
 from functions.reconcile.sweeps import Reconciler
 from jobs.records import Jobs
 from runtime.clock import now
+from runtime.settings import UploadSettings
 from storage.media import CHUNK_BYTES
 from tests.stack.test_cli import VID2MP3
 from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, probe, wait_for
@@ -33,6 +34,13 @@ from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, pr
 pytestmark = pytest.mark.stack
 
 OFFSET_STREAM = "application/offset+octet-stream"
+# The least a PATCH but the last may bring (RESUMABLE_MIN_PATCH_BYTES; the stack keeps the default).
+MIN_PATCH = int(UploadSettings.model_fields["resumable_min_patch_bytes"].default)
+# A first PATCH past a GridFS chunk boundary (so the next one completes a part chunk), and at least MIN_PATCH.
+PAST_A_CHUNK = max(CHUNK_BYTES, MIN_PATCH) + 1000
+assert PAST_A_CHUNK < 2 * CHUNK_BYTES
+# A media container's first bytes (Matroska's), then zeros: enough for a PATCH that is not the last.
+MEDIA_HEAD = b"\x1a\x45\xdf\xa3" + bytes(MIN_PATCH - 4)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +181,7 @@ def test_a_file_the_extraction_refuses_ends_the_upload_at_its_last_byte(endpoint
 def test_a_checksum_mismatch_answers_460_and_keeps_the_offset(endpoints: dict[str, str], short_clip: Path,
                                                               stack_database: Any) -> None:
     tus, data = Tus(endpoints), short_clip.read_bytes()
-    first = CHUNK_BYTES + 1000  # past a chunk boundary, so the mismatching PATCH rewrites a part chunk
+    first = PAST_A_CHUNK  # so the mismatching PATCH rewrites a part chunk
     created = tus.create(len(data), body=data[:first])
     assert created.status_code == 201 and created.headers["Upload-Offset"] == str(first)
     url = created.headers["Location"]
@@ -209,21 +217,49 @@ def test_only_the_owner_can_touch_an_upload(endpoints: dict[str, str]) -> None:
 ])
 def test_a_bad_patch_is_refused_and_changes_nothing(endpoints: dict[str, str], case: str, expected: int) -> None:
     tus = Tus(endpoints)
-    head = b"\x1a\x45\xdf\xa3" + bytes(996)
-    url = tus.created(2000)
-    assert tus.patch(url, 0, head).status_code == 204
+    url = tus.created(MIN_PATCH + 1000)
+    assert tus.patch(url, 0, MEDIA_HEAD).status_code == 204
     answer = {
         "offset mismatch": lambda: tus.patch(url, 10, b"more"),
-        "past the length": lambda: tus.patch(url, 1000, bytes(1001)),
-        "wrong content type": lambda: tus.patch(url, 1000, b"more", **{"Content-Type": "application/json"}),
-        "bad offset header": lambda: tus.patch(url, 1000, b"more", **{"Upload-Offset": "-1"}),
-        "no Tus-Resumable": lambda: tus.patch(url, 1000, b"more", **{"Tus-Resumable": "0.2.2"}),
+        "past the length": lambda: tus.patch(url, MIN_PATCH, bytes(1001)),
+        "wrong content type": lambda: tus.patch(url, MIN_PATCH, b"more", **{"Content-Type": "application/json"}),
+        "bad offset header": lambda: tus.patch(url, MIN_PATCH, b"more", **{"Upload-Offset": "-1"}),
+        "no Tus-Resumable": lambda: tus.patch(url, MIN_PATCH, b"more", **{"Tus-Resumable": "0.2.2"}),
     }[case]()
     assert answer.status_code == expected, answer.text
     assert answer.json()["error"] and answer.json()["message"]
     if expected == 412:
         assert answer.headers["Tus-Version"] == "1.0.0"
-    assert tus.offset(url) == 1000
+    assert tus.offset(url) == MIN_PATCH
+
+
+def test_patches_smaller_than_the_least_are_refused_but_the_last(endpoints: dict[str, str], short_clip: Path,
+                                                                   stack_database: Any) -> None:
+    """200 PATCHes of 1 kB are not taken one after the other (each would rewrite the upload's last chunk): every
+    one is refused with `patch_too_small`, by its Content-Length or, chunked, once read, and the offset stays; PATCHes
+    of at least RESUMABLE_MIN_PATCH_BYTES are taken, and so is a last one smaller than that."""
+    tus, data = Tus(endpoints), short_clip.read_bytes()
+    url = tus.created(len(data))
+    answers = [tus.patch(url, 0, data[:1024]) for _ in range(200)]
+    refused = [answer for answer in answers if answer.status_code == 400
+               and answer.json()["error"] == "patch_too_small" and str(MIN_PATCH) in answer.json()["message"]]
+    assert len(refused) == 200, {answer.status_code for answer in answers}
+    assert refused[0].headers["Tus-Resumable"] == "1.0.0"
+    chunked = requests.patch(url, data=iter([data[:512], data[512:1024]]), timeout=60, headers=tus.headers(**{
+        "Content-Type": OFFSET_STREAM, "Upload-Offset": "0"}))
+    assert chunked.status_code == 400 and chunked.json()["error"] == "patch_too_small", chunked.text
+    assert tus.offset(url) == 0
+    assert stored(stack_database, url.rsplit("/", 1)[1])[1] == 0
+    # A creation's body alike.
+    assert tus.create(len(data), body=data[:1024]).json()["error"] == "patch_too_small"
+
+    last = 1000  # the last PATCH, smaller than the least
+    assert tus.patch(url, 0, data[:MIN_PATCH]).status_code == 204
+    assert tus.patch(url, MIN_PATCH, data[MIN_PATCH:-last]).status_code == 204
+    done = tus.patch(url, len(data) - last, data[-last:])
+    assert done.status_code == 204, done.text
+    job = stack_database["jobs"].find_one({"_id": url.rsplit("/", 1)[1]})
+    assert job is not None and job["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_creation_refuses_what_it_cannot_take(endpoints: dict[str, str]) -> None:
@@ -245,9 +281,8 @@ def test_creation_refuses_what_it_cannot_take(endpoints: dict[str, str]) -> None
 def test_first_bytes_that_are_not_media_terminate_the_upload(endpoints: dict[str, str],
                                                               stack_database: Any) -> None:
     tus = Tus(endpoints)
-    url = tus.created(10_000)
-    assert tus.patch(url, 0, b"%PDF-").status_code == 204  # too few bytes to tell yet
-    refused = tus.patch(url, 5, b"-1.7 " + bytes(995))
+    url = tus.created(MIN_PATCH + 10_000)
+    refused = tus.patch(url, 0, b"%PDF-1.7 " + bytes(MIN_PATCH - 9))
     assert refused.status_code == 415 and refused.json()["error"] == "not_media"
     assert tus.head(url).status_code == 404
     assert stored(stack_database, url.rsplit("/", 1)[1]) == (None, 0)
@@ -255,7 +290,7 @@ def test_first_bytes_that_are_not_media_terminate_the_upload(endpoints: dict[str
 
 def test_termination_removes_the_bytes(endpoints: dict[str, str], short_clip: Path, stack_database: Any) -> None:
     tus, data = Tus(endpoints), short_clip.read_bytes()
-    url = tus.create(len(data), body=data[:CHUNK_BYTES + 10]).headers["Location"]
+    url = tus.create(len(data), body=data[:PAST_A_CHUNK]).headers["Location"]
     assert stored(stack_database, url.rsplit("/", 1)[1])[1] == 2
     deleted = requests.delete(url, headers=tus.headers(), timeout=30)
     assert deleted.status_code == 204
@@ -266,30 +301,29 @@ def test_termination_removes_the_bytes(endpoints: dict[str, str], short_clip: Pa
 def test_an_expired_upload_answers_410_and_reconcile_removes_it(endpoints: dict[str, str], short_clip: Path,
                                                                  stack_database: Any) -> None:
     tus, data = Tus(endpoints), short_clip.read_bytes()
-    expired = tus.create(len(data), body=data[:CHUNK_BYTES + 10]).headers["Location"]
-    alive = tus.create(len(data), body=data[:CHUNK_BYTES + 10]).headers["Location"]
+    expired = tus.create(len(data), body=data[:PAST_A_CHUNK]).headers["Location"]
+    alive = tus.create(len(data), body=data[:PAST_A_CHUNK]).headers["Location"]
     expired_id, alive_id = expired.rsplit("/", 1)[1], alive.rsplit("/", 1)[1]
     stack_database["videos.files"].update_one({"_id": expired_id}, {"$set": {
         "metadata.resumable.expires_at": now() - timedelta(seconds=1)}})
     assert tus.head(expired).status_code == 410
-    assert tus.patch(expired, CHUNK_BYTES + 10, b"more").status_code == 410
+    assert tus.patch(expired, PAST_A_CHUNK, b"more").status_code == 410
     # Two sweeps: the second finds what the first left, and the unfinished upload alone all the same.
     for _ in range(2):
         report = reconcile(stack_database, endpoints)
     assert report.unfinished_uploads_expired == 0
     assert stored(stack_database, expired_id) == (None, 0)
     document, chunks = stored(stack_database, alive_id)
-    assert document is not None and chunks == 2 and tus.offset(alive) == CHUNK_BYTES + 10
+    assert document is not None and chunks == 2 and tus.offset(alive) == PAST_A_CHUNK
 
 
 def test_deleting_the_job_to_be_or_the_account_removes_unfinished_uploads(endpoints: dict[str, str],
                                                                           stack_database: Any) -> None:
     tus = Tus(endpoints)
-    head = b"\x1a\x45\xdf\xa3" + bytes(996)
-    first, second = (tus.create(5000, body=head).headers["Location"] for _ in range(2))
+    first, second = (tus.create(MIN_PATCH + 5000, body=MEDIA_HEAD).headers["Location"] for _ in range(2))
     job_url = f"{endpoints['STATUS_URL']}/{first.rsplit('/', 1)[1]}"
     assert requests.delete(job_url, headers=tus.headers(), timeout=30).status_code == 204
-    assert tus.head(first).status_code == 404 and tus.offset(second) == 1000
+    assert tus.head(first).status_code == 404 and tus.offset(second) == MIN_PATCH
     account = requests.delete(f"{endpoints['AUTH_URL']}/account", headers=tus.headers(), timeout=30,
                               json={"password": TEST_PASSWORD})
     assert account.status_code in (200, 204), account.text
@@ -301,19 +335,20 @@ def test_two_patches_at_once_cannot_corrupt_an_upload(endpoints: dict[str, str],
     tus, data = Tus(endpoints), short_clip.read_bytes()
     url = tus.created(len(data))
     release = threading.Event()
-    slow = threading.Thread(target=send_part_and_drop, args=(tus, url, 0, data, 1000, release))
+    sent = MIN_PATCH + 1000  # enough for a dropped PATCH's bytes to count
+    slow = threading.Thread(target=send_part_and_drop, args=(tus, url, 0, data, sent, release))
     slow.start()
     try:
         wait_for(lambda: stored(stack_database, url.rsplit("/", 1)[1])[0]["metadata"]["resumable"]["writer"], 10,
                  "the slow PATCH to hold the upload")
         # It holds the upload while its bytes are in flight: a second PATCH at the same offset is refused.
-        conflict = tus.patch(url, 0, data[:1000])
+        conflict = tus.patch(url, 0, data[:MIN_PATCH])
         assert conflict.status_code == 409 and conflict.json()["error"] == "conflict"
     finally:
         release.set()
         slow.join()
-    wait_for(lambda: tus.offset(url) == 1000, 10, "the dropped PATCH to let go, its bytes kept")
-    assert tus.patch(url, 1000, data[1000:]).status_code == 204
+    wait_for(lambda: tus.offset(url) == sent, 10, "the dropped PATCH to let go, its bytes kept")
+    assert tus.patch(url, sent, data[sent:]).status_code == 204
 
 
 def interrupted_after_a_chunk(user: Vid2mp3, video: Path, store: Path) -> None:
@@ -331,13 +366,14 @@ def interrupted_after_a_chunk(user: Vid2mp3, video: Path, store: Path) -> None:
 def test_the_cli_uploads_with_tuspy_and_a_rerun_resumes(endpoints: dict[str, str], short_clip: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     user, _ = new_user(endpoints)
-    monkeypatch.setattr(vid2mp3_client.resumable, "CHUNK_BYTES", CHUNK_BYTES)
+    # Small chunks (two GridFS chunks, more than a PATCH's least) so that the short clip takes several.
+    monkeypatch.setattr(vid2mp3_client.resumable, "CHUNK_BYTES", 2 * CHUNK_BYTES)
     store = tmp_path / "resumable-uploads.json"
     interrupted_after_a_chunk(user, short_clip, store)
     resumed: list[int] = []
     rerun = Vid2mp3(user.auth_url, user.upload_url, user.status_url, user.download_url, token=user.token)
     accepted = rerun.upload_resumable(short_clip, store, on_bytes=resumed.append, options={"channels": "1"})
-    assert resumed[0] == CHUNK_BYTES, "the rerun starts where the first run stopped"
+    assert resumed[0] == 2 * CHUNK_BYTES, "the rerun starts where the first run stopped"
     assert sum(resumed) == short_clip.stat().st_size
     job = user.follow(accepted["job_id"], lambda _: None, timeout=60, interval=0.2)
     assert job["state"] == "done" and job["options"] == {"channels": 1}

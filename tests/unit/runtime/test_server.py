@@ -1,6 +1,7 @@
 """The server every function runs in (runtime/server.py), started as the stack and the image start it, on a small
 function of the test's own, through real sockets: slow headers and stalled bodies cut in time (408 where it can still
-be sent) without holding the threads, and the server's own refusals and a crash in the JSON error body."""
+be sent) without holding the threads, bodies that end early never read as shorter bodies, and the server's own
+refusals and a crash in the JSON error body."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.server import GuardedSocket, ReadTimedOut, error_json
+from runtime.server import CheckedBody, GuardedSocket, IncompleteBody, ReadTimedOut, error_json
 from tests.support import wait_until_listening
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,6 +30,11 @@ FUNCTION = textwrap.dedent('''
     def echo(request):
         if request.path == "/crash":
             raise RuntimeError("a detail that stays in the logs")
+        if request.path == "/pieces":  # as the upload reads: small reads until an empty one
+            total = 0
+            while piece := request.stream.read(7):
+                total += len(piece)
+            return {"bytes": total}
         return {"bytes": len(request.get_data())}
 ''')
 
@@ -175,3 +181,71 @@ def test_the_guarded_socket_times_headers_in_total_and_the_body_per_read() -> No
 
 def test_error_bodies_name_a_code_for_every_status() -> None:
     assert json.loads(error_json(418, "short and stout")) == {"error": "http_418", "message": "short and stout"}
+
+
+def sent_then_closed(address: tuple[str, int], raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """`raw`, then the client's side of the connection closed (it gave up), and the answer read."""
+    with socket.create_connection(address) as connection:
+        connection.sendall(raw)
+        connection.shutdown(socket.SHUT_WR)
+        return answer_of(connection)
+
+
+@pytest.mark.parametrize("path", ["/", "/pieces"])
+@pytest.mark.parametrize(("raw", "what"), [
+    (b"Content-Length: 1000\r\n\r\n" + b"v" * 500, "half of its declared length"),
+    (b"Content-Length: 1073741824\r\n\r\n" + b"v" * 65536, "64 KiB of a declared GiB"),
+    (b"Content-Length: 10\r\n\r\n", "none of it"),
+    (b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "chunked, without its last chunk"),
+    (b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel", "chunked, inside a chunk"),
+    (b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n", "chunked, without the end of its trailers"),
+    (b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXY3\r\n", "chunked, its framing broken"),
+])
+def test_a_body_that_ends_early_is_never_read_as_a_shorter_body(server: tuple[str, int], path: str, raw: bytes,
+                                                                 what: str) -> None:
+    status, headers, body = sent_then_closed(server, f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode() + raw)
+    assert status == 400, (what, status, body)
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert json.loads(body)["error"] == "incomplete_body", (what, body)
+
+
+@pytest.mark.parametrize("path", ["/", "/pieces"])
+@pytest.mark.parametrize("raw", [
+    b"Content-Length: 1000\r\n\r\n" + b"v" * 1000,
+    b"Transfer-Encoding: chunked\r\n\r\n1f4\r\n" + b"v" * 500 + b"\r\n1f4\r\n" + b"v" * 500 + b"\r\n0\r\n\r\n",
+])
+def test_a_whole_body_then_a_close_is_read_whole(server: tuple[str, int], path: str, raw: bytes) -> None:
+    status, _, body = sent_then_closed(server, f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode() + raw)
+    assert status == 200 and json.loads(body) == {"bytes": 1000}, body
+
+
+class Arrived:
+    """gunicorn's body reader after the client closed: the bytes that came, in reads, then empty reads."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = list(reads)
+
+    def read(self, size: int | None = None) -> bytes:
+        if size is None or size < 0:
+            whole, self.reads = b"".join(self.reads), []
+            return whole
+        return self.reads.pop(0) if self.reads else b""
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self.read(1)
+
+
+def test_a_checked_body_answers_what_came_then_refuses_the_early_end() -> None:
+    body = CheckedBody(Arrived([b"abc", b"de"]), declared_bytes=10)
+    assert (body.read(3), body.read(3)) == (b"abc", b"de")  # real bytes, answered
+    with pytest.raises(IncompleteBody, match="after 5 of the 10 bytes"):
+        body.read(3)
+    with pytest.raises(IncompleteBody):
+        CheckedBody(Arrived([b"abc"]), declared_bytes=10).read()  # all of it at once: short, at once
+    with pytest.raises(IncompleteBody):
+        b"".join(CheckedBody(Arrived([b"a\n", b"b"]), declared_bytes=10))
+    whole = CheckedBody(Arrived([b"abc", b"de"]), declared_bytes=5)
+    assert (whole.read(3), whole.read(3), whole.read(3)) == (b"abc", b"de", b"")
+    assert CheckedBody(Arrived([b"abc"]), declared_bytes=None).read() == b"abc"  # no length: its reader decides
+    assert CheckedBody(Arrived([]), declared_bytes=10).read(0) == b""
+    assert IncompleteBody("x").code == 400

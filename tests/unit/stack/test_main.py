@@ -1,5 +1,5 @@
-"""`python -m stack`: `make logs` shows a JSON line readably, and `make up` refuses a malformed manifest before it
-starts anything."""
+"""`python -m stack`: `make logs` shows a JSON line readably, `make up` refuses a malformed manifest before it
+starts anything, and runs without Jaeger (which `make run` does not build) until it is built."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+import stack.__main__ as stack_main
 from stack.__main__ import readable
 from stack.config import FUNCTION_PORTS, PORT_BASE, ROOT
 from stack.processes import port_open
@@ -108,3 +109,33 @@ def test_stack_up_refuses_a_malformed_manifest_and_starts_nothing(
     assert processes_mentioning(str(tmp_path)) == []
 
 
+
+
+def test_without_jaeger_built_no_telemetry_is_sent_and_once_it_is_the_senders_start_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack_main, "BIN", tmp_path / "bin")
+    monkeypatch.setattr(stack_main, "LOCAL", tmp_path / "local")
+    monkeypatch.setattr(stack_main, "SECRETS", tmp_path / "local" / "secrets")
+    monkeypatch.setattr(stack_main, "TELEMETRY_STATE", tmp_path / "local" / "state" / "telemetry")
+    points = {name: "http://127.0.0.1:1" for name in (
+        "MONGO_URI", "MYSQL_URL", "BROKER_INGRESS_URL", "JWKS_URL", "AUTH_URL", "UPLOAD_URL", "STATUS_URL",
+        "DOWNLOAD_URL", "WEB_URL", "WEBHOOKS_URL", "SENDGRID_API_HOST")}
+    assert not stack_main.telemetry_built()
+    assert not any(name.startswith("OTEL_") for name in stack_main.function_env(points))
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "jaeger").touch()
+    assert stack_main.telemetry_built()
+    env = stack_main.function_env({**points, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:2"})
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:2"
+
+    running = ["convert", "dispatcher-convert", "ferretdb", "ingress", "sendgrid-standin"]
+    monkeypatch.setattr(stack_main.processes, "managed_names", lambda: running)
+    monkeypatch.setattr(stack_main.processes, "running_pid", lambda name: 1)
+    senders = {"convert", "upload", "dispatcher-convert", "ingress"}
+    assert stack_main.started_without_telemetry(senders) == []  # no stack started before: nothing to redo
+    stack_main.TELEMETRY_STATE.parent.mkdir(parents=True)
+    stack_main.TELEMETRY_STATE.write_text("on\n")
+    assert stack_main.started_without_telemetry(senders) == []
+    stack_main.TELEMETRY_STATE.write_text("off\n")
+    assert stack_main.started_without_telemetry(senders) == ["convert", "dispatcher-convert", "ingress"]

@@ -8,7 +8,14 @@ import io
 import pytest
 
 from api.limits import MAX_FIELD_BYTES, MAX_PARTS
-from functions.upload.intake import MAX_FILENAME_CHARS, BadUpload, open_upload, peek, safe_filename
+from functions.upload.intake import (
+    MAX_EPILOGUE_BYTES,
+    MAX_FILENAME_CHARS,
+    BadUpload,
+    open_upload,
+    peek,
+    safe_filename,
+)
 
 BOUNDARY = "----vid2mp3-test-boundary"
 FORM = f"multipart/form-data; boundary={BOUNDARY}"
@@ -157,6 +164,37 @@ def test_peek_shows_the_head_and_still_yields_everything() -> None:
     assert b"".join(chunks) == b"abcdefghij"
     chunks, head = peek(iter([b"ab"]), 4)  # shorter than the head
     assert (head, b"".join(chunks)) == (b"ab", b"ab")
+
+
+class EndsEarly(Trickle):
+    """A body whose client went away after `reads`: its next read raises, as the server's check of a body short of
+    its Content-Length does (runtime/server.py: IncompleteBody)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if not self._reads:
+            raise ConnectionAbortedError("the body ended early")
+        return super().read(size)
+
+
+@pytest.mark.parametrize("epilogue", [b"", b"\r\n", b"a line after the form\r\n"])
+def test_a_form_is_read_to_the_end_of_its_body(epilogue: bytes) -> None:
+    """Whole once its closing delimiter is in, the form is still read to the body's end (its epilogue, then the end
+    the server checks) before the upload is acted on: a body cut short after the form is refused."""
+    body = form(part("video", OGG, "a.ogg"), part("title", b"Zoe"))
+    whole = Trickle([body, epilogue])
+    upload = open_upload(whole, FORM, None)
+    assert b"".join(upload.chunks) == OGG and whole.taken == len(body + epilogue)
+    cut_short = EndsEarly([body + epilogue])
+    upload = open_upload(cut_short, FORM, None)
+    with pytest.raises(ConnectionAbortedError):
+        b"".join(upload.chunks)
+
+
+def test_a_long_epilogue_is_refused() -> None:
+    """The decoder holds what follows the closing delimiter until the body ends: bounded, not read into memory."""
+    body = form(part("video", OGG, "a.ogg")) + b"e" * (MAX_EPILOGUE_BYTES + 1)
+    with pytest.raises(BadUpload, match="follow the form's closing delimiter"):
+        read_whole(body)
 
 
 @pytest.mark.xfail(strict=True, reason="werkzeug's MultipartDecoder (3.1.9) gives the last part a stray \\r when a "

@@ -1,17 +1,24 @@
 """The tus headers a resumable upload reads: `Upload-Metadata` pairs, `Upload-Checksum`, integer headers, and the
-HTTP dates it writes; every malformed value a 400 that names the header."""
+HTTP dates it writes; every malformed value a 400 that names the header. The clients' PATCHes are above the least
+one may bring."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import flask
 import pytest
+import vid2mp3_client.resumable
 
 from functions.upload.resumable import header_integer, http_date, parse_checksum, parse_metadata
 from runtime.answers import HttpError
+from runtime.settings import UploadSettings
+
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def b64(text: str | bytes) -> str:
@@ -104,3 +111,13 @@ def test_a_missing_integer_header_is_400() -> None:
 ])
 def test_upload_expires_is_an_http_date_in_gmt(moment: datetime) -> None:
     assert http_date(moment) == "Sun, 01 Mar 2026 14:05:09 GMT"
+
+
+def test_the_web_pages_and_the_commands_patches_bring_more_than_the_least() -> None:
+    """Their PATCHes but the last are never refused as too small (RESUMABLE_MIN_PATCH_BYTES, by default)."""
+    least = UploadSettings.model_fields["resumable_min_patch_bytes"].default
+    page = (ROOT / "functions" / "web" / "static" / "app.js").read_text()
+    chunk = re.search(r"const UPLOAD_CHUNK_BYTES = (\d+) \* 1024 \* 1024;", page)
+    assert chunk is not None, "the web page's tus chunk size"
+    assert int(chunk.group(1)) * 1024 * 1024 >= least
+    assert vid2mp3_client.resumable.CHUNK_BYTES >= least
