@@ -248,11 +248,6 @@ def upload_paths() -> dict[str, Any]:
             "additionalProperties": {"type": "string", "maxLength": MAX_FIELD_BYTES},
             "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream",
                                     "minLength": 1, "description": "The video (or audio) file."},
-                           "cover": {"type": "string", "contentMediaType": "image/jpeg",
-                                     "description": f"From a client that extracted the audio itself: the video's "
-                                                    f"frame at 10 %, a JPEG or PNG of at most {MAX_COVER_BYTES} "
-                                                    "bytes; the frame cover when the file has no picture of its "
-                                                    "own (decoded and scaled by the server)."},
                            "chapters": {"type": "string", "contentMediaType": "application/json",
                                         "description": f"JSON, at most {MAX_CHAPTERS_BYTES} bytes: "
                                                        '`[{"start": seconds, "end": seconds, "title": text}, ...]` '
@@ -263,8 +258,11 @@ def upload_paths() -> dict[str, Any]:
         "operationId": "uploadVideo", "tags": ["upload"],
         "summary": "Upload a video in one request: it becomes a job that converts to MP3.",
         "description": "A multipart form with one file part (and the options as fields; from a client that "
-                       "extracted the audio itself, `cover` and `chapters` parts), or the raw file as the body (any "
-                       "media type other than multipart; options as query parameters, `filename` too). The "
+                       "extracted the audio itself, `cover` and `chapters` parts: a `cover` part with a file name is "
+                       f"the picture, the video's frame at 10 %, a JPEG or PNG of at most {MAX_COVER_BYTES} bytes, "
+                       "decoded and scaled by the server, the frame cover when the file has no picture of its own; a "
+                       "plain `cover` field is the option), or the raw file as the body (any media type other than "
+                       "multipart; options as query parameters, `filename` too). The "
                        "container must be one vid2mp3 reads (415 otherwise); the size is limited (413). What is "
                        "kept is the audio: every audio track, copied, with its metadata and chapters, and the "
                        "covers (the frame at 10 %, the attached picture); never the whole file (`stored_bytes` in "

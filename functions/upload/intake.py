@@ -19,6 +19,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData, State
 
 from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS
+from events.options import FIELDS as OPTION_FIELDS
 from transcoding.media_formats import SNIFF_BYTES, sniff_container
 
 READ_BYTES = 1024 * 1024
@@ -111,29 +112,32 @@ def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Ite
     decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
     in_file = False
     current: str | None = None  # the name of the field or side part being read
+    in_side_part = False
     files_seen = 0
     field_value = bytearray()
     for chunk in itertools.chain(raw, [None]):
         decoder.receive_data(chunk)
         while not isinstance(event := next_event(decoder), NeedData):
-            if isinstance(event, File | Field) and event.name in SIDE_PARTS:
+            # A field named as an option is the option (`cover=attached`); the cover picture is a file part.
+            if isinstance(event, File | Field) and event.name in SIDE_PARTS \
+                    and (isinstance(event, File) or event.name not in OPTION_FIELDS):
                 if event.name in upload.parts:
                     raise BadUpload(f"send one {event.name!r} part")
-                in_file, current, field_value = False, event.name, bytearray()
+                in_file, in_side_part, current, field_value = False, True, event.name, bytearray()
                 upload.parts[current] = b""
             elif isinstance(event, File):
                 files_seen += 1
                 if files_seen > 1:
                     raise BadUpload("send exactly one file per upload")
                 upload.filename = safe_filename(event.filename)
-                in_file, current = True, None
+                in_file, in_side_part, current = True, False, None
             elif isinstance(event, Field):
-                in_file, current, field_value = False, event.name, bytearray()
+                in_file, in_side_part, current, field_value = False, False, event.name, bytearray()
             elif isinstance(event, Data):
                 if in_file:
                     if event.data:
                         yield bytes(event.data)
-                elif current in SIDE_PARTS:
+                elif in_side_part and current is not None:
                     # Kept up to one byte past the limit: enough to refuse it as too long, never more.
                     field_value += event.data[:SIDE_PARTS[current] + 1 - len(field_value)]
                     if not event.more_data:

@@ -95,6 +95,16 @@ def test_a_field_named_file_is_a_field_not_the_video(where: str) -> None:
     assert b"".join(upload.chunks) == OGG and upload.fields == {"file": "a note"}
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_the_cover_option_is_a_field_and_the_cover_picture_a_file_part(where: str) -> None:
+    option, picture = part("cover", b"attached"), part("cover", b"\xff\xd8 a JPEG", filename="frame.jpg")
+    video = part("video", OGG, filename="a.ogg")
+    body = form(option, picture, video) if where == "before" else form(video, picture, option)
+    upload = open_upload(io.BytesIO(body), FORM, None)
+    assert b"".join(upload.chunks) == OGG
+    assert upload.fields == {"cover": "attached"} and upload.parts == {"cover": b"\xff\xd8 a JPEG"}
+
+
 def test_a_field_of_the_longest_length_is_taken() -> None:
     body = form(part("video", OGG, filename="a.ogg"), part("title", b"t" * MAX_FIELD_BYTES))
     upload = open_upload(io.BytesIO(body), FORM, None)
