@@ -405,6 +405,7 @@ class Lab:
             try:
                 yield note
             finally:
+                watch.sample()  # what the jobs hold as they end (an MP3 may come and go between two samples)
                 note["jobs"] = delete_new_jobs(client, before_jobs)
                 if wait:
                     note["settled_s"] = watch.wait_gone()

@@ -102,6 +102,17 @@ def chunks_stored(stack: Stack) -> dict[str, int]:
     return {bucket: stack.db[f"{bucket}.chunks"].count_documents({}) for bucket in ("sources", "covers")}
 
 
+def chunks_at_rest(stack: Stack) -> dict[str, int]:
+    """chunks_stored once it stays the same for a second: the tests before this suite may still be deleting their
+    jobs' media."""
+    deadline, last = time.monotonic() + ANSWER_SECONDS, chunks_stored(stack)
+    while True:
+        time.sleep(1)
+        if (now := chunks_stored(stack)) == last or time.monotonic() > deadline:
+            return now
+        last = now
+
+
 def reserved(stack: Stack, user: User, before: dict[str, Any]) -> None:
     """Waits until the upload function holds the request's reservation (it has read the headers and waits for the
     body), so that what follows the client's close is seen."""
@@ -151,7 +162,8 @@ CASES = list(one_shot_cases(b"x" * 10))
 def test_an_upload_whose_body_ends_early_leaves_nothing(stack: Stack, user: User, mp3: bytes, case: str,
                                                         figures: Figures) -> None:
     headers, sent, read_answer = one_shot_cases(mp3)[case]
-    before, chunks_before = holdings(stack, user), chunks_stored(stack)
+    chunks_before = chunks_at_rest(stack)
+    before = holdings(stack, user)
     assert before["usage"]["jobs_in_flight"] == 0 and not before["spools"], before
     answer = raw_request(f"{stack.points['UPLOAD_URL']}/?filename=cut.mp3", "POST", {**user.headers, **headers}, sent,
                          read_answer=read_answer, before_closing=lambda: reserved(stack, user, before))
