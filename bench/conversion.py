@@ -612,6 +612,15 @@ class Report:
         self.targets.append({"target": name, "figure": figure, "value": value, "limit": limit, "better": better,
                              "status": "PASS" if passed else "MISS"})
 
+    def print_targets(self, heading: str) -> None:
+        print(f"\n{heading}")
+        for target in self.targets:
+            value = "-" if target["value"] is None else f"{target['value']:.3f}"
+            sign = "<=" if target["better"] == "lower" else ">="
+            print(f"  {target['status']:<5} {target['target']:<70} {value:>9}  ({sign} {target['limit']:g})")
+        for error in self.errors:
+            print(f"  ERROR {error}")
+
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
@@ -977,13 +986,7 @@ def print_table(report: Report) -> None:
               f"(sampled {row['sampled_peak_rss_mib']:.0f})")
     bench_segments.print_table(report)
     bench_real_media.print_table(report)
-    print("\nTargets (issues 6, 12, 17 and 23):")
-    for target in report.targets:
-        value = "-" if target["value"] is None else f"{target['value']:.3f}"
-        sign = "<=" if target["better"] == "lower" else ">="
-        print(f"  {target['status']:<5} {target['target']:<55} {value:>9}  ({sign} {target['limit']:g})")
-    for error in report.errors:
-        print(f"  ERROR {error}")
+    report.print_targets("Targets (issues 6, 12, 17 and 23):")
     print(f"\nBench took {figures.get('bench_seconds', 0):.0f} s.")
 
 

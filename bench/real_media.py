@@ -842,13 +842,7 @@ def main() -> int:
     measure(report, points, database, stack_client(points), scratch, parts=parts)
     judge(report)
     print_table(report)
-    print("\nTargets:")
-    for target in report.targets:
-        value = "-" if target["value"] is None else f"{target['value']:.3f}"
-        sign = "<=" if target["better"] == "lower" else ">="
-        print(f"  {target['status']:<5} {target['target']:<70} {value:>8}  ({sign} {target['limit']:g})")
-    for error in report.errors:
-        print(f"  ERROR {error}")
+    report.print_targets("Targets:")
     RESULTS_FILE.write_text(json.dumps(rounded({"figures": report.figures, "targets": report.targets,
                                                 "errors": report.errors, "finished_at": time.time()}),
                                        indent=2, default=str) + "\n")
