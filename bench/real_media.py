@@ -10,7 +10,7 @@ sent, its ratio to moviepy and issue 23's target.
 Nothing here knows how the clients or the upload move the audio: the command and the page are driven as a user
 drives them, and the figures are what they send, what the server holds and how long until the MP3 is on disk. So
 the same bench measures vid2mp3 before the clients extract the audio and after. Alone: `python -m bench.real_media
-[--parts loopback,uplink,web,raw_post,beside,mp3_audio]` with the stack up."""
+[--parts loopback,uplink,web,raw_post,beside,mp3_audio] [--web-video FILE]` with the stack up."""
 
 from __future__ import annotations
 
@@ -373,6 +373,7 @@ class Lab:
     hd: RealClip = HD
     mp3_audio: RealClip = MP3_AUDIO
     moviepy: dict[str, list[float]] = field(default_factory=dict)
+    web_video: Path | None = None
 
     def __post_init__(self) -> None:
         self.command = Command(self.home / "command", self.points)
@@ -482,16 +483,70 @@ def uplink(lab: Lab, shares: dict[str, Shares]) -> None:
           f"{row['sent_bytes'] / MB:.1f} MB", flush=True)
 
 
+class BrowserMemory:
+    """The most memory the browser held at once while the page worked: the proportional set size (PSS) of every
+    Chromium process under this one, summed, sampled every 100 ms. Chromium is a tree of processes sharing pages,
+    so their RSS summed would count the shared pages once per process."""
+
+    def __init__(self) -> None:
+        self.peak_kib, self.stopping = 0, False
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self.stopping:
+            self.peak_kib = max(self.peak_kib, sum(pss_kib(pid) for pid in browser_processes(os.getpid())))
+            time.sleep(0.1)
+
+    def __enter__(self) -> BrowserMemory:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping = True
+        self.thread.join()
+
+
+def browser_processes(root: int) -> list[int]:
+    """The Chromium processes descending from `root` (Playwright's driver sits between them)."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            pid_and_name, rest = stat.read_text().rsplit(")", 1)
+            pid = int(pid_and_name.split(" (", 1)[0])
+            names[pid], parents[pid] = pid_and_name.split(" (", 1)[1], int(rest.split()[1])
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == root:
+                return True
+        return False
+
+    return [pid for pid, name in names.items() if name.startswith("chrom") and descends(pid)]
+
+
+def pss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
 def web_page(lab: Lab, shares: dict[str, Shares]) -> None:
     """(c) The web page in headless Chromium (its requests through the proxy as a forward proxy, only counting):
-    from choosing the file to the MP3 downloaded."""
+    from choosing the file to the MP3 downloaded, with the browser's memory meanwhile. `lab.web_video`, when set,
+    is the file chosen instead of the 600 s clip (a multi-GB file, say), without moviepy beside it."""
     from playwright.sync_api import expect, sync_playwright  # a test dependency, as the bench's others
 
-    video = lab.long.path(lab.inputs)
+    video = lab.web_video or lab.long.path(lab.inputs)
+    role = "chosen" if lab.web_video else "long"
     email, password = kept_credentials(lab.home / "web-credentials", "bench-web")
     user = signed_in(lab.points, email, password)
     try:
-        lab.moviepy_run(video)
+        if not lab.web_video:
+            lab.moviepy_run(video)
         target = lab.scratch / "web.mp3"
         timeout_ms = JOB_TIMEOUT_SECONDS * 1000
         with ShapingProxy([], forward=True) as proxy, sync_playwright() as playwright, \
@@ -508,11 +563,12 @@ def web_page(lab: Lab, shares: dict[str, Shares]) -> None:
                 page.wait_for_selector("#convert", state="visible")
                 before = proxy.reset_counts()
                 started = time.perf_counter()
-                page.set_input_files("#file", str(video))
-                expect(page.locator("#state")).to_have_text("done", timeout=timeout_ms)
-                with page.expect_download(timeout=timeout_ms) as download:
-                    page.click("#download")
-                download.value.save_as(str(target))
+                with BrowserMemory() as memory:
+                    page.set_input_files("#file", str(video))
+                    expect(page.locator("#state")).to_have_text("done", timeout=timeout_ms)
+                    with page.expect_download(timeout=timeout_ms) as download:
+                        page.click("#download")
+                    download.value.save_as(str(target))
                 elapsed = time.perf_counter() - started
                 counts = proxy.reset_counts()
             finally:
@@ -524,9 +580,11 @@ def web_page(lab: Lab, shares: dict[str, Shares]) -> None:
     except Exception as error:
         lab.error("the web page", error)
         return
-    lab.figures["web_page"] = {"long": {"clip": lab.long.name, "seconds": elapsed, **sent_figures(counts),
-                                        "settled_s": note["settled_s"], "job": job_summary(note["jobs"])}}
-    print(f"  {lab.long.name:<18} web page {elapsed:.2f} s to the download, sent {counts.sent_bytes / MB:.1f} MB",
+    lab.figures["web_page"] = {role: {"clip": video.stem, "video_bytes": video.stat().st_size, "seconds": elapsed,
+                                      **sent_figures(counts), "browser_peak_pss_mb": memory.peak_kib * 1024 / MB,
+                                      "settled_s": note["settled_s"], "job": job_summary(note["jobs"])}}
+    print(f"  {video.stem:<18} web page {elapsed:.2f} s to the download, sent {counts.sent_bytes / MB:.1f} MB of "
+          f"{video.stat().st_size / MB:.0f} MB; the browser held {memory.peak_kib * 1024 / MB:.0f} MB at most",
           flush=True)
 
 
@@ -683,13 +741,14 @@ MEASUREMENTS: dict[str, Callable[[Lab, dict[str, Shares]], None]] = {
 
 def measure(report: Any, points: dict[str, str], database: Any, other_user: Vid2mp3, scratch: Path, *,
             parts: tuple[str, ...] = PARTS, home: Path = WORK_DIR, inputs: Path = INPUTS_DIR,
-            long: RealClip = LONG, hd: RealClip = HD, mp3_audio: RealClip = MP3_AUDIO) -> None:
+            long: RealClip = LONG, hd: RealClip = HD, mp3_audio: RealClip = MP3_AUDIO,
+            web_video: Path | None = None) -> None:
     """Every part named in `parts`, in the order of PARTS, into report.figures["real_media"]; a part that fails is
     reported in report.errors and the others go on."""
     started = time.monotonic()
     scratch.mkdir(parents=True, exist_ok=True)
     lab = Lab(report, points, database, scratch, home, other_user, inputs=inputs, long=long, hd=hd,
-              mp3_audio=mp3_audio)
+              mp3_audio=mp3_audio, web_video=web_video)
     lab.figures["load_average_before"] = os.getloadavg()
     shares: dict[str, Shares] = {}
     clips = {"long": long, "hd": hd, "mp3_audio": mp3_audio}
@@ -808,6 +867,8 @@ def print_table(report: Any) -> None:
     row("    sent / (audio + cover)", None, None, "command_uplink_sent")
     row("(c) web page: time to the download / moviepy", web.get("seconds"), web.get("sent_bytes"), "web_page_time")
     row("    sent / (audio + cover)", None, None, "web_page_sent")
+    if "browser_peak_pss_mb" in web:
+        print(f"      the browser's memory at most (PSS of its processes): {web['browser_peak_pss_mb']:.0f} MB")
     row("(d) raw POST, then polling: speed vs moviepy", raw.get("seconds"), raw.get("sent_bytes"), "raw_post_speed")
     row(f"    GridFS: all stored, {raw.get('gridfs_stored_bytes', 0) / MB:.1f} MB / (audio + cover + MP3)", None,
         None, "raw_post_gridfs_stored")
@@ -829,7 +890,10 @@ def main() -> int:
 
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     arguments.add_argument("--parts", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
-    parts = tuple(part for part in arguments.parse_args().parts.split(",") if part)
+    arguments.add_argument("--web-video", type=Path, help="the file the web page converts in part (c), instead of the "
+                           "600 s clip (its time and memory, without moviepy beside it)")
+    chosen = arguments.parse_args()
+    parts = tuple(part for part in chosen.parts.split(",") if part)
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"no such part: {', '.join(sorted(unknown))}")
@@ -839,7 +903,7 @@ def main() -> int:
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     scratch = WORK_DIR / "scratch"
     scratch.mkdir(exist_ok=True)
-    measure(report, points, database, stack_client(points), scratch, parts=parts)
+    measure(report, points, database, stack_client(points), scratch, parts=parts, web_video=chosen.web_video)
     judge(report)
     print_table(report)
     report.print_targets("Targets:")

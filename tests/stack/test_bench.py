@@ -123,6 +123,8 @@ def test_the_real_media_bench_measures_every_part_beside_moviepy(endpoints: dict
         row = figures[part]["long"]
         # Whatever the client moves, at least the audio and at most the whole file (with the requests' heads).
         assert clip["audio_track_bytes"] <= row["sent_bytes"] <= clip["video_bytes"] + 200_000, (part, row)
+    # The browser's processes were found under Playwright's driver: headless Chromium alone holds over 50 MB.
+    assert figures["web_page"]["long"]["browser_peak_pss_mb"] > 50
     uplink = figures["command_uplink"]["long"]
     assert uplink["seconds"] >= 0.9 * uplink["sent_bytes"] / (real_media.UPLINK_MBIT * 1e6 / 8)  # shaped
     raw = figures["raw_post"]["long"]
