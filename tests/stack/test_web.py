@@ -212,7 +212,9 @@ def test_a_file_that_is_not_media_shows_why(tab: Tab) -> None:
     }""", ["holiday.mp4", "these are my holiday notes, not a video\n" * 50])
     expect(tab.page.locator("#state")).to_have_text("upload failed")
     message = tab.page.text_content("#job-message") or ""
-    assert message.startswith("The upload failed: the file is not a video or audio container"), message
+    assert message.startswith("The upload failed: the file is not a video or audio file vid2mp3 reads"), message
+    # The formats by the names people know, not ffmpeg's demuxers.
+    assert "MP4" in message and "WebM" in message and "matroska" not in message, message
     assert tab.page.is_visible("#again") and not tab.page.is_visible("#download")
     assert tab.problems == []
 
