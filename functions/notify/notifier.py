@@ -31,13 +31,13 @@ SENDING_LEASE = timedelta(seconds=60)
 SENT_RECORD_PATIENCE_SECONDS = 15
 
 
-@dataclass
 def subject_of(video: str) -> str:
     """The email's subject names the video, so several MP3s' emails tell apart in an inbox (a long name shortened)."""
     shown = video if len(video) <= 80 else video[:79] + "…"
     return f"Your MP3 of {shown} is ready"
 
 
+@dataclass
 class Notifier:
     jobs: Jobs
     mailer: Mailer

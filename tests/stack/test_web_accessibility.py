@@ -233,13 +233,13 @@ def focus_kept(tab: Tab, step: str) -> None:
     assert tab.page.evaluate("document.activeElement !== document.body"), f"after {step}, the focus is on the body"
 
 
-def tab_to(tab: Tab, selector: str, step: str, limit: int = 80) -> None:
-    """Presses Tab (nothing else) until the element `selector` has the focus."""
+def tab_to(tab: Tab, selector: str, step: str, limit: int = 80, backwards: bool = False) -> None:
+    """Presses Tab (or Shift+Tab), nothing else, until the element `selector` has the focus."""
     for _ in range(limit):
         if tab.page.evaluate("(selector) => document.activeElement.matches(selector)", selector):
             focus_kept(tab, step)
             return
-        tab.page.keyboard.press("Tab")
+        tab.page.keyboard.press("Shift+Tab" if backwards else "Tab")
     raise AssertionError(f"{selector} is not reached with Tab ({step})")
 
 
@@ -267,8 +267,7 @@ def test_everything_from_the_keyboard_without_the_focus_on_the_body(
     focus_kept(tab, "signing up")
 
     # Options first (they come before the chooser), then the file, through the chooser the keyboard opened.
-    page.keyboard.press("Shift+Tab")
-    tab_to(tab, "#quality", "going back to the options")
+    tab_to(tab, "#quality", "going back to the options", backwards=True)
     page.keyboard.press("ArrowDown")  # 192 → 256 kbit/s
     tab_to(tab, "#options summary", "choosing the quality")
     page.keyboard.press("Enter")
@@ -305,7 +304,7 @@ def test_everything_from_the_keyboard_without_the_focus_on_the_body(
     page.once("dialog", lambda dialog: dialog.accept())
     tab_to(tab, f'#jobs button[aria-label="Delete {clip.name}"]', "the cancel")
     page.keyboard.press("Enter")
-    expect(history_row(tab, clip.name)).to_have_count(0)
+    expect(history_row(tab, clip.name)).to_have_count(0, timeout=30_000)  # its media deleted first
     focus_kept(tab, "the delete")
 
     # The account goes, after its password and a tick.
