@@ -20,7 +20,8 @@ from playwright.sync_api import expect
 from stack.config import LOCAL
 from tests.stack import test_web
 from tests.stack.test_web import Tab, sign_up
-from tests.support import TEST_PASSWORD, make_clip, wait_for
+from tests.stack.test_download_links import emailed_links
+from tests.support import TEST_PASSWORD, make_clip, new_user, wait_for
 
 pytestmark = pytest.mark.stack
 browser, tab = test_web.browser, test_web.tab
@@ -328,3 +329,28 @@ def test_everything_from_the_keyboard_without_the_focus_on_the_body(
     assert gone.status_code == 401
     assert tab.problems == []
 
+
+
+def test_an_emailed_link_that_no_longer_works_opens_a_readable_page(tab: Tab, axe_source: str,
+                                                                    endpoints: dict[str, str], tmp_path: Path) -> None:
+    """The email's direct link, altered or to a job deleted since, opened in a browser: the web page says why in
+    words, where the download function's JSON error was shown; a program fetching the link still gets the JSON."""
+    client, _ = new_user(endpoints)
+    job = client.follow(client.upload(make_clip(tmp_path / "emailed.mp4", seconds=2))["job_id"], lambda _: None,
+                        timeout=60)
+    (direct,) = [url for url in emailed_links(endpoints, job["job_id"]) if url.startswith(endpoints["DOWNLOAD_URL"])]
+    page = tab.page
+    page.goto(direct.replace("signature=", "signature=x"))
+    page.wait_for_selector("body[data-ready=true]", state="attached")
+    assert page.url == endpoints["WEB_URL"] + "/"  # the problem read, the address is the page's own again
+    expect(page.locator("#job-message")).to_have_text(re.compile("^This link is not complete or was altered"))
+    expect(page.locator("#again")).to_be_hidden()  # signed out: nothing to convert from here
+    check_view(tab, axe_source, "an altered emailed link")
+    assert requests.get(direct.replace("signature=", "signature=x"), timeout=10).json()["error"] == "invalid_link"
+
+    client.delete(job["job_id"])
+    page.goto(direct)
+    page.wait_for_selector("body[data-ready=true]", state="attached")
+    expect(page.locator("#job-message")).to_have_text(re.compile("^The MP3 this link was for is no longer here"))
+    check_view(tab, axe_source, "an emailed link to a deleted job")
+    assert tab.problems == []

@@ -144,7 +144,7 @@ function linkedJobId() {
 
 // A link the download function could not serve (links.py sends the browser here): why, in words.
 const LINK_PROBLEMS = {
-  gone: "The MP3 this link was for is no longer here: it expired, or its job was deleted.",
+  gone: "The MP3 this link was for is no longer here: it expired, or its job was deleted (or the link was altered).",
   invalid: "This link is not complete or was altered: open it from the email again, or log in to see your jobs.",
 };
 
@@ -576,7 +576,8 @@ function showJob(job) {
     ? `about ${formatSeconds(job.progress.eta_seconds)} left` : "";
   byId("eta").textContent = eta;
   byId("cancel").hidden = !(job.state === "uploading" || CANCELLABLE_STATES.has(job.state));
-  byId("again").hidden = !(FINAL_STATES.has(job.state) || job.state === "upload failed" || job.state === "not found");
+  byId("again").hidden = !session().token
+    || !(FINAL_STATES.has(job.state) || job.state === "upload failed" || job.state === "not found");
   const audio = job.state === "done" ? job.audio : null;
   byId("download").hidden = !audio || audio.expired;
   // At the job's end, focus in the job view (on Cancel, which goes, or its title) moves to what comes next: the MP3,
