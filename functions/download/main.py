@@ -15,7 +15,7 @@ from functions.download.streaming import mp3_response
 from jobs.links import TAMPERED, DownloadLinks
 from jobs.records import Jobs, JobState
 from jobs.view import is_expired
-from runtime.answers import NOT_FOUND, HttpError
+from runtime.answers import NOT_FOUND, HttpError, json_response
 from runtime.settings import DownloadSettings, load_settings
 from storage import mongo
 from storage.media import AUDIO, MediaStore
@@ -51,7 +51,8 @@ def mp3(request: flask.Request, job_id: str) -> flask.Response:
             raise
         # A job id that cannot be one, or a signature that does not match: altered; else the MP3 is no more.
         why = "invalid" if error is TAMPERED or not is_job_id(job_id) else "gone"
-        return flask.redirect(f"{str(settings.public_web_url).rstrip('/')}/#link={why}", 303)
+        page = f"{str(settings.public_web_url).rstrip('/')}/#link={why}"
+        return json_response(error.body(), 303, {"Location": page})  # the JSON still says what went wrong
 
 
 def serve(request: flask.Request, job_id: str, arguments: dict[str, str], signed: bool) -> flask.Response:

@@ -1,5 +1,5 @@
-"""web (HTTP): serves the one-page web app (static/index.html, app.js, style.css, favicon.svg) and `config.json`, which names
-the public function URLs the page calls straight from the browser: auth, upload, status and download; and
+"""web (HTTP): serves the one-page web app (static/index.html, app.js, style.css, favicon.svg) and `config.json`,
+which names the public function URLs the page calls straight from the browser: auth, upload, status and download; and
 `asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), and `openapi.json`, the
 OpenAPI 3.1 document of the public HTTP functions (api/openapi.py), for integrators. No build step; two
 third-party scripts, served from this origin at the versions pinned in stack/node/package.json: tus-js-client (the

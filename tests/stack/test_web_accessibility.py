@@ -19,8 +19,8 @@ from playwright.sync_api import expect
 
 from stack.config import LOCAL
 from tests.stack import test_web
-from tests.stack.test_web import Tab, sign_up
 from tests.stack.test_download_links import emailed_links
+from tests.stack.test_web import Tab, sign_up
 from tests.support import TEST_PASSWORD, make_clip, new_user, wait_for
 
 pytestmark = pytest.mark.stack
@@ -254,6 +254,9 @@ def choose_with_the_keyboard(tab: Tab, path: Path) -> None:
 def test_everything_from_the_keyboard_without_the_focus_on_the_body(
         tab: Tab, endpoints: dict[str, str], tmp_path: Path, long_audio: Path) -> None:
     page = tab.page
+    # Playwright turns the browser's file-chooser interception on with the first listener, asynchronously: on from the
+    # start, a chooser the keyboard opens is never missed.
+    page.on("filechooser", lambda _: None)
     email = f"keys-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
     page.keyboard.press("Tab")
     watch_focus(tab)
@@ -317,11 +320,20 @@ def test_everything_from_the_keyboard_without_the_focus_on_the_body(
     page.keyboard.press("Enter")
     expect(page.locator("#close-account-message")).to_have_text("the password does not match this account")
     focus_kept(tab, "a wrong password")
+    page.evaluate("""() => {
+        const message = document.getElementById("close-account-message");
+        window.closeMessages = [];
+        new MutationObserver(() => window.closeMessages.push(message.textContent))
+            .observe(message, {subtree: true, childList: true, characterData: true});
+    }""")
     page.keyboard.press("Control+a")
     page.keyboard.type(TEST_PASSWORD)
     tab_to(tab, "#close-account-submit", "typing the password")
     page.keyboard.press("Enter")
-    expect(page.locator("#account-message")).to_have_text("Your account is deleted, with all its jobs and their MP3s.")
+    expect(page.locator("#account-message")).to_have_text("Your account is deleted, with all its jobs and their MP3s.",
+                                                           timeout=30_000)  # every job's media first
+    assert "Deleting your account and its jobs…" in page.evaluate("window.closeMessages"), "said while it lasted"
+    assert page.text_content("#close-account-message") == ""  # nothing left for the next account signed in
     expect(page.locator("#account")).to_be_visible()
     focus_kept(tab, "deleting the account")
     gone = requests.post(f"{endpoints['AUTH_URL']}/login", json={"email": email, "password": TEST_PASSWORD},

@@ -232,12 +232,13 @@ async function closeAccount(event) {
   event.preventDefault();
   const form = byId("close-account-form");
   if (!form.reportValidity() || form.getAttribute("aria-busy") === "true") return;
-  say("close-account-message", "");
+  say("close-account-message", "Deleting your account and its jobs…", true);
   form.setAttribute("aria-busy", "true");
   try {
     await call("DELETE", `${api.auth_url}/account`, {
       json: { password: byId("close-password").value }, headers: authorization() });
     form.reset();
+    say("close-account-message", "");
     signOut("Your account is deleted, with all its jobs and their MP3s.");
     focusOn(byId("account-title"));
   } catch (error) {
