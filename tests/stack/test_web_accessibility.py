@@ -151,6 +151,9 @@ def test_every_view_passes_axe_at_both_sizes_and_never_scrolls_sideways(
     expect(page.get_by_role("button", name=f"Download {short.name}")).to_be_visible()
     expect(page.get_by_role("button", name=f"Delete {short.name}")).to_be_visible()
     check_view(tab, axe_source, "a job done")
+    # A length ("3 min 0 s") stays on one line.
+    assert page.eval_on_selector("#jobs tr[data-job-id] td.length", "cell => getComputedStyle(cell).whiteSpace") \
+        == "nowrap"
     done_id = page.evaluate("currentJob.job_id")
 
     page.click("#again")
@@ -269,6 +272,15 @@ def test_everything_from_the_keyboard_without_the_focus_on_the_body(
     expect(page.locator("#convert")).to_be_visible()
     expect(page.locator("#choose")).to_be_focused()
     focus_kept(tab, "signing up")
+    tab_to(tab, "#logout", "signing up", backwards=True)
+    page.keyboard.press("Enter")
+    expect(page.locator("#email")).to_be_focused()
+    focus_kept(tab, "logging out")
+    tab_to(tab, "#password", "logging out")
+    page.keyboard.type(TEST_PASSWORD)
+    page.keyboard.press("Enter")  # the form's submit: Log in
+    expect(page.locator("#choose")).to_be_focused()
+    focus_kept(tab, "logging in")
 
     # Options first (they come before the chooser), then the file, through the chooser the keyboard opened.
     tab_to(tab, "#quality", "going back to the options", backwards=True)
