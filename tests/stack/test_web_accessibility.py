@@ -40,11 +40,11 @@ def axe_source() -> str:
 
 @pytest.fixture(scope="module")
 def long_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 minutes of audio in 10 MB, made at once (PCM, nothing to encode): its conversion lasts long enough to be
-    seen, and cancelled."""
+    """An hour of audio in 29 MB, made at once (PCM, nothing to encode): its conversion lasts long enough to be seen,
+    and cancelled, with room to spare (20 minutes were 78 % converted by the time the keyboard walk cancelled)."""
     target = tmp_path_factory.mktemp("long") / "long talk.wav"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000:"
-                    "duration=1200", "-c:a", "pcm_u8", "-ac", "1", str(target)], check=True)
+                    "duration=3600", "-c:a", "pcm_u8", "-ac", "1", str(target)], check=True)
     return target
 
 
