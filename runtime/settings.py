@@ -161,7 +161,8 @@ class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
 
 
 class DownloadSettings(MongoSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings):
-    pass
+    # The web page, where a browser opening an emailed link that no longer works is sent to read why (not JSON).
+    public_web_url: AnyHttpUrl | None = None
 
 
 class ConvertSettings(MongoSettings, EmitterSettings, MediaLimitSettings):

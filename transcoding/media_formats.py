@@ -7,6 +7,11 @@ from __future__ import annotations
 # ffmpeg demuxer names passed as `-format_whitelist`; a demuxer matches if any of its names is listed.
 DEMUXERS = ("mov", "matroska", "avi", "flv", "mpegts", "mpeg", "ogg", "wav", "mp3", "aac", "flac", "asf")
 FORMAT_WHITELIST = ",".join(DEMUXERS)
+# The same containers by the names people know them by (their files' extensions), for the refusal of any other file.
+KNOWN_AS = ("MP4", "MOV", "M4A", "MKV", "WebM", "AVI", "FLV", "MPEG-TS", "MPEG", "Ogg", "WAV", "MP3", "AAC", "FLAC",
+            "WMV/WMA")
+NOT_MEDIA_MESSAGE = f"the file is not a video or audio file vid2mp3 reads: choose a {', '.join(KNOWN_AS[:-1])} " \
+                    f"or {KNOWN_AS[-1]} file"
 # Inputs are always a local file the converter wrote itself.
 PROTOCOL_WHITELIST = "file"
 

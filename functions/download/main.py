@@ -1,6 +1,8 @@
 """download (HTTP): `GET /<job id>` streams the job's MP3 to its owner from GridFS, with Content-Length, an ETag,
 `Range` requests (206, 416) and a safe file name. Someone else's job answers exactly like a missing one. With a
-signed link's parameters (`?expires=&key=&signature=`, jobs/links.py) no token is needed."""
+signed link's parameters (`?expires=&key=&signature=`, jobs/links.py) no token is needed. A browser opening a
+signed link that no longer works (its job deleted, its MP3 expired, the link altered) is sent to the web page,
+which says why in words (`#link=gone` or `#link=invalid`), rather than shown this function's JSON error."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ import functions_framework
 from endpoints.http import HttpFunction
 from events.catalog import is_job_id
 from functions.download.streaming import mp3_response
-from jobs.links import DownloadLinks
+from jobs.links import TAMPERED, DownloadLinks
 from jobs.records import Jobs, JobState
 from jobs.view import is_expired
-from runtime.answers import NOT_FOUND, HttpError
+from runtime.answers import NOT_FOUND, HttpError, json_response
 from runtime.settings import DownloadSettings, load_settings
 from storage import mongo
 from storage.media import AUDIO, MediaStore
@@ -33,10 +35,27 @@ def download(request: flask.Request) -> flask.Response:
     return http(request)
 
 
+def opened_in_a_browser(request: flask.Request) -> bool:
+    """A person followed the link (the browser navigates to it and wants a page), not a program fetching it."""
+    return request.headers.get("Sec-Fetch-Mode") == "navigate" or "text/html" in request.headers.get("Accept", "")
+
+
 @http.route("/<job_id>", "GET")
 def mp3(request: flask.Request, job_id: str) -> flask.Response:
     arguments = request.args.to_dict()
     signed = links.is_link(arguments)
+    try:
+        return serve(request, job_id, arguments, signed)
+    except HttpError as error:
+        if not (signed and settings.public_web_url and opened_in_a_browser(request)):
+            raise
+        # A job id that cannot be one, or a signature that does not match: altered; else the MP3 is no more.
+        why = "invalid" if error is TAMPERED or not is_job_id(job_id) else "gone"
+        page = f"{str(settings.public_web_url).rstrip('/')}/#link={why}"
+        return json_response(error.body(), 303, {"Location": page})  # the JSON still says what went wrong
+
+
+def serve(request: flask.Request, job_id: str, arguments: dict[str, str], signed: bool) -> flask.Response:
     if not is_job_id(job_id):
         raise NOT_FOUND
     job = jobs.get(job_id) if signed else jobs.get_owned(job_id, http.identity(request).subject)

@@ -31,6 +31,12 @@ SENDING_LEASE = timedelta(seconds=60)
 SENT_RECORD_PATIENCE_SECONDS = 15
 
 
+def subject_of(video: str) -> str:
+    """The email's subject names the video, so several MP3s' emails tell apart in an inbox (a long name shortened)."""
+    shown = video if len(video) <= 80 else video[:79] + "…"
+    return f"Your MP3 of {shown} is ready"
+
+
 @dataclass
 class Notifier:
     jobs: Jobs
@@ -67,11 +73,12 @@ class Notifier:
         expires_at = job["audio"]["expires_at"]
         link = self.links.link(event.job_id, event.audio_id, expires_at)
         page = f"{self.public_web_url.rstrip('/')}/#job={event.job_id}"
-        text = (f"Your MP3 of {job.get('filename', 'your video')} is ready ({event.duration_seconds:.0f} s).\n\n"
+        video = job.get("filename") or "your video"
+        text = (f"Your MP3 of {video} is ready ({event.duration_seconds:.0f} s).\n\n"
                 f"Download it:\n{link}\n\nThis link needs no login and works until {expires_at:%Y-%m-%d %H:%M} UTC,"
                 f" when the MP3 is deleted: keep it to yourself.\n\nSee the job on vid2mp3 (log in):\n{page}\n")
         try:
-            channel = self.mailer.send(recipient, "Your MP3 is ready", text)
+            channel = self.mailer.send(recipient, subject_of(video), text)
         except HTTPError as error:
             status = int(getattr(error, "status_code", 0) or 0)
             if status == 429 or status >= 500:

@@ -54,7 +54,7 @@ from storage.media import MediaStore
 from storage.pacing import Pacing
 from storage.unfinished_uploads import WRITER_LEASE, LostLease, OffsetMoved, UnfinishedUploads, WriterBusy
 from transcoding.ffmpeg_tools import Stopped
-from transcoding.media_formats import DEMUXERS, SNIFF_BYTES, sniff_container
+from transcoding.media_formats import NOT_MEDIA_MESSAGE, SNIFF_BYTES, sniff_container
 
 log = logging.getLogger(__name__)
 
@@ -518,8 +518,7 @@ class LeaseHeartbeat:
 
 
 NO_SUCH_UPLOAD = HttpError(404, "not_found", "no such upload")
-NOT_MEDIA = HttpError(415, "not_media", "the file is not a video or audio container vid2mp3 reads "
-                                        f"({', '.join(DEMUXERS)}); the upload was terminated")
+NOT_MEDIA = HttpError(415, "not_media", f"{NOT_MEDIA_MESSAGE}; the upload was terminated")
 STORE_UNAVAILABLE = HttpError(503, "storage_unavailable", "the upload could not be stored; try again",
                               {"Retry-After": "5"})
 

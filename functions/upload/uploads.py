@@ -37,7 +37,7 @@ from storage.scratch import ScratchBudget, ScratchFull, ScratchHolding, work_fol
 from transcoding import extraction
 from transcoding.extraction import Chapter, Extracted, InvalidPart
 from transcoding.ffmpeg_tools import Rejected
-from transcoding.media_formats import DEMUXERS
+from transcoding.media_formats import NOT_MEDIA_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,7 @@ class Uploads:
         except BadUpload as error:
             raise HttpError(400, "bad_upload", str(error)) from None
         if upload.container is None:
-            raise HttpError(415, "not_media", "the file is not a video or audio container vid2mp3 reads "
-                                              f"({', '.join(DEMUXERS)})")
+            raise HttpError(415, "not_media", NOT_MEDIA_MESSAGE)
         with self.scratch.held() as holding, self.work_folder(job_id) as folder:
             self.hold(holding, request.content_length or 0)
             try:

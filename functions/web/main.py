@@ -1,5 +1,5 @@
-"""web (HTTP): serves the one-page web app (static/index.html, app.js, style.css) and `config.json`, which names
-the public function URLs the page calls straight from the browser: auth, upload, status and download; and
+"""web (HTTP): serves the one-page web app (static/index.html, app.js, style.css, favicon.svg) and `config.json`,
+which names the public function URLs the page calls straight from the browser: auth, upload, status and download; and
 `asyncapi.json`, the AsyncAPI 3.0 document of the broker's events (events/asyncapi.py), and `openapi.json`, the
 OpenAPI 3.1 document of the public HTTP functions (api/openapi.py), for integrators. No build step; two
 third-party scripts, served from this origin at the versions pinned in stack/node/package.json: tus-js-client (the
@@ -54,6 +54,7 @@ PAGES = {
     "/app.js": ("app.js", "text/javascript"),
     "/extract.js": ("extract.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
     "/tus.min.js": ("tus.min.js", "text/javascript"),
     "/mediabunny.min.mjs": ("mediabunny.min.mjs", "text/javascript"),
 }

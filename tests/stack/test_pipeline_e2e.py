@@ -47,7 +47,7 @@ def test_a_video_becomes_an_mp3_and_one_email(endpoints: dict[str, str], tmp_pat
         events = tap.events_for(job["job_id"])
     assert len(mails) == 1
     body = mails[0]["body"]
-    assert body["subject"] == "Your MP3 is ready"
+    assert body["subject"] == "Your MP3 of holiday clip.mp4 is ready"  # the video named: several emails tell apart
     assert body["from"]["email"]
     assert f"{endpoints['DOWNLOAD_URL']}/{job['job_id']}" in body["content"][0]["value"]
     assert body["content"][0]["type"] == "text/plain"

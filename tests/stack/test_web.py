@@ -182,6 +182,9 @@ def test_conversion_options_from_the_page(tab: Tab, tmp_path: Path) -> None:
     expect(tab.page.locator("#options-message")).to_contain_text("start:")
     expect(tab.page.locator("#options-message")).to_contain_text("date:")
     assert tab.page.get_attribute("#option-start", "aria-invalid") == "true"
+    # The bad field has the focus, and the input is empty again: the same file chosen again is a change again.
+    expect(tab.page.locator("#option-start")).to_be_focused()
+    assert tab.page.input_value("#file") == ""
     tab.page.fill("#option-start", "1")
     tab.page.fill("#option-end", "0:03")
     tab.page.fill("#option-date", "")
@@ -197,6 +200,9 @@ def test_conversion_options_from_the_page(tab: Tab, tmp_path: Path) -> None:
     download.value.save_as(str(target))
     tags = MP3(target)
     assert str(tags["TIT2"]) == "From the page" and tags.info.bitrate_mode == BitrateMode.VBR
+    # The next video starts from the defaults: nothing carries over unseen.
+    assert [tab.page.input_value(field) for field in ("#option-start", "#option-end", "#option-title", "#quality")] \
+        == ["", "", "", "192"]
     assert tab.problems == []
 
 
@@ -212,7 +218,9 @@ def test_a_file_that_is_not_media_shows_why(tab: Tab) -> None:
     }""", ["holiday.mp4", "these are my holiday notes, not a video\n" * 50])
     expect(tab.page.locator("#state")).to_have_text("upload failed")
     message = tab.page.text_content("#job-message") or ""
-    assert message.startswith("The upload failed: the file is not a video or audio container"), message
+    assert message.startswith("The upload failed: the file is not a video or audio file vid2mp3 reads"), message
+    # The formats by the names people know, not ffmpeg's demuxers.
+    assert "MP4" in message and "WebM" in message and "matroska" not in message, message
     assert tab.page.is_visible("#again") and not tab.page.is_visible("#download")
     assert tab.problems == []
 
@@ -280,6 +288,8 @@ def test_the_emailed_links_open_in_a_browser_without_a_token(tab: Tab, endpoints
     tab.page.click("#login")
     expect(tab.page.locator("#state")).to_have_text("done")
     assert tab.page.text_content("#job-title") == video.name
+    # Uploaded long before: its upload is over, not at 0 %.
+    assert tab.page.text_content("#upload-percent") == "100 %"
     with tab.page.expect_download() as from_page:
         tab.page.click("#download")
     assert from_page.value.suggested_filename == video.with_suffix(".mp3").name
@@ -393,9 +403,12 @@ def test_the_page_resumes_an_upload_after_a_reload(tab: Tab, tmp_path: Path, sta
     # The tab is reloaded mid-upload (still signed in: the token is the tab's), the same file chosen again.
     tab.page.reload()
     tab.page.wait_for_selector("#convert", state="visible")
+    # The page says the upload can go on, and how.
+    expect(tab.page.locator("#resumable")).to_contain_text(f"{video.name}. Choose the same file again")
     patches_fail[0] = False
     tab.page.set_input_files("#file", str(video))
     expect(tab.page.locator("#state")).to_have_text("done", timeout=60_000)
+    expect(tab.page.locator("#resumable")).to_be_hidden()
     assert len(created) == 1, "the upload was resumed, not made again"
     job = stack_database["jobs"].find_one({"_id": upload_url.rsplit("/", 1)[1]})
     assert job is not None and job["size_bytes"] == video.stat().st_size

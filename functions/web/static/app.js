@@ -10,6 +10,31 @@ const CANCELLABLE_STATES = new Set(["uploaded", "converting"]);
 const POLL_MILLISECONDS = 1000;
 const byId = (id) => document.getElementById(id);
 
+// --- Focus and announcements ------------------------------------------------------------------------------------
+// A keyboard or screen-reader user goes on from where an action led: focus is moved on purpose after each action,
+// and never left on an element that was hidden or removed (the browser would drop it on the body, the page's top).
+
+function shown(element) {
+  return Boolean(element) && element.isConnected && element.checkVisibility();
+}
+
+function focusOn(element) {
+  if (shown(element)) element.focus();
+}
+
+// Where focus was lost (on the body, or on an element now hidden), moves it to the first of `places` shown.
+function keepFocus(...places) {
+  const active = document.activeElement;
+  if (active && active !== document.body && shown(active)) return;
+  focusOn(places.find(shown));
+}
+
+// Said by screen readers once the current speech ends (role=status): a state, a quarter of progress, the end.
+function announce(text) {
+  const status = byId("announce");
+  if (status.textContent !== text) status.textContent = text;
+}
+
 let api = null;          // {auth_url, upload_url, status_url, download_url}
 let following = null;    // AbortController of the job being followed
 let upload = null;       // the upload under way (its abort() terminates it)
@@ -41,16 +66,40 @@ function showSignedIn() {
   byId("who").hidden = !token;
   byId("who-email").textContent = email || "";
   byId("history").hidden = !token;
+  byId("close-account").hidden = !token;
   if (!token) byId("job").hidden = true;
-  if (token) refreshHistory();
+  if (token) {
+    showResumableUploads();
+    refreshHistory();
+  }
 }
 
 function signOut(message) {
   stopFollowing();
   sessionStorage.removeItem("vid2mp3.token");
   sessionStorage.removeItem("vid2mp3.email");
+  shownJobs = [];
+  renderHistory();
   showSignedIn();
-  say("account-message", message || "");
+  say("account-message", message || "", true);
+  keepFocus(byId("email"));
+}
+
+// tus-js-client keeps each unfinished upload (its URL, the file's name) in localStorage under "tus::": after a
+// reload, the page says which can go on, from the bytes the server holds, when the same file is chosen again.
+function showResumableUploads() {
+  const names = new Set();
+  for (let index = 0; index < localStorage.length; index += 1) {
+    const key = localStorage.key(index);
+    if (!key.startsWith("tus::")) continue;
+    try {
+      const stored = JSON.parse(localStorage.getItem(key));
+      if (stored.metadata && stored.metadata.filename) names.add(stored.metadata.filename);
+    } catch { /* not tus-js-client's: nothing to say */ }
+  }
+  say("resumable", names.size
+    ? `Unfinished upload${names.size > 1 ? "s" : ""}: ${[...names].join(", ")}. Choose the same file again and its `
+      + "upload goes on where it stopped." : "", true);
 }
 
 function say(id, text, ok = false) {
@@ -80,28 +129,65 @@ async function logIn(email, password) {
   sessionStorage.setItem("vid2mp3.token", answer.access_token);
   sessionStorage.setItem("vid2mp3.email", email);
   showSignedIn();
+  focusOn(byId("choose"));
   openLinkedJob();
 }
 
 // The email links to the page with `#job=<job id>`: once signed in, the page shows that job (its state, and the
 // MP3 to download while it is kept).
+// An altered link (`#job=` and anything but a job id) is told so, as a job that is gone is.
 function linkedJobId() {
-  const match = /^#job=([0-9a-f]{32})$/.exec(window.location.hash);
-  return match ? match[1] : null;
+  const match = /^#job=(.*)$/.exec(window.location.hash);
+  if (!match) return null;
+  return /^[0-9a-f]{32}$/.test(match[1]) ? match[1] : "";
+}
+
+// A link the download function could not serve (links.py sends the browser here): why, in words.
+const LINK_PROBLEMS = {
+  gone: "The MP3 this link was for is no longer here: it expired, or its job was deleted (or the link was altered).",
+  invalid: "This link is not complete or was altered: open it from the email again, or log in to see your jobs.",
+};
+
+function showLinkProblem() {
+  const match = /^#link=([a-z]+)$/.exec(window.location.hash);
+  if (!match) return false;
+  history.replaceState(null, "", window.location.pathname);
+  showJobProblem("The link from your email", LINK_PROBLEMS[match[1]] || LINK_PROBLEMS.invalid);
+  return true;
+}
+
+// The job view, with no job: a title and why (a link to a job that is gone, or altered).
+function showJobProblem(title, why) {
+  stopFollowing();
+  currentJob = null;
+  byId("job").hidden = false;
+  byId("convert").hidden = true;
+  byId("job-title").textContent = title;
+  showJob({ state: "not found" });
+  say("job-message", why);
+  focusOn(byId("job-title"));
 }
 
 function openLinkedJob() {
+  if (showLinkProblem()) return;
   const jobId = linkedJobId();
-  if (!jobId) return;
+  if (jobId === null) return;
   if (!session().token) {
     say("account-message", "Log in to see the job you were sent a link to.", true);
     return;
   }
   history.replaceState(null, "", window.location.pathname);  // shown once; a reload starts afresh
+  if (!jobId) {
+    showJobProblem("The link from your email", LINK_PROBLEMS.invalid);
+    return;
+  }
   stopFollowing();
+  currentJob = null;
   byId("job").hidden = false;
   byId("convert").hidden = true;
   byId("job-title").textContent = "Your job";
+  showConversionProgress(0);
+  focusOn(byId("job-title"));
   call("GET", `${api.status_url}/${jobId}`, { headers: authorization() })
     .then((job) => {
       byId("job-title").textContent = job.filename || "Your job";
@@ -109,9 +195,8 @@ function openLinkedJob() {
       if (!FINAL_STATES.has(job.state)) follow(jobId);
     })
     .catch((error) => {
-      showJob({ state: "not found" });
-      say("job-message", error.status === 404 ? "No such job of yours: it may have been deleted." : error.message);
-      byId("again").hidden = false;
+      showJobProblem("The link from your email", error.status === 404
+        ? "No such job of yours: it may have been deleted, or the link was altered." : error.message);
     });
 }
 
@@ -128,16 +213,40 @@ function accountAction(action) {
     say("account-message", "");
     const email = byId("email").value.trim();
     const password = byId("password").value;
-    for (const button of form.querySelectorAll("button")) button.disabled = true;
+    if (form.getAttribute("aria-busy") === "true") return;
+    // Busy, not disabled: a disabled button would drop the keyboard's focus on the body.
+    form.setAttribute("aria-busy", "true");
     try {
       await action(email, password);
       byId("password").value = "";
     } catch (error) {
       say("account-message", error.message);
     } finally {
-      for (const button of form.querySelectorAll("button")) button.disabled = false;
+      form.setAttribute("aria-busy", "false");
     }
   };
+}
+
+// Deleting the account (auth's DELETE /account) asks for its password and a tick that says yes, in a form.
+async function closeAccount(event) {
+  event.preventDefault();
+  const form = byId("close-account-form");
+  if (!form.reportValidity() || form.getAttribute("aria-busy") === "true") return;
+  say("close-account-message", "Deleting your account and its jobs…", true);
+  form.setAttribute("aria-busy", "true");
+  try {
+    await call("DELETE", `${api.auth_url}/account`, {
+      json: { password: byId("close-password").value }, headers: authorization() });
+    form.reset();
+    say("close-account-message", "");
+    signOut("Your account is deleted, with all its jobs and their MP3s.");
+    focusOn(byId("account-title"));
+  } catch (error) {
+    say("close-account-message", error.message);
+    focusOn(byId("close-password"));
+  } finally {
+    form.setAttribute("aria-busy", "false");
+  }
 }
 
 // --- Upload ---------------------------------------------------------------------------------------------------
@@ -145,6 +254,22 @@ function accountAction(action) {
 function showUploadProgress(percent) {
   byId("upload-progress").value = percent;
   byId("upload-percent").textContent = `${Math.floor(percent)} %`;
+  if (percent < 100) announceQuarter("Upload", percent);
+}
+
+function showConversionProgress(percent) {
+  byId("convert-progress").value = percent;
+  byId("convert-percent").textContent = `${Math.floor(percent)} %`;
+}
+
+// Progress is announced by quarters, not at every tick: enough to know it moves, not so much it drowns the rest.
+let announcedQuarter = "";
+function announceQuarter(what, percent) {
+  const quarter = `${what} ${25 * Math.floor(percent / 25)} %`;
+  if (percent >= 25 && quarter !== announcedQuarter) {
+    announcedQuarter = quarter;
+    announce(quarter);
+  }
 }
 
 // The conversion options as the upload function's fields (README: Conversion options): the quality, and every
@@ -156,6 +281,16 @@ function conversionOptions() {
     if (value) fields[input.name] = value;
   }
   return fields;
+}
+
+// Each video starts from the defaults, unless "Keep these options" is ticked: options never carry over unseen.
+function resetOptions() {
+  if (byId("keep-options").checked) return;
+  for (const input of byId("convert").querySelectorAll("input[name], select[name]")) {
+    if (input.type === "checkbox") input.checked = input.defaultChecked;
+    else if (input.tagName === "SELECT") for (const option of input.options) option.selected = option.defaultSelected;
+    else input.value = input.defaultValue;
+  }
 }
 
 function showOptionErrors(fields) {
@@ -285,12 +420,17 @@ async function start(file) {
   if (!file) return;
   stopFollowing();
   currentJob = null;
+  announcedQuarter = "";
   byId("job").hidden = false;
   byId("convert").hidden = true;
   byId("job-title").textContent = file.name;
+  // A new video starts from nothing: no bar, state or message of the one before.
   showUploadProgress(0);
+  showConversionProgress(0);
+  say("job-message", "");
   showJob({ state: "uploading" });
-  byId("cancel").hidden = false;
+  focusOn(byId("job-title"));
+  announce(`Uploading ${file.name}`);
   say("sending", "", true);
   let accepted;
   showOptionErrors({});
@@ -304,16 +444,19 @@ async function start(file) {
       byId("job").hidden = true;
       byId("convert").hidden = false;
       showOptionErrors(error.fields);
+      focusOn(byId("convert").querySelector("[aria-invalid=true]") || byId("choose"));
       return;
     }
     showJob({ state: error.aborted ? "cancelled" : "upload failed" });
     say("job-message", error.aborted ? "Upload cancelled: nothing was stored." : `The upload failed: ${error.message}`);
-    byId("again").hidden = false;
+    keepFocus(byId("again"));
     return;
   }
   upload = null;
+  resetOptions();
+  showResumableUploads();
   showUploadProgress(100);
-  showJob({ job_id: accepted.job_id, state: accepted.state || "uploaded" });
+  showJob({ job_id: accepted.job_id, filename: file.name, state: accepted.state || "uploaded" });
   refreshHistory();
   follow(accepted.job_id);
 }
@@ -401,21 +544,48 @@ function formatSeconds(seconds) {
   return whole >= 60 ? `${Math.floor(whole / 60)} min ${whole % 60} s` : `${whole} s`;
 }
 
+// What the job view says of a job that has an id: its upload is over, its conversion where the job says.
+function showJobProgress(job) {
+  // No job came of a refused or cancelled upload, nor of a link to a job that is gone: no bars to show.
+  const noJob = !job.job_id && job.state !== "uploading";
+  byId("upload-bar").hidden = noJob;
+  byId("convert-bar").hidden = noJob;
+  if (!job.job_id) return;
+  showUploadProgress(100);
+  if (job.progress) showConversionProgress(job.progress.percent);
+  else if (job.state === "done") showConversionProgress(100);
+}
+
+// Tells a screen reader the job's state when it changes, the conversion by quarters, and the end in words.
+function announceJob(job, before) {
+  const name = job.filename || byId("job-title").textContent;
+  if (job.state === "converting" && job.progress) announceQuarter("Conversion", job.progress.percent);
+  if (before && before.state === job.state) return;
+  if (job.state === "done") announce(`${name} is converted: the MP3 is ready to download.`);
+  else if (job.state === "failed") announce(`The conversion of ${name} failed${job.failure ? `: ${job.failure.message}` : ""}.`);
+  else if (job.state !== "uploading") announce(`${name}: ${job.state}`);
+}
+
 function showJob(job) {
+  const before = currentJob;
+  if (job.job_id && !job.filename && before && before.job_id === job.job_id) job = { ...job, filename: before.filename };
   currentJob = job.job_id ? job : currentJob;
   byId("state").textContent = job.state;
-  const percent = job.progress ? job.progress.percent : (job.state === "done" ? 100 : 0);
-  if (job.progress || FINAL_STATES.has(job.state)) {
-    byId("convert-progress").value = percent;
-    byId("convert-percent").textContent = `${Math.floor(percent)} %`;
-  }
+  showJobProgress(job);
+  announceJob(job, before);
   const eta = job.state === "converting" && job.progress && job.progress.eta_seconds != null
     ? `about ${formatSeconds(job.progress.eta_seconds)} left` : "";
   byId("eta").textContent = eta;
   byId("cancel").hidden = !(job.state === "uploading" || CANCELLABLE_STATES.has(job.state));
-  byId("again").hidden = !(FINAL_STATES.has(job.state));
+  byId("again").hidden = !session().token
+    || !(FINAL_STATES.has(job.state) || job.state === "upload failed" || job.state === "not found");
   const audio = job.state === "done" ? job.audio : null;
   byId("download").hidden = !audio || audio.expired;
+  // At the job's end, focus in the job view (on Cancel, which goes, or its title) moves to what comes next: the MP3,
+  // or another video. Focus elsewhere (the list, the options) stays where the user left it.
+  const ended = FINAL_STATES.has(job.state) && !(before && before.job_id === job.job_id && before.state === job.state);
+  if (ended && byId("job").contains(document.activeElement)) focusOn(byId("download"));
+  keepFocus(byId("download"), byId("again"), byId("job-title"));
   byId("expires").hidden = !audio;
   if (audio) {
     byId("expires").textContent = audio.expired
@@ -432,6 +602,7 @@ function showJob(job) {
   }
   byId("applied").hidden = !applied.length;
   byId("applied").textContent = applied.join(" · ");
+  if (job.job_id) renderHistory();  // the list's row says what the view says, at once
   if (FINAL_STATES.has(job.state)) refreshHistory();
   if (job.state === "failed" && job.failure) {
     say("job-message", `The conversion failed: ${job.failure.message}`);
@@ -442,17 +613,28 @@ function showJob(job) {
   }
 }
 
+// Buttons stay enabled while their action runs (a disabled button drops the keyboard's focus on the body): busy
+// ones say so and ignore presses until it ends.
+async function whileBusy(button, action) {
+  if (button.getAttribute("aria-disabled") === "true") return;
+  button.setAttribute("aria-disabled", "true");
+  try {
+    await action();
+  } finally {
+    button.removeAttribute("aria-disabled");
+  }
+}
+
 async function cancel() {
   if (upload) { upload.abort(); return; }
   if (!currentJob) return;
-  byId("cancel").disabled = true;
-  try {
-    showJob(await call("POST", `${api.status_url}/${currentJob.job_id}/cancel`, { headers: authorization() }));
-  } catch (error) {
-    say("job-message", error.message);
-  } finally {
-    byId("cancel").disabled = false;
-  }
+  await whileBusy(byId("cancel"), async () => {
+    try {
+      showJob(await call("POST", `${api.status_url}/${currentJob.job_id}/cancel`, { headers: authorization() }));
+    } catch (error) {
+      say("job-message", error.message);
+    }
+  });
 }
 
 function fileNameOf(disposition, fallback) {
@@ -463,7 +645,10 @@ function fileNameOf(disposition, fallback) {
 }
 
 async function download(jobId, button, messageId) {
-  button.disabled = true;
+  await whileBusy(button, () => downloadNow(jobId, messageId));
+}
+
+async function downloadNow(jobId, messageId) {
   try {
     const response = await fetch(`${api.download_url}/${jobId}`, { headers: authorization() });
     if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
@@ -477,8 +662,6 @@ async function download(jobId, button, messageId) {
     setTimeout(() => URL.revokeObjectURL(link.href), 60000);
   } catch (error) {
     say(messageId, `The download failed: ${error.message}`);
-  } finally {
-    button.disabled = false;
   }
 }
 
@@ -490,30 +673,41 @@ function again() {
   say("job-message", "");
   say("sending", "");
   byId("file").value = "";
+  focusOn(byId("choose"));
 }
 
 // --- Several videos at once, and the history -------------------------------------------------------------------
 
 const UPLOADS_AT_ONCE = 2;      // the rest wait: each upload takes the whole connection's width anyway
 const HISTORY_REFRESH_MILLISECONDS = 2000;
-const queuedUploads = [];       // {key, file} not started yet
-const pendingUploads = new Map();  // key → {name, state, percent, error}: rows before the job exists
+const queuedUploads = [];       // {key, file, options} not started yet
+const pendingUploads = new Map();  // key → {name, state, percent, error, words, request}: rows before the job exists
 let uploadsRunning = 0;
 let shownJobs = [];
 let historyTimer = null;
+let historyAsked = 0;           // the last list asked for: an older answer arriving late is not shown
+let listUnloaded = false;       // the list message says the list could not be loaded
 
 // One file follows the job in the big view; several go to the history, one row each.
 function startAll(files) {
   if (files.length === 1) { start(files[0]); return; }
+  if (!files.length) return;
   const options = conversionOptions();
   for (const file of files) {
     const key = `${Date.now()}-${Math.random()}`;
-    pendingUploads.set(key, { name: file.name, state: "waiting", percent: 0, error: "", words: "" });
+    pendingUploads.set(key, { name: file.name, state: "waiting", percent: 0, error: "", words: "", request: null });
     queuedUploads.push({ key, file, options });
   }
-  byId("file").value = "";
+  resetOptions();
+  announce(`${files.length} videos added to your jobs`);
   pumpUploads();
   renderHistory();
+  focusOn(byId("history-title"));
+}
+
+function uploadFailure(error) {
+  return Object.keys(error.fields || {}).length
+    ? Object.entries(error.fields).map(([name, problem]) => `${name}: ${problem}`).join("; ") : error.message;
 }
 
 function pumpUploads() {
@@ -524,82 +718,159 @@ function pumpUploads() {
     row.state = "uploading";
     renderHistory();
     sendMedia(file, options, (percent) => { row.percent = percent; renderHistory(); },
-              (words) => { row.words = words; renderHistory(); })
+              (words) => { row.words = words; renderHistory(); }, (request) => { row.request = request; })
       .then(() => pendingUploads.delete(key))
       .catch((error) => {
+        if (error.aborted) {
+          pendingUploads.delete(key);
+          return;
+        }
         row.state = "upload failed";
-        row.error = Object.keys(error.fields || {}).length
-          ? Object.entries(error.fields).map(([name, problem]) => `${name}: ${problem}`).join("; ") : error.message;
+        row.error = uploadFailure(error);
       })
       .finally(() => { uploadsRunning -= 1; pumpUploads(); refreshHistory(); });
   }
 }
 
+// A row of the list that has not become a job yet: waiting its turn (taken out of the queue) or uploading (its
+// upload terminated, its bytes gone).
+function cancelPendingUpload(key) {
+  const row = pendingUploads.get(key);
+  if (!row) return;
+  const queued = queuedUploads.findIndex((entry) => entry.key === key);
+  if (queued >= 0) {
+    queuedUploads.splice(queued, 1);
+    pendingUploads.delete(key);
+  } else if (row.request) {
+    row.request.abort();
+  }
+  say("history-message", `The upload of ${row.name} is cancelled: nothing was stored.`, true);
+}
+
 async function refreshHistory() {
   clearTimeout(historyTimer);
   if (!session().token) return;
+  const asked = ++historyAsked;
   try {
-    shownJobs = (await call("GET", `${api.status_url}/`, { headers: authorization() })).jobs;
-    say("history-message", "");
+    const jobs = (await call("GET", `${api.status_url}/`, { headers: authorization() })).jobs;
+    if (asked !== historyAsked) return;
+    shownJobs = jobs;
+    // Only its own complaint goes: what an action in the list said (deleted, cancelled) stays.
+    if (listUnloaded) say("history-message", "");
+    listUnloaded = false;
   } catch (error) {
+    if (asked !== historyAsked) return;
     say("history-message", `The list could not be loaded: ${error.message}`);
+    listUnloaded = true;
   }
   renderHistory();
   const moving = pendingUploads.size > 0 || shownJobs.some((job) => !FINAL_STATES.has(job.state));
   if (moving) historyTimer = setTimeout(refreshHistory, HISTORY_REFRESH_MILLISECONDS);
 }
 
-function cell(text) {
-  const element = document.createElement("td");
-  element.textContent = text;
-  return element;
-}
-
-function actionButton(action, label, secondary = true) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.dataset.action = action;
-  button.textContent = label;
-  if (secondary) button.className = "secondary";
-  return button;
-}
-
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
 
-function jobRow(job) {
-  const row = document.createElement("tr");
-  row.dataset.jobId = job.job_id;
+const COLUMNS = ["Video", "State", "Length", "Uploaded", "Kept until", ""];
+
+// What a job's row shows: its cells' words and its buttons' actions. The job view's copy of the job it follows is
+// the newer (its event stream): the list says what the view says.
+function jobRowContent(listed) {
+  const job = currentJob && currentJob.job_id === listed.job_id && currentJob.updated_at >= listed.updated_at
+    ? { ...listed, ...currentJob } : listed;
   const audio = job.state === "done" ? job.audio : null;
-  const state = job.state === "converting" && job.progress ? `converting ${Math.floor(job.progress.percent)} %`
-    : job.state;
-  const actions = document.createElement("td");
-  if (audio && !audio.expired) actions.append(actionButton("download", "Download", false));
-  if (CANCELLABLE_STATES.has(job.state)) actions.append(actionButton("cancel", "Cancel"));
-  actions.append(actionButton("delete", "Delete"));
-  row.append(cell(job.filename || job.job_id), cell(state),
-             cell(audio ? formatSeconds(audio.duration_seconds) : ""), cell(when(job.created_at)),
-             cell(audio ? (audio.expired ? "expired" : when(audio.expires_at)) : ""), actions);
-  return row;
+  let state = job.state;
+  if (job.state === "converting" && job.progress) state = `converting ${Math.floor(job.progress.percent)} %`;
+  if (job.state === "failed" && job.failure) state = `failed: ${job.failure.message}`;
+  const actions = [];
+  if (audio && !audio.expired) actions.push("download");
+  if (CANCELLABLE_STATES.has(job.state)) actions.push("cancel");
+  actions.push("delete");
+  return {
+    key: `job-${job.job_id}`, data: { jobId: job.job_id }, name: job.filename || job.job_id, actions,
+    cells: [job.filename || job.job_id, state, audio ? formatSeconds(audio.duration_seconds) : "",
+            when(job.created_at), audio ? (audio.expired ? "expired" : when(audio.expires_at)) : ""],
+  };
 }
 
-function uploadRow([key, upload]) {
+function uploadRowContent([key, upload]) {
+  const state = upload.state === "uploading" ? `uploading ${Math.floor(upload.percent)} %`
+    : upload.state === "upload failed" ? `upload failed: ${upload.error}` : upload.state;
+  return {
+    key: `upload-${key}`, data: { upload: key }, name: upload.name, cells: [upload.name, state, "", "", upload.words],
+    actions: upload.state === "upload failed" ? ["dismiss"] : ["cancel"],
+  };
+}
+
+const ACTION_WORDS = { download: "Download", cancel: "Cancel", delete: "Delete", dismiss: "Dismiss" };
+
+function actionButton(action, name) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.action = action;
+  button.textContent = ACTION_WORDS[action];
+  // Heard as "Download talk.mp4": which row's button it is, without reading the row.
+  button.setAttribute("aria-label", `${ACTION_WORDS[action]} ${name}`);
+  if (action !== "download") button.className = "secondary";
+  return button;
+}
+
+function newRow() {
   const row = document.createElement("tr");
-  row.dataset.upload = key;
-  const state = upload.state === "uploading" ? `uploading ${Math.floor(upload.percent)} %` : upload.state;
-  const stateCell = cell(state);
-  if (upload.error) stateCell.title = upload.error;
-  const actions = document.createElement("td");
-  if (upload.state === "upload failed") actions.append(actionButton("dismiss", "Dismiss"));
-  row.append(cell(upload.name), stateCell, cell(""), cell(""), cell(upload.error || upload.words || ""), actions);
+  COLUMNS.forEach((column, index) => {
+    const cell = document.createElement("td");
+    if (column) cell.dataset.label = column;  // the card's words for it on a phone (style.css)
+    cell.className = ["name", "state", "length", "uploaded", "kept", "actions"][index];
+    row.append(cell);
+  });
   return row;
 }
 
+// Updates a row in place: only the words that changed, the buttons only when the actions do; a button that stays
+// keeps its focus.
+function updateRow(row, content) {
+  Object.assign(row.dataset, content.data, { key: content.key });
+  content.cells.forEach((text, index) => {
+    if (row.cells[index].textContent !== text) row.cells[index].textContent = text;
+  });
+  const signature = `${content.actions.join()}|${content.name}`;
+  if (row.dataset.actions === signature) return;
+  row.dataset.actions = signature;
+  const actions = row.cells[5];
+  const focused = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+  actions.replaceChildren(...content.actions.map((action) => actionButton(action, content.name)));
+  if (focused) focusOn(actions.querySelector(`[data-action=${focused}]`) || actions.querySelector("button"));
+}
+
+// The list, updated row by row (never redrawn: a redraw under the focus would drop it on the body). A row that goes
+// with the focus in it hands the focus to the row that takes its place, or the list's title.
 function renderHistory() {
-  const rows = [...[...pendingUploads.entries()].map(uploadRow), ...shownJobs.map(jobRow)];
-  byId("jobs").tBodies[0].replaceChildren(...rows);
-  byId("no-jobs").hidden = rows.length > 0;
+  const body = byId("jobs").tBodies[0];
+  const contents = [...[...pendingUploads.entries()].map(uploadRowContent), ...shownJobs.map(jobRowContent)];
+  const wanted = new Set(contents.map((content) => content.key));
+  const rows = [...body.rows];
+  const focusedRow = rows.find((row) => row.contains(document.activeElement));
+  let successor = null;
+  for (const row of rows) {
+    if (wanted.has(row.dataset.key)) continue;
+    if (row === focusedRow) successor = row.nextElementSibling || row.previousElementSibling;
+    row.remove();
+  }
+  const existing = new Map([...body.rows].map((row) => [row.dataset.key, row]));
+  contents.forEach((content, index) => {
+    const row = existing.get(content.key) || newRow();
+    if (body.rows[index] !== row) {
+      const active = row.contains(document.activeElement) ? document.activeElement : null;
+      body.insertBefore(row, body.rows[index] || null);
+      if (active) active.focus();
+    }
+    updateRow(row, content);
+  });
+  byId("no-jobs").hidden = contents.length > 0;
+  if (focusedRow && !focusedRow.isConnected) {
+    focusOn((successor && successor.isConnected && successor.querySelector("button")) || byId("history-title"));
+  }
 }
 
 async function onHistoryAction(event) {
@@ -613,16 +884,22 @@ async function onHistoryAction(event) {
       pendingUploads.delete(row.dataset.upload);
     } else if (button.dataset.action === "download") {
       await download(jobId, button, "history-message");
+    } else if (button.dataset.action === "cancel" && row.dataset.upload) {
+      cancelPendingUpload(row.dataset.upload);
     } else if (button.dataset.action === "cancel") {
-      await call("POST", `${api.status_url}/${jobId}/cancel`, { headers: authorization() });
+      await whileBusy(button, () => call("POST", `${api.status_url}/${jobId}/cancel`, { headers: authorization() }));
+      say("history-message", `${name} is cancelled.`, true);
     } else if (button.dataset.action === "delete") {
       if (!window.confirm(`Delete ${name} and its MP3? This cannot be undone.`)) return;
-      await call("DELETE", `${api.status_url}/${jobId}`, { headers: authorization() });
+      await whileBusy(button, () => call("DELETE", `${api.status_url}/${jobId}`, { headers: authorization() }));
+      shownJobs = shownJobs.filter((job) => job.job_id !== jobId);
+      say("history-message", `${name} is deleted.`, true);
       if (currentJob && currentJob.job_id === jobId) again();
     }
   } catch (error) {
     say("history-message", error.message);
   }
+  renderHistory();
   refreshHistory();
 }
 
@@ -639,7 +916,14 @@ function wireDropZone() {
     zone.classList.remove("over");
     if (event.dataTransfer) startAll([...event.dataTransfer.files]);
   });
-  byId("file").addEventListener("change", (event) => startAll([...event.target.files]));
+  // The one control for choosing: a button (Tab, Enter, Space) that opens the hidden file input's chooser.
+  byId("choose").addEventListener("click", () => byId("file").click());
+  byId("file").addEventListener("change", (event) => {
+    const files = [...event.target.files];
+    // Emptied at once: the same file chosen again (after fixing an option) is a change again.
+    event.target.value = "";
+    startAll(files);
+  });
   // A file dropped beside the zone must not make the browser navigate away to it.
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());
@@ -650,6 +934,7 @@ async function main() {
   byId("account-form").addEventListener("submit", accountAction(logIn));
   byId("signup").addEventListener("click", accountAction(signUp));
   byId("logout").addEventListener("click", () => signOut(""));
+  byId("close-account-form").addEventListener("submit", closeAccount);
   byId("cancel").addEventListener("click", cancel);
   byId("download").addEventListener("click", () => {
     if (currentJob) download(currentJob.job_id, byId("download"), "job-message");
