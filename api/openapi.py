@@ -244,8 +244,8 @@ def auth_paths() -> dict[str, Any]:
 
 def upload_paths() -> dict[str, Any]:
     form = {"type": "object", "required": ["file"], "maxProperties": MAX_PARTS,
-            # Other fields are read and ignored.
-            "additionalProperties": {"type": "string", "maxLength": MAX_FIELD_BYTES},
+            # Any other field is refused (422 naming it): a misspelt option must not convert without it.
+            "additionalProperties": False,
             "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream",
                                     "minLength": 1, "description": "The video (or audio) file."},
                            "chapters": {"type": "string", "contentMediaType": "application/json",
@@ -262,7 +262,8 @@ def upload_paths() -> dict[str, Any]:
                        f"the picture, the video's frame at 10 %, a JPEG or PNG of at most {MAX_COVER_BYTES} bytes, "
                        "decoded and scaled by the server, the frame cover when the file has no picture of its own; a "
                        "plain `cover` field is the option), or the raw file as the body (any media type other than "
-                       "multipart; options as query parameters, `filename` too). The "
+                       "multipart; options as query parameters, `filename` too). A field, query parameter or "
+                       "tus metadata key that is no option is refused (422 `invalid_options` naming it). The "
                        "container must be one vid2mp3 reads (415 otherwise); the size is limited (413). What is "
                        "kept is the audio: every audio track, copied, with its metadata and chapters, and the "
                        "covers (the frame at 10 %, the attached picture); never the whole file (`stored_bytes` in "
@@ -287,8 +288,9 @@ def upload_paths() -> dict[str, Any]:
             "401": UNAUTHORIZED,
             "413": error("Larger than the upload limit."),
             "415": error("Not a video or audio container vid2mp3 reads."),
-            "422": error("Bad conversion options or `cover`/`chapters` parts (`error` `invalid_options`; `fields` "
-                         "names each with its problem), or a file the server cannot convert: `error` is the reason "
+            "422": error("Bad or unknown conversion options or `cover`/`chapters` parts (`error` "
+                         "`invalid_options`; `fields` names each with its problem), or a file the server cannot "
+                         "convert: `error` is the reason "
                          f"({', '.join(EXTRACTION_REFUSALS)})."),
             "429": OVER_QUOTA,
             "503": UNAVAILABLE,
@@ -340,8 +342,9 @@ def tus_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "tusCreate", "tags": ["upload", "tus"],
                 "summary": "Create a resumable upload (creation, creation-with-upload).",
-                "description": "`Upload-Metadata` may carry `filename` and the conversion options by the one-shot "
-                               "upload's field names (validated here: 422). Quotas are reserved here.",
+                "description": "`Upload-Metadata` may carry `filename`, `filetype` (ignored: the container is "
+                               "sniffed) and the conversion options by the one-shot upload's field names (validated "
+                               "here: 422, any other key too). Quotas are reserved here.",
                 "parameters": [
                     resumable,
                     {"name": "Upload-Length", "in": "header", "required": True,
@@ -360,7 +363,7 @@ def tus_paths() -> dict[str, Any]:
                     "400": body_refused,
                     "413": tus_error("`Upload-Length` is over `Tus-Max-Size`."),
                     "415": tus_error("The first bytes are not a media container vid2mp3 reads."),
-                    "422": tus_error("Bad options in `Upload-Metadata`: `fields` names each."),
+                    "422": tus_error("Bad or unknown options in `Upload-Metadata`: `fields` names each."),
                     "429": tus_error("Over a quota.", retry=True),
                 }},
         },

@@ -9,6 +9,7 @@ command line (tags are written into the MP3 in-process, transcoding/tagging.py).
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -206,11 +207,20 @@ PARSERS: dict[str, tuple[Any, str]] = {
 }
 
 
+def unknown_option(name: str) -> str:
+    """What is wrong with a field that is no option, with the option it was most likely meant to be."""
+    likely = difflib.get_close_matches(name.lower(), FIELDS, n=1, cutoff=0.6)
+    return (f"not an option; did you mean {likely[0]!r}?" if likely
+            else f"not an option; the options are {', '.join(FIELDS)}")
+
+
 def parse_options(fields: Mapping[str, str]) -> ConversionOptions:
-    """The options among `fields` (form fields or query parameters; other names are left to their readers), or
-    InvalidOptions naming every bad field at once. Empty fields count as absent (an HTML form sends them)."""
+    """The options in `fields` (form fields or query parameters, less what their reader takes itself, such as a
+    query's `filename`), or InvalidOptions naming every bad field at once. A name that is no option is a bad field
+    too: a typo (`qualty=V0`) must not convert without the user's choice. Empty fields count as absent (an HTML form
+    sends them)."""
     values: dict[str, Any] = {}
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {name: unknown_option(name) for name in fields if name not in FIELDS}
     for name in FIELDS:
         text = (fields.get(name) or "").strip()
         if not text:

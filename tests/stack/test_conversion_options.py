@@ -130,6 +130,15 @@ def test_invalid_options_are_refused_with_422_naming_each(endpoints: dict[str, s
         answer = requests.post(endpoints["UPLOAD_URL"], headers=headers, timeout=30,
                                data={"end": "-3", "loudness": "-30", "date": "May"}, files={"file": file})
     assert answer.status_code == 422 and set(answer.json()["fields"]) == {"end", "loudness", "date"}
+    # A name that is no option, however it comes, is refused too: a typo must not convert without the choice.
+    answer = requests.post(endpoints["UPLOAD_URL"], params={"qualty": "V0", "filename": "clip.mp4"},
+                           data=video.read_bytes(), headers=headers, timeout=30)
+    assert answer.status_code == 422 and answer.json()["error"] == "invalid_options"
+    assert list(answer.json()["fields"]) == ["qualty"] and "'quality'" in answer.json()["fields"]["qualty"]
+    with video.open("rb") as file:
+        answer = requests.post(endpoints["UPLOAD_URL"], headers=headers, timeout=30,
+                               data={"quality": "V2", "chapter": "none"}, files={"file": file})
+    assert answer.status_code == 422 and list(answer.json()["fields"]) == ["chapter"]
     assert client.session.get(endpoints["STATUS_URL"], headers=headers, timeout=10).json()["jobs"] == []
 
 

@@ -51,3 +51,16 @@ def test_options_are_checked_together(fields: dict[str, str], field: str, proble
     assert problem in raised.value.errors[field]
 
 
+
+
+@pytest.mark.parametrize(("fields", "field", "problem"), [
+    ({"qualty": "V0"}, "qualty", "did you mean 'quality'?"),
+    ({"Start": "1"}, "Start", "did you mean 'start'?"),  # names are spelt as given: no case folding
+    ({"speed": "2"}, "speed", "the options are start, end, quality"),
+    ({"filename": "a.mp4"}, "filename", "not an option"),  # the upload takes it from the query before the options
+])
+def test_a_name_that_is_no_option_is_refused(fields: dict[str, str], field: str, problem: str) -> None:
+    with pytest.raises(InvalidOptions) as raised:
+        parse_options({**fields, "quality": "V2"})
+    assert list(raised.value.errors) == [field] and problem in raised.value.errors[field]
+
