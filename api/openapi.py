@@ -25,7 +25,7 @@ from accounts.store import AccessToken, AccountView, Credentials, PasswordConfir
 from api.answers import JobList, UploadAccepted
 from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
 from events.catalog import JOB_ID_PATTERN, FailureReason
-from events.options import CBR_QUALITIES, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
+from events.options import CBR_QUALITIES, CHAPTERS, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
 from jobs.view import JobView
 from runtime.answers import ErrorBody
 from runtime.settings import UploadSettings
@@ -159,6 +159,9 @@ def option_field_schemas() -> dict[str, dict[str, Any]]:
         "title": tag, "artist": tag, "album": tag,
         "date": spelled(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?"),
         "cover": spelled(*(caseless(cover) for cover in COVERS)),
+        "chapters": {**spelled(*(caseless(choice) for choice in CHAPTERS)),
+                     "description": "`markers` (default): the video's chapters as ID3 chapter markers, listed on the "
+                                    "job and served as JSON; `none`: no chapters."},
     }
 
 
@@ -248,12 +251,14 @@ def upload_paths() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream",
                                     "minLength": 1, "description": "The video (or audio) file."},
-                           "chapters": {"type": "string", "contentMediaType": "application/json",
-                                        "description": f"JSON, at most {MAX_CHAPTERS_BYTES} bytes: "
-                                                       '`[{"start": seconds, "end": seconds, "title": text}, ...]` '
-                                                       "(`end`, `title` optional), written into the kept audio when "
-                                                       "the file has no chapters of its own."},
-                           **option_field_schemas()}}
+                           **option_field_schemas(),
+                           "chapters": {"anyOf": [option_field_schemas()["chapters"], {
+                               "type": "string", "contentMediaType": "application/json",
+                               "description": f"As a file part: JSON, at most {MAX_CHAPTERS_BYTES} bytes, "
+                                              '`[{"start": seconds, "end": seconds, "title": text}, ...]` (`end`, '
+                                              "`title` optional), written into the kept audio when the file has no "
+                                              "chapters of its own."}],
+                                        "description": "A plain field is the option; a file part the chapters."}}}
     return {"/upload/": {"post": {
         "operationId": "uploadVideo", "tags": ["upload"],
         "summary": "Upload a video in one request: it becomes a job that converts to MP3.",
@@ -466,12 +471,13 @@ def status_paths() -> dict[str, Any]:
 
 def download_paths() -> dict[str, Any]:
     link_parameter = {"in": "query", "required": False, "description": "A signed link's (from the job's "
-                                                                       "`audio.download_link`): no token needed."}
+                                                                       "`audio.download_link`, or `chapters_link` for "
+                                                                       "the chapters): no token needed."}
     mp3_headers = {"ETag": header("The MP3's SHA-256."), "Last-Modified": header("When the MP3 was stored."),
                    "Content-Disposition": header("`attachment` with a safe name."), "Accept-Ranges": header("`bytes`")}
     mp3 = {"description": "The MP3.", "headers": mp3_headers,
            "content": {"audio/mpeg": {"schema": {"contentMediaType": "audio/mpeg"}}}}
-    return {"/download/{job_id}": {"get": {
+    download: dict[str, Any] = {
         "operationId": "downloadMp3", "tags": ["download"], "summary": "The MP3 of a finished job.",
         "security": [{"bearer": []}, {}],
         "parameters": [
@@ -506,7 +512,43 @@ def download_paths() -> dict[str, Any]:
             "416": error("The one range starts past the MP3's end.",
                          extra_headers={"Content-Range": header("`bytes */<length>`")}),
             "503": UNAVAILABLE,
-        }}}}
+        }}
+    return {
+        "/download/{job_id}": {"get": download},
+        "/download/{job_id}/chapters.json": {"get": {
+            "operationId": "downloadChapters", "tags": ["download"],
+            "summary": "The chapters of a finished job's MP3, as a Podcasting 2.0 JSON chapters document.",
+            "description": "On the MP3's own timeline (a trim moves and cuts the video's chapters), as the job's "
+                           "`chapters` lists them; the owner's token or a signed link made for this path "
+                           "(`audio.chapters_link`), and kept as long as the MP3.",
+            "security": [{"bearer": []}, {}],
+            "parameters": [*download["parameters"][:4],
+                           {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                           {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "`{\"version\": \"1.2.0\", \"chapters\": [{\"startTime\", \"endTime\", "
+                                       "\"title\"}, …]}`, times in seconds.",
+                        "headers": {"ETag": header("The document's SHA-256.")},
+                        "content": {"application/json+chapters": {"schema": PODCAST_CHAPTERS}}},
+                "304": {"description": "Not modified (`If-None-Match`).", "headers": {"ETag": header("As for 200.")}},
+                "401": UNAUTHORIZED,
+                "403": error("The signed link was changed, is incomplete or was made for another path."),
+                "404": error("No such job (someone else's job answers the same), or its MP3 has no chapters "
+                             "(`no_chapters`)."),
+                "409": error("The job has not finished: no MP3 yet."),
+                "410": error("The MP3 (or the link) has expired."),
+                "412": error("`If-Match` names another ETag."),
+                "503": UNAVAILABLE,
+            }}}}
+
+
+# The Podcasting 2.0 JSON chapters document (podcast-namespace `chapters/jsonChapters.md`), as far as vid2mp3 fills
+# it in.
+PODCAST_CHAPTERS = {"type": "object", "required": ["version", "chapters"], "properties": {
+    "version": {"const": "1.2.0"},
+    "chapters": {"type": "array", "items": {"type": "object", "required": ["startTime", "title"], "properties": {
+        "startTime": {"type": "number", "minimum": 0}, "endTime": {"type": "number", "exclusiveMinimum": 0},
+        "title": {"type": "string"}}}}}}
 
 
 def webhooks_paths() -> dict[str, Any]:

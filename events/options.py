@@ -24,10 +24,12 @@ QUALITIES = CBR_QUALITIES + VBR_QUALITIES
 DEFAULT_LOUDNESS_LUFS = -16.0
 LOUDNESS_RANGE_LUFS = (-23.0, -10.0)
 COVERS = ("frame", "attached", "none")
+# What becomes of the video's chapters: ID3 chapter markers in the MP3 (and the job's chapter list), or nothing.
+CHAPTERS = ("markers", "none")
 MAX_TAG_CHARS = 255
 # The form fields (and query parameters) that are options; `bitrate` is the older spelling of a CBR `quality`.
 FIELDS = ("start", "end", "quality", "bitrate", "normalize", "loudness", "track", "channels", "title", "artist",
-          "album", "date", "cover")
+          "album", "date", "cover", "chapters")
 
 Quality = Literal["128", "192", "256", "320", "V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"]
 
@@ -65,6 +67,9 @@ class ConversionOptions(BaseModel):
     cover: Annotated[Literal["frame", "attached", "none"] | None,
                      optional(description="Cover art: a frame at 10 % of the video (default when it has a "
                                        "picture), its attached picture, or none.")] = None
+    chapters: Annotated[Literal["markers", "none"] | None,
+                        optional(description="The video's chapters as ID3 chapter markers in the MP3, listed on the "
+                                             "job and served as a JSON chapters document (default), or none.")] = None
 
     @property
     def is_vbr(self) -> bool:
@@ -204,6 +209,7 @@ PARSERS: dict[str, tuple[Any, str]] = {
     "album": (clean_text, "album"),
     "date": (parse_date, "date"),
     "cover": (parse_choice(COVERS), "cover"),
+    "chapters": (parse_choice(CHAPTERS), "chapters"),
 }
 
 

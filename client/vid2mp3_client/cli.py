@@ -138,7 +138,7 @@ def delete(arguments: argparse.Namespace) -> int:
 
 # The conversion options `convert` takes, as the upload function names its fields (events/options.py).
 OPTION_FLAGS = ("start", "end", "quality", "normalize", "loudness", "track", "channels", "title", "artist", "album",
-                "date", "cover")
+                "date", "cover", "chapters")
 
 
 def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
@@ -362,6 +362,8 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--date", help="ID3 date: YYYY, YYYY-MM or YYYY-MM-DD")
     options.add_argument("--cover", help="cover art: frame (a frame at 10 %%, the default), attached (the video's "
                                           "attached picture) or none")
+    options.add_argument("--chapters", help="the video's chapters: markers (ID3 chapter markers in the MP3, the "
+                                             "default) or none")
     commands.add_parser("jobs", help="list your jobs")
     for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
                        ("delete", "delete a job and its media")):

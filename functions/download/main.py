@@ -1,6 +1,7 @@
 """download (HTTP): `GET /<job id>` streams the job's MP3 to its owner from GridFS, with Content-Length, an ETag,
-`Range` requests (206, 416) and a safe file name. Someone else's job answers exactly like a missing one. With a
-signed link's parameters (`?expires=&key=&signature=`, jobs/links.py) no token is needed."""
+`Range` requests (206, 416) and a safe file name; `GET /<job id>/chapters.json` its chapters (the Podcasting 2.0
+JSON chapters document). Someone else's job answers exactly like a missing one. With a signed link's parameters
+(`?expires=&key=&signature=`, jobs/links.py, made for the one path) no token is needed."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import functions_framework
 
 from endpoints.http import HttpFunction
 from events.catalog import is_job_id
+from functions.download.chapters import chapters_response
 from functions.download.streaming import mp3_response
-from jobs.links import DownloadLinks
-from jobs.records import Jobs, JobState
+from jobs.links import DownloadLinks, chapters_path
+from jobs.records import Job, Jobs, JobState
 from jobs.view import is_expired
 from runtime.answers import NOT_FOUND, HttpError
 from runtime.settings import DownloadSettings, load_settings
@@ -33,8 +35,33 @@ def download(request: flask.Request) -> flask.Response:
     return http(request)
 
 
+# Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet; its chapters too.
+GONE = HttpError(410, "gone", "the MP3 of this job has expired and was deleted")
+
+
 @http.route("/<job_id>", "GET")
 def mp3(request: flask.Request, job_id: str) -> flask.Response:
+    job = finished_job(request, job_id, job_id)
+    stored = audio.open(job["audio"]["audio_id"])
+    if stored is None:
+        raise GONE
+    return mp3_response(request, stored, job["audio"]["sha256"], job.get("filename") or "audio")
+
+
+@http.route("/<job_id>/chapters.json", "GET")
+def chapters(request: flask.Request, job_id: str) -> flask.Response:
+    job = finished_job(request, job_id, chapters_path(job_id))
+    if not audio.exists(job["audio"]["audio_id"]):
+        raise GONE
+    if not job.get("chapters"):
+        raise HttpError(404, "no_chapters", "this MP3 has no chapters (the video had none, a trim left none, or "
+                                            "chapters=none)")
+    return chapters_response(request, job["chapters"])
+
+
+def finished_job(request: flask.Request, job_id: str, path: str) -> Job:
+    """The caller's finished job, its MP3 not past retention, or the answer why not. `path`: what a signed link
+    must have been made for."""
     arguments = request.args.to_dict()
     signed = links.is_link(arguments)
     if not is_job_id(job_id):
@@ -46,11 +73,9 @@ def mp3(request: flask.Request, job_id: str) -> flask.Response:
         # A link was made for a finished job's MP3: a job deleted, cancelled or re-made since has no MP3 it opens.
         if job["state"] != JobState.DONE or not job.get("audio"):
             raise NOT_FOUND
-        links.check(job_id, job["audio"]["audio_id"], arguments)
+        links.check(path, job["audio"]["audio_id"], arguments)
     elif job["state"] != JobState.DONE:
         raise HttpError(409, "not_ready", f"the job is {job['state']}; its MP3 is not available")
-    # Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet.
-    stored = None if is_expired(job["audio"]) else audio.open(job["audio"]["audio_id"])
-    if stored is None:
-        raise HttpError(410, "gone", "the MP3 of this job has expired and was deleted")
-    return mp3_response(request, stored, job["audio"]["sha256"], job.get("filename") or "audio")
+    if is_expired(job["audio"]):
+        raise GONE
+    return job

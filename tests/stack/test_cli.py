@@ -212,6 +212,14 @@ def test_each_track_by_extract_and_cover_frame_gives_the_whole_files_mp3(logged_
     assert job["received_bytes"] < two_tracks.stat().st_size and job["stored_bytes"] < two_tracks.stat().st_size
 
 
+def test_chapters_none_leaves_the_videos_chapters_out(logged_in: Path, two_tracks: Path, tmp_path: Path) -> None:
+    without = tmp_path / "without.mp3"
+    job_id, _ = converted(logged_in, two_tracks, without, "--chapters", "none")
+    assert chapters(without) == [] and ID3(without).getall("CTOC") == []
+    job = job_view(logged_in, job_id)
+    assert job["options"]["chapters"] == "none" and "chapters" not in job
+
+
 def test_what_no_extract_helps_goes_whole_and_the_command_says_why(logged_in: Path, tmp_path: Path) -> None:
     song = make_clip(tmp_path / "song.m4a", seconds=2, video=False)
     _, said = converted(logged_in, song, tmp_path / "song.mp3")

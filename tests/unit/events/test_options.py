@@ -20,6 +20,7 @@ from events.options import InvalidOptions, as_fields, parse_options
     ({"bitrate": "128", "quality": "V4"}, {"quality": "V4"}),  # and the newer wins
     ({"normalize": "EBU-R128", "loudness": "-23"}, {"normalize": "ebu-r128", "loudness_lufs": -23.0}),
     ({"track": "1", "channels": "1", "cover": "none"}, {"track": 1, "channels": 1, "cover": "none"}),
+    ({"chapters": "None"}, {"chapters": "none"}),
     ({"title": "  Ode\tto\njoy ", "artist": "Ana Ñ", "album": "", "date": "2024-05"},
      {"title": "Ode to joy", "artist": "Ana Ñ", "date": "2024-05"}),
     ({"title": "\u200b\x07"}, {}),  # nothing but invisible characters: no tag
