@@ -25,7 +25,17 @@ from accounts.store import AccessToken, AccountView, Credentials, PasswordConfir
 from api.answers import JobList, UploadAccepted
 from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
 from events.catalog import JOB_ID_PATTERN, FailureReason
-from events.options import CBR_QUALITIES, CHAPTERS, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
+from events.options import (
+    CBR_QUALITIES,
+    CHAPTERS,
+    COVERS,
+    DEFAULT_SILENCE_MIN_SECONDS,
+    DEFAULT_SILENCE_THRESHOLD_DB,
+    LOUDNESS_RANGE_LUFS,
+    MAX_TAG_CHARS,
+    SILENCE_MIN_RANGE_SECONDS,
+    SILENCE_THRESHOLD_RANGE_DB,
+)
 from jobs.view import JobView
 from runtime.answers import ErrorBody
 from runtime.settings import UploadSettings
@@ -162,6 +172,17 @@ def option_field_schemas() -> dict[str, dict[str, Any]]:
         "chapters": {**spelled(*(caseless(choice) for choice in CHAPTERS)),
                      "description": "`markers` (default): the video's chapters as ID3 chapter markers, listed on the "
                                     "job and served as JSON; `none`: no chapters."},
+        "trim_silence": {**spelled(caseless("true"), caseless("false")),
+                         "description": "`true`: the leading and trailing silence trimmed (measured on the decoded "
+                                        "audio; not with `start`/`end`)."},
+        "silence_threshold_db": or_empty({"type": "number", "minimum": SILENCE_THRESHOLD_RANGE_DB[0],
+                                          "maximum": SILENCE_THRESHOLD_RANGE_DB[1],
+                                          "description": "dBFS below which is silence; with `trim_silence`; "
+                                                         f"{DEFAULT_SILENCE_THRESHOLD_DB:g} when absent."}),
+        "silence_min_seconds": or_empty({"type": "number", "minimum": SILENCE_MIN_RANGE_SECONDS[0],
+                                         "maximum": SILENCE_MIN_RANGE_SECONDS[1],
+                                         "description": "The shortest silence trimmed; with `trim_silence`; "
+                                                        f"{DEFAULT_SILENCE_MIN_SECONDS:g} s when absent."}),
     }
 
 

@@ -42,8 +42,9 @@ def answer(response: requests.Response) -> Any:
     if response.status_code == 401:
         raise Unauthorized(f"HTTP 401: {body.get('message') or body.get('error') or body}")
     if response.status_code == 422 and isinstance(body.get("fields"), dict):
-        # Conversion options, named as the command's flags (`--quality`) are: each bad one and what is wrong.
-        raise ClientError("invalid options: " + "; ".join(f"--{name}: {problem}"
+        # Conversion options, named as the command's flags (`--quality`, `--trim-silence`) are: each bad one and
+        # what is wrong.
+        raise ClientError("invalid options: " + "; ".join(f"--{name.replace('_', '-')}: {problem}"
                                                           for name, problem in body["fields"].items()))
     if response.status_code >= 400:
         raise ClientError(f"HTTP {response.status_code}: {body.get('message') or body.get('error') or body}")

@@ -138,7 +138,7 @@ def delete(arguments: argparse.Namespace) -> int:
 
 # The conversion options `convert` takes, as the upload function names its fields (events/options.py).
 OPTION_FLAGS = ("start", "end", "quality", "normalize", "loudness", "track", "channels", "title", "artist", "album",
-                "date", "cover", "chapters")
+                "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds")
 
 
 def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
@@ -364,6 +364,12 @@ def parser() -> argparse.ArgumentParser:
                                           "attached picture) or none")
     options.add_argument("--chapters", help="the video's chapters: markers (ID3 chapter markers in the MP3, the "
                                              "default) or none")
+    options.add_argument("--trim-silence", dest="trim_silence", action="store_const", const="true",
+                         help="trim the leading and trailing silence (not with --start/--end)")
+    options.add_argument("--silence-threshold-db", dest="silence_threshold_db",
+                         help="with --trim-silence: quieter than this is silence, in dBFS (-90 … -20; -50)")
+    options.add_argument("--silence-min-seconds", dest="silence_min_seconds",
+                         help="with --trim-silence: the shortest silence trimmed, in seconds (0.05 … 60; 0.5)")
     commands.add_parser("jobs", help="list your jobs")
     for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
                        ("delete", "delete a job and its media")):
