@@ -23,7 +23,15 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from accounts.store import AccessToken, AccountView, Credentials, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
-from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
+from api.limits import (
+    MAX_CHAPTERS_BYTES,
+    MAX_COVER_BYTES,
+    MAX_FIELD_BYTES,
+    MAX_PARTS,
+    MAX_ZIP_JOBS,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+)
 from events.catalog import JOB_ID_PATTERN, FailureReason
 from events.options import (
     CBR_QUALITIES,
@@ -536,6 +544,26 @@ def download_paths() -> dict[str, Any]:
         }}
     return {
         "/download/{job_id}": {"get": download},
+        "/download/zip": {"get": {
+            "operationId": "downloadMp3sZip", "tags": ["download"],
+            "summary": "Several finished jobs' MP3s as one ZIP, streamed as it is built.",
+            "description": "Stored (not deflated) entries, each the MP3 byte for byte, named after the video "
+                           "(` (2)`… for repeats), in the order asked; sent chunked (its length is not known before "
+                           "it is built). All or nothing: each job that is not the caller's (answered as missing), "
+                           "not done or expired is named in the 422, and no ZIP is sent. An MP3 that expires while "
+                           "the ZIP streams ends it early (the ZIP is then incomplete: ask again).",
+            "parameters": [{"name": "jobs", "in": "query", "required": True,
+                            "description": f"1 to {MAX_ZIP_JOBS} job ids, comma-separated.",
+                            "schema": {"type": "string", "minLength": 1}}],
+            "responses": {
+                "200": {"description": "The ZIP.",
+                        "headers": {"Content-Disposition": header("`attachment; filename=\"vid2mp3-<n>-mp3s.zip\"`")},
+                        "content": {"application/zip": {"schema": {"contentMediaType": "application/zip"}}}},
+                "401": UNAUTHORIZED,
+                "422": error("No jobs named, or more than the limit (`invalid_jobs`); or jobs without an MP3 to give "
+                             "(`unavailable_jobs`: `jobs` names each with its reason)."),
+                "503": UNAVAILABLE,
+            }}},
         "/download/{job_id}/chapters.json": {"get": {
             "operationId": "downloadChapters", "tags": ["download"],
             "summary": "The chapters of a finished job's MP3, as a Podcasting 2.0 JSON chapters document.",

@@ -118,9 +118,18 @@ def list_jobs(arguments: argparse.Namespace) -> int:
 
 def download(arguments: argparse.Namespace) -> int:
     client = client_factory(arguments)()
-    job = client.job(arguments.job_id)
-    target = Path(arguments.output or f"{Path(job.get('filename') or arguments.job_id).stem}.mp3")
-    size = client.download(arguments.job_id, target)
+    if arguments.zip:
+        target = Path(arguments.output or f"vid2mp3-{len(arguments.job_ids)}-mp3s.zip")
+        size = client.download_zip(arguments.job_ids, target)
+        print(f"ZIP of {len(arguments.job_ids)} MP3s written to {target} ({size} bytes)")
+        return 0
+    if len(arguments.job_ids) > 1:
+        print("vid2mp3: several jobs download as one ZIP: add --zip", file=sys.stderr)
+        return 2
+    job_id = arguments.job_ids[0]
+    job = client.job(job_id)
+    target = Path(arguments.output or f"{Path(job.get('filename') or job_id).stem}.mp3")
+    size = client.download(job_id, target)
     print(f"MP3 written to {target} ({size} bytes)")
     return 0
 
@@ -374,9 +383,15 @@ def parser() -> argparse.ArgumentParser:
     for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
                        ("delete", "delete a job and its media")):
         job_parser = commands.add_parser(name, help=what)
-        job_parser.add_argument("job_id", help="the job id (`vid2mp3 jobs` lists them)")
         if name == "download":
-            job_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3)")
+            job_parser.add_argument("job_ids", nargs="+", metavar="job_id",
+                                    help="the job id (`vid2mp3 jobs` lists them); several with --zip")
+            job_parser.add_argument("--zip", action="store_true",
+                                    help="the jobs' MP3s as one ZIP, streamed by the server as it builds it")
+            job_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3) "
+                                                           "or the ZIP (default: ./vid2mp3-<count>-mp3s.zip)")
+        else:
+            job_parser.add_argument("job_id", help="the job id (`vid2mp3 jobs` lists them)")
     for command_parser in commands.choices.values():
         command_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
                                     help="the local stack's KEY=VALUE file of URLs (written by `make up`), used "

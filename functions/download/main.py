@@ -1,21 +1,27 @@
 """download (HTTP): `GET /<job id>` streams the job's MP3 to its owner from GridFS, with Content-Length, an ETag,
 `Range` requests (206, 416) and a safe file name; `GET /<job id>/chapters.json` its chapters (the Podcasting 2.0
 JSON chapters document). Someone else's job answers exactly like a missing one. With a signed link's parameters
-(`?expires=&key=&signature=`, jobs/links.py, made for the one path) no token is needed."""
+(`?expires=&key=&signature=`, jobs/links.py, made for the one path) no token is needed. `GET /zip?jobs=…`: several
+of the owner's MP3s as one ZIP, streamed as it is built (zipping.py)."""
 
 from __future__ import annotations
+
+import functools
 
 import flask
 import functions_framework
 
+from api.limits import MAX_ZIP_JOBS
 from endpoints.http import HttpFunction
 from events.catalog import is_job_id
 from functions.download.chapters import chapters_response
-from functions.download.streaming import mp3_response
+from functions.download.streaming import content_disposition, download_name, mp3_response
+from functions.download.zipping import ZipEntry, unique_names, zip_stream
 from jobs.links import DownloadLinks, chapters_path
 from jobs.records import Job, Jobs, JobState
 from jobs.view import is_expired
 from runtime.answers import NOT_FOUND, HttpError
+from runtime.clock import now
 from runtime.settings import DownloadSettings, load_settings
 from storage import mongo
 from storage.media import AUDIO, MediaStore
@@ -33,6 +39,38 @@ http = HttpFunction.public("download", settings,
 @functions_framework.http
 def download(request: flask.Request) -> flask.Response:
     return http(request)
+
+
+@http.route("/zip", "GET")
+def mp3s_zip(request: flask.Request) -> flask.Response:
+    """`?jobs=<id>,<id>…`: the caller's finished jobs' MP3s as one ZIP, streamed as it is built. All or nothing:
+    a job that is not the caller's (answered as missing), not finished or expired is named in a 422 before a byte
+    of the ZIP goes."""
+    job_ids = list(dict.fromkeys(part.strip() for part in request.args.get("jobs", "").split(",") if part.strip()))
+    if not job_ids or len(job_ids) > MAX_ZIP_JOBS:
+        raise HttpError(422, "invalid_jobs", f"name 1 to {MAX_ZIP_JOBS} jobs: ?jobs=<job id>,<job id>…")
+    owner_id = http.identity(request).subject
+    found, problems = [], {}
+    for job_id in job_ids:
+        job = jobs.get_owned(job_id, owner_id) if is_job_id(job_id) else None
+        if job is None:
+            problems[job_id] = "not_found: no such job"
+        elif job["state"] != JobState.DONE:
+            problems[job_id] = f"not_ready: the job is {job['state']}"
+        elif is_expired(job["audio"]):
+            problems[job_id] = "gone: its MP3 has expired"
+        else:
+            found.append(job)
+    if problems:
+        raise HttpError(422, "unavailable_jobs", f"{len(problems)} of the jobs have no MP3 to zip",
+                        extra={"jobs": problems})
+    names = unique_names(download_name(job.get("filename") or "audio") for job in found)
+    entries = [ZipEntry(name, job["audio"]["size_bytes"], job.get("finished_at") or now(),
+                        functools.partial(audio.open, job["audio"]["audio_id"]))
+               for name, job in zip(names, found, strict=True)]
+    return flask.Response(zip_stream(entries), mimetype="application/zip", direct_passthrough=True, headers={
+        "Content-Disposition": content_disposition(f"vid2mp3-{len(entries)}-mp3s.zip"),
+        "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
 
 
 # Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet; its chapters too.
