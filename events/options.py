@@ -27,6 +27,8 @@ COVERS = ("frame", "attached", "none")
 # What becomes of the video's chapters: ID3 chapter markers in the MP3 (and the job's chapter list), or nothing.
 CHAPTERS = ("markers", "none")
 MAX_TAG_CHARS = 255
+# Chapter markers in one MP3 at most (its tag, its job and its audio.converted event).
+MAX_CHAPTERS = 1000
 # trim_silence: what counts as silence, unless the user says (dBFS: below the loudest a sample can be), and how long
 # it must last to be trimmed; and the ranges a user may set them in.
 DEFAULT_SILENCE_THRESHOLD_DB = -50.0

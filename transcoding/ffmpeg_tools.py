@@ -20,7 +20,7 @@ from mutagen import MutagenError
 from mutagen.mp3 import MP3, MPEGInfo
 
 from events import FailureReason
-from events.options import metadata_text
+from events.options import MAX_CHAPTERS, metadata_text
 from runtime import telemetry
 from transcoding.media_formats import FORMAT_WHITELIST, PROTOCOL_WHITELIST
 
@@ -82,8 +82,8 @@ class ChapterMark:
     title: str | None
 
 
-# Chapters read into a probe at most (a container may claim any number; the MP3's tag carries these).
-MAX_PROBED_CHAPTERS = 1000
+# Chapters read into a probe at most (a container may claim any number; the MP3's tag and its event carry these).
+MAX_PROBED_CHAPTERS = MAX_CHAPTERS
 
 
 @dataclass(frozen=True)

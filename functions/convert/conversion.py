@@ -199,8 +199,10 @@ class Converter:
                 audio = replace(audio, forced=(silence_note, *audio.forced))
             # The cover frame is cut while the guessed encode runs.
             tags = tagging.tags_for(options, probed, job["filename"], source, target.parent, covers)
+            if tags.chapters:
+                job["chapters"] = tags.chapter_list()  # as recorded: the finished job's event carries them
             record({"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()},
-                    **({"chapters": tags.chapter_list()} if tags.chapters else {})})
+                    **({"chapters": job["chapters"]} if tags.chapters else {})})
             may_fan_out = self.tracks is not None and fanout.can_fan_out(probed.container)
             encoding_plan = plan.choose(probed, copy=audio.copy, cpus=self.cpus,
                                         segment_min_seconds=self.segment_min_seconds,

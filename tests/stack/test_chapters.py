@@ -1,5 +1,5 @@
-"""Chapters on the real local stack: an MP4's chapters become the MP3's ID3 chapter markers, the job's list and the
-Podcasting 2.0 JSON chapters document, all on the MP3's own timeline (after a trim too), measured against where the
+"""Chapters on the real local stack: an MP4's chapters become the MP3's ID3 chapter markers, the job's list, its
+audio.converted event's and the Podcasting 2.0 JSON chapters document, all on the MP3's own timeline (after a trim too), measured against where the
 decoded MP3's tone changes (each chapter of the source has its own); `chapters=none` leaves them out. The chapters
 document keeps the MP3's owner and signed-link rules."""
 
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import requests
 
+from events import AUDIO_CONVERTED
 from tests.audio_quality import decode
 from tests.stack.test_conversion_options import FRAME_SECONDS, convert, ffmpeg
-from tests.support import new_user
+from tests.support import event_tap, new_user, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -95,16 +96,20 @@ def test_chapters_are_on_the_mp3s_timeline_in_its_tag_its_job_and_its_json(
         expected: list[tuple[float, float, str]]) -> None:
     assert same_chapters(listed_chapters(chaptered_video), list(CHAPTERS), within=0.001)
     client = new_user(endpoints)[0]
-    job, mp3 = convert(endpoints, chaptered_video, trim, tmp_path, client)
-    assert job["state"] == "done", job
+    with event_tap(endpoints, [AUDIO_CONVERTED]) as tap:
+        job, mp3 = convert(endpoints, chaptered_video, trim, tmp_path, client)
+        assert job["state"] == "done", job
+        (converted,) = wait_for(lambda: tap.events_for(job["job_id"]), 20, "audio converted")
     in_tag = listed_chapters(mp3)
     assert same_chapters(in_tag, expected, within=FRAME_SECONDS)
     # The markers fall where the MP3's audio changes chapter, within one MP3 frame.
     for (start, _, _), before, after in zip(in_tag[1:], TONES_HZ[:-1], TONES_HZ[1:], strict=True):
         assert abs(tone_change_seconds(mp3, before, after, start) - start) <= FRAME_SECONDS
-    # The job lists them as the tag has them; the JSON chapters document says the same.
+    # The job lists them as the tag has them, and so does its audio.converted event; the JSON chapters document says
+    # the same.
     listed = [(chapter["start_seconds"], chapter["end_seconds"], chapter["title"]) for chapter in job["chapters"]]
     assert same_chapters(listed, in_tag, within=0.001)
+    assert converted["data"]["chapters"] == job["chapters"]
     answer = chapters_document(job["audio"]["chapters_url"], {"Authorization": f"Bearer {client.token}"})
     assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/json+chapters"
     document = answer.json()
@@ -141,8 +146,11 @@ def test_the_chapters_document_keeps_the_mp3s_owner_and_link_rules(endpoints: di
 
 def test_chapters_none_leaves_them_out(endpoints: dict[str, str], chaptered_video: Path, tmp_path: Path) -> None:
     client = new_user(endpoints)[0]
-    job, mp3 = convert(endpoints, chaptered_video, {"chapters": "none"}, tmp_path, client)
-    assert job["state"] == "done" and job["options"] == {"chapters": "none"}
+    with event_tap(endpoints, [AUDIO_CONVERTED]) as tap:
+        job, mp3 = convert(endpoints, chaptered_video, {"chapters": "none"}, tmp_path, client)
+        assert job["state"] == "done" and job["options"] == {"chapters": "none"}
+        (converted,) = wait_for(lambda: tap.events_for(job["job_id"]), 20, "audio converted")
+    assert "chapters" not in converted["data"]
     assert listed_chapters(mp3) == []
     assert "chapters" not in job and "chapters_url" not in job["audio"]
     url = f"{endpoints['DOWNLOAD_URL'].rstrip('/')}/{job['job_id']}/chapters.json"
