@@ -1,7 +1,7 @@
 """Chapters on the real local stack: an MP4's chapters become the MP3's ID3 chapter markers, the job's list, its
-audio.converted event's and the Podcasting 2.0 JSON chapters document, all on the MP3's own timeline (after a trim too), measured against where the
-decoded MP3's tone changes (each chapter of the source has its own); `chapters=none` leaves them out. The chapters
-document keeps the MP3's owner and signed-link rules."""
+audio.converted event's and the Podcasting 2.0 JSON chapters document, all on the MP3's own timeline (after a trim
+too), measured against where the decoded MP3's tone changes (each chapter of the source has its own);
+`chapters=none` leaves them out. The chapters document keeps the MP3's owner and signed-link rules."""
 
 from __future__ import annotations
 
