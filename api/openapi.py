@@ -23,9 +23,27 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from accounts.store import AccessToken, AccountView, Credentials, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
-from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
+from api.limits import (
+    MAX_CHAPTERS_BYTES,
+    MAX_COVER_BYTES,
+    MAX_FIELD_BYTES,
+    MAX_PARTS,
+    MAX_ZIP_JOBS,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+)
 from events.catalog import JOB_ID_PATTERN, FailureReason
-from events.options import CBR_QUALITIES, COVERS, LOUDNESS_RANGE_LUFS, MAX_TAG_CHARS
+from events.options import (
+    CBR_QUALITIES,
+    CHAPTERS,
+    COVERS,
+    DEFAULT_SILENCE_MIN_SECONDS,
+    DEFAULT_SILENCE_THRESHOLD_DB,
+    LOUDNESS_RANGE_LUFS,
+    MAX_TAG_CHARS,
+    SILENCE_MIN_RANGE_SECONDS,
+    SILENCE_THRESHOLD_RANGE_DB,
+)
 from jobs.view import JobView
 from runtime.answers import ErrorBody
 from runtime.settings import UploadSettings
@@ -159,6 +177,20 @@ def option_field_schemas() -> dict[str, dict[str, Any]]:
         "title": tag, "artist": tag, "album": tag,
         "date": spelled(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?"),
         "cover": spelled(*(caseless(cover) for cover in COVERS)),
+        "chapters": {**spelled(*(caseless(choice) for choice in CHAPTERS)),
+                     "description": "`markers` (default): the video's chapters as ID3 chapter markers, listed on the "
+                                    "job and served as JSON; `none`: no chapters."},
+        "trim_silence": {**spelled(caseless("true"), caseless("false")),
+                         "description": "`true`: the leading and trailing silence trimmed (measured on the decoded "
+                                        "audio; not with `start`/`end`)."},
+        "silence_threshold_db": or_empty({"type": "number", "minimum": SILENCE_THRESHOLD_RANGE_DB[0],
+                                          "maximum": SILENCE_THRESHOLD_RANGE_DB[1],
+                                          "description": "dBFS below which is silence; with `trim_silence`; "
+                                                         f"{DEFAULT_SILENCE_THRESHOLD_DB:g} when absent."}),
+        "silence_min_seconds": or_empty({"type": "number", "minimum": SILENCE_MIN_RANGE_SECONDS[0],
+                                         "maximum": SILENCE_MIN_RANGE_SECONDS[1],
+                                         "description": "The shortest silence trimmed; with `trim_silence`; "
+                                                        f"{DEFAULT_SILENCE_MIN_SECONDS:g} s when absent."}),
     }
 
 
@@ -244,16 +276,18 @@ def auth_paths() -> dict[str, Any]:
 
 def upload_paths() -> dict[str, Any]:
     form = {"type": "object", "required": ["file"], "maxProperties": MAX_PARTS,
-            # Other fields are read and ignored.
-            "additionalProperties": {"type": "string", "maxLength": MAX_FIELD_BYTES},
+            # Any other field is refused (422 naming it): a misspelt option must not convert without it.
+            "additionalProperties": False,
             "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream",
                                     "minLength": 1, "description": "The video (or audio) file."},
-                           "chapters": {"type": "string", "contentMediaType": "application/json",
-                                        "description": f"JSON, at most {MAX_CHAPTERS_BYTES} bytes: "
-                                                       '`[{"start": seconds, "end": seconds, "title": text}, ...]` '
-                                                       "(`end`, `title` optional), written into the kept audio when "
-                                                       "the file has no chapters of its own."},
-                           **option_field_schemas()}}
+                           **option_field_schemas(),
+                           "chapters": {"anyOf": [option_field_schemas()["chapters"], {
+                               "type": "string", "contentMediaType": "application/json",
+                               "description": f"As a file part: JSON, at most {MAX_CHAPTERS_BYTES} bytes, "
+                                              '`[{"start": seconds, "end": seconds, "title": text}, ...]` (`end`, '
+                                              "`title` optional), written into the kept audio when the file has no "
+                                              "chapters of its own."}],
+                                        "description": "A plain field is the option; a file part the chapters."}}}
     return {"/upload/": {"post": {
         "operationId": "uploadVideo", "tags": ["upload"],
         "summary": "Upload a video in one request: it becomes a job that converts to MP3.",
@@ -262,7 +296,8 @@ def upload_paths() -> dict[str, Any]:
                        f"the picture, the video's frame at 10 %, a JPEG or PNG of at most {MAX_COVER_BYTES} bytes, "
                        "decoded and scaled by the server, the frame cover when the file has no picture of its own; a "
                        "plain `cover` field is the option), or the raw file as the body (any media type other than "
-                       "multipart; options as query parameters, `filename` too). The "
+                       "multipart; options as query parameters, `filename` too). A field, query parameter or "
+                       "tus metadata key that is no option is refused (422 `invalid_options` naming it). The "
                        "container must be one vid2mp3 reads (415 otherwise); the size is limited (413). What is "
                        "kept is the audio: every audio track, copied, with its metadata and chapters, and the "
                        "covers (the frame at 10 %, the attached picture); never the whole file (`stored_bytes` in "
@@ -287,8 +322,9 @@ def upload_paths() -> dict[str, Any]:
             "401": UNAUTHORIZED,
             "413": error("Larger than the upload limit."),
             "415": error("Not a video or audio container vid2mp3 reads."),
-            "422": error("Bad conversion options or `cover`/`chapters` parts (`error` `invalid_options`; `fields` "
-                         "names each with its problem), or a file the server cannot convert: `error` is the reason "
+            "422": error("Bad or unknown conversion options or `cover`/`chapters` parts (`error` "
+                         "`invalid_options`; `fields` names each with its problem), or a file the server cannot "
+                         "convert: `error` is the reason "
                          f"({', '.join(EXTRACTION_REFUSALS)})."),
             "429": OVER_QUOTA,
             "503": UNAVAILABLE,
@@ -340,8 +376,9 @@ def tus_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "tusCreate", "tags": ["upload", "tus"],
                 "summary": "Create a resumable upload (creation, creation-with-upload).",
-                "description": "`Upload-Metadata` may carry `filename` and the conversion options by the one-shot "
-                               "upload's field names (validated here: 422). Quotas are reserved here.",
+                "description": "`Upload-Metadata` may carry `filename`, `filetype` (ignored: the container is "
+                               "sniffed) and the conversion options by the one-shot upload's field names (validated "
+                               "here: 422, any other key too). Quotas are reserved here.",
                 "parameters": [
                     resumable,
                     {"name": "Upload-Length", "in": "header", "required": True,
@@ -360,7 +397,7 @@ def tus_paths() -> dict[str, Any]:
                     "400": body_refused,
                     "413": tus_error("`Upload-Length` is over `Tus-Max-Size`."),
                     "415": tus_error("The first bytes are not a media container vid2mp3 reads."),
-                    "422": tus_error("Bad options in `Upload-Metadata`: `fields` names each."),
+                    "422": tus_error("Bad or unknown options in `Upload-Metadata`: `fields` names each."),
                     "429": tus_error("Over a quota.", retry=True),
                 }},
         },
@@ -463,12 +500,13 @@ def status_paths() -> dict[str, Any]:
 
 def download_paths() -> dict[str, Any]:
     link_parameter = {"in": "query", "required": False, "description": "A signed link's (from the job's "
-                                                                       "`audio.download_link`): no token needed."}
+                                                                       "`audio.download_link`, or `chapters_link` for "
+                                                                       "the chapters): no token needed."}
     mp3_headers = {"ETag": header("The MP3's SHA-256."), "Last-Modified": header("When the MP3 was stored."),
                    "Content-Disposition": header("`attachment` with a safe name."), "Accept-Ranges": header("`bytes`")}
     mp3 = {"description": "The MP3.", "headers": mp3_headers,
            "content": {"audio/mpeg": {"schema": {"contentMediaType": "audio/mpeg"}}}}
-    return {"/download/{job_id}": {"get": {
+    download: dict[str, Any] = {
         "operationId": "downloadMp3", "tags": ["download"], "summary": "The MP3 of a finished job.",
         "security": [{"bearer": []}, {}],
         "parameters": [
@@ -503,7 +541,63 @@ def download_paths() -> dict[str, Any]:
             "416": error("The one range starts past the MP3's end.",
                          extra_headers={"Content-Range": header("`bytes */<length>`")}),
             "503": UNAVAILABLE,
-        }}}}
+        }}
+    return {
+        "/download/{job_id}": {"get": download},
+        "/download/zip": {"get": {
+            "operationId": "downloadMp3sZip", "tags": ["download"],
+            "summary": "Several finished jobs' MP3s as one ZIP, streamed as it is built.",
+            "description": "Stored (not deflated) entries, each the MP3 byte for byte, named after the video "
+                           "(` (2)`… for repeats), in the order asked; sent chunked (its length is not known before "
+                           "it is built). All or nothing: each job that is not the caller's (answered as missing), "
+                           "not done or expired is named in the 422, and no ZIP is sent. An MP3 that expires while "
+                           "the ZIP streams ends it early (the ZIP is then incomplete: ask again).",
+            "parameters": [{"name": "jobs", "in": "query", "required": True,
+                            "description": f"1 to {MAX_ZIP_JOBS} job ids, comma-separated.",
+                            "schema": {"type": "string", "minLength": 1}}],
+            "responses": {
+                "200": {"description": "The ZIP.",
+                        "headers": {"Content-Disposition": header("`attachment; filename=\"vid2mp3-<n>-mp3s.zip\"`")},
+                        "content": {"application/zip": {"schema": {"contentMediaType": "application/zip"}}}},
+                "401": UNAUTHORIZED,
+                "422": error("No jobs named, or more than the limit (`invalid_jobs`); or jobs without an MP3 to give "
+                             "(`unavailable_jobs`: `jobs` names each with its reason)."),
+                "503": UNAVAILABLE,
+            }}},
+        "/download/{job_id}/chapters.json": {"get": {
+            "operationId": "downloadChapters", "tags": ["download"],
+            "summary": "The chapters of a finished job's MP3, as a Podcasting 2.0 JSON chapters document.",
+            "description": "On the MP3's own timeline (a trim moves and cuts the video's chapters), as the job's "
+                           "`chapters` lists them; the owner's token or a signed link made for this path "
+                           "(`audio.chapters_link`), and kept as long as the MP3.",
+            "security": [{"bearer": []}, {}],
+            "parameters": [*download["parameters"][:4],
+                           {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                           {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "`{\"version\": \"1.2.0\", \"chapters\": [{\"startTime\", \"endTime\", "
+                                       "\"title\"}, …]}`, times in seconds.",
+                        "headers": {"ETag": header("The document's SHA-256.")},
+                        "content": {"application/json+chapters": {"schema": PODCAST_CHAPTERS}}},
+                "304": {"description": "Not modified (`If-None-Match`).", "headers": {"ETag": header("As for 200.")}},
+                "401": UNAUTHORIZED,
+                "403": error("The signed link was changed, is incomplete or was made for another path."),
+                "404": error("No such job (someone else's job answers the same), or its MP3 has no chapters "
+                             "(`no_chapters`)."),
+                "409": error("The job has not finished: no MP3 yet."),
+                "410": error("The MP3 (or the link) has expired."),
+                "412": error("`If-Match` names another ETag."),
+                "503": UNAVAILABLE,
+            }}}}
+
+
+# The Podcasting 2.0 JSON chapters document (podcast-namespace `chapters/jsonChapters.md`), as far as vid2mp3 fills
+# it in.
+PODCAST_CHAPTERS = {"type": "object", "required": ["version", "chapters"], "properties": {
+    "version": {"const": "1.2.0"},
+    "chapters": {"type": "array", "items": {"type": "object", "required": ["startTime", "title"], "properties": {
+        "startTime": {"type": "number", "minimum": 0}, "endTime": {"type": "number", "exclusiveMinimum": 0},
+        "title": {"type": "string"}}}}}}
 
 
 def webhooks_paths() -> dict[str, Any]:

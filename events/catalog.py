@@ -19,7 +19,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events.options import ConversionOptions
+from events.options import MAX_CHAPTERS, MAX_TAG_CHARS, ConversionOptions, optional
 
 SCHEMA_BASE_URI = "https://github.com/vid2mp3/vid2mp3/raw/main/events/schemas/"
 SOURCE_PREFIX = "/vid2mp3/"
@@ -113,6 +113,16 @@ class VideoUploaded(EventPayload):
                                               "from a producer that kept the whole video.")] = None
 
 
+class ChapterMarker(BaseModel):
+    """A chapter of the MP3, on its own timeline (as its ID3 `CHAP` frame and the job's `chapters` say)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS)]
+    start_seconds: Annotated[float, Field(ge=0)]
+    end_seconds: Annotated[float, Field(gt=0)]
+
+
 class AudioConverted(EventPayload):
     """The MP3 of a job is stored in GridFS and the job is `done`. Emitted by `convert`; consumed by `notify`."""
 
@@ -126,6 +136,8 @@ class AudioConverted(EventPayload):
     bitrate_kbps: Annotated[int | None, Field(description="Encoded bitrate; null when the MP3 stream was copied.")]
     stream_copied: bool
     converted_at: datetime
+    chapters: Annotated[list[ChapterMarker] | None, optional(
+        max_length=MAX_CHAPTERS, description="The MP3's chapter markers; absent when it has none.")] = None
 
 
 class ConversionFailed(EventPayload):

@@ -9,6 +9,7 @@ command line (tags are written into the MP3 in-process, transcoding/tagging.py).
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -23,10 +24,20 @@ QUALITIES = CBR_QUALITIES + VBR_QUALITIES
 DEFAULT_LOUDNESS_LUFS = -16.0
 LOUDNESS_RANGE_LUFS = (-23.0, -10.0)
 COVERS = ("frame", "attached", "none")
+# What becomes of the video's chapters: ID3 chapter markers in the MP3 (and the job's chapter list), or nothing.
+CHAPTERS = ("markers", "none")
 MAX_TAG_CHARS = 255
+# Chapter markers in one MP3 at most (its tag, its job and its audio.converted event).
+MAX_CHAPTERS = 1000
+# trim_silence: what counts as silence, unless the user says (dBFS: below the loudest a sample can be), and how long
+# it must last to be trimmed; and the ranges a user may set them in.
+DEFAULT_SILENCE_THRESHOLD_DB = -50.0
+SILENCE_THRESHOLD_RANGE_DB = (-90.0, -20.0)
+DEFAULT_SILENCE_MIN_SECONDS = 0.5
+SILENCE_MIN_RANGE_SECONDS = (0.05, 60.0)
 # The form fields (and query parameters) that are options; `bitrate` is the older spelling of a CBR `quality`.
 FIELDS = ("start", "end", "quality", "bitrate", "normalize", "loudness", "track", "channels", "title", "artist",
-          "album", "date", "cover")
+          "album", "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds")
 
 Quality = Literal["128", "192", "256", "320", "V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"]
 
@@ -64,6 +75,19 @@ class ConversionOptions(BaseModel):
     cover: Annotated[Literal["frame", "attached", "none"] | None,
                      optional(description="Cover art: a frame at 10 % of the video (default when it has a "
                                        "picture), its attached picture, or none.")] = None
+    chapters: Annotated[Literal["markers", "none"] | None,
+                        optional(description="The video's chapters as ID3 chapter markers in the MP3, listed on the "
+                                             "job and served as a JSON chapters document (default), or none.")] = None
+    trim_silence: Annotated[bool | None, optional(description="Trim the leading and trailing silence, measured on the "
+                                                           "decoded audio.")] = None
+    silence_threshold_db: Annotated[float | None, optional(
+        ge=SILENCE_THRESHOLD_RANGE_DB[0], le=SILENCE_THRESHOLD_RANGE_DB[1],
+        description=f"With `trim_silence`: quieter than this (dBFS) is silence; {DEFAULT_SILENCE_THRESHOLD_DB:g} "
+                    "when absent.")] = None
+    silence_min_seconds: Annotated[float | None, optional(
+        ge=SILENCE_MIN_RANGE_SECONDS[0], le=SILENCE_MIN_RANGE_SECONDS[1],
+        description=f"With `trim_silence`: the shortest silence trimmed; {DEFAULT_SILENCE_MIN_SECONDS:g} s when "
+                    "absent.")] = None
 
     @property
     def is_vbr(self) -> bool:
@@ -82,6 +106,14 @@ class ConversionOptions(BaseModel):
     @property
     def trimmed(self) -> bool:
         return bool(self.start_seconds) or self.end_seconds is not None
+
+    @property
+    def silence_threshold(self) -> float:
+        return DEFAULT_SILENCE_THRESHOLD_DB if self.silence_threshold_db is None else self.silence_threshold_db
+
+    @property
+    def silence_min_length(self) -> float:
+        return DEFAULT_SILENCE_MIN_SECONDS if self.silence_min_seconds is None else self.silence_min_seconds
 
     @property
     def target_loudness(self) -> float:
@@ -129,23 +161,31 @@ def parse_bitrate(text: str) -> str:
     return spelled
 
 
-def parse_loudness(text: str) -> float:
-    low, high = LOUDNESS_RANGE_LUFS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not low <= value <= high:
-        raise ValueError(f"give a target from {low:g} to {high:g} LUFS")
-    return value
-
-
 def parse_choice(choices: tuple[str, ...]) -> Any:
     def parse(text: str) -> str:
         if text.lower() not in choices:
             raise ValueError(f"give one of {', '.join(choices)}")
         return text.lower()
     return parse
+
+
+def parse_number_in(bounds: tuple[float, float], unit: str) -> Any:
+    def parse(text: str) -> float:
+        low, high = bounds
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise ValueError(f"give a number from {low:g} to {high:g} {unit}")
+        return value
+    return parse
+
+
+def parse_switch(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError("give true or false")
+    return text.lower() == "true"
 
 
 def parse_track(text: str) -> int:
@@ -195,7 +235,7 @@ PARSERS: dict[str, tuple[Any, str]] = {
     "quality": (parse_quality, "quality"),
     "bitrate": (parse_bitrate, "quality"),
     "normalize": (parse_choice(("ebu-r128",)), "normalize"),
-    "loudness": (parse_loudness, "loudness_lufs"),
+    "loudness": (parse_number_in(LOUDNESS_RANGE_LUFS, "LUFS"), "loudness_lufs"),
     "track": (parse_track, "track"),
     "channels": (parse_channels, "channels"),
     "title": (clean_text, "title"),
@@ -203,14 +243,27 @@ PARSERS: dict[str, tuple[Any, str]] = {
     "album": (clean_text, "album"),
     "date": (parse_date, "date"),
     "cover": (parse_choice(COVERS), "cover"),
+    "chapters": (parse_choice(CHAPTERS), "chapters"),
+    "trim_silence": (parse_switch, "trim_silence"),
+    "silence_threshold_db": (parse_number_in(SILENCE_THRESHOLD_RANGE_DB, "dBFS"), "silence_threshold_db"),
+    "silence_min_seconds": (parse_number_in(SILENCE_MIN_RANGE_SECONDS, "s"), "silence_min_seconds"),
 }
 
 
+def unknown_option(name: str) -> str:
+    """What is wrong with a field that is no option, with the option it was most likely meant to be."""
+    likely = difflib.get_close_matches(name.lower(), FIELDS, n=1, cutoff=0.6)
+    return (f"not an option; did you mean {likely[0]!r}?" if likely
+            else f"not an option; the options are {', '.join(FIELDS)}")
+
+
 def parse_options(fields: Mapping[str, str]) -> ConversionOptions:
-    """The options among `fields` (form fields or query parameters; other names are left to their readers), or
-    InvalidOptions naming every bad field at once. Empty fields count as absent (an HTML form sends them)."""
+    """The options in `fields` (form fields or query parameters, less what their reader takes itself, such as a
+    query's `filename`), or InvalidOptions naming every bad field at once. A name that is no option is a bad field
+    too: a typo (`qualty=V0`) must not convert without the user's choice. Empty fields count as absent (an HTML form
+    sends them)."""
     values: dict[str, Any] = {}
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {name: unknown_option(name) for name in fields if name not in FIELDS}
     for name in FIELDS:
         text = (fields.get(name) or "").strip()
         if not text:
@@ -221,8 +274,8 @@ def parse_options(fields: Mapping[str, str]) -> ConversionOptions:
         except ValueError as error:
             errors[name] = str(error)
             continue
-        if (name == "bitrate" and "quality" in values | errors) or value == "":
-            continue  # `quality` is the newer spelling and wins; an empty tag is no tag
+        if (name == "bitrate" and "quality" in values | errors) or value == "" or value is False:
+            continue  # `quality` is the newer spelling and wins; an empty tag is no tag; false is the default
         values[target] = value
     start, end = values.get("start_seconds"), values.get("end_seconds")
     if start is not None and end is not None and end <= start:
@@ -231,6 +284,12 @@ def parse_options(fields: Mapping[str, str]) -> ConversionOptions:
         errors["end"] = "must be after the beginning"
     if "loudness_lufs" in values and "normalize" not in values:
         errors["loudness"] = "only applies with normalize=ebu-r128"
+    for name in ("silence_threshold_db", "silence_min_seconds"):
+        if name in values and "trim_silence" not in values:
+            errors[name] = "only applies with trim_silence=true"
+    if "trim_silence" in values and ("start_seconds" in values or "end_seconds" in values):
+        # The silence decides the range: a start or an end given too would be overruled or contradicted.
+        errors["trim_silence"] = "give either trim_silence=true or a trim (start, end), not both"
     if errors:
         raise InvalidOptions(errors)
     return ConversionOptions(**values)

@@ -2,8 +2,9 @@
 owner hands it to.
 
 `<download URL>/<job id>?expires=<unix time>&key=<key id>&signature=<base64url HMAC-SHA256>`, the signature over
-the job id, the id of the MP3 it was made for and the expiry, with a server-side key (the Secret's
-`download-link-keys`). So a link is unguessable (256 bits), opens that one MP3 only (a changed job, MP3 or expiry
+the path below the download URL (the job id for the MP3; `<job id>/chapters.json` for its chapters), the id of the
+MP3 it was made for and the expiry, with a server-side key (the Secret's `download-link-keys`). A link opens the one
+document it was signed for. So a link is unguessable (256 bits), opens that one MP3 only (a changed job, MP3 or expiry
 is a changed message: 403), ends with the MP3's retention (410), and dies with the job (deleted or cancelled:
 404). Links are never logged: the functions log no request lines (functions-framework's server writes no access
 log), and no code here logs one.
@@ -47,9 +48,14 @@ def parse_keys(text: str) -> dict[str, bytes]:
     return keys
 
 
-def signature(key: bytes, job_id: str, audio_id: str, expires: int) -> str:
-    digest = hmac.new(key, f"{job_id}\n{audio_id}\n{expires}".encode(), hashlib.sha256).digest()
+def signature(key: bytes, path: str, audio_id: str, expires: int) -> str:
+    digest = hmac.new(key, f"{path}\n{audio_id}\n{expires}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def chapters_path(job_id: str) -> str:
+    """Where the download function serves a job's chapters (the Podcasting 2.0 JSON chapters document)."""
+    return f"{job_id}/chapters.json"
 
 
 class DownloadLinks:
@@ -58,24 +64,26 @@ class DownloadLinks:
         self.signing_key_id = next(iter(self.keys))
         self.base_url = public_download_url.rstrip("/")
 
-    def link(self, job_id: str, audio_id: str, expires_at: datetime) -> str:
+    def link(self, path: str, audio_id: str, expires_at: datetime) -> str:
+        """A link to `path` below the download URL (a job id: its MP3; `chapters_path(job id)`: its chapters)."""
         expires = int(expires_at.timestamp())
         query = urllib.parse.urlencode({
             "expires": expires, "key": self.signing_key_id,
-            "signature": signature(self.keys[self.signing_key_id], job_id, audio_id, expires)})
-        return f"{self.base_url}/{job_id}?{query}"
+            "signature": signature(self.keys[self.signing_key_id], path, audio_id, expires)})
+        return f"{self.base_url}/{path}?{query}"
 
     @staticmethod
     def is_link(arguments: dict[str, str]) -> bool:
         return any(name in arguments for name in LINK_PARAMETERS)
 
-    def check(self, job_id: str, audio_id: str, arguments: dict[str, str]) -> None:
-        """Raises 403 unless the arguments sign this job's MP3 with one of our keys, then 410 past the expiry."""
+    def check(self, path: str, audio_id: str, arguments: dict[str, str]) -> None:
+        """Raises 403 unless the arguments sign `path` for this MP3 with one of our keys, then 410 past the
+        expiry."""
         key = self.keys.get(arguments.get("key", ""))
         expires = arguments.get("expires", "")
         if key is None or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
             raise TAMPERED
-        expected = signature(key, job_id, audio_id, int(expires))
+        expected = signature(key, path, audio_id, int(expires))
         if not hmac.compare_digest(expected, arguments.get("signature", "")):
             raise TAMPERED
         if int(expires) <= datetime.now(UTC).timestamp():

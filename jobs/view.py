@@ -9,6 +9,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from events.options import ConversionOptions
+from jobs.links import chapters_path
 from jobs.records import Job, JobState
 from runtime.clock import iso, now
 
@@ -65,6 +66,18 @@ class AudioView(BaseModel):
                                                                "expired).")
     download_link: str | None = Field(default=None, description="A signed link that needs no token, until "
                                                                 "`expires_at`.")
+    chapters_url: str | None = Field(default=None, description="The chapters as a Podcasting 2.0 JSON chapters "
+                                     "document (`application/json+chapters`), with the owner's token; when the MP3 "
+                                     "has chapters.")
+    chapters_link: str | None = Field(default=None, description="The same with a signed link, until `expires_at`.")
+
+
+class ChapterView(BaseModel):
+    """A chapter of the MP3, on its own timeline (a trim moves and cuts the video's)."""
+
+    title: str
+    start_seconds: float = Field(ge=0)
+    end_seconds: float = Field(gt=0)
 
 
 class Notification(BaseModel):
@@ -91,6 +104,8 @@ class JobView(BaseModel):
                                                                                 "choosing `track`.")
     applied: dict[str, Any] | None = Field(default=None, description="What the options made of this input, and "
                                            "what they forced (a re-encode, one pass, the cover found).")
+    chapters: list[ChapterView] | None = Field(default=None, description="The MP3's chapter markers (none with "
+                                               "`chapters=none`).")
     encoding: Encoding | None = None
     progress: Progress | None = None
     audio: AudioView | None = Field(default=None, description="The MP3, once the job is done.")
@@ -123,6 +138,8 @@ def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
         view.audio_tracks = job["audio_tracks"]
     if job.get("applied"):
         view.applied = job["applied"]
+    if job.get("chapters"):
+        view.chapters = [ChapterView.model_validate(chapter) for chapter in job["chapters"]]
     if job.get("encoding"):
         encoding = job["encoding"]
         view.encoding = Encoding(mode=encoding.get("mode"), reason=encoding.get("reason"),
@@ -146,6 +163,11 @@ def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
             view.audio.download_url = f"{links.base_url}/{job['_id']}"
             if audio.get("expires_at") is not None:
                 view.audio.download_link = links.link(job["_id"], audio["audio_id"], audio["expires_at"])
+            if job.get("chapters"):
+                view.audio.chapters_url = f"{links.base_url}/{chapters_path(job['_id'])}"
+                if audio.get("expires_at") is not None:
+                    view.audio.chapters_link = links.link(chapters_path(job["_id"]), audio["audio_id"],
+                                                          audio["expires_at"])
     if job["state"] == JobState.FAILED and job.get("failure"):
         view.failure = job["failure"]
     if job.get("notification"):

@@ -18,6 +18,8 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong, in words, for a person.")
     fields: dict[str, str] | None = Field(default=None, description="With a 422 of bad options: each bad field "
                                                                     "and what is wrong with it.")
+    jobs: dict[str, str] | None = Field(default=None, description="With a 422 of a ZIP of many: each job named that "
+                                                                  "has no MP3 to give, and why.")
 
 
 class HttpError(Exception):

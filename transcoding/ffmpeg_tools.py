@@ -20,7 +20,7 @@ from mutagen import MutagenError
 from mutagen.mp3 import MP3, MPEGInfo
 
 from events import FailureReason
-from events.options import metadata_text
+from events.options import MAX_CHAPTERS, metadata_text
 from runtime import telemetry
 from transcoding.media_formats import FORMAT_WHITELIST, PROTOCOL_WHITELIST
 
@@ -82,8 +82,8 @@ class ChapterMark:
     title: str | None
 
 
-# Chapters read into a probe at most (a container may claim any number; the MP3's tag carries these).
-MAX_PROBED_CHAPTERS = 1000
+# Chapters read into a probe at most (a container may claim any number; the MP3's tag and its event carry these).
+MAX_PROBED_CHAPTERS = MAX_CHAPTERS
 
 
 @dataclass(frozen=True)
@@ -296,8 +296,11 @@ class Encoding:
     """An ffmpeg run, started at once and supervised by `wait`: progress to `heartbeat` about once a second, stopped
     when the heartbeat answers False (Stopped) or the time runs out (Rejected). Leaving the `with` block stops it."""
 
-    def __init__(self, command: list[str], *, timeout: float, stderr_lines: int = 5) -> None:
+    def __init__(self, command: list[str], *, timeout: float, stderr_lines: int = 5,
+                 on_stderr_line: Callable[[str], None] | None = None) -> None:
         self.command, self.timeout = command, timeout
+        # Sees every line ffmpeg writes on stderr (a filter's report longer than the kept last words), as it comes.
+        self.on_stderr_line = on_stderr_line
         self.started = time.monotonic()
         self.expected_duration: float | None = None  # known once the input is probed: the base of the percentage
         self.progress = Progress()
@@ -332,7 +335,10 @@ class Encoding:
     def _read_errors(self) -> None:
         assert self.process.stderr is not None
         for line in self.process.stderr:
-            self.errors.append(line.decode(errors="replace").strip())
+            text = line.decode(errors="replace").strip()
+            self.errors.append(text)
+            if self.on_stderr_line is not None:
+                self.on_stderr_line(text)
 
     def wait(self, *, expected_duration: float | None, heartbeat: Callable[[Progress], bool],
              heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:

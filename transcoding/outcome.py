@@ -86,7 +86,7 @@ class Outcome:
             job_id=job_id, owner_id=job["owner_id"], audio_id=stored.file_id, size_bytes=stored.size_bytes,
             sha256=stored.sha256, duration_seconds=encoded.duration_seconds,
             bitrate_kbps=None if copied else encoded.average_kbps or job["bitrate_kbps"], stream_copied=copied,
-            converted_at=now(),
+            converted_at=now(), chapters=job.get("chapters"),
         )
         finished = self.jobs.finish(job_id, attempt_id, {
             "audio_id": stored.file_id, "size_bytes": stored.size_bytes, "sha256": stored.sha256,

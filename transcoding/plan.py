@@ -177,8 +177,9 @@ def recipe(probed: Probe, options: ConversionOptions) -> AudioRecipe:
 
 def guess(options: ConversionOptions, *, mp3_container: bool) -> AudioRecipe | None:
     """The recipe `recipe` will most likely decide, from the options and the container alone, for the encode that
-    starts before the probe answers; None when none can be guessed (the loudness gain needs a measurement)."""
-    if options.normalize:
+    starts before the probe answers; None when none can be guessed (the loudness gain, and the range of a silence
+    trim, need a measurement)."""
+    if options.normalize or options.trim_silence:
         return None
     vbr = int(options.quality[1]) if options.quality is not None and options.is_vbr else None
     start, end = options.start_seconds or None, options.end_seconds

@@ -58,6 +58,12 @@ class Tags:
     # The source's chapters, in the MP3's own time (a trim moves and cuts them).
     chapters: tuple[ChapterMark, ...] = ()
 
+    def chapter_list(self) -> list[dict[str, Any]]:
+        """The chapters as the job records them (title, start and end in seconds of the MP3, to the millisecond
+        the tag has)."""
+        return [{"title": chapter_title(chapter, number), "start_seconds": round(chapter.start, 3),
+                 "end_seconds": round(chapter.end, 3)} for number, chapter in enumerate(self.chapters)]
+
     def as_record(self) -> dict[str, Any]:
         text = {"title": self.title, "artist": self.artist, "album": self.album, "date": self.date}
         return {**{name: value for name, value in text.items() if value}, "cover": self.cover,
@@ -87,7 +93,7 @@ class Tags:
                                   child_element_ids=ids, sub_frames=[])]
         frames += [CHAP(element_id=element_id, start_time=round(chapter.start * 1000),
                         end_time=round(chapter.end * 1000), start_offset=0xFFFFFFFF, end_offset=0xFFFFFFFF,
-                        sub_frames=[TIT2(encoding=3, text=[chapter.title or f"Chapter {number + 1}"])])
+                        sub_frames=[TIT2(encoding=3, text=[chapter_title(chapter, number)])])
                    for number, (element_id, chapter) in enumerate(zip(ids, self.chapters, strict=True))]
         body = rendered[ID3_HEADER_BYTES:] + b"".join(rendered_tag(single(frame))[ID3_HEADER_BYTES:]
                                                       for frame in frames)
@@ -95,6 +101,11 @@ class Tags:
 
 
 ID3_HEADER_BYTES = 10
+
+
+def chapter_title(chapter: ChapterMark, number: int) -> str:
+    """A chapter's title, or its 1-based number when it has none: the tag, the job and its JSON chapters agree."""
+    return chapter.title or f"Chapter {number + 1}"
 
 
 def rendered_tag(tag: ID3) -> bytes:
@@ -184,7 +195,8 @@ def tags_for(options: ConversionOptions, probed: Probe, filename: str, source: P
                 if wanted not in found else "no cover: its picture could not be made into a JPEG")
     return Tags(title=title, artist=options.artist or probed.tags.get("artist"),
                 album=options.album or probed.tags.get("album"), date=options.date or date_of(probed),
-                cover=cover, cover_jpeg=jpeg, note=note, chapters=trimmed_chapters(probed.chapters, options))
+                cover=cover, cover_jpeg=jpeg, note=note,
+                chapters=() if options.chapters == "none" else trimmed_chapters(probed.chapters, options))
 
 
 def trimmed_chapters(chapters: tuple[ChapterMark, ...], options: ConversionOptions) -> tuple[ChapterMark, ...]:

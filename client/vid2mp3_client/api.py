@@ -42,9 +42,14 @@ def answer(response: requests.Response) -> Any:
     if response.status_code == 401:
         raise Unauthorized(f"HTTP 401: {body.get('message') or body.get('error') or body}")
     if response.status_code == 422 and isinstance(body.get("fields"), dict):
-        # Conversion options, named as the command's flags (`--quality`) are: each bad one and what is wrong.
-        raise ClientError("invalid options: " + "; ".join(f"--{name}: {problem}"
+        # Conversion options, named as the command's flags (`--quality`, `--trim-silence`) are: each bad one and
+        # what is wrong.
+        raise ClientError("invalid options: " + "; ".join(f"--{name.replace('_', '-')}: {problem}"
                                                           for name, problem in body["fields"].items()))
+    if response.status_code == 422 and isinstance(body.get("jobs"), dict):
+        # A ZIP's jobs that have no MP3 to give: each, and why.
+        raise ClientError(f"{body.get('message')}: " + "; ".join(f"{job_id}: {problem}"
+                                                                 for job_id, problem in body["jobs"].items()))
     if response.status_code >= 400:
         raise ClientError(f"HTTP {response.status_code}: {body.get('message') or body.get('error') or body}")
     return body
@@ -331,7 +336,15 @@ class Vid2mp3:
             time.sleep(interval)
 
     def download(self, job_id: str, target: Path, on_bytes: Callable[[int], object] = lambda _: None) -> int:
-        with self._send("GET", f"{self.download_url}/{job_id}", stream=True, timeout=self.timeout) as response:
+        return self._download_to(f"{self.download_url}/{job_id}", target, on_bytes)
+
+    def download_zip(self, job_ids: list[str], target: Path) -> int:
+        """The jobs' MP3s as one ZIP (stored entries, each MP3 byte for byte); a 422 names each job without one."""
+        return self._download_to(f"{self.download_url}/zip?jobs={','.join(job_ids)}", target)
+
+    def _download_to(self, url: str, target: Path, on_bytes: Callable[[int], object] = lambda _: None) -> int:
+        """Streams `url` into `target` (through `<target>.part`, so a broken download leaves no target)."""
+        with self._send("GET", url, stream=True, timeout=self.timeout) as response:
             if response.status_code != 200:
                 answer(response)
             size = 0

@@ -118,9 +118,18 @@ def list_jobs(arguments: argparse.Namespace) -> int:
 
 def download(arguments: argparse.Namespace) -> int:
     client = client_factory(arguments)()
-    job = client.job(arguments.job_id)
-    target = Path(arguments.output or f"{Path(job.get('filename') or arguments.job_id).stem}.mp3")
-    size = client.download(arguments.job_id, target)
+    if arguments.zip:
+        target = Path(arguments.output or f"vid2mp3-{len(arguments.job_ids)}-mp3s.zip")
+        size = client.download_zip(arguments.job_ids, target)
+        print(f"ZIP of {len(arguments.job_ids)} MP3s written to {target} ({size} bytes)")
+        return 0
+    if len(arguments.job_ids) > 1:
+        print("vid2mp3: several jobs download as one ZIP: add --zip", file=sys.stderr)
+        return 2
+    job_id = arguments.job_ids[0]
+    job = client.job(job_id)
+    target = Path(arguments.output or f"{Path(job.get('filename') or job_id).stem}.mp3")
+    size = client.download(job_id, target)
     print(f"MP3 written to {target} ({size} bytes)")
     return 0
 
@@ -138,7 +147,7 @@ def delete(arguments: argparse.Namespace) -> int:
 
 # The conversion options `convert` takes, as the upload function names its fields (events/options.py).
 OPTION_FLAGS = ("start", "end", "quality", "normalize", "loudness", "track", "channels", "title", "artist", "album",
-                "date", "cover")
+                "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds")
 
 
 def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
@@ -362,13 +371,27 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--date", help="ID3 date: YYYY, YYYY-MM or YYYY-MM-DD")
     options.add_argument("--cover", help="cover art: frame (a frame at 10 %%, the default), attached (the video's "
                                           "attached picture) or none")
+    options.add_argument("--chapters", help="the video's chapters: markers (ID3 chapter markers in the MP3, the "
+                                             "default) or none")
+    options.add_argument("--trim-silence", dest="trim_silence", action="store_const", const="true",
+                         help="trim the leading and trailing silence (not with --start/--end)")
+    options.add_argument("--silence-threshold-db", dest="silence_threshold_db",
+                         help="with --trim-silence: quieter than this is silence, in dBFS (-90 … -20; -50)")
+    options.add_argument("--silence-min-seconds", dest="silence_min_seconds",
+                         help="with --trim-silence: the shortest silence trimmed, in seconds (0.05 … 60; 0.5)")
     commands.add_parser("jobs", help="list your jobs")
     for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
                        ("delete", "delete a job and its media")):
         job_parser = commands.add_parser(name, help=what)
-        job_parser.add_argument("job_id", help="the job id (`vid2mp3 jobs` lists them)")
         if name == "download":
-            job_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3)")
+            job_parser.add_argument("job_ids", nargs="+", metavar="job_id",
+                                    help="the job id (`vid2mp3 jobs` lists them); several with --zip")
+            job_parser.add_argument("--zip", action="store_true",
+                                    help="the jobs' MP3s as one ZIP, streamed by the server as it builds it")
+            job_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3) "
+                                                           "or the ZIP (default: ./vid2mp3-<count>-mp3s.zip)")
+        else:
+            job_parser.add_argument("job_id", help="the job id (`vid2mp3 jobs` lists them)")
     for command_parser in commands.choices.values():
         command_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
                                     help="the local stack's KEY=VALUE file of URLs (written by `make up`), used "

@@ -25,7 +25,7 @@ from jobs.records import FINAL_STATES, Job, Jobs, JobState
 from runtime.clock import now
 from storage.media import JobSources, MediaStore
 from storage.scratch import work_folder
-from transcoding import fanout, ffmpeg_tools, loudness, plan, segments, tagging
+from transcoding import fanout, ffmpeg_tools, loudness, plan, segments, silence, tagging
 from transcoding.fanout import FanOutRecord
 from transcoding.ffmpeg_tools import AudioShape, Probe, Progress, Rejected, Stopped, TrackMissing
 from transcoding.mp3join import JoinError
@@ -188,13 +188,21 @@ class Converter:
                 raise
             tracks = [track.as_dict() for track in probed.audio_tracks]
             try:
+                silence_note = None
+                if options.trim_silence:
+                    options, silence_note = self.without_silence(source, probed, options, heartbeat)
                 audio = plan.recipe(probed, options)
             except Rejected:
                 record({"audio_tracks": tracks})
                 raise
+            if silence_note is not None:
+                audio = replace(audio, forced=(silence_note, *audio.forced))
             # The cover frame is cut while the guessed encode runs.
             tags = tagging.tags_for(options, probed, job["filename"], source, target.parent, covers)
-            record({"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()}})
+            if tags.chapters:
+                job["chapters"] = tags.chapter_list()  # as recorded: the finished job's event carries them
+            record({"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()},
+                    **({"chapters": job["chapters"]} if tags.chapters else {})})
             may_fan_out = self.tracks is not None and fanout.can_fan_out(probed.container)
             encoding_plan = plan.choose(probed, copy=audio.copy, cpus=self.cpus,
                                         segment_min_seconds=self.segment_min_seconds,
@@ -231,6 +239,26 @@ class Converter:
         tagging.write_tag(target, id3)
         return Encoded(duration, audio.copy, encoding_plan.as_record(),
                        average_kbps=ffmpeg_tools.average_kbps(target) if audio.shape.vbr_level is not None else None)
+
+    def without_silence(self, source: Path, probed: Probe, options: ConversionOptions,
+                        heartbeat: Callable[[Progress], bool]) -> tuple[ConversionOptions, str]:
+        """The options with the leading and trailing silence as their trim (what the encode, the chapters and the
+        segment plan then follow), and what the job says of it. Decoding is about a tenth of an encode's work: its
+        progress counts as the job's first tenth."""
+        audio_start = probed.audio_seek_offset
+        audio_end = None if probed.audio_duration is None else audio_start + probed.audio_duration
+        audible = silence.measure(
+            source, track=probed.track, threshold_db=options.silence_threshold,
+            min_seconds=options.silence_min_length, audio_start=audio_start, audio_end=audio_end,
+            timeout=self.ffmpeg_timeout_seconds,
+            heartbeat=lambda progress: heartbeat(Progress(percent=progress.percent / 10)))
+        trimmed = options.model_copy(update={"start_seconds": audible.start_seconds,
+                                             "end_seconds": audible.end_seconds})
+        said = [f"{what} {seconds:.3f} s" for what, seconds in (("the sound starts at", audible.start_seconds),
+                                                                 ("ends at", audible.end_seconds))
+                if seconds is not None]
+        return trimmed, (f"silence below {options.silence_threshold:g} dBFS trimmed: {', '.join(said)}" if said
+                         else "no leading or trailing silence to trim")
 
     def measure_loudness(self, job: Job, attempt_id: str, source: Path, audio: AudioRecipe, tags: tagging.Tags,
                          heartbeat: Callable[[Progress], bool]) -> AudioRecipe:

@@ -1,21 +1,30 @@
 """download (HTTP): `GET /<job id>` streams the job's MP3 to its owner from GridFS, with Content-Length, an ETag,
-`Range` requests (206, 416) and a safe file name. Someone else's job answers exactly like a missing one. With a
-signed link's parameters (`?expires=&key=&signature=`, jobs/links.py) no token is needed. A browser opening a
-signed link that no longer works (its job deleted, its MP3 expired, the link altered) is sent to the web page,
-which says why in words (`#link=gone` or `#link=invalid`), rather than shown this function's JSON error."""
+`Range` requests (206, 416) and a safe file name; `GET /<job id>/chapters.json` its chapters (the Podcasting 2.0
+JSON chapters document). Someone else's job answers exactly like a missing one. With a signed link's parameters
+(`?expires=&key=&signature=`, jobs/links.py, made for the one path) no token is needed; a browser opening one that
+no longer works (its job deleted, its MP3 expired, the link altered) is sent to the web page, which says why in words
+(`#link=gone` or `#link=invalid`), rather than shown this function's JSON error. `GET /zip?jobs=…`: several of the
+owner's MP3s as one ZIP, streamed as it is built (zipping.py)."""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import flask
 import functions_framework
 
+from api.limits import MAX_ZIP_JOBS
 from endpoints.http import HttpFunction
 from events.catalog import is_job_id
-from functions.download.streaming import mp3_response
-from jobs.links import TAMPERED, DownloadLinks
-from jobs.records import Jobs, JobState
+from functions.download.chapters import chapters_response
+from functions.download.streaming import content_disposition, download_name, mp3_response
+from functions.download.zipping import ZipEntry, unique_names, zip_stream
+from jobs.links import TAMPERED, DownloadLinks, chapters_path
+from jobs.records import Job, Jobs, JobState
 from jobs.view import is_expired
 from runtime.answers import NOT_FOUND, HttpError, json_response
+from runtime.clock import now
 from runtime.settings import DownloadSettings, load_settings
 from storage import mongo
 from storage.media import AUDIO, MediaStore
@@ -35,27 +44,92 @@ def download(request: flask.Request) -> flask.Response:
     return http(request)
 
 
+@http.route("/zip", "GET")
+def mp3s_zip(request: flask.Request) -> flask.Response:
+    """`?jobs=<id>,<id>…`: the caller's finished jobs' MP3s as one ZIP, streamed as it is built. All or nothing:
+    a job that is not the caller's (answered as missing), not finished or expired is named in a 422 before a byte
+    of the ZIP goes."""
+    job_ids = list(dict.fromkeys(part.strip() for part in request.args.get("jobs", "").split(",") if part.strip()))
+    if not job_ids or len(job_ids) > MAX_ZIP_JOBS:
+        raise HttpError(422, "invalid_jobs", f"name 1 to {MAX_ZIP_JOBS} jobs: ?jobs=<job id>,<job id>…")
+    owner_id = http.identity(request).subject
+    found, problems = [], {}
+    for job_id in job_ids:
+        job = jobs.get_owned(job_id, owner_id) if is_job_id(job_id) else None
+        if job is None:
+            problems[job_id] = "not_found: no such job"
+        elif job["state"] != JobState.DONE:
+            problems[job_id] = f"not_ready: the job is {job['state']}"
+        elif is_expired(job["audio"]):
+            problems[job_id] = "gone: its MP3 has expired"
+        else:
+            found.append(job)
+    if problems:
+        raise HttpError(422, "unavailable_jobs", f"{len(problems)} of the jobs have no MP3 to zip",
+                        extra={"jobs": problems})
+    names = unique_names(download_name(job.get("filename") or "audio") for job in found)
+    entries = [ZipEntry(name, job["audio"]["size_bytes"], job.get("finished_at") or now(),
+                        functools.partial(audio.open, job["audio"]["audio_id"]))
+               for name, job in zip(names, found, strict=True)]
+    return flask.Response(zip_stream(entries), mimetype="application/zip", direct_passthrough=True, headers={
+        "Content-Disposition": content_disposition(f"vid2mp3-{len(entries)}-mp3s.zip"),
+        "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+
+
+# Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet; its chapters too.
+GONE = HttpError(410, "gone", "the MP3 of this job has expired and was deleted")
+
+
 def opened_in_a_browser(request: flask.Request) -> bool:
     """A person followed the link (the browser navigates to it and wants a page), not a program fetching it."""
     return request.headers.get("Sec-Fetch-Mode") == "navigate" or "text/html" in request.headers.get("Accept", "")
 
 
+def dead_links_to_the_page(
+        answer: Callable[[flask.Request, str], flask.Response]) -> Callable[[flask.Request, str], flask.Response]:
+    """A signed link that no longer works, opened in a browser: a 303 to the web page that says why."""
+    @functools.wraps(answer)
+    def answered(request: flask.Request, job_id: str) -> flask.Response:
+        try:
+            return answer(request, job_id)
+        except HttpError as error:
+            if not (links.is_link(request.args.to_dict()) and settings.public_web_url
+                    and opened_in_a_browser(request)):
+                raise
+            # A job id that cannot be one, or a signature that does not match: altered; else the MP3 is no more.
+            why = "invalid" if error is TAMPERED or not is_job_id(job_id) else "gone"
+            page = f"{str(settings.public_web_url).rstrip('/')}/#link={why}"
+            return json_response(error.body(), 303, {"Location": page})  # the JSON still says what went wrong
+    return answered
+
+
 @http.route("/<job_id>", "GET")
+@dead_links_to_the_page
 def mp3(request: flask.Request, job_id: str) -> flask.Response:
+    job = finished_job(request, job_id, job_id)
+    stored = audio.open(job["audio"]["audio_id"])
+    if stored is None:
+        raise GONE
+    return mp3_response(request, stored, job["audio"]["sha256"], job.get("filename") or "audio")
+
+
+@http.route("/<job_id>/chapters.json", "GET")
+@dead_links_to_the_page
+def chapters(request: flask.Request, job_id: str) -> flask.Response:
+    job = finished_job(request, job_id, chapters_path(job_id))
+    if not audio.exists(job["audio"]["audio_id"]):
+        raise GONE
+    if not job.get("chapters"):
+        raise HttpError(404, "no_chapters", "this MP3 has no chapters (the video had none, a trim left none, or "
+                                            "chapters=none)")
+    return chapters_response(request, job["chapters"])
+
+
+def finished_job(request: flask.Request, job_id: str, path: str) -> Job:
+    """The caller's finished job, its MP3 not past retention, or the answer why not. `path`: what a signed link
+    must have been made for."""
     arguments = request.args.to_dict()
     signed = links.is_link(arguments)
-    try:
-        return serve(request, job_id, arguments, signed)
-    except HttpError as error:
-        if not (signed and settings.public_web_url and opened_in_a_browser(request)):
-            raise
-        # A job id that cannot be one, or a signature that does not match: altered; else the MP3 is no more.
-        why = "invalid" if error is TAMPERED or not is_job_id(job_id) else "gone"
-        page = f"{str(settings.public_web_url).rstrip('/')}/#link={why}"
-        return json_response(error.body(), 303, {"Location": page})  # the JSON still says what went wrong
-
-
-def serve(request: flask.Request, job_id: str, arguments: dict[str, str], signed: bool) -> flask.Response:
     if not is_job_id(job_id):
         raise NOT_FOUND
     job = jobs.get(job_id) if signed else jobs.get_owned(job_id, http.identity(request).subject)
@@ -65,11 +139,9 @@ def serve(request: flask.Request, job_id: str, arguments: dict[str, str], signed
         # A link was made for a finished job's MP3: a job deleted, cancelled or re-made since has no MP3 it opens.
         if job["state"] != JobState.DONE or not job.get("audio"):
             raise NOT_FOUND
-        links.check(job_id, job["audio"]["audio_id"], arguments)
+        links.check(path, job["audio"]["audio_id"], arguments)
     elif job["state"] != JobState.DONE:
         raise HttpError(409, "not_ready", f"the job is {job['state']}; its MP3 is not available")
-    # Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet.
-    stored = None if is_expired(job["audio"]) else audio.open(job["audio"]["audio_id"])
-    if stored is None:
-        raise HttpError(410, "gone", "the MP3 of this job has expired and was deleted")
-    return mp3_response(request, stored, job["audio"]["sha256"], job.get("filename") or "audio")
+    if is_expired(job["audio"]):
+        raise GONE
+    return job

@@ -118,7 +118,8 @@ def multipart_file(raw: Iterator[bytes], boundary: bytes, upload: Upload) -> Ite
     for chunk in itertools.chain(raw, [None]):
         decoder.receive_data(chunk)
         while not isinstance(event := next_event(decoder), NeedData):
-            # A field named as an option is the option (`cover=attached`); the cover picture is a file part.
+            # A field named as an option is the option (`cover=attached`, `chapters=none`); the picture and the
+            # chapters JSON are file parts.
             if isinstance(event, File | Field) and event.name in SIDE_PARTS \
                     and (isinstance(event, File) or event.name not in OPTION_FIELDS):
                 if event.name in upload.parts:

@@ -206,6 +206,8 @@ class ResumableUploads:
             raise HttpError(415, "bad_content_type", f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
         metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
         filename = safe_filename(metadata.pop("filename", None))
+        # tus-js-client's examples (and Uppy) send the file's type too: the container is sniffed instead.
+        metadata.pop("filetype", None)
         options_of(metadata)  # 422 now, not once the whole video is in
         upload_id = uuid.uuid4().hex
         self.uploads.reserve(identity, upload_id, length)

@@ -53,8 +53,8 @@ SCRATCH_PER_BYTE = 2
 
 
 def options_of(fields: dict[str, str]) -> ConversionOptions:
-    """The conversion options among the request's fields, or a 422 naming every bad one (`fields`: each bad
-    field and what is wrong with it). A bad `bitrate` alone keeps its older error code."""
+    """The conversion options in the request's fields, or a 422 naming every bad one (`fields`: each bad field,
+    an unknown name too, and what is wrong with it). A bad `bitrate` alone keeps its older error code."""
     try:
         return parse_options(fields)
     except InvalidOptions as invalid:
@@ -125,13 +125,14 @@ class Uploads:
                 request.content_length > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
             raise too_large(self.max_upload_bytes)
         # Checked before the body is read: a bad query option costs the client no upload.
-        query_fields = dict(request.args.items())
+        query_fields = request.args.to_dict()
+        filename = query_fields.pop("filename", None)  # the raw body's name; every other parameter is an option
         options_of(query_fields)
         job_id = uuid.uuid4().hex
         # Before a byte of the body is read: a refused upload costs the user nothing and stores nothing.
         room = self.reserve(identity, job_id, request.content_length or 0)
         try:
-            return self.take(request, identity, job_id, query_fields, room)
+            return self.take(request, identity, job_id, query_fields, filename, room)
         except BaseException:
             self.release(identity.subject, job_id)
             raise
@@ -155,9 +156,9 @@ class Uploads:
             log.warning("job %s: its quota reservation stays until it lapses: %s", job_id, error)
 
     def take(self, request: flask.Request, identity: Identity, job_id: str, query_fields: dict[str, str],
-             room: int) -> flask.Response:
+             filename: str | None, room: int) -> flask.Response:
         try:
-            upload = open_upload(request.stream, request.content_type or "", request.args.get("filename"))
+            upload = open_upload(request.stream, request.content_type or "", filename)
         except BadUpload as error:
             raise HttpError(400, "bad_upload", str(error)) from None
         if upload.container is None:

@@ -106,10 +106,11 @@ def test_bad_option_flags_are_named_as_flags_and_nothing_is_kept(endpoints: dict
     assert run(config, "login", "--server", endpoints["WEB_URL"], "--email", email, "--sign-up",
                password=TEST_PASSWORD).returncode == 0
     video = make_clip(tmp_path / "clip.mp4", seconds=1)
-    refused = run(config, "convert", str(video), "--start", "soon", "--quality", "V12", "--date", "2024-13")
+    refused = run(config, "convert", str(video), "--start", "soon", "--quality", "V12", "--date", "2024-13",
+                  "--silence-threshold-db", "-10")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     said = refused.stdout + refused.stderr  # each video's outcome is its own line
-    assert all(f"--{name}:" in said for name in ("start", "quality", "date")), said
+    assert all(f"--{name}:" in said for name in ("start", "quality", "date", "silence-threshold-db")), said
     assert run(config, "jobs").stdout.strip() == "no jobs"
 
 
@@ -210,6 +211,22 @@ def test_each_track_by_extract_and_cover_frame_gives_the_whole_files_mp3(logged_
     assert cover_of(attached, tmp_path) == (200, 200)
     job = job_view(logged_in, job_id)
     assert job["received_bytes"] < two_tracks.stat().st_size and job["stored_bytes"] < two_tracks.stat().st_size
+
+
+def test_chapters_none_and_trim_silence_go_through_the_command(logged_in: Path, two_tracks: Path,
+                                                                tmp_path: Path) -> None:
+    without = tmp_path / "without.mp3"
+    job_id, _ = converted(logged_in, two_tracks, without, "--chapters", "none")
+    assert chapters(without) == [] and ID3(without).getall("CTOC") == []
+    job = job_view(logged_in, job_id)
+    assert job["options"]["chapters"] == "none" and "chapters" not in job
+    # The clip has no silence at either end: trimmed or not, the same length (tests/stack/test_conversion_options.py
+    # measures the trim itself).
+    trimmed = tmp_path / "trimmed.mp3"
+    job_id, _ = converted(logged_in, two_tracks, trimmed, "--trim-silence", "--silence-min-seconds", "0.2")
+    job = job_view(logged_in, job_id)
+    assert job["options"] == {"trim_silence": True, "silence_min_seconds": 0.2}
+    assert "no leading or trailing silence to trim" in job["applied"]["forced"]
 
 
 def test_what_no_extract_helps_goes_whole_and_the_command_says_why(logged_in: Path, tmp_path: Path) -> None:

@@ -130,6 +130,15 @@ def test_invalid_options_are_refused_with_422_naming_each(endpoints: dict[str, s
         answer = requests.post(endpoints["UPLOAD_URL"], headers=headers, timeout=30,
                                data={"end": "-3", "loudness": "-30", "date": "May"}, files={"file": file})
     assert answer.status_code == 422 and set(answer.json()["fields"]) == {"end", "loudness", "date"}
+    # A name that is no option, however it comes, is refused too: a typo must not convert without the choice.
+    answer = requests.post(endpoints["UPLOAD_URL"], params={"qualty": "V0", "filename": "clip.mp4"},
+                           data=video.read_bytes(), headers=headers, timeout=30)
+    assert answer.status_code == 422 and answer.json()["error"] == "invalid_options"
+    assert list(answer.json()["fields"]) == ["qualty"] and "'quality'" in answer.json()["fields"]["qualty"]
+    with video.open("rb") as file:
+        answer = requests.post(endpoints["UPLOAD_URL"], headers=headers, timeout=30,
+                               data={"quality": "V2", "chapter": "none"}, files={"file": file})
+    assert answer.status_code == 422 and list(answer.json()["fields"]) == ["chapter"]
     assert client.session.get(endpoints["STATUS_URL"], headers=headers, timeout=10).json()["jobs"] == []
 
 
@@ -314,3 +323,32 @@ def test_a_fanned_out_job_gets_its_track_tags_channels_and_loudness(on_stack: On
     print(f"fanned out with options: {integrated} LUFS (-18 asked), {peak} dBTP, mono, 1 kHz")
 
 
+
+
+@pytest.mark.stack
+def test_trim_silence_removes_the_silence_at_either_end_and_moves_the_chapters(endpoints: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    """3 s of silence, 4 s of tone, 3 s of silence, in two chapters (0-5 s, 5-10 s): the MP3 is the tone alone
+    (its length decoded by ffmpeg, within 50 ms), its chapters 0-2 s and 2-4 s. Asked together with a trim: 422."""
+    metadata = tmp_path / "chapters.txt"
+    metadata.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=5000\ntitle=First\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=5000\nEND=10000\ntitle=Second\n")
+    video = tmp_path / "quiet-ends.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=10",
+           "-f", "lavfi", "-i", "aevalsrc=0.2*sin(2*PI*440*t)*between(t\\,3\\,7):s=44100:d=10",
+           "-i", str(metadata), "-map", "0:v", "-map", "1:a", "-map_chapters", "2",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(video))
+    client = new_user(endpoints)[0]
+    job, mp3 = convert(endpoints, video, {"trim_silence": "true"}, tmp_path, client)
+    assert job["state"] == "done", job
+    assert seconds_decoded(mp3) == pytest.approx(4.0, abs=0.05)
+    listed = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(mp3)],
+                                       capture_output=True, check=True).stdout)["chapters"]
+    assert [(chapter["tags"]["title"], float(chapter["start_time"]), float(chapter["end_time"]))
+            for chapter in listed] == [("First", pytest.approx(0.0, abs=0.05), pytest.approx(2.0, abs=0.05)),
+                                       ("Second", pytest.approx(2.0, abs=0.05), pytest.approx(4.0, abs=0.05))]
+    assert job["applied"]["start_seconds"] == pytest.approx(3.0, abs=0.05)
+    assert any(note.startswith("silence below -50 dBFS trimmed") for note in job["applied"]["forced"])
+    refused = requests.post(endpoints["UPLOAD_URL"], params={"trim_silence": "true", "end": "8"},
+                            data=video.read_bytes(), headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
+    assert refused.status_code == 422 and list(refused.json()["fields"]) == ["trim_silence"]

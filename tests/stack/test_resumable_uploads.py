@@ -266,8 +266,11 @@ def test_creation_refuses_what_it_cannot_take(endpoints: dict[str, str]) -> None
     tus = Tus(endpoints)
     limit = int(requests.options(tus.files_url, timeout=30).headers["Tus-Max-Size"])
     assert tus.create(limit + 1).status_code == 413
-    bad_options = tus.create(1000, {"quality": "loud", "start": "soon"})
-    assert bad_options.status_code == 422 and set(bad_options.json()["fields"]) == {"quality", "start"}
+    bad_options = tus.create(1000, {"quality": "loud", "start": "soon", "qualty": "V0"})
+    assert bad_options.status_code == 422 and set(bad_options.json()["fields"]) == {"quality", "start", "qualty"}
+    assert "did you mean 'quality'" in bad_options.json()["fields"]["qualty"]
+    # What tus-js-client sends beside the options is taken.
+    assert tus.create(1000, {"filename": "a.mp4", "filetype": "video/mp4", "quality": "V2"}).status_code == 201
     assert tus.create(1000, **{"Upload-Length": "many"}).status_code == 400
     not_media = tus.create(5000, body=b"<html>" + bytes(4994))
     assert not_media.status_code == 415 and not_media.json()["error"] == "not_media"

@@ -20,6 +20,10 @@ from events.options import InvalidOptions, as_fields, parse_options
     ({"bitrate": "128", "quality": "V4"}, {"quality": "V4"}),  # and the newer wins
     ({"normalize": "EBU-R128", "loudness": "-23"}, {"normalize": "ebu-r128", "loudness_lufs": -23.0}),
     ({"track": "1", "channels": "1", "cover": "none"}, {"track": 1, "channels": 1, "cover": "none"}),
+    ({"chapters": "None"}, {"chapters": "none"}),
+    ({"trim_silence": "TRUE", "silence_threshold_db": "-60", "silence_min_seconds": "1.5"},
+     {"trim_silence": True, "silence_threshold_db": -60.0, "silence_min_seconds": 1.5}),
+    ({"trim_silence": "false"}, {}),  # the default, said
     ({"title": "  Ode\tto\njoy ", "artist": "Ana Ñ", "album": "", "date": "2024-05"},
      {"title": "Ode to joy", "artist": "Ana Ñ", "date": "2024-05"}),
     ({"title": "\u200b\x07"}, {}),  # nothing but invisible characters: no tag
@@ -34,9 +38,11 @@ def test_every_bad_option_is_named_at_once() -> None:
     with pytest.raises(InvalidOptions) as raised:
         parse_options({"start": "1:75", "end": "soon", "quality": "V10", "bitrate": "100", "normalize": "loud",
                        "loudness": "-5", "track": "-1", "channels": "6", "title": "x" * 256, "date": "2024-13-01",
-                       "cover": "poster"})
+                       "cover": "poster", "chapters": "split", "trim_silence": "yes", "silence_threshold_db": "0",
+                       "silence_min_seconds": "0"})
     assert set(raised.value.errors) == {"start", "end", "quality", "bitrate", "normalize", "loudness", "track",
-                                        "channels", "title", "date", "cover"}
+                                        "channels", "title", "date", "cover", "chapters", "trim_silence",
+                                        "silence_threshold_db", "silence_min_seconds"}
     assert all(raised.value.errors.values())
 
 
@@ -44,10 +50,27 @@ def test_every_bad_option_is_named_at_once() -> None:
     ({"start": "20", "end": "10"}, "end", "after start"),
     ({"start": "10", "end": "10"}, "end", "after start"),
     ({"loudness": "-18"}, "loudness", "normalize"),
+    ({"silence_threshold_db": "-40"}, "silence_threshold_db", "trim_silence=true"),
+    ({"trim_silence": "false", "silence_min_seconds": "2"}, "silence_min_seconds", "trim_silence=true"),
+    ({"trim_silence": "true", "start": "0"}, "trim_silence", "not both"),
+    ({"trim_silence": "true", "end": "10"}, "trim_silence", "not both"),
 ])
 def test_options_are_checked_together(fields: dict[str, str], field: str, problem: str) -> None:
     with pytest.raises(InvalidOptions) as raised:
         parse_options(fields)
     assert problem in raised.value.errors[field]
 
+
+
+
+@pytest.mark.parametrize(("fields", "field", "problem"), [
+    ({"qualty": "V0"}, "qualty", "did you mean 'quality'?"),
+    ({"Start": "1"}, "Start", "did you mean 'start'?"),  # names are spelt as given: no case folding
+    ({"speed": "2"}, "speed", "the options are start, end, quality"),
+    ({"filename": "a.mp4"}, "filename", "not an option"),  # the upload takes it from the query before the options
+])
+def test_a_name_that_is_no_option_is_refused(fields: dict[str, str], field: str, problem: str) -> None:
+    with pytest.raises(InvalidOptions) as raised:
+        parse_options({**fields, "quality": "V2"})
+    assert list(raised.value.errors) == [field] and problem in raised.value.errors[field]
 

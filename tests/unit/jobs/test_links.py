@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.links import DownloadLinks, InvalidKeys, parse_keys
+from jobs.links import DownloadLinks, InvalidKeys, chapters_path, parse_keys
 from runtime.answers import HttpError
 from tests.support import download_link_keys
 
@@ -47,6 +47,16 @@ def test_a_link_opens_its_mp3_only_and_only_until_it_expires() -> None:
     past = links.link(JOB, AUDIO, datetime.now(UTC) - timedelta(seconds=1))
     assert refusal(links, past) == 410
     assert refusal(DownloadLinks(download_link_keys(), "http://download.test/"), link) == 403  # another key
+
+
+def test_a_link_to_the_chapters_opens_them_only() -> None:
+    links = DownloadLinks(download_link_keys(), "http://download.test/")
+    future = datetime.now(UTC) + timedelta(hours=1)
+    chapters, mp3 = links.link(chapters_path(JOB), AUDIO, future), links.link(JOB, AUDIO, future)
+    assert chapters.startswith(f"http://download.test/{JOB}/chapters.json?")
+    assert refusal(links, chapters, job_id=chapters_path(JOB)) is None
+    assert refusal(links, chapters) == 403  # the MP3's path with the chapters' signature
+    assert refusal(links, mp3, job_id=chapters_path(JOB)) == 403  # and the other way round
 
 
 def test_a_rotation_keeps_old_links_working_until_the_old_key_goes() -> None:
