@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from accounts.store import AccessToken, AccountView, Credentials, PasswordConfirmation, SignedUp
+from accounts.store import AccessToken, AccountView, Credentials, PasswordChange, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
 from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
 from events.catalog import JOB_ID_PATTERN, FailureReason
@@ -53,7 +53,8 @@ EXTRACTION_REFUSALS = tuple(str(reason) for reason in (
 MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorBody, "serialization"), (SignedUp, "serialization"), (AccessToken, "serialization"),
     (AccountView, "serialization"),
-    (Credentials, "validation"), (PasswordConfirmation, "validation"), (UploadAccepted, "serialization"),
+    (Credentials, "validation"), (PasswordConfirmation, "validation"), (PasswordChange, "validation"),
+    (UploadAccepted, "serialization"),
     (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
     (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
     (EndpointWithDeliveries, "serialization"), (RotatedEndpoint, "serialization"),
@@ -91,7 +92,8 @@ def error(description: str, *, retry: bool = False, extra_headers: dict[str, Any
     return answer
 
 
-UNAUTHORIZED = error("No bearer token, or one that is not valid (expired, wrong signature, issuer or audience).",
+UNAUTHORIZED = error("No bearer token, or one that is not valid (expired, wrong signature, issuer or audience, or "
+                     "issued before its account was deleted or its password changed).",
                      extra_headers={"WWW-Authenticate": header(
                          "RFC 6750's challenge: `Bearer realm=\"vid2mp3\"`, with `error=\"invalid_token\"` when a "
                          "token was sent that is not valid.")})
@@ -236,6 +238,22 @@ def auth_paths() -> dict[str, Any]:
                 "403": error("The password does not match this account."),
                 **JSON_BODY_ERRORS,
                 "422": error("No password given."),
+                "429": error("Too many failed confirmations.", retry=True),
+                "503": UNAVAILABLE,
+            }}},
+        "/auth/account/password": {"post": {
+            "operationId": "changePassword", "tags": ["auth"], "summary": "Change the password.",
+            "description": "The current password is confirmed as a login is. Every token and signed download link "
+                           "issued before stops working on every function within 30 seconds; the answer holds "
+                           "a token of the new password.",
+            "requestBody": {"required": True, "content": json_content(ref("PasswordChange"))},
+            "responses": {
+                "200": {"description": "Changed: a token of the new password.",
+                        "content": json_content(ref("AccessToken"))},
+                "401": UNAUTHORIZED,
+                "403": error("The current password does not match this account."),
+                **JSON_BODY_ERRORS,
+                "422": error("No current password, or a new one that is not 8 to 1024 characters."),
                 "429": error("Too many failed confirmations.", retry=True),
                 "503": UNAVAILABLE,
             }}},

@@ -18,6 +18,7 @@ import pymysql
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
 
+from accounts.credentials import CredentialGenerations
 from accounts.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 from events.catalog import JOB_ID_PATTERN
 from runtime.answers import NOT_FOUND, HttpError, errors_in_json, method_not_allowed
@@ -39,13 +40,18 @@ def framework_errors_in_json() -> None:
 BEARER_CHALLENGE = 'Bearer realm="vid2mp3"'
 
 
-def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
-    """The caller, by their bearer token; 401 with RFC 6750's challenge otherwise: without a token, the bare
-    challenge (§3.1: no error code when no credentials were sent); with one that is not valid,
-    `error="invalid_token"`."""
+def authenticate(request: flask.Request, verifier: TokenVerifier,
+                 generations: CredentialGenerations | None = None) -> Identity:
+    """The caller, by their bearer token, whose credential generation is still the account's (when `generations`
+    is given: an account deleted, or whose password changed, has none or another); 401 with RFC 6750's challenge
+    otherwise: without a token, the bare challenge (§3.1: no error code when no credentials were sent); with one
+    that is not valid, `error="invalid_token"`."""
     authorization = request.headers.get("Authorization")
     try:
-        return verifier.verify(bearer_token(authorization))
+        identity = verifier.verify(bearer_token(authorization))
+        if generations is not None and generations.current(identity.subject) != identity.generation:
+            raise InvalidToken("the account was deleted or its password changed since the token was issued")
+        return identity
     except InvalidToken as error:
         challenge = BEARER_CHALLENGE
         if (authorization or "").partition(" ")[0].lower() == "bearer":
@@ -253,11 +259,13 @@ class HttpFunction:
     routing, so a stranger learns nothing of the paths; `identity(request)` gives the caller to the handlers."""
 
     def __init__(self, name: str | None, *, verifier: TokenVerifier | None = None,
+                 generations: CredentialGenerations | None = None,
                  allowed_origins: Collection[str] | None = None, not_found: HttpError = NOT_FOUND,
                  authenticate_first: bool | Callable[[flask.Request], bool] = False,
                  before: Callable[[], None] = lambda: None,
                  answer_error: Callable[[flask.Request, HttpError], flask.Response] | None = None) -> None:
         self.verifier = verifier
+        self.generations = generations
         self.not_found = not_found
         self.authenticate_first = authenticate_first
         self.before = before
@@ -276,11 +284,14 @@ class HttpFunction:
 
     @classmethod
     def public(cls, name: str, settings: CorsSettings, **options: Any) -> HttpFunction:
-        """A public function of the deployment: CORS from its settings, and a token verifier where it has one."""
-        verifier = None
+        """A public function of the deployment: CORS from its settings, and where it verifies tokens, a verifier and
+        the accounts' credential generations (`generations=`: those the function shares with its signed links)."""
+        verifier, generations = None, options.pop("generations", None)
         if isinstance(settings, TokenVerifierSettings):
             verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-        return cls(name, verifier=verifier, allowed_origins=settings.allowed_origins(), **options)
+            generations = generations or CredentialGenerations.from_settings(settings)
+        return cls(name, verifier=verifier, generations=generations, allowed_origins=settings.allowed_origins(),
+                   **options)
 
     def route(self, rule: str, *methods: str) -> Callable[[Handler], Handler]:
         """Registers the handler of `rule` for `methods` (none named: every method, the handler's to sort out)."""
@@ -302,7 +313,7 @@ class HttpFunction:
         if known is None:
             if self.verifier is None:
                 raise RuntimeError("this function verifies no tokens")
-            known = request.environ["vid2mp3.identity"] = authenticate(request, self.verifier)
+            known = request.environ["vid2mp3.identity"] = authenticate(request, self.verifier, self.generations)
         return known
 
     def dispatch(self, request: flask.Request) -> Any:

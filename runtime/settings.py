@@ -51,6 +51,9 @@ class TokenSettings(FunctionSettings):
 class TokenVerifierSettings(TokenSettings):
     # The auth function's JWKS: tokens are verified locally against these public keys (cached).
     jwks_url: AnyHttpUrl
+    # How long a function keeps an account's credential generation (accounts/credentials.py) before reading it
+    # again: a deleted account's or changed password's tokens stop within this (at most 30 s).
+    credentials_cache_seconds: float = Field(default=15, gt=0, le=30)
 
 
 class CorsSettings(FunctionSettings):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 
+from accounts.credentials import CredentialGenerations
 from endpoints.http import HttpFunction
 from events.catalog import is_job_id
 from functions.download.streaming import mp3_response
@@ -22,9 +23,11 @@ settings = load_settings(DownloadSettings)
 database = mongo.database(settings)
 jobs = Jobs(database)
 audio = MediaStore(database, AUDIO)
-links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
+generations = CredentialGenerations.from_settings(settings)
+links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url),
+                      generation_of=generations.current)
 # A signed link needs no token; anything else does, checked before the path is.
-http = HttpFunction.public("download", settings,
+http = HttpFunction.public("download", settings, generations=generations,
                            authenticate_first=lambda request: not links.is_link(request.args.to_dict()))
 
 
@@ -46,7 +49,7 @@ def mp3(request: flask.Request, job_id: str) -> flask.Response:
         # A link was made for a finished job's MP3: a job deleted, cancelled or re-made since has no MP3 it opens.
         if job["state"] != JobState.DONE or not job.get("audio"):
             raise NOT_FOUND
-        links.check(job_id, job["audio"]["audio_id"], arguments)
+        links.check(job_id, job["audio"]["audio_id"], job["owner_id"], arguments)
     elif job["state"] != JobState.DONE:
         raise HttpError(409, "not_ready", f"the job is {job['state']}; its MP3 is not available")
     # Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet.

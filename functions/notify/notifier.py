@@ -65,7 +65,10 @@ class Notifier:
             self.record(event.job_id, {"state": "failed", "reason": "the owner's account no longer exists"})
             return
         expires_at = job["audio"]["expires_at"]
-        link = self.links.link(event.job_id, event.audio_id, expires_at)
+        link = self.links.link(event.job_id, event.audio_id, expires_at, event.owner_id)
+        if link is None:
+            self.record(event.job_id, {"state": "failed", "reason": "the owner's account no longer exists"})
+            return
         page = f"{self.public_web_url.rstrip('/')}/#job={event.job_id}"
         text = (f"Your MP3 of {job.get('filename', 'your video')} is ready ({event.duration_seconds:.0f} s).\n\n"
                 f"Download it:\n{link}\n\nThis link needs no login and works until {expires_at:%Y-%m-%d %H:%M} UTC,"

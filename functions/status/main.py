@@ -13,6 +13,7 @@ from datetime import timedelta
 import flask
 import functions_framework
 
+from accounts.credentials import CredentialGenerations
 from accounts.tokens import Identity
 from api.answers import JobList, Usage
 from endpoints.http import STORE_ERRORS, HttpFunction, SetUpOnce
@@ -35,11 +36,13 @@ jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
 erasure = Erasure(database, jobs, cancellation)
-download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
+generations = CredentialGenerations.from_settings(settings)
+download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url),
+                               generation_of=generations.current)
 quotas = Quotas(database, QuotaLimits.from_settings(settings))
 # Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
 open_streams = threading.BoundedSemaphore(settings.events_max_streams)
-http = HttpFunction.public("status", settings, authenticate_first=True, before=indexes)
+http = HttpFunction.public("status", settings, generations=generations, authenticate_first=True, before=indexes)
 
 
 @functions_framework.http

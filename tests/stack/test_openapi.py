@@ -149,8 +149,12 @@ def test_the_functions_answers_match_the_document(endpoints: dict[str, str], doc
                                   timeout=10), "/webhooks/{endpoint_id}/rotate-secret", "post")
     check(document, requests.post(urls["webhooks"] + "/webhooks/", headers=headers, json={"url": "ftp://x"},
                                   timeout=10), "/webhooks/", "post")
+    changed = check(document, requests.post(urls["auth"] + "/auth/account/password", headers=headers, timeout=30,
+                                            json={"password": TEST_PASSWORD, "new_password": TEST_PASSWORD + "2"}),
+                    "/auth/account/password", "post")
+    headers = {"Authorization": f"Bearer {changed.json()['access_token']}"}
     check(document, requests.delete(urls["auth"] + "/auth/account", headers=headers,
-                                    json={"password": TEST_PASSWORD}, timeout=60), "/auth/account", "delete")
+                                    json={"password": TEST_PASSWORD + "2"}, timeout=60), "/auth/account", "delete")
 
 
 @pytest.mark.stack

@@ -172,7 +172,7 @@ def unreachable_jwks() -> Iterator[str]:
 def a_token() -> str:
     pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                      serialization.NoEncryption()).decode()
-    return TokenIssuer(pem, issuer="vid2mp3-auth", audience="vid2mp3", ttl_seconds=60).issue("user-1", "a@b.test")
+    return TokenIssuer(pem, issuer="vid2mp3-auth", audience="vid2mp3", ttl_seconds=60).issue("user-1", "a@b.test", 1)
 
 
 def verifier_at(url: str) -> TokenVerifier:
