@@ -9,27 +9,23 @@ A token whose account has no document, or an ended one, is refused: tokens issue
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
 from pymongo.database import Database
 
+from accounts.recent import RecentReads
 from runtime.settings import MongoSettings, TokenVerifierSettings
 from storage import mongo
 
 COLLECTION = "credentials"
-MAX_CACHED_ACCOUNTS = 10_000
 
 
 class CredentialGenerations:
     def __init__(self, database: Database[dict[str, Any]], *, cache_seconds: float = 15) -> None:
         self._collection = database[COLLECTION]
-        self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, int | None]] = {}
-        self._lock = threading.Lock()
+        self._recent: RecentReads[int | None] = RecentReads(cache_seconds)
 
     @classmethod
     def from_settings(cls, settings: TokenVerifierSettings) -> CredentialGenerations:
@@ -39,15 +35,11 @@ class CredentialGenerations:
 
     def current(self, account_id: str) -> int | None:
         """The account's generation, None once it has ended (or never began); read at most `cache_seconds` ago."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(account_id)
-        if cached is not None and now - cached[0] < self.cache_seconds:
-            return cached[1]
+        return self._recent.get(account_id, self._read)
+
+    def _read(self, account_id: str) -> int | None:
         document = self._collection.find_one({"_id": account_id})
-        generation = None if document is None or document.get("ended") else int(document["generation"])
-        self._remember(account_id, generation)
-        return generation
+        return None if document is None or document.get("ended") else int(document["generation"])
 
     def begin(self, account_id: str) -> int:
         """The generation a login's token carries: the current one, or 1 for an account that has none yet. An account
@@ -83,9 +75,4 @@ class CredentialGenerations:
         return generation
 
     def _remember(self, account_id: str, generation: int | None) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._cache) >= MAX_CACHED_ACCOUNTS:  # only the stale go: the rest would be read again at once
-                self._cache = {key: entry for key, entry in self._cache.items()
-                               if now - entry[0] < self.cache_seconds}
-            self._cache[account_id] = (now, generation)
+        self._recent.put(account_id, generation)

@@ -35,6 +35,9 @@ class Identity:
     subject: str
     email: str
     generation: int = 0
+    # An API key's scopes (accounts/keys.py) and id; a token's are None: it may do everything.
+    scopes: frozenset[str] | None = None
+    key_id: str = ""
 
 
 def key_thumbprint(public_jwk: dict[str, Any]) -> str:

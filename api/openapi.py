@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from accounts.keys import KeyList, KeyRequest, NewKey
 from accounts.store import AccessToken, AccountView, Credentials, PasswordChange, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
 from api.limits import MAX_CHAPTERS_BYTES, MAX_COVER_BYTES, MAX_FIELD_BYTES, MAX_PARTS, TUS_EXTENSIONS, TUS_VERSION
@@ -54,6 +55,7 @@ MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorBody, "serialization"), (SignedUp, "serialization"), (AccessToken, "serialization"),
     (AccountView, "serialization"),
     (Credentials, "validation"), (PasswordConfirmation, "validation"), (PasswordChange, "validation"),
+    (KeyRequest, "validation"), (NewKey, "serialization"), (KeyList, "serialization"),
     (UploadAccepted, "serialization"),
     (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
     (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
@@ -257,6 +259,28 @@ def auth_paths() -> dict[str, Any]:
                 "429": error("Too many failed confirmations.", retry=True),
                 "503": UNAVAILABLE,
             }}},
+        "/auth/keys": {"get": {
+            "operationId": "listKeys", "tags": ["auth"], "summary": "Your API keys (never their secrets).",
+            "responses": {"200": {"description": "The keys.", "content": json_content(ref("KeyList"))},
+                          "401": UNAUTHORIZED, "503": UNAVAILABLE}}, "post": {
+            "operationId": "createKey", "tags": ["auth"], "summary": "Make an API key, for a script.",
+            "description": "The key (`v2m_` and 80 hex digits) is in this answer only; it is stored hashed. Send it "
+                           "as `Authorization: Bearer <key>` wherever a token goes: each operation names the scope "
+                           "it needs (`apiKey`). It stops when revoked, when it expires, and with the password.",
+            "requestBody": {"required": True, "content": json_content(ref("KeyRequest"))},
+            "responses": {
+                "201": {"description": "Made.", "content": json_content(ref("NewKey")),
+                        "headers": {"Location": header("`keys/<id>`, relative to this URL.")}},
+                "401": UNAUTHORIZED, **JSON_BODY_ERRORS,
+                "409": error("The account has as many keys as it may (20)."),
+                "422": error("No name, or scopes that are not some of convert, read, delete, webhooks."),
+                "503": UNAVAILABLE}}},
+        "/auth/keys/{key_id}": {"delete": {
+            "operationId": "revokeKey", "tags": ["auth"],
+            "summary": "Revoke an API key: every function refuses it within 30 seconds.",
+            "parameters": [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"204": {"description": "Revoked."}, "401": UNAUTHORIZED,
+                          "404": error("No such key; someone else's answers the same."), "503": UNAVAILABLE}}},
     }
 
 
@@ -573,6 +597,31 @@ def webhooks_paths() -> dict[str, Any]:
     }
 
 
+# What an API key must have to call each operation (endpoints/http.py: each route's `scope`); the others take a
+# login's token only.
+OPERATION_SCOPES = {
+    "uploadVideo": "convert", "tusCreate": "convert", "tusOffset": "convert", "tusAppend": "convert",
+    "tusTerminate": "convert", "cancelJob": "convert", "listJobs": "read", "getJob": "read",
+    "followJobEvents": "read", "downloadMp3": "read", "deleteJob": "delete", "listWebhookEndpoints": "webhooks",
+    "registerWebhookEndpoint": "webhooks", "getWebhookEndpoint": "webhooks", "deleteWebhookEndpoint": "webhooks",
+    "rotateWebhookSecret": "webhooks",
+}
+INSUFFICIENT_SCOPE = error("An API key without the scope this operation needs (named in the message and the "
+                           "challenge), or a key where only a login's token will do.")
+
+
+def with_scopes(item: dict[str, Any]) -> dict[str, Any]:
+    """Each authenticated operation of a path item: the token, or an API key with the operation's scope."""
+    for operation in item.values():
+        if not isinstance(operation, dict) or "operationId" not in operation or operation.get("security") == []:
+            continue
+        scope = OPERATION_SCOPES.get(operation["operationId"])
+        anonymous: list[dict[str, list[str]]] = [{}] if {} in operation.get("security", []) else []
+        operation["security"] = [{"bearer": []}, *([{"apiKey": [scope]}] if scope else []), *anonymous]
+        operation["responses"].setdefault("403", INSUFFICIENT_SCOPE)
+    return item
+
+
 PATHS_BY_FUNCTION = {"auth": auth_paths, "upload": upload_paths, "status": status_paths,
                      "download": download_paths, "webhooks": webhooks_paths}
 
@@ -590,7 +639,7 @@ def openapi_document(urls: Mapping[str, str]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for function in PUBLIC_FUNCTIONS:
         for path, item in PATHS_BY_FUNCTION[function]().items():
-            paths[path] = {"servers": [server(function, urls[function])], **item}
+            paths[path] = {"servers": [server(function, urls[function])], **with_scopes(item)}
     return {
         "openapi": OPENAPI_VERSION,
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -615,7 +664,10 @@ def openapi_document(urls: Mapping[str, str]) -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                            "description": "The `access_token` of `logIn` (EdDSA; keys at "
-                                                          "`getJwks`)."}},
+                                                          "`getJwks`)."},
+                                "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "v2m_ API key",
+                                           "description": "An API key of `createKey`, sent as a bearer token; "
+                                                          "each operation names the scope it needs."}},
         },
     }
 

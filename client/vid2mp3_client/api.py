@@ -280,6 +280,19 @@ class Vid2mp3:
         if response.status_code != 204:
             answer(response)
 
+    def create_key(self, name: str, scopes: list[str], expires_in_days: int | None) -> dict[str, Any]:
+        """A new API key (its secret, `key`, is in this answer only)."""
+        return dict(answer(self._send("POST", f"{self.auth_url}/keys", timeout=self.timeout, json={
+            "name": name, "scopes": scopes, "expires_in_days": expires_in_days})))
+
+    def keys(self) -> list[dict[str, Any]]:
+        return list(answer(self._send("GET", f"{self.auth_url}/keys", timeout=self.timeout))["keys"])
+
+    def revoke_key(self, key_id: str) -> None:
+        response = self._send("DELETE", f"{self.auth_url}/keys/{key_id}", timeout=self.timeout)
+        if response.status_code != 204:
+            answer(response)
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(answer(self._send("POST", f"{self.status_url}/{job_id}/cancel", timeout=self.timeout)))
 

@@ -93,10 +93,38 @@ def log_in(arguments: argparse.Namespace) -> int:
         server = read_endpoints(endpoints_file)["WEB_URL"]
     import getpass
 
+    if arguments.key:
+        # From standard input, never the command line (which other users and the shell's history see).
+        key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()
+        login = session.log_in_with_key(server, key.strip())
+        print(f"logged in to {login.server} with an API key (kept in {session.config_dir() / session.LOGIN_FILE})")
+        return 0
     email = arguments.email or input("email: ").strip()
     password = os.environ.get("VID2MP3_PASSWORD") or getpass.getpass("password: ")
     login = session.log_in(server, email, password, sign_up=arguments.sign_up)
     print(f"logged in to {login.server} as {login.email} (kept in {session.config_dir() / session.LOGIN_FILE})")
+    return 0
+
+
+def keys(arguments: argparse.Namespace) -> int:
+    client = client_factory(arguments)()
+    if arguments.action == "create":
+        made = client.create_key(arguments.name, arguments.scope or ["convert", "read"],
+                                 None if arguments.no_expiry else arguments.expires_in_days)
+        print(made["key"])
+        until = f"until {made['expires_at']}" if made.get("expires_at") else "with no expiry"
+        print(f"API key {made['id']} ({', '.join(made['scopes'])}) made, valid {until}; it is shown only this "
+              f"once: keep it like a password", file=sys.stderr)
+    elif arguments.action == "list":
+        listed = client.keys()
+        if not listed:
+            print("no API keys")
+        for key in listed:
+            print(f"{key['id']}  {','.join(key['scopes']):<28} used {key.get('last_used_at') or 'never':<32} "
+                  f"expires {key.get('expires_at') or 'never':<26} {key['name']}")
+    else:
+        client.revoke_key(arguments.key_id)
+        print(f"API key {arguments.key_id} revoked: every function refuses it within a minute")
     return 0
 
 
@@ -325,7 +353,7 @@ def convert(arguments: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "login": log_in, "logout": log_out, "convert": convert, "jobs": list_jobs, "download": download,
-    "cancel": cancel, "delete": delete,
+    "cancel": cancel, "delete": delete, "keys": keys,
 }
 
 
@@ -336,6 +364,8 @@ def parser() -> argparse.ArgumentParser:
     login_parser.add_argument("--server", help="the web page's URL (default: the local stack's)")
     login_parser.add_argument("--email", help="your email address (asked if not given)")
     login_parser.add_argument("--sign-up", action="store_true", help="create the account first")
+    login_parser.add_argument("--key", action="store_true",
+                              help="log in with an API key read from standard input (`vid2mp3 keys create`)")
     commands.add_parser("logout", help="forget the kept login")
     convert_parser = commands.add_parser("convert", help="convert videos end to end, several at once")
     convert_parser.add_argument("videos", nargs="*", metavar="VIDEO", help="the video files")
@@ -363,13 +393,24 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--cover", help="cover art: frame (a frame at 10 %%, the default), attached (the video's "
                                           "attached picture) or none")
     commands.add_parser("jobs", help="list your jobs")
+    keys_parser = commands.add_parser("keys", help="API keys for scripts: create, list, revoke")
+    key_actions = keys_parser.add_subparsers(dest="action", required=True)
+    create_parser = key_actions.add_parser("create", help="make a key (printed once, on standard output)")
+    create_parser.add_argument("name", help="what the key is for, as `keys list` shows it")
+    create_parser.add_argument("--scope", action="append", choices=("convert", "read", "delete", "webhooks"),
+                               help="what the key may do; repeat for several (default: convert and read)")
+    create_parser.add_argument("--expires-in-days", type=int, default=90, help="1 to 366 (default 90)")
+    create_parser.add_argument("--no-expiry", action="store_true", help="a key that never expires")
+    key_actions.add_parser("list", help="your keys: scopes, last use, expiry (never the secrets)")
+    revoke_parser = key_actions.add_parser("revoke", help="revoke a key")
+    revoke_parser.add_argument("key_id", help="the key's id (`vid2mp3 keys list`)")
     for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
                        ("delete", "delete a job and its media")):
         job_parser = commands.add_parser(name, help=what)
         job_parser.add_argument("job_id", help="the job id (`vid2mp3 jobs` lists them)")
         if name == "download":
             job_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3)")
-    for command_parser in commands.choices.values():
+    for command_parser in (*commands.choices.values(), *key_actions.choices.values()):
         command_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
                                     help="the local stack's KEY=VALUE file of URLs (written by `make up`), used "
                                          "when not logged in")

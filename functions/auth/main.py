@@ -4,8 +4,10 @@ owner of an existing one is told by email instead. `GET /account` answers the to
 `GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with.
 `POST /account/password` with `{"password", "new_password"}` changes the password and answers a new token: every
 token issued before stops on every function within a cache's time (accounts/credentials.py).
+`POST /keys` `{"name", "scopes", "expires_in_days"}` makes an API key (201, shown once), `GET /keys` lists them,
+`DELETE /keys/<id>` revokes one (accounts/keys.py); a login's token only, never a key, manages them.
 `DELETE /account` with the account's token and `{"password"}` deletes the account, all its jobs and their media,
-its webhook endpoints and their deliveries, and its quota usage; its tokens and links stop likewise."""
+its webhook endpoints and their deliveries, and its quota usage; its tokens, keys and links stop likewise."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import functions_framework
 from pydantic import ValidationError
 
 from accounts.credentials import CredentialGenerations
+from accounts.keys import ApiKeys, KeyList, KeyRequest, TooManyKeys
 from accounts.signup_limits import SignupLimits, SignupsThrottled, client_address
 from accounts.store import (
     AccessToken,
@@ -64,9 +67,10 @@ jobs = Jobs(database)
 webhooks = WebhookStore(database)
 erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
 generations = CredentialGenerations.from_settings(settings)
-http = HttpFunction.public("auth", settings, generations=generations, not_found=HttpError(
-    404, "not_found", "try POST /signup, POST /login, GET or DELETE /account, POST /account/password or "
-                      "GET /.well-known/jwks.json"))
+keys = ApiKeys.from_settings(settings)
+http = HttpFunction.public("auth", settings, generations=generations, keys=keys, not_found=HttpError(
+    404, "not_found", "try POST /signup, POST /login, GET or DELETE /account, POST /account/password, GET or POST "
+                      "/keys, DELETE /keys/<id> or GET /.well-known/jwks.json"))
 mailer = Mailer.from_settings(settings)
 # A wrong login's challenge (RFC 9110 requires one on a 401): credentials go in the JSON body, not in an HTTP
 # authentication scheme, so the scheme is one no browser acts on and the realm names where they go.
@@ -189,8 +193,39 @@ def delete_account(request: flask.Request) -> flask.Response:
     webhooks.delete_owned(identity.subject)
     forget_usage(database, identity.subject)
     generations.end(identity.subject)
+    keys.delete_owned(identity.subject)
     accounts.delete(identity.subject, identity.email)
     log.info("account %s deleted with its %d jobs", identity.subject, jobs_deleted)
+    return flask.Response(status=204)
+
+
+@http.route("/keys", "POST")
+def create_key(request: flask.Request) -> flask.Response:
+    identity = http.identity(request)
+    body = read_json(request)
+    try:
+        wanted = KeyRequest.model_validate(body if isinstance(body, dict) else {})
+    except ValidationError as error:
+        raise HttpError(422, "invalid_key_request", '{"name": <1 to 100 characters>, "scopes": [some of "convert", '
+                                                    '"read", "delete", "webhooks"], "expires_in_days": <1 to 366 or '
+                                                    f'null>}}: {problems_in(error)}') from None
+    try:
+        created = keys.create(identity.subject, identity.generation, wanted)
+    except TooManyKeys as refused:
+        raise HttpError(409, "too_many_keys", f"{refused}: revoke one first") from None
+    log.info("account %s made API key %s", identity.subject, created.id)
+    return json_response(created.model_dump(mode="json"), 201, {"Location": f"keys/{created.id}"})
+
+
+@http.route("/keys", "GET")
+def list_keys(request: flask.Request) -> flask.Response:
+    return json_response(KeyList(keys=keys.list(http.identity(request).subject)).model_dump(mode="json"))
+
+
+@http.route("/keys/<key_id>", "DELETE")
+def revoke_key(request: flask.Request, key_id: str) -> flask.Response:
+    if not keys.revoke(http.identity(request).subject, key_id):
+        raise HttpError(404, "not_found", "no such API key")
     return flask.Response(status=204)
 
 

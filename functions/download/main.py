@@ -36,7 +36,7 @@ def download(request: flask.Request) -> flask.Response:
     return http(request)
 
 
-@http.route("/<job_id>", "GET")
+@http.route("/<job_id>", "GET", scope="read")
 def mp3(request: flask.Request, job_id: str) -> flask.Response:
     arguments = request.args.to_dict()
     signed = links.is_link(arguments)

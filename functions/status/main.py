@@ -50,7 +50,7 @@ def status(request: flask.Request) -> flask.Response:
     return http(request)
 
 
-@http.route("/", "GET")
+@http.route("/", "GET", scope="read")
 def list_jobs(request: flask.Request) -> flask.Response:
     owner = http.identity(request).subject
     listing = JobList(jobs=[view_of(job, download_links) for job in jobs.list_owned(owner)],
@@ -58,12 +58,12 @@ def list_jobs(request: flask.Request) -> flask.Response:
     return json_response(listing.model_dump(mode="json", exclude_unset=True))
 
 
-@http.route("/<job:job_id>", "GET")
+@http.route("/<job:job_id>", "GET", scope="read")
 def show_job(request: flask.Request, job_id: str) -> flask.Response:
     return json_response(job_view(owned(job_id, http.identity(request)), download_links))
 
 
-@http.route("/<job:job_id>", "DELETE")
+@http.route("/<job:job_id>", "DELETE", scope="delete")
 def delete_job(request: flask.Request, job_id: str) -> flask.Response:
     if not erasure.erase(job_id, http.identity(request).subject):
         raise NOT_FOUND
@@ -73,7 +73,7 @@ def delete_job(request: flask.Request, job_id: str) -> flask.Response:
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-@http.route("/<job:job_id>/events", "GET")
+@http.route("/<job:job_id>/events", "GET", scope="read")
 def follow_job(request: flask.Request, job_id: str) -> flask.Response:
     if request.method == "HEAD":
         # What a GET would answer, without opening a stream or taking one of the user's slots.
@@ -82,7 +82,7 @@ def follow_job(request: flask.Request, job_id: str) -> flask.Response:
     return event_stream(job_id, http.identity(request))
 
 
-@http.route("/<job:job_id>/cancel", "POST")
+@http.route("/<job:job_id>/cancel", "POST", scope="convert")
 def cancel_job(request: flask.Request, job_id: str) -> flask.Response:
     try:
         return json_response(job_view(cancellation.cancel(job_id, http.identity(request).subject), download_links))

@@ -80,13 +80,13 @@ def upload(request: flask.Request) -> flask.Response:
     return http(request)
 
 
-@http.route("/", "POST")
+@http.route("/", "POST", scope="convert")
 def one_shot(request: flask.Request) -> flask.Response:
     return uploads.accept(request, http.identity(request))
 
 
 # tus orders its own checks (the protocol's version before the token, OPTIONS open to all): resumable.py routes them.
-@http.route("/files")
-@http.route("/files/<path:upload_path>")
+@http.route("/files", scope="convert")
+@http.route("/files/<path:upload_path>", scope="convert")
 def resumable(request: flask.Request, upload_path: str = "") -> flask.Response:
     return resumable_uploads.handle(request, http.identity)
