@@ -308,7 +308,8 @@ class HttpFunction:
     @classmethod
     def public(cls, name: str, settings: CorsSettings, **options: Any) -> HttpFunction:
         """A public function of the deployment: CORS from its settings, and where it verifies tokens, a verifier and
-        the accounts' credential generations and API keys (`generations=`, `keys=`: those the function uses itself too)."""
+        the accounts' credential generations and API keys (`generations=`, `keys=`: those the function uses itself
+        too)."""
         verifier, generations, keys = None, options.pop("generations", None), options.pop("keys", None)
         if isinstance(settings, TokenVerifierSettings):
             verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
