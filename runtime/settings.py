@@ -228,7 +228,7 @@ class ReconcileSettings(MongoSettings, EmitterSettings, DeletionPacingSettings):
 
 class WebhookSettings(MongoSettings):
     # Lets webhooks reach receivers on 127.0.0.1 over plain http: the local stack's, never a cluster's
-    # (webhooks/addresses.py).
+    # (runtime/addresses.py).
     webhook_allow_loopback: bool = False
 
 
