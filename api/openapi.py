@@ -316,6 +316,12 @@ def upload_paths() -> dict[str, Any]:
             "multipart/form-data": {"schema": form},
             "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream",
                                                     "minLength": 1}},
+            "application/json": {"schema": {
+                "type": "object", "required": ["url"],
+                "description": "Import: the server fetches the video at `url` (http or https; each redirect "
+                               "followed, at most 5, and every address checked: none internal, 422 `url_refused`) "
+                               "and takes it as an upload of it, with the options beside the URL.",
+                "properties": {"url": {"type": "string", "maxLength": 2048}, **option_field_schemas()}}},
         }},
         "responses": {
             "202": {"description": "Accepted: the job is recorded and converts next.",
@@ -331,7 +337,9 @@ def upload_paths() -> dict[str, Any]:
             "415": error("Not a video or audio container vid2mp3 reads."),
             "422": error("Bad conversion options or `cover`/`chapters` parts (`error` `invalid_options`; `fields` "
                          "names each with its problem), or a file the server cannot convert: `error` is the reason "
-                         f"({', '.join(EXTRACTION_REFUSALS)})."),
+                         f"({', '.join(EXTRACTION_REFUSALS)}); for an import, a URL that may not or could not be "
+                         "fetched (`url_required`, `url_refused`, `too_many_redirects`, `url_not_fetched`, "
+                         "`url_unreachable`, `url_too_slow`)."),
             "429": OVER_QUOTA,
             "503": UNAVAILABLE,
         }}}, **tus_paths()}

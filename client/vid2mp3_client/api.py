@@ -244,6 +244,11 @@ class Vid2mp3:
                                       headers={"Content-Type": "application/octet-stream"},
                                       timeout=(self.timeout, 600))))
 
+    def import_url(self, url: str, options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Has the server fetch the video at `url` and take it as an upload; answers as an upload does (202)."""
+        return dict(answer(self._send("POST", self.upload_url, json={"url": url, **(options or {})},
+                                      timeout=(self.timeout, 900))))
+
     def upload_form(self, parts: list[FilePart], on_bytes: Callable[[int], object] = lambda _: None,
                     options: dict[str, str] | None = None) -> dict[str, Any]:
         """Uploads files as a multipart form (the `file`, and the `cover` frame beside an extract); the options go as

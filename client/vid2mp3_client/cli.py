@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,11 +191,20 @@ RESUME_FILE = "resumable-uploads.json"
 CONCURRENT_CONVERSIONS = 3
 
 
-def targets_for(videos: list[Path], output: str | None) -> list[Path]:
+def is_url(argument: str) -> bool:
+    return argument.startswith(("http://", "https://"))
+
+
+def source_path(source: Path | str) -> Path:
+    """A video file, or the path of a URL's (what its MP3 and progress line are named after)."""
+    return source if isinstance(source, Path) else Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path))
+
+
+def targets_for(videos: list[Path | str], output: str | None) -> list[Path]:
     """Where each MP3 goes: `-o FILE` for one video, `-o FOLDER` for any number, else the working folder."""
     folder = Path(output) if output else Path.cwd()
     if folder.is_dir():
-        return [folder / f"{video.stem}.mp3" for video in videos]
+        return [folder / f"{source_path(video).stem or 'video'}.mp3" for video in videos]
     if len(videos) > 1:
         raise ClientError(f"-o {output}: with several videos, name an existing folder")
     return [folder]
@@ -262,14 +272,16 @@ def upload(client: Vid2mp3, video: Path, sending: Sending, fields: dict[str, str
     return accepted["job_id"], words
 
 
-def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fields: dict[str, str],
+def convert_one(new_client: Callable[[], Vid2mp3], video: Path | str, target: Path, fields: dict[str, str],
                 line: int, resumable: bool = False, whole: bool = False) -> tuple[dict[str, Any], str]:
-    """Extracts, uploads, follows and downloads one video, on one progress line of its own; answers the final job
-    view and what was sent, in words. The extract is removed once it is sent, whatever happens."""
+    """Extracts, uploads, follows and downloads one video (or has the server import a URL's), on one progress line
+    of its own; answers the final job view and what was sent, in words. The extract is removed once it is sent,
+    whatever happens."""
     from tqdm import tqdm
 
     client = new_client()
-    with tqdm(total=100, position=line, desc=video.name[:30], bar_format="{desc}: {bar} {n:.0f}% {postfix}",
+    name = source_path(video).name or str(video)
+    with tqdm(total=100, position=line, desc=name[:30], bar_format="{desc}: {bar} {n:.0f}% {postfix}",
               leave=True) as bar:
         def at(percent: float, what: str) -> None:
             """Redraws when the words change, else at most every tenth of a second (tqdm's own pace): an upload
@@ -281,24 +293,11 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fi
             if changed:
                 bar.refresh()
 
-        with tempfile.TemporaryDirectory(prefix="vid2mp3-") as scratch:
-            if not whole:
-                at(0, "extracting the audio")
-            sending = what_to_send(video, Path(scratch), whole)
-            at(0, sending.words)
-            size = max(sum(path.stat().st_size for path in (sending.file, sending.cover) if path is not None), 1)
-            sent = [0]
-
-            def uploaded(count: int) -> None:
-                sent[0] += count
-                at(100 * sent[0] / size, f"{sending.words}; uploading")
-
-            try:
-                job_id, words = upload(client, video, sending, fields, resumable, uploaded)
-            except Unauthorized:
-                raise
-            except ClientError as refused:  # what was sent tells why, say, a non-video was refused
-                raise ClientError(f"{refused}; upload: {sending.words}") from None
+        if isinstance(video, str):
+            at(0, "the server fetches it")
+            job_id, words = client.import_url(video, fields)["job_id"], "fetched by the server from the URL"
+        else:
+            job_id, words = extract_and_upload(client, video, fields, resumable, whole, at)
         job = client.follow(job_id, lambda view: at(100.0 if view["state"] == "done" else
                                                     view.get("progress", {}).get("percent", 0.0), view["state"]))
         if job["state"] == "done":
@@ -317,11 +316,35 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fi
     return job, words
 
 
+def extract_and_upload(client: Vid2mp3, video: Path, fields: dict[str, str], resumable: bool, whole: bool,
+                       at: Callable[[float, str], None]) -> tuple[str, str]:
+    """Sends what the MP3 needs of `video` (or all of it); answers the job id and what was sent, in words."""
+    with tempfile.TemporaryDirectory(prefix="vid2mp3-") as scratch:
+        if not whole:
+            at(0, "extracting the audio")
+        sending = what_to_send(video, Path(scratch), whole)
+        at(0, sending.words)
+        size = max(sum(path.stat().st_size for path in (sending.file, sending.cover) if path is not None), 1)
+        sent = [0]
+
+        def uploaded(count: int) -> None:
+            sent[0] += count
+            at(100 * sent[0] / size, f"{sending.words}; uploading")
+
+        try:
+            return upload(client, video, sending, fields, resumable, uploaded)
+        except Unauthorized:
+            raise
+        except ClientError as refused:  # what was sent tells why, say, a non-video was refused
+            raise ClientError(f"{refused}; upload: {sending.words}") from None
+
+
 def convert(arguments: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    videos = [make_sample()] if arguments.sample else [Path(video) for video in arguments.videos]
-    missing = [str(video) for video in videos if not video.is_file()]
+    videos: list[Path | str] = [make_sample()] if arguments.sample else \
+        [video if is_url(video) else Path(video) for video in arguments.videos]
+    missing = [str(video) for video in videos if isinstance(video, Path) and not video.is_file()]
     if missing:
         print(f"vid2mp3: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -368,7 +391,8 @@ def parser() -> argparse.ArgumentParser:
                               help="log in with an API key read from standard input (`vid2mp3 keys create`)")
     commands.add_parser("logout", help="forget the kept login")
     convert_parser = commands.add_parser("convert", help="convert videos end to end, several at once")
-    convert_parser.add_argument("videos", nargs="*", metavar="VIDEO", help="the video files")
+    convert_parser.add_argument("videos", nargs="*", metavar="VIDEO",
+                                help="the video files, or http(s) URLs the server fetches the videos from")
     convert_parser.add_argument("--sample", action="store_true", help=f"make and convert a {SAMPLE_SECONDS} s clip")
     convert_parser.add_argument("-o", "--output", help="the MP3 for one video, or a folder for several "
                                                        "(default: ./<video name>.mp3)")

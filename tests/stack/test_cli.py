@@ -22,6 +22,7 @@ from mutagen.id3 import ID3
 
 from stack.config import ROOT
 from tests.stack.test_conversion_options import packets_md5
+from tests.stack.test_url_import import VideoServer
 from tests.support import TEST_PASSWORD, make_clip, make_two_tracks, probe
 
 pytestmark = pytest.mark.stack
@@ -249,3 +250,15 @@ def test_what_no_extract_helps_goes_whole_and_the_command_says_why(logged_in: Pa
     refused = run(logged_in, "convert", str(notes), "-o", str(tmp_path / "notes.mp3"))
     assert refused.returncode == 1 and "HTTP 415" in refused.stdout, refused.stdout + refused.stderr
     assert "upload: the whole file: 4 kB (PyAV cannot read or copy it: " in refused.stdout
+
+
+def test_a_video_at_a_url_is_converted_by_the_server_fetching_it(logged_in: Path, tmp_path: Path) -> None:
+    server = VideoServer(make_clip(tmp_path / "talk.mp4", seconds=2))
+    try:
+        done = run(logged_in, "convert", f"{server.url}/video.mp4", "-o", str(tmp_path), "--channels", "1")
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fetched by the server from the URL" in done.stdout and server.videos_served() == 1
+    [audio] = [stream for stream in probe(tmp_path / "video.mp3")["streams"] if stream["codec_type"] == "audio"]
+    assert (audio["codec_name"], audio["channels"]) == ("mp3", 1)

@@ -149,6 +149,9 @@ def test_the_functions_answers_match_the_document(endpoints: dict[str, str], doc
                                   timeout=10), "/webhooks/{endpoint_id}/rotate-secret", "post")
     check(document, requests.post(urls["webhooks"] + "/webhooks/", headers=headers, json={"url": "ftp://x"},
                                   timeout=10), "/webhooks/", "post")
+    refused_import = check(document, requests.post(urls["upload"] + "/upload/", headers=headers, timeout=30,
+                                                   json={"url": "http://10.0.0.1/video.mp4"}), "/upload/", "post")
+    assert (refused_import.status_code, refused_import.json()["error"]) == (422, "url_refused")
     made = check(document, requests.post(urls["auth"] + "/auth/keys", headers=headers, timeout=30,
                                          json={"name": "reader", "scopes": ["read"]}), "/auth/keys", "post")
     assert made.status_code == 201
