@@ -181,6 +181,13 @@ def links_from_job(expression: str) -> dict[str, Any]:
     }
 
 
+def password_confirmed(unprocessable: str) -> dict[str, Any]:
+    """The refusals of an operation the account's password confirms (as a login, throttle included)."""
+    return {"401": UNAUTHORIZED, "403": error("The password does not match this account."), **JSON_BODY_ERRORS,
+            "422": error(unprocessable), "429": error("Too many failed confirmations.", retry=True),
+            "503": UNAVAILABLE}
+
+
 def auth_paths() -> dict[str, Any]:
     credentials_body = {"required": True, "content": json_content(ref("Credentials"))}
     return {
@@ -234,15 +241,7 @@ def auth_paths() -> dict[str, Any]:
             "operationId": "deleteAccount", "tags": ["auth"],
             "summary": "Delete the account with all its jobs, media, webhook endpoints and quota usage.",
             "requestBody": {"required": True, "content": json_content(ref("PasswordConfirmation"))},
-            "responses": {
-                "204": {"description": "Deleted."},
-                "401": UNAUTHORIZED,
-                "403": error("The password does not match this account."),
-                **JSON_BODY_ERRORS,
-                "422": error("No password given."),
-                "429": error("Too many failed confirmations.", retry=True),
-                "503": UNAVAILABLE,
-            }}},
+            "responses": {"204": {"description": "Deleted."}, **password_confirmed("No password given.")}}},
         "/auth/account/password": {"post": {
             "operationId": "changePassword", "tags": ["auth"], "summary": "Change the password.",
             "description": "The current password is confirmed as a login is. Every token and signed download link "
@@ -252,12 +251,7 @@ def auth_paths() -> dict[str, Any]:
             "responses": {
                 "200": {"description": "Changed: a token of the new password.",
                         "content": json_content(ref("AccessToken"))},
-                "401": UNAUTHORIZED,
-                "403": error("The current password does not match this account."),
-                **JSON_BODY_ERRORS,
-                "422": error("No current password, or a new one that is not 8 to 1024 characters."),
-                "429": error("Too many failed confirmations.", retry=True),
-                "503": UNAVAILABLE,
+                **password_confirmed("No current password, or a new one that is not 8 to 1024 characters."),
             }}},
         "/auth/keys": {"get": {
             "operationId": "listKeys", "tags": ["auth"], "summary": "Your API keys (never their secrets).",

@@ -16,11 +16,11 @@ import json
 import logging
 import queue
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 import flask
 import functions_framework
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from accounts.credentials import CredentialGenerations
 from accounts.keys import ApiKeys, KeyList, KeyRequest, TooManyKeys
@@ -53,6 +53,7 @@ from storage import mongo
 from webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
+Body = TypeVar("Body", bound=BaseModel)
 settings = load_settings(AuthSettings)
 accounts = Accounts(settings.mysql_url.get_secret_value(), login_limits=LoginLimits(
     per_account_and_address=settings.login_max_failures, per_address=settings.login_max_failures_per_address,
@@ -83,11 +84,16 @@ def auth(request: flask.Request) -> Any:
 
 
 def credentials_from(request: flask.Request) -> Credentials:
+    return body_as(request, Credentials, "invalid_credentials_format")
+
+
+def body_as(request: flask.Request, model: type[Body], code: str, shape: str = "") -> Body:
+    """The request's JSON body as `model`, or a 422 `code` naming every problem (after `shape`, what is expected)."""
     body = read_json(request)
     try:
-        return Credentials.model_validate(body if isinstance(body, dict) else {})
+        return model.model_validate(body if isinstance(body, dict) else {})
     except ValidationError as error:
-        raise HttpError(422, "invalid_credentials_format", problems_in(error)) from None
+        raise HttpError(422, code, f"{shape}: {problems_in(error)}" if shape else problems_in(error)) from None
 
 
 def problems_in(error: ValidationError) -> str:
@@ -152,12 +158,8 @@ def change_password(request: flask.Request) -> flask.Response:
     """The tokens (and links) of the old password stop first, then the password changes: should the second step
     fail, the owner logs in again with the old one."""
     identity = http.identity(request)
-    body = read_json(request)
-    try:
-        change = PasswordChange.model_validate(body if isinstance(body, dict) else {})
-    except ValidationError as error:
-        raise HttpError(422, "invalid_password_change", '{"password": <the current one>, "new_password": <8 to 1024 '
-                                                        f'characters>}}: {problems_in(error)}') from None
+    change = body_as(request, PasswordChange, "invalid_password_change",
+                     '{"password": <the current one>, "new_password": <8 to 1024 characters>}')
     schema()
     confirm_password(request, identity, change.password)
     generation = generations.advance(identity.subject)
@@ -202,13 +204,9 @@ def delete_account(request: flask.Request) -> flask.Response:
 @http.route("/keys", "POST")
 def create_key(request: flask.Request) -> flask.Response:
     identity = http.identity(request)
-    body = read_json(request)
-    try:
-        wanted = KeyRequest.model_validate(body if isinstance(body, dict) else {})
-    except ValidationError as error:
-        raise HttpError(422, "invalid_key_request", '{"name": <1 to 100 characters>, "scopes": [some of "convert", '
-                                                    '"read", "delete", "webhooks"], "expires_in_days": <1 to 366 or '
-                                                    f'null>}}: {problems_in(error)}') from None
+    wanted = body_as(request, KeyRequest, "invalid_key_request",
+                     '{"name": <1 to 100 characters>, "scopes": [some of "convert", "read", "delete", "webhooks"], '
+                     '"expires_in_days": <1 to 366 or null>}')
     try:
         created = keys.create(identity.subject, identity.generation, wanted)
     except TooManyKeys as refused:
