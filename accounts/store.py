@@ -77,6 +77,15 @@ class PasswordConfirmation(BaseModel):
     password: str = Field(min_length=1)
 
 
+class PasswordChange(BaseModel):
+    """The body of `POST /account/password`: the current password, confirmed as a login is, and the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=1, description="The current password.")
+    new_password: Annotated[str, Field(min_length=8, max_length=1024)]
+
+
 @dataclass(frozen=True)
 class Account:
     account_id: str
@@ -139,10 +148,14 @@ class Accounts:
         if account.account_id != account_id:
             raise LoginRefused()
 
+    def change_password(self, account_id: str, new_password: str) -> None:
+        with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
+            cursor.execute("UPDATE accounts SET password_hash = %s WHERE id = %s",
+                           (PASSWORD_HASHER.hash(new_password), int(account_id)))
+
     def delete(self, account_id: str, email: str) -> None:
         """The account and every row naming it: its failed logins, the addresses it logged in from, a sign-up
-        notice. Tokens are not stored (no server-side sessions): those already issued are refused by nothing but
-        their expiry."""
+        notice. Its tokens were ended before (accounts/credentials.py)."""
         with mysql.connect(self.mysql_url) as connection, connection.cursor() as cursor:
             cursor.execute("DELETE FROM accounts WHERE id = %s", (int(account_id),))
             self.throttle.forget(cursor, email)

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 ALGORITHM = "EdDSA"
-REQUIRED_CLAIMS = ("sub", "iss", "aud", "iat", "exp")
+# `gen`: the account's credential generation when the token was issued (accounts/credentials.py).
+REQUIRED_CLAIMS = ("sub", "iss", "aud", "iat", "exp", "gen")
 LEEWAY_SECONDS = 10
 JWKS_CACHE_SECONDS = 300
 
@@ -33,6 +34,10 @@ class InvalidToken(Exception):
 class Identity:
     subject: str
     email: str
+    generation: int = 0
+    # An API key's scopes (accounts/keys.py) and id; a token's are None: it may do everything.
+    scopes: frozenset[str] | None = None
+    key_id: str = ""
 
 
 def key_thumbprint(public_jwk: dict[str, Any]) -> str:
@@ -57,10 +62,10 @@ class TokenIssuer:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self._public_jwk]}
 
-    def issue(self, subject: str, email: str) -> str:
+    def issue(self, subject: str, email: str, generation: int) -> str:
         issued_at = int(time.time())
         claims = {"sub": subject, "email": email, "iss": self.issuer, "aud": self.audience, "iat": issued_at,
-                  "nbf": issued_at, "exp": issued_at + self.ttl_seconds, "jti": uuid.uuid4().hex}
+                  "nbf": issued_at, "exp": issued_at + self.ttl_seconds, "jti": uuid.uuid4().hex, "gen": generation}
         return jwt.encode(claims, self._private_key, algorithm=ALGORITHM, headers={"kid": self.key_id})
 
 
@@ -84,7 +89,9 @@ class TokenVerifier:
             raise InvalidToken(type(error).__name__) from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise InvalidToken("the token names no subject")
-        return Identity(subject=claims["sub"], email=str(claims.get("email", "")))
+        if type(claims["gen"]) is not int:
+            raise InvalidToken("the token's credential generation is not a number")
+        return Identity(subject=claims["sub"], email=str(claims.get("email", "")), generation=claims["gen"])
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from accounts.store import AccessToken, AccountView, Credentials, PasswordConfirmation, SignedUp
+from accounts.keys import KeyList, KeyRequest, NewKey
+from accounts.store import AccessToken, AccountView, Credentials, PasswordChange, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
 from api.limits import (
     MAX_CHAPTERS_BYTES,
@@ -71,7 +72,9 @@ EXTRACTION_REFUSALS = tuple(str(reason) for reason in (
 MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorBody, "serialization"), (SignedUp, "serialization"), (AccessToken, "serialization"),
     (AccountView, "serialization"),
-    (Credentials, "validation"), (PasswordConfirmation, "validation"), (UploadAccepted, "serialization"),
+    (Credentials, "validation"), (PasswordConfirmation, "validation"), (PasswordChange, "validation"),
+    (KeyRequest, "validation"), (NewKey, "serialization"), (KeyList, "serialization"),
+    (UploadAccepted, "serialization"),
     (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
     (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
     (EndpointWithDeliveries, "serialization"), (RotatedEndpoint, "serialization"),
@@ -109,7 +112,8 @@ def error(description: str, *, retry: bool = False, extra_headers: dict[str, Any
     return answer
 
 
-UNAUTHORIZED = error("No bearer token, or one that is not valid (expired, wrong signature, issuer or audience).",
+UNAUTHORIZED = error("No bearer token, or one that is not valid (expired, wrong signature, issuer or audience, or "
+                     "issued before its account was deleted or its password changed).",
                      extra_headers={"WWW-Authenticate": header(
                          "RFC 6750's challenge: `Bearer realm=\"vid2mp3\"`, with `error=\"invalid_token\"` when a "
                          "token was sent that is not valid.")})
@@ -209,6 +213,13 @@ def links_from_job(expression: str) -> dict[str, Any]:
     }
 
 
+def password_confirmed(unprocessable: str) -> dict[str, Any]:
+    """The refusals of an operation the account's password confirms (as a login, throttle included)."""
+    return {"401": UNAUTHORIZED, "403": error("The password does not match this account."), **JSON_BODY_ERRORS,
+            "422": error(unprocessable), "429": error("Too many failed confirmations.", retry=True),
+            "503": UNAVAILABLE}
+
+
 def auth_paths() -> dict[str, Any]:
     credentials_body = {"required": True, "content": json_content(ref("Credentials"))}
     return {
@@ -262,15 +273,40 @@ def auth_paths() -> dict[str, Any]:
             "operationId": "deleteAccount", "tags": ["auth"],
             "summary": "Delete the account with all its jobs, media, webhook endpoints and quota usage.",
             "requestBody": {"required": True, "content": json_content(ref("PasswordConfirmation"))},
+            "responses": {"204": {"description": "Deleted."}, **password_confirmed("No password given.")}}},
+        "/auth/account/password": {"post": {
+            "operationId": "changePassword", "tags": ["auth"], "summary": "Change the password.",
+            "description": "The current password is confirmed as a login is. Every token and signed download link "
+                           "issued before stops working on every function within 30 seconds; the answer holds "
+                           "a token of the new password.",
+            "requestBody": {"required": True, "content": json_content(ref("PasswordChange"))},
             "responses": {
-                "204": {"description": "Deleted."},
-                "401": UNAUTHORIZED,
-                "403": error("The password does not match this account."),
-                **JSON_BODY_ERRORS,
-                "422": error("No password given."),
-                "429": error("Too many failed confirmations.", retry=True),
-                "503": UNAVAILABLE,
+                "200": {"description": "Changed: a token of the new password.",
+                        "content": json_content(ref("AccessToken"))},
+                **password_confirmed("No current password, or a new one that is not 8 to 1024 characters."),
             }}},
+        "/auth/keys": {"get": {
+            "operationId": "listKeys", "tags": ["auth"], "summary": "Your API keys (never their secrets).",
+            "responses": {"200": {"description": "The keys.", "content": json_content(ref("KeyList"))},
+                          "401": UNAUTHORIZED, "503": UNAVAILABLE}}, "post": {
+            "operationId": "createKey", "tags": ["auth"], "summary": "Make an API key, for a script.",
+            "description": "The key (`v2m_` and 80 hex digits) is in this answer only; it is stored hashed. Send it "
+                           "as `Authorization: Bearer <key>` wherever a token goes: each operation names the scope "
+                           "it needs (`apiKey`). It stops when revoked, when it expires, and with the password.",
+            "requestBody": {"required": True, "content": json_content(ref("KeyRequest"))},
+            "responses": {
+                "201": {"description": "Made.", "content": json_content(ref("NewKey")),
+                        "headers": {"Location": header("`keys/<id>`, relative to this URL.")}},
+                "401": UNAUTHORIZED, **JSON_BODY_ERRORS,
+                "409": error("The account has as many keys as it may (20)."),
+                "422": error("No name, or scopes that are not some of convert, read, delete, webhooks."),
+                "503": UNAVAILABLE}}},
+        "/auth/keys/{key_id}": {"delete": {
+            "operationId": "revokeKey", "tags": ["auth"],
+            "summary": "Revoke an API key: every function refuses it within 30 seconds.",
+            "parameters": [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"204": {"description": "Revoked."}, "401": UNAUTHORIZED,
+                          "404": error("No such key; someone else's answers the same."), "503": UNAVAILABLE}}},
     }
 
 
@@ -309,6 +345,12 @@ def upload_paths() -> dict[str, Any]:
             "multipart/form-data": {"schema": form},
             "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream",
                                                     "minLength": 1}},
+            "application/json": {"schema": {
+                "type": "object", "required": ["url"],
+                "description": "Import: the server fetches the video at `url` (http or https; each redirect "
+                               "followed, at most 5, and every address checked: none internal, 422 `url_refused`) "
+                               "and takes it as an upload of it, with the options beside the URL.",
+                "properties": {"url": {"type": "string", "maxLength": 2048}, **option_field_schemas()}}},
         }},
         "responses": {
             "202": {"description": "Accepted: the job is recorded and converts next.",
@@ -324,8 +366,9 @@ def upload_paths() -> dict[str, Any]:
             "415": error("Not a video or audio container vid2mp3 reads."),
             "422": error("Bad or unknown conversion options or `cover`/`chapters` parts (`error` "
                          "`invalid_options`; `fields` names each with its problem), or a file the server cannot "
-                         "convert: `error` is the reason "
-                         f"({', '.join(EXTRACTION_REFUSALS)})."),
+                         f"convert: `error` is the reason ({', '.join(EXTRACTION_REFUSALS)}); for an import, a URL "
+                         "that may not or could not be fetched (`url_required`, `url_refused`, `too_many_redirects`, "
+                         "`url_not_fetched`, `url_unreachable`, `url_too_slow`)."),
             "429": OVER_QUOTA,
             "503": UNAVAILABLE,
         }}}, **tus_paths()}
@@ -649,6 +692,32 @@ def webhooks_paths() -> dict[str, Any]:
     }
 
 
+# What an API key must have to call each operation (endpoints/http.py: each route's `scope`); the others take a
+# login's token only.
+OPERATION_SCOPES = {
+    "uploadVideo": "convert", "tusCreate": "convert", "tusOffset": "convert", "tusAppend": "convert",
+    "tusTerminate": "convert", "cancelJob": "convert", "listJobs": "read", "getJob": "read",
+    "followJobEvents": "read", "downloadMp3": "read", "downloadMp3sZip": "read", "downloadChapters": "read",
+    "deleteJob": "delete", "listWebhookEndpoints": "webhooks",
+    "registerWebhookEndpoint": "webhooks", "getWebhookEndpoint": "webhooks", "deleteWebhookEndpoint": "webhooks",
+    "rotateWebhookSecret": "webhooks",
+}
+INSUFFICIENT_SCOPE = error("An API key without the scope this operation needs (named in the message and the "
+                           "challenge), or a key where only a login's token will do.")
+
+
+def with_scopes(item: dict[str, Any]) -> dict[str, Any]:
+    """Each authenticated operation of a path item: the token, or an API key with the operation's scope."""
+    for operation in item.values():
+        if not isinstance(operation, dict) or "operationId" not in operation or operation.get("security") == []:
+            continue
+        scope = OPERATION_SCOPES.get(operation["operationId"])
+        anonymous: list[dict[str, list[str]]] = [{}] if {} in operation.get("security", []) else []
+        operation["security"] = [{"bearer": []}, *([{"apiKey": [scope]}] if scope else []), *anonymous]
+        operation["responses"].setdefault("403", INSUFFICIENT_SCOPE)
+    return item
+
+
 PATHS_BY_FUNCTION = {"auth": auth_paths, "upload": upload_paths, "status": status_paths,
                      "download": download_paths, "webhooks": webhooks_paths}
 
@@ -666,7 +735,7 @@ def openapi_document(urls: Mapping[str, str]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for function in PUBLIC_FUNCTIONS:
         for path, item in PATHS_BY_FUNCTION[function]().items():
-            paths[path] = {"servers": [server(function, urls[function])], **item}
+            paths[path] = {"servers": [server(function, urls[function])], **with_scopes(item)}
     return {
         "openapi": OPENAPI_VERSION,
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -691,7 +760,10 @@ def openapi_document(urls: Mapping[str, str]) -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                            "description": "The `access_token` of `logIn` (EdDSA; keys at "
-                                                          "`getJwks`)."}},
+                                                          "`getJwks`)."},
+                                "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "v2m_ API key",
+                                           "description": "An API key of `createKey`, sent as a bearer token; "
+                                                          "each operation names the scope it needs."}},
         },
     }
 

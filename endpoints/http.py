@@ -18,6 +18,8 @@ import pymysql
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
 
+from accounts.credentials import CredentialGenerations
+from accounts.keys import ApiKeys, looks_like_a_key
 from accounts.tokens import Identity, InvalidToken, TokenVerifier, bearer_token
 from events.catalog import JOB_ID_PATTERN
 from runtime.answers import NOT_FOUND, HttpError, errors_in_json, method_not_allowed
@@ -39,19 +41,44 @@ def framework_errors_in_json() -> None:
 BEARER_CHALLENGE = 'Bearer realm="vid2mp3"'
 
 
-def authenticate(request: flask.Request, verifier: TokenVerifier) -> Identity:
-    """The caller, by their bearer token; 401 with RFC 6750's challenge otherwise: without a token, the bare
-    challenge (§3.1: no error code when no credentials were sent); with one that is not valid,
-    `error="invalid_token"`."""
+def authenticate(request: flask.Request, verifier: TokenVerifier,
+                 generations: CredentialGenerations | None = None, keys: ApiKeys | None = None) -> Identity:
+    """The caller, by their bearer token or API key (when `keys` is given), whose credential generation is still
+    the account's (when `generations` is given: an account deleted, or whose password changed, has none or
+    another); 401 with RFC 6750's challenge otherwise: without a credential, the bare challenge (§3.1: no error code
+    when no credentials were sent); with one that is not valid, `error="invalid_token"`."""
     authorization = request.headers.get("Authorization")
     try:
-        return verifier.verify(bearer_token(authorization))
+        credential = bearer_token(authorization)
+        if keys is not None and looks_like_a_key(credential):
+            key = keys.verify(credential)
+            if key is None:
+                raise InvalidToken("the API key is unknown, revoked or expired")
+            identity = Identity(subject=key.owner_id, email="", generation=key.generation, scopes=key.scopes,
+                                key_id=key.id)
+        else:
+            identity = verifier.verify(credential)
+        if generations is not None and generations.current(identity.subject) != identity.generation:
+            raise InvalidToken("the account was deleted or its password changed since the credential was issued")
+        return identity
     except InvalidToken as error:
         challenge = BEARER_CHALLENGE
         if (authorization or "").partition(" ")[0].lower() == "bearer":
             challenge += ', error="invalid_token", error_description="the token is malformed, expired or not ours"'
         raise HttpError(401, "unauthorized", f"a valid bearer token is required ({error})",
                         {"WWW-Authenticate": challenge}) from None
+
+
+def check_scope(identity: Identity, scope: str | None) -> None:
+    """403 with RFC 6750's `insufficient_scope` unless the caller may act in `scope`: a token may do everything,
+    an API key what its scopes name, and nothing that names no scope (the account and its keys: a login only)."""
+    if identity.scopes is None or (scope is not None and scope in identity.scopes):
+        return
+    if scope is None:
+        raise HttpError(403, "insufficient_scope", "API keys cannot do this: log in for a token",
+                        {"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="insufficient_scope"'})
+    raise HttpError(403, "insufficient_scope", f"this API key lacks the scope `{scope}`",
+                    {"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="insufficient_scope", scope="{scope}"'})
 
 
 # A JSON request body (credentials, a webhook registration) is small: more is refused before it is parsed, and so
@@ -253,17 +280,21 @@ class HttpFunction:
     routing, so a stranger learns nothing of the paths; `identity(request)` gives the caller to the handlers."""
 
     def __init__(self, name: str | None, *, verifier: TokenVerifier | None = None,
+                 generations: CredentialGenerations | None = None, keys: ApiKeys | None = None,
                  allowed_origins: Collection[str] | None = None, not_found: HttpError = NOT_FOUND,
                  authenticate_first: bool | Callable[[flask.Request], bool] = False,
                  before: Callable[[], None] = lambda: None,
                  answer_error: Callable[[flask.Request, HttpError], flask.Response] | None = None) -> None:
         self.verifier = verifier
+        self.generations = generations
+        self.keys = keys
         self.not_found = not_found
         self.authenticate_first = authenticate_first
         self.before = before
         self.answer_error = answer_error or default_answer
         self.routes = Map(strict_slashes=False, merge_slashes=False, converters={"job": JobIdConverter})
         self.handlers: dict[str, Handler] = {}
+        self.scopes: dict[str, str | None] = {}
         self.entry = answer_errors_with(self.answer_error)(self.dispatch)
         if allowed_origins is not None:
             self.entry = allow_cross_origin(allowed_origins)(self.entry)
@@ -276,19 +307,26 @@ class HttpFunction:
 
     @classmethod
     def public(cls, name: str, settings: CorsSettings, **options: Any) -> HttpFunction:
-        """A public function of the deployment: CORS from its settings, and a token verifier where it has one."""
-        verifier = None
+        """A public function of the deployment: CORS from its settings, and where it verifies tokens, a verifier and
+        the accounts' credential generations and API keys (`generations=`, `keys=`: those the function uses itself
+        too)."""
+        verifier, generations, keys = None, options.pop("generations", None), options.pop("keys", None)
         if isinstance(settings, TokenVerifierSettings):
             verifier = TokenVerifier(str(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-        return cls(name, verifier=verifier, allowed_origins=settings.allowed_origins(), **options)
+            generations = generations or CredentialGenerations.from_settings(settings)
+            keys = keys or ApiKeys.from_settings(settings)
+        return cls(name, verifier=verifier, generations=generations, keys=keys,
+                   allowed_origins=settings.allowed_origins(), **options)
 
-    def route(self, rule: str, *methods: str) -> Callable[[Handler], Handler]:
-        """Registers the handler of `rule` for `methods` (none named: every method, the handler's to sort out)."""
+    def route(self, rule: str, *methods: str, scope: str | None = None) -> Callable[[Handler], Handler]:
+        """Registers the handler of `rule` for `methods` (none named: every method, the handler's to sort out). An
+        API key may call it if it has `scope` (none: no key may, only a login's token)."""
 
         def register(handler: Handler) -> Handler:
             endpoint = f"{handler.__name__}:{rule}"
             self.routes.add(Rule(rule, endpoint=endpoint, methods=list(methods) or None))
             self.handlers[endpoint] = handler
+            self.scopes[endpoint] = scope
             return handler
 
         return register
@@ -297,12 +335,16 @@ class HttpFunction:
         return self.entry(request)
 
     def identity(self, request: flask.Request) -> Identity:
-        """The caller, by their bearer token (checked once per request); 401 without a valid one."""
+        """The caller, by their bearer token or API key (checked once per request); 401 without a valid one, 403
+        for a key without the route's scope."""
         known = request.environ.get("vid2mp3.identity")
         if known is None:
             if self.verifier is None:
                 raise RuntimeError("this function verifies no tokens")
-            known = request.environ["vid2mp3.identity"] = authenticate(request, self.verifier)
+            known = request.environ["vid2mp3.identity"] = authenticate(request, self.verifier, self.generations,
+                                                                       self.keys)
+        if "vid2mp3.scope" in request.environ:  # routed: the caller acts in the route's scope
+            check_scope(known, request.environ["vid2mp3.scope"])
         return known
 
     def dispatch(self, request: flask.Request) -> Any:
@@ -318,6 +360,9 @@ class HttpFunction:
                 from None
         except NotFound:
             raise self.not_found from None
+        request.environ["vid2mp3.scope"] = self.scopes[endpoint]
+        if "vid2mp3.identity" in request.environ:
+            self.identity(request)
         return self.handlers[endpoint](request, **arguments)
 
 

@@ -31,7 +31,7 @@ class DownloadLinkMaker(Protocol):
 
     base_url: str
 
-    def link(self, job_id: str, audio_id: str, expires_at: datetime) -> str: ...
+    def link(self, job_id: str, audio_id: str, expires_at: datetime, owner_id: str) -> str | None: ...
 
 
 class HistoryStep(BaseModel):
@@ -162,12 +162,13 @@ def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
             # With the owner's token; and a signed link that needs none, to open in a browser or hand on.
             view.audio.download_url = f"{links.base_url}/{job['_id']}"
             if audio.get("expires_at") is not None:
-                view.audio.download_link = links.link(job["_id"], audio["audio_id"], audio["expires_at"])
+                view.audio.download_link = links.link(job["_id"], audio["audio_id"], audio["expires_at"],
+                                                      job["owner_id"])
             if job.get("chapters"):
                 view.audio.chapters_url = f"{links.base_url}/{chapters_path(job['_id'])}"
                 if audio.get("expires_at") is not None:
                     view.audio.chapters_link = links.link(chapters_path(job["_id"]), audio["audio_id"],
-                                                          audio["expires_at"])
+                                                          audio["expires_at"], job["owner_id"])
     if job["state"] == JobState.FAILED and job.get("failure"):
         view.failure = job["failure"]
     if job.get("notification"):

@@ -51,6 +51,9 @@ class TokenSettings(FunctionSettings):
 class TokenVerifierSettings(TokenSettings):
     # The auth function's JWKS: tokens are verified locally against these public keys (cached).
     jwks_url: AnyHttpUrl
+    # How long a function keeps an account's credential generation (accounts/credentials.py) before reading it
+    # again: a deleted account's or changed password's tokens stop within this (at most 30 s).
+    credentials_cache_seconds: float = Field(default=15, gt=0, le=30)
 
 
 class CorsSettings(FunctionSettings):
@@ -131,6 +134,10 @@ class AuthSettings(TokenVerifierSettings, CorsSettings, MongoSettings, EmitterSe
 class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, QuotaSettings,
                      MediaLimitSettings, DeletionPacingSettings):
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    # Imports by URL (functions/upload/url_import.py): the whole fetch's time limit; and, for the local stack's
+    # test servers only, loopback addresses allowed (runtime/addresses.py).
+    url_import_timeout_seconds: float = Field(default=600, gt=0)
+    url_import_allow_loopback: bool = False
     # The scratch disk: each upload is spooled here, and its audio and covers extracted, in a private folder
     # removed afterwards (and all of them when the function starts: no other process uses them).
     work_dir: str = "/tmp"  # noqa: S108 - a per-upload private directory is made inside it
@@ -226,7 +233,7 @@ class ReconcileSettings(MongoSettings, EmitterSettings, DeletionPacingSettings):
 
 class WebhookSettings(MongoSettings):
     # Lets webhooks reach receivers on 127.0.0.1 over plain http: the local stack's, never a cluster's
-    # (webhooks/addresses.py).
+    # (runtime/addresses.py).
     webhook_allow_loopback: bool = False
 
 

@@ -135,6 +135,8 @@ def function_env(points: dict[str, str]) -> dict[str, str]:
         "WORK_DIR": str(LOCAL / "work"),
         # Webhook receivers of a local stack (tests, a developer's) listen on 127.0.0.1 over http.
         "WEBHOOK_ALLOW_LOOPBACK": "true",
+        # Videos imported by URL from a local test server on 127.0.0.1 (tests/stack/test_url_import.py).
+        "URL_IMPORT_ALLOW_LOOPBACK": "true",
         # Traces and metrics to the stack's Jaeger when it is built (runtime/telemetry.py; unset: none are made).
         # Metrics every 5 s and spans every 0.5 s (the SDK's defaults: 60 s, 5 s), so a test, `curl $METRICS_URL`
         # or the query API sees them soon.

@@ -22,11 +22,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jwt
 import pika
 import pymysql
 import requests
 from vid2mp3_client.api import Vid2mp3
 
+from accounts.credentials import COLLECTION as CREDENTIALS
 from events import VideoUploaded
 from events.catalog import BitrateKbps
 from jobs.records import Jobs
@@ -169,6 +171,14 @@ def audio_duration(path: Path) -> float:
     info = probe(path)
     audio = next(stream for stream in info["streams"] if stream["codec_type"] == "audio")
     return float(audio.get("duration") or info["format"]["duration"])
+
+
+def trusted_in(database: Any, token: str) -> str:
+    """`token`, its credential generation copied into `database` (a test's own, where the functions a test builds
+    in-process read it; the stack's auth wrote it in the stack's database at login)."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    database[CREDENTIALS].update_one({"_id": claims["sub"]}, {"$set": {"generation": claims["gen"]}}, upsert=True)
+    return token
 
 
 def new_user(endpoints: dict[str, str]) -> tuple[Vid2mp3, str]:

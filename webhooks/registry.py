@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from events.catalog import JOB_EVENT_TYPES
 from jobs.view import Timestamp
+from runtime.addresses import RefusedAddress, resolve
 from runtime.answers import HttpError
 from runtime.clock import iso
-from webhooks.addresses import RefusedAddress, resolve
 from webhooks.store import DeliveryState, WebhookStore
 
 SHOWN_DELIVERIES = 20

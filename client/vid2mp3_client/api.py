@@ -249,6 +249,11 @@ class Vid2mp3:
                                       headers={"Content-Type": "application/octet-stream"},
                                       timeout=(self.timeout, 600))))
 
+    def import_url(self, url: str, options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Has the server fetch the video at `url` and take it as an upload; answers as an upload does (202)."""
+        return dict(answer(self._send("POST", self.upload_url, json={"url": url, **(options or {})},
+                                      timeout=(self.timeout, 900))))
+
     def upload_form(self, parts: list[FilePart], on_bytes: Callable[[int], object] = lambda _: None,
                     options: dict[str, str] | None = None) -> dict[str, Any]:
         """Uploads files as a multipart form (the `file`, and the `cover` frame beside an extract); the options go as
@@ -282,6 +287,19 @@ class Vid2mp3:
 
     def delete(self, job_id: str) -> None:
         response = self._send("DELETE", f"{self.status_url}/{job_id}", timeout=self.timeout)
+        if response.status_code != 204:
+            answer(response)
+
+    def create_key(self, name: str, scopes: list[str], expires_in_days: int | None) -> dict[str, Any]:
+        """A new API key (its secret, `key`, is in this answer only)."""
+        return dict(answer(self._send("POST", f"{self.auth_url}/keys", timeout=self.timeout, json={
+            "name": name, "scopes": scopes, "expires_in_days": expires_in_days})))
+
+    def keys(self) -> list[dict[str, Any]]:
+        return list(answer(self._send("GET", f"{self.auth_url}/keys", timeout=self.timeout))["keys"])
+
+    def revoke_key(self, key_id: str) -> None:
+        response = self._send("DELETE", f"{self.auth_url}/keys/{key_id}", timeout=self.timeout)
         if response.status_code != 204:
             answer(response)
 

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,10 +94,38 @@ def log_in(arguments: argparse.Namespace) -> int:
         server = read_endpoints(endpoints_file)["WEB_URL"]
     import getpass
 
+    if arguments.key:
+        # From standard input, never the command line (which other users and the shell's history see).
+        key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()
+        login = session.log_in_with_key(server, key.strip())
+        print(f"logged in to {login.server} with an API key (kept in {session.config_dir() / session.LOGIN_FILE})")
+        return 0
     email = arguments.email or input("email: ").strip()
     password = os.environ.get("VID2MP3_PASSWORD") or getpass.getpass("password: ")
     login = session.log_in(server, email, password, sign_up=arguments.sign_up)
     print(f"logged in to {login.server} as {login.email} (kept in {session.config_dir() / session.LOGIN_FILE})")
+    return 0
+
+
+def keys(arguments: argparse.Namespace) -> int:
+    client = client_factory(arguments)()
+    if arguments.action == "create":
+        made = client.create_key(arguments.name, arguments.scope or ["convert", "read"],
+                                 None if arguments.no_expiry else arguments.expires_in_days)
+        print(made["key"])
+        until = f"until {made['expires_at']}" if made.get("expires_at") else "with no expiry"
+        print(f"API key {made['id']} ({', '.join(made['scopes'])}) made, valid {until}; it is shown only this "
+              f"once: keep it like a password", file=sys.stderr)
+    elif arguments.action == "list":
+        listed = client.keys()
+        if not listed:
+            print("no API keys")
+        for key in listed:
+            print(f"{key['id']}  {','.join(key['scopes']):<28} used {key.get('last_used_at') or 'never':<32} "
+                  f"expires {key.get('expires_at') or 'never':<26} {key['name']}")
+    else:
+        client.revoke_key(arguments.key_id)
+        print(f"API key {arguments.key_id} revoked: every function refuses it within a minute")
     return 0
 
 
@@ -171,11 +200,20 @@ RESUME_FILE = "resumable-uploads.json"
 CONCURRENT_CONVERSIONS = 3
 
 
-def targets_for(videos: list[Path], output: str | None) -> list[Path]:
+def is_url(argument: str) -> bool:
+    return argument.startswith(("http://", "https://"))
+
+
+def source_path(source: Path | str) -> Path:
+    """A video file, or the path of a URL's (what its MP3 and progress line are named after)."""
+    return source if isinstance(source, Path) else Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path))
+
+
+def targets_for(videos: list[Path | str], output: str | None) -> list[Path]:
     """Where each MP3 goes: `-o FILE` for one video, `-o FOLDER` for any number, else the working folder."""
     folder = Path(output) if output else Path.cwd()
     if folder.is_dir():
-        return [folder / f"{video.stem}.mp3" for video in videos]
+        return [folder / f"{source_path(video).stem or 'video'}.mp3" for video in videos]
     if len(videos) > 1:
         raise ClientError(f"-o {output}: with several videos, name an existing folder")
     return [folder]
@@ -243,14 +281,16 @@ def upload(client: Vid2mp3, video: Path, sending: Sending, fields: dict[str, str
     return accepted["job_id"], words
 
 
-def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fields: dict[str, str],
+def convert_one(new_client: Callable[[], Vid2mp3], video: Path | str, target: Path, fields: dict[str, str],
                 line: int, resumable: bool = False, whole: bool = False) -> tuple[dict[str, Any], str]:
-    """Extracts, uploads, follows and downloads one video, on one progress line of its own; answers the final job
-    view and what was sent, in words. The extract is removed once it is sent, whatever happens."""
+    """Extracts, uploads, follows and downloads one video (or has the server import a URL's), on one progress line
+    of its own; answers the final job view and what was sent, in words. The extract is removed once it is sent,
+    whatever happens."""
     from tqdm import tqdm
 
     client = new_client()
-    with tqdm(total=100, position=line, desc=video.name[:30], bar_format="{desc}: {bar} {n:.0f}% {postfix}",
+    name = source_path(video).name or str(video)
+    with tqdm(total=100, position=line, desc=name[:30], bar_format="{desc}: {bar} {n:.0f}% {postfix}",
               leave=True) as bar:
         def at(percent: float, what: str) -> None:
             """Redraws when the words change, else at most every tenth of a second (tqdm's own pace): an upload
@@ -262,24 +302,11 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fi
             if changed:
                 bar.refresh()
 
-        with tempfile.TemporaryDirectory(prefix="vid2mp3-") as scratch:
-            if not whole:
-                at(0, "extracting the audio")
-            sending = what_to_send(video, Path(scratch), whole)
-            at(0, sending.words)
-            size = max(sum(path.stat().st_size for path in (sending.file, sending.cover) if path is not None), 1)
-            sent = [0]
-
-            def uploaded(count: int) -> None:
-                sent[0] += count
-                at(100 * sent[0] / size, f"{sending.words}; uploading")
-
-            try:
-                job_id, words = upload(client, video, sending, fields, resumable, uploaded)
-            except Unauthorized:
-                raise
-            except ClientError as refused:  # what was sent tells why, say, a non-video was refused
-                raise ClientError(f"{refused}; upload: {sending.words}") from None
+        if isinstance(video, str):
+            at(0, "the server fetches it")
+            job_id, words = client.import_url(video, fields)["job_id"], "fetched by the server from the URL"
+        else:
+            job_id, words = extract_and_upload(client, video, fields, resumable, whole, at)
         job = client.follow(job_id, lambda view: at(100.0 if view["state"] == "done" else
                                                     view.get("progress", {}).get("percent", 0.0), view["state"]))
         if job["state"] == "done":
@@ -298,11 +325,35 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path, target: Path, fi
     return job, words
 
 
+def extract_and_upload(client: Vid2mp3, video: Path, fields: dict[str, str], resumable: bool, whole: bool,
+                       at: Callable[[float, str], None]) -> tuple[str, str]:
+    """Sends what the MP3 needs of `video` (or all of it); answers the job id and what was sent, in words."""
+    with tempfile.TemporaryDirectory(prefix="vid2mp3-") as scratch:
+        if not whole:
+            at(0, "extracting the audio")
+        sending = what_to_send(video, Path(scratch), whole)
+        at(0, sending.words)
+        size = max(sum(path.stat().st_size for path in (sending.file, sending.cover) if path is not None), 1)
+        sent = [0]
+
+        def uploaded(count: int) -> None:
+            sent[0] += count
+            at(100 * sent[0] / size, f"{sending.words}; uploading")
+
+        try:
+            return upload(client, video, sending, fields, resumable, uploaded)
+        except Unauthorized:
+            raise
+        except ClientError as refused:  # what was sent tells why, say, a non-video was refused
+            raise ClientError(f"{refused}; upload: {sending.words}") from None
+
+
 def convert(arguments: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    videos = [make_sample()] if arguments.sample else [Path(video) for video in arguments.videos]
-    missing = [str(video) for video in videos if not video.is_file()]
+    videos: list[Path | str] = [make_sample()] if arguments.sample else \
+        [video if is_url(video) else Path(video) for video in arguments.videos]
+    missing = [str(video) for video in videos if isinstance(video, Path) and not video.is_file()]
     if missing:
         print(f"vid2mp3: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -334,7 +385,7 @@ def convert(arguments: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "login": log_in, "logout": log_out, "convert": convert, "jobs": list_jobs, "download": download,
-    "cancel": cancel, "delete": delete,
+    "cancel": cancel, "delete": delete, "keys": keys,
 }
 
 
@@ -345,9 +396,12 @@ def parser() -> argparse.ArgumentParser:
     login_parser.add_argument("--server", help="the web page's URL (default: the local stack's)")
     login_parser.add_argument("--email", help="your email address (asked if not given)")
     login_parser.add_argument("--sign-up", action="store_true", help="create the account first")
+    login_parser.add_argument("--key", action="store_true",
+                              help="log in with an API key read from standard input (`vid2mp3 keys create`)")
     commands.add_parser("logout", help="forget the kept login")
     convert_parser = commands.add_parser("convert", help="convert videos end to end, several at once")
-    convert_parser.add_argument("videos", nargs="*", metavar="VIDEO", help="the video files")
+    convert_parser.add_argument("videos", nargs="*", metavar="VIDEO",
+                                help="the video files, or http(s) URLs the server fetches the videos from")
     convert_parser.add_argument("--sample", action="store_true", help=f"make and convert a {SAMPLE_SECONDS} s clip")
     convert_parser.add_argument("-o", "--output", help="the MP3 for one video, or a folder for several "
                                                        "(default: ./<video name>.mp3)")
@@ -380,6 +434,17 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--silence-min-seconds", dest="silence_min_seconds",
                          help="with --trim-silence: the shortest silence trimmed, in seconds (0.05 … 60; 0.5)")
     commands.add_parser("jobs", help="list your jobs")
+    keys_parser = commands.add_parser("keys", help="API keys for scripts: create, list, revoke")
+    key_actions = keys_parser.add_subparsers(dest="action", required=True)
+    create_parser = key_actions.add_parser("create", help="make a key (printed once, on standard output)")
+    create_parser.add_argument("name", help="what the key is for, as `keys list` shows it")
+    create_parser.add_argument("--scope", action="append", choices=("convert", "read", "delete", "webhooks"),
+                               help="what the key may do; repeat for several (default: convert and read)")
+    create_parser.add_argument("--expires-in-days", type=int, default=90, help="1 to 366 (default 90)")
+    create_parser.add_argument("--no-expiry", action="store_true", help="a key that never expires")
+    key_actions.add_parser("list", help="your keys: scopes, last use, expiry (never the secrets)")
+    revoke_parser = key_actions.add_parser("revoke", help="revoke a key")
+    revoke_parser.add_argument("key_id", help="the key's id (`vid2mp3 keys list`)")
     for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
                        ("delete", "delete a job and its media")):
         job_parser = commands.add_parser(name, help=what)
@@ -392,7 +457,7 @@ def parser() -> argparse.ArgumentParser:
                                                            "or the ZIP (default: ./vid2mp3-<count>-mp3s.zip)")
         else:
             job_parser.add_argument("job_id", help="the job id (`vid2mp3 jobs` lists them)")
-    for command_parser in commands.choices.values():
+    for command_parser in (*commands.choices.values(), *key_actions.choices.values()):
         command_parser.add_argument("--endpoints", default=str(LOCAL / "endpoints.env"),
                                     help="the local stack's KEY=VALUE file of URLs (written by `make up`), used "
                                          "when not logged in")

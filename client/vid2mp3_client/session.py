@@ -89,6 +89,23 @@ def log_in(server: str, email: str, password: str, *, sign_up: bool) -> Login:
     return login
 
 
+def log_in_with_key(server: str, key: str) -> Login:
+    """A login that is an API key (`v2m_...`): kept as the token is, sent the same way, and never expiring before
+    the key does. Checked first: a key the server does not know answers 401 (one without the `read` scope, 403)."""
+    if not key.startswith("v2m_"):
+        raise ClientError("that is not a vid2mp3 API key (they start with `v2m_`)")
+    urls = discover(server)
+    try:
+        check = requests.get(urls["status_url"], headers={"Authorization": f"Bearer {key}"}, timeout=TIMEOUT_SECONDS)
+    except requests.ConnectionError:
+        raise ClientError(f"cannot reach vid2mp3's status function at {urls['status_url']}") from None
+    if check.status_code == 401:
+        raise ClientError("the server does not accept this API key (revoked, expired or mistyped)")
+    login = Login(server=server.rstrip("/"), email="", token=key, **urls)
+    save(login)
+    return login
+
+
 def save(login: Login) -> None:
     folder = config_dir()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

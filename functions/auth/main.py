@@ -2,8 +2,12 @@
 EdDSA JWT. A sign-up answers the same whether or not the address has an account (201, `Location: account`); the
 owner of an existing one is told by email instead. `GET /account` answers the token's account.
 `GET /.well-known/jwks.json` publishes the public keys other functions verify tokens with.
+`POST /account/password` with `{"password", "new_password"}` changes the password and answers a new token: every
+token issued before stops on every function within a cache's time (accounts/credentials.py).
+`POST /keys` `{"name", "scopes", "expires_in_days"}` makes an API key (201, shown once), `GET /keys` lists them,
+`DELETE /keys/<id>` revokes one (accounts/keys.py); a login's token only, never a key, manages them.
 `DELETE /account` with the account's token and `{"password"}` deletes the account, all its jobs and their media,
-its webhook endpoints and their deliveries, and its quota usage."""
+its webhook endpoints and their deliveries, and its quota usage; its tokens, keys and links stop likewise."""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import json
 import logging
 import queue
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 import flask
 import functions_framework
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from accounts.credentials import CredentialGenerations
+from accounts.keys import ApiKeys, KeyList, KeyRequest, TooManyKeys
 from accounts.signup_limits import SignupLimits, SignupsThrottled, client_address
 from accounts.store import (
     AccessToken,
@@ -28,10 +34,11 @@ from accounts.store import (
     LoginLimits,
     LoginRefused,
     LoginThrottled,
+    PasswordChange,
     PasswordConfirmation,
     SignedUp,
 )
-from accounts.tokens import TokenIssuer
+from accounts.tokens import Identity, TokenIssuer
 from endpoints.conditional import cacheable
 from endpoints.http import HttpFunction, SetUpOnce, read_json
 from events import EventEmitter
@@ -46,6 +53,7 @@ from storage import mongo
 from webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
+Body = TypeVar("Body", bound=BaseModel)
 settings = load_settings(AuthSettings)
 accounts = Accounts(settings.mysql_url.get_secret_value(), login_limits=LoginLimits(
     per_account_and_address=settings.login_max_failures, per_address=settings.login_max_failures_per_address,
@@ -59,8 +67,11 @@ database = mongo.database(settings)
 jobs = Jobs(database)
 webhooks = WebhookStore(database)
 erasure = Erasure(database, jobs, Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "auth")))
-http = HttpFunction.public("auth", settings, not_found=HttpError(
-    404, "not_found", "try POST /signup, POST /login, GET or DELETE /account or GET /.well-known/jwks.json"))
+generations = CredentialGenerations.from_settings(settings)
+keys = ApiKeys.from_settings(settings)
+http = HttpFunction.public("auth", settings, generations=generations, keys=keys, not_found=HttpError(
+    404, "not_found", "try POST /signup, POST /login, GET or DELETE /account, POST /account/password, GET or POST "
+                      "/keys, DELETE /keys/<id> or GET /.well-known/jwks.json"))
 mailer = Mailer.from_settings(settings)
 # A wrong login's challenge (RFC 9110 requires one on a 401): credentials go in the JSON body, not in an HTTP
 # authentication scheme, so the scheme is one no browser acts on and the realm names where they go.
@@ -73,13 +84,21 @@ def auth(request: flask.Request) -> Any:
 
 
 def credentials_from(request: flask.Request) -> Credentials:
+    return body_as(request, Credentials, "invalid_credentials_format")
+
+
+def body_as(request: flask.Request, model: type[Body], code: str, shape: str = "") -> Body:
+    """The request's JSON body as `model`, or a 422 `code` naming every problem (after `shape`, what is expected)."""
     body = read_json(request)
     try:
-        return Credentials.model_validate(body if isinstance(body, dict) else {})
+        return model.model_validate(body if isinstance(body, dict) else {})
     except ValidationError as error:
-        # Every problem at once, without echoing the submitted password back.
-        problems = [f"{'.'.join(map(str, item['loc'])) or 'body'}: {item['msg']}" for item in error.errors()]
-        raise HttpError(422, "invalid_credentials_format", "; ".join(problems)) from None
+        raise HttpError(422, code, f"{shape}: {problems_in(error)}" if shape else problems_in(error)) from None
+
+
+def problems_in(error: ValidationError) -> str:
+    """Every problem at once, without echoing the submitted password back."""
+    return "; ".join(f"{'.'.join(map(str, item['loc'])) or 'body'}: {item['msg']}" for item in error.errors())
 
 
 @http.route("/.well-known/jwks.json", "GET")
@@ -126,8 +145,37 @@ def log_in(request: flask.Request) -> flask.Response:
                         {"WWW-Authenticate": LOGIN_CHALLENGE}) from None
     except LoginThrottled as throttled:
         raise too_many_attempts(throttled) from None
-    token = issuer.issue(account.account_id, account.email)
+    return access_token(account.account_id, account.email, generations.begin(account.account_id))
+
+
+def access_token(account_id: str, email: str, generation: int) -> flask.Response:
+    token = issuer.issue(account_id, email, generation)
     return json_response(AccessToken(access_token=token, expires_in=issuer.ttl_seconds).model_dump())
+
+
+@http.route("/account/password", "POST")
+def change_password(request: flask.Request) -> flask.Response:
+    """The tokens (and links) of the old password stop first, then the password changes: should the second step
+    fail, the owner logs in again with the old one."""
+    identity = http.identity(request)
+    change = body_as(request, PasswordChange, "invalid_password_change",
+                     '{"password": <the current one>, "new_password": <8 to 1024 characters>}')
+    schema()
+    confirm_password(request, identity, change.password)
+    generation = generations.advance(identity.subject)
+    accounts.change_password(identity.subject, change.new_password)
+    log.info("account %s changed its password", identity.subject)
+    return access_token(identity.subject, identity.email, generation)
+
+
+def confirm_password(request: flask.Request, identity: Identity, password: str) -> None:
+    try:
+        accounts.confirm(identity.subject, identity.email, password,
+                         client_address(request, settings.trusted_proxy_hops))
+    except LoginRefused:
+        raise HttpError(403, "wrong_password", "the password does not match this account") from None
+    except LoginThrottled as throttled:
+        raise too_many_attempts(throttled) from None
 
 
 @http.route("/account", "DELETE")
@@ -142,18 +190,40 @@ def delete_account(request: flask.Request) -> flask.Response:
         raise HttpError(422, "password_required", 'confirm with the account\'s password: {"password": "..."}') \
             from None
     schema()
-    try:
-        accounts.confirm(identity.subject, identity.email, password,
-                         client_address(request, settings.trusted_proxy_hops))
-    except LoginRefused:
-        raise HttpError(403, "wrong_password", "the password does not match this account") from None
-    except LoginThrottled as throttled:
-        raise too_many_attempts(throttled) from None
+    confirm_password(request, identity, password)
     jobs_deleted = erasure.erase_owner(identity.subject)
     webhooks.delete_owned(identity.subject)
     forget_usage(database, identity.subject)
+    generations.end(identity.subject)
+    keys.delete_owned(identity.subject)
     accounts.delete(identity.subject, identity.email)
     log.info("account %s deleted with its %d jobs", identity.subject, jobs_deleted)
+    return flask.Response(status=204)
+
+
+@http.route("/keys", "POST")
+def create_key(request: flask.Request) -> flask.Response:
+    identity = http.identity(request)
+    wanted = body_as(request, KeyRequest, "invalid_key_request",
+                     '{"name": <1 to 100 characters>, "scopes": [some of "convert", "read", "delete", "webhooks"], '
+                     '"expires_in_days": <1 to 366 or null>}')
+    try:
+        created = keys.create(identity.subject, identity.generation, wanted)
+    except TooManyKeys as refused:
+        raise HttpError(409, "too_many_keys", f"{refused}: revoke one first") from None
+    log.info("account %s made API key %s", identity.subject, created.id)
+    return json_response(created.model_dump(mode="json"), 201, {"Location": f"keys/{created.id}"})
+
+
+@http.route("/keys", "GET")
+def list_keys(request: flask.Request) -> flask.Response:
+    return json_response(KeyList(keys=keys.list(http.identity(request).subject)).model_dump(mode="json"))
+
+
+@http.route("/keys/<key_id>", "DELETE")
+def revoke_key(request: flask.Request, key_id: str) -> flask.Response:
+    if not keys.revoke(http.identity(request).subject, key_id):
+        raise HttpError(404, "not_found", "no such API key")
     return flask.Response(status=204)
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from events import EventPayload
 from functions.delivery.sender import post, signed_headers
+from runtime.addresses import RefusedAddress, resolve
 from runtime.clock import now
-from webhooks.addresses import RefusedAddress, resolve
 from webhooks.store import Attempt, DeliveryState, WebhookStore
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import flask
 import functions_framework
 
+from accounts.credentials import CredentialGenerations
 from api.limits import MAX_ZIP_JOBS
 from endpoints.http import HttpFunction
 from events.catalog import is_job_id
@@ -33,9 +34,11 @@ settings = load_settings(DownloadSettings)
 database = mongo.database(settings)
 jobs = Jobs(database)
 audio = MediaStore(database, AUDIO)
-links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
+generations = CredentialGenerations.from_settings(settings)
+links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url),
+                      generation_of=generations.current)
 # A signed link needs no token; anything else does, checked before the path is.
-http = HttpFunction.public("download", settings,
+http = HttpFunction.public("download", settings, generations=generations,
                            authenticate_first=lambda request: not links.is_link(request.args.to_dict()))
 
 
@@ -44,7 +47,7 @@ def download(request: flask.Request) -> flask.Response:
     return http(request)
 
 
-@http.route("/zip", "GET")
+@http.route("/zip", "GET", scope="read")
 def mp3s_zip(request: flask.Request) -> flask.Response:
     """`?jobs=<id>,<id>…`: the caller's finished jobs' MP3s as one ZIP, streamed as it is built. All or nothing:
     a job that is not the caller's (answered as missing), not finished or expired is named in a 422 before a byte
@@ -103,7 +106,7 @@ def dead_links_to_the_page(
     return answered
 
 
-@http.route("/<job_id>", "GET")
+@http.route("/<job_id>", "GET", scope="read")
 @dead_links_to_the_page
 def mp3(request: flask.Request, job_id: str) -> flask.Response:
     job = finished_job(request, job_id, job_id)
@@ -113,7 +116,7 @@ def mp3(request: flask.Request, job_id: str) -> flask.Response:
     return mp3_response(request, stored, job["audio"]["sha256"], job.get("filename") or "audio")
 
 
-@http.route("/<job_id>/chapters.json", "GET")
+@http.route("/<job_id>/chapters.json", "GET", scope="read")
 @dead_links_to_the_page
 def chapters(request: flask.Request, job_id: str) -> flask.Response:
     job = finished_job(request, job_id, chapters_path(job_id))
@@ -139,7 +142,7 @@ def finished_job(request: flask.Request, job_id: str, path: str) -> Job:
         # A link was made for a finished job's MP3: a job deleted, cancelled or re-made since has no MP3 it opens.
         if job["state"] != JobState.DONE or not job.get("audio"):
             raise NOT_FOUND
-        links.check(path, job["audio"]["audio_id"], arguments)
+        links.check(path, job["audio"]["audio_id"], job["owner_id"], arguments)
     elif job["state"] != JobState.DONE:
         raise HttpError(409, "not_ready", f"the job is {job['state']}; its MP3 is not available")
     if is_expired(job["audio"]):

@@ -71,7 +71,10 @@ class Notifier:
             self.record(event.job_id, {"state": "failed", "reason": "the owner's account no longer exists"})
             return
         expires_at = job["audio"]["expires_at"]
-        link = self.links.link(event.job_id, event.audio_id, expires_at)
+        link = self.links.link(event.job_id, event.audio_id, expires_at, event.owner_id)
+        if link is None:
+            self.record(event.job_id, {"state": "failed", "reason": "the owner's account no longer exists"})
+            return
         page = f"{self.public_web_url.rstrip('/')}/#job={event.job_id}"
         video = job.get("filename") or "your video"
         text = (f"Your MP3 of {video} is ready ({event.duration_seconds:.0f} s).\n\n"

@@ -13,6 +13,7 @@ from datetime import timedelta
 import flask
 import functions_framework
 
+from accounts.credentials import CredentialGenerations
 from accounts.tokens import Identity
 from api.answers import JobList, Usage
 from endpoints.http import STORE_ERRORS, HttpFunction, SetUpOnce
@@ -35,11 +36,13 @@ jobs = Jobs(database)
 indexes = SetUpOnce("the jobs indexes", jobs.ensure_indexes).at_start()
 cancellation = Cancellation(database, jobs, EventEmitter(str(settings.k_sink), "status"))
 erasure = Erasure(database, jobs, cancellation)
-download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url))
+generations = CredentialGenerations.from_settings(settings)
+download_links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url),
+                               generation_of=generations.current)
 quotas = Quotas(database, QuotaLimits.from_settings(settings))
 # Each open stream holds a server thread for its whole life: a bounded number, so plain requests always find one.
 open_streams = threading.BoundedSemaphore(settings.events_max_streams)
-http = HttpFunction.public("status", settings, authenticate_first=True, before=indexes)
+http = HttpFunction.public("status", settings, generations=generations, authenticate_first=True, before=indexes)
 
 
 @functions_framework.http
@@ -47,7 +50,7 @@ def status(request: flask.Request) -> flask.Response:
     return http(request)
 
 
-@http.route("/", "GET")
+@http.route("/", "GET", scope="read")
 def list_jobs(request: flask.Request) -> flask.Response:
     owner = http.identity(request).subject
     listing = JobList(jobs=[view_of(job, download_links) for job in jobs.list_owned(owner)],
@@ -55,12 +58,12 @@ def list_jobs(request: flask.Request) -> flask.Response:
     return json_response(listing.model_dump(mode="json", exclude_unset=True))
 
 
-@http.route("/<job:job_id>", "GET")
+@http.route("/<job:job_id>", "GET", scope="read")
 def show_job(request: flask.Request, job_id: str) -> flask.Response:
     return json_response(job_view(owned(job_id, http.identity(request)), download_links))
 
 
-@http.route("/<job:job_id>", "DELETE")
+@http.route("/<job:job_id>", "DELETE", scope="delete")
 def delete_job(request: flask.Request, job_id: str) -> flask.Response:
     if not erasure.erase(job_id, http.identity(request).subject):
         raise NOT_FOUND
@@ -70,7 +73,7 @@ def delete_job(request: flask.Request, job_id: str) -> flask.Response:
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-@http.route("/<job:job_id>/events", "GET")
+@http.route("/<job:job_id>/events", "GET", scope="read")
 def follow_job(request: flask.Request, job_id: str) -> flask.Response:
     if request.method == "HEAD":
         # What a GET would answer, without opening a stream or taking one of the user's slots.
@@ -79,7 +82,7 @@ def follow_job(request: flask.Request, job_id: str) -> flask.Response:
     return event_stream(job_id, http.identity(request))
 
 
-@http.route("/<job:job_id>/cancel", "POST")
+@http.route("/<job:job_id>/cancel", "POST", scope="convert")
 def cancel_job(request: flask.Request, job_id: str) -> flask.Response:
     try:
         return json_response(job_view(cancellation.cancel(job_id, http.identity(request).subject), download_links))

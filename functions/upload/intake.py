@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import Protocol
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
@@ -55,11 +55,17 @@ class Upload:
     parts: dict[str, bytes] = field(default_factory=dict)
 
 
-def read_stream(stream: IO[bytes]) -> Iterator[bytes]:
+class Readable(Protocol):
+    """A request's body, or an imported video being fetched (url_import.py)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_stream(stream: Readable) -> Iterator[bytes]:
     return iter(lambda: stream.read(READ_BYTES), b"")
 
 
-def open_upload(stream: IO[bytes], content_type: str, query_filename: str | None) -> Upload:
+def open_upload(stream: Readable, content_type: str, query_filename: str | None) -> Upload:
     """Starts reading the request: returns once the file's first bytes are known (to tell its container)."""
     mimetype, options = parse_options_header(content_type)
     if mimetype == "multipart/form-data":

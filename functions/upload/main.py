@@ -3,7 +3,8 @@ file, or a raw body; optional conversion options as query parameters or form fie
 `end`, `normalize`, … README: Conversion options; and a client's `cover` and `chapters` parts) answers 202 with the
 job id and its status URL, 422 naming every bad option, or 422 with the reason the file cannot be converted. Only the
 audio tracks and covers are kept (uploads.py). Under `/files/` it speaks tus 1.0.0, resumable uploads
-(resumable.py)."""
+(resumable.py). `POST /` with JSON `{"url": ..., options}` fetches the video from the URL instead (url_import.py: the
+address rules against SSRF, every redirect checked) and takes it the same way."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import flask
 import functions_framework
 
 from api.limits import TUS_VERSION
-from endpoints.http import HttpFunction
+from endpoints.http import HttpFunction, read_json
 from events import EventEmitter
 from functions.upload.pending_events import PendingEventRetry
 from functions.upload.resumable import ResumableUploads, VideoRemoval
 from functions.upload.uploads import SCRATCH_PREFIX, Uploads
+from functions.upload.url_import import UrlImports
 from jobs.quotas import QuotaLimits, Quotas
 from jobs.records import Jobs
 from runtime.answers import HttpError
@@ -49,6 +51,8 @@ uploads = Uploads(
     work_dir=work_dir, scratch=ScratchBudget(settings.scratch_limit_bytes), max_streams=settings.max_streams,
     max_duration_seconds=settings.max_duration_seconds,
 )
+url_imports = UrlImports(allow_loopback=settings.url_import_allow_loopback,
+                         timeout_seconds=settings.url_import_timeout_seconds)
 resumable_uploads = ResumableUploads(
     uploads, MediaStore(database, VIDEOS), public_upload_url=str(settings.public_upload_url or ""),
     lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds),
@@ -80,13 +84,15 @@ def upload(request: flask.Request) -> flask.Response:
     return http(request)
 
 
-@http.route("/", "POST")
+@http.route("/", "POST", scope="convert")
 def one_shot(request: flask.Request) -> flask.Response:
+    if request.is_json:
+        return uploads.accept_url(read_json(request), http.identity(request), url_imports)
     return uploads.accept(request, http.identity(request))
 
 
 # tus orders its own checks (the protocol's version before the token, OPTIONS open to all): resumable.py routes them.
-@http.route("/files")
-@http.route("/files/<path:upload_path>")
+@http.route("/files", scope="convert")
+@http.route("/files/<path:upload_path>", scope="convert")
 def resumable(request: flask.Request, upload_path: str = "") -> flask.Response:
     return resumable_uploads.handle(request, http.identity)

@@ -26,8 +26,9 @@ from accounts.tokens import Identity
 from api.answers import UploadAccepted
 from events import EmitError, EventEmitter, VideoUploaded
 from events.options import ConversionOptions, InvalidOptions, parse_options
-from functions.upload.intake import BadUpload, open_upload
+from functions.upload.intake import BadUpload, Readable, open_upload
 from functions.upload.pending_events import PendingEventRetry
+from functions.upload.url_import import UrlImports
 from jobs.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 from jobs.records import Jobs, JobState
 from runtime.answers import HttpError, json_response
@@ -121,18 +122,31 @@ class Uploads:
     max_duration_seconds: float
 
     def accept(self, request: flask.Request, identity: Identity) -> flask.Response:
-        if request.content_length is not None and \
-                request.content_length > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-            raise too_large(self.max_upload_bytes)
-        # Checked before the body is read: a bad query option costs the client no upload.
         query_fields = request.args.to_dict()
         filename = query_fields.pop("filename", None)  # the raw body's name; every other parameter is an option
+        return self.accept_body(request.stream, request.content_type or "", filename, request.content_length,
+                                query_fields, identity)
+
+    def accept_url(self, body: Any, identity: Identity, imports: UrlImports) -> flask.Response:
+        """`{"url": ..., options}`: the video fetched from the URL, taken as an upload of it."""
+        url, fields = url_and_options(body)
+        options_of(fields)  # before anything is fetched
+        with imports.open(url) as fetched:
+            return self.accept_body(fetched, "application/octet-stream", fetched.filename, fetched.length, fields,
+                                    identity)
+
+    def accept_body(self, body: Readable, content_type: str, filename: str | None, declared_bytes: int | None,
+                    query_fields: dict[str, str], identity: Identity) -> flask.Response:
+        if declared_bytes is not None and declared_bytes > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise too_large(self.max_upload_bytes)
+        # Checked before the body is read: a bad query option costs the client no upload.
         options_of(query_fields)
         job_id = uuid.uuid4().hex
         # Before a byte of the body is read: a refused upload costs the user nothing and stores nothing.
-        room = self.reserve(identity, job_id, request.content_length or 0)
+        room = self.reserve(identity, job_id, declared_bytes or 0)
         try:
-            return self.take(request, identity, job_id, query_fields, filename, room)
+            return self.take(body, content_type, filename, declared_bytes or 0, identity, job_id, query_fields,
+                             room)
         except BaseException:
             self.release(identity.subject, job_id)
             raise
@@ -155,16 +169,16 @@ class Uploads:
         except (QuotaBusy, pymongo.errors.PyMongoError) as error:  # the slot frees itself: no job record follows
             log.warning("job %s: its quota reservation stays until it lapses: %s", job_id, error)
 
-    def take(self, request: flask.Request, identity: Identity, job_id: str, query_fields: dict[str, str],
-             filename: str | None, room: int) -> flask.Response:
+    def take(self, body: Readable, content_type: str, filename: str | None, declared_bytes: int,
+             identity: Identity, job_id: str, query_fields: dict[str, str], room: int) -> flask.Response:
         try:
-            upload = open_upload(request.stream, request.content_type or "", filename)
+            upload = open_upload(body, content_type, filename)
         except BadUpload as error:
             raise HttpError(400, "bad_upload", str(error)) from None
         if upload.container is None:
             raise HttpError(415, "not_media", NOT_MEDIA_MESSAGE)
         with self.scratch.held() as holding, self.work_folder(job_id) as folder:
-            self.hold(holding, request.content_length or 0)
+            self.hold(holding, declared_bytes)
             try:
                 received = self.spool(upload.chunks, folder / "upload", holding,
                                       max_bytes=min(self.max_upload_bytes, room))
@@ -304,6 +318,19 @@ class Uploads:
         except pymongo.errors.PyMongoError as error:  # the reconcile sweep removes what is left
             log.error("could not remove the record of job %s: %s", job_id, error)
         self.remove_kept(job_id)
+
+
+def url_and_options(body: Any) -> tuple[str, dict[str, str]]:
+    """The URL of an import's JSON body, and the conversion options beside it (as the form's fields: strings)."""
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+        raise HttpError(422, "url_required", 'import a video by URL with {"url": "https://...", <options>}, or '
+                                             "send the video itself")
+    fields = {name: value for name, value in body.items() if name != "url"}
+    not_plain = sorted(name for name, value in fields.items() if not isinstance(value, str | int | float))
+    if not_plain:
+        raise HttpError(422, "invalid_options", f"options are strings or numbers: {', '.join(not_plain)}",
+                        extra={"fields": {name: "a string or a number" for name in not_plain}})
+    return body["url"], {name: str(value) for name, value in fields.items()}
 
 
 def too_large(limit: int) -> HttpError:

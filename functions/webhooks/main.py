@@ -29,29 +29,29 @@ def webhooks(request: flask.Request) -> flask.Response:
     return http(request)
 
 
-@http.route("/", "POST")
+@http.route("/", "POST", scope="webhooks")
 def register(request: flask.Request) -> flask.Response:
     registered = registry.register(http.identity(request).subject, read_json(request))
     # Relative: the endpoint answers under this function's URL and under /webhooks alike.
     return json_response(registered, 201, {"Location": str(registered["id"])})
 
 
-@http.route("/", "GET")
+@http.route("/", "GET", scope="webhooks")
 def list_endpoints(request: flask.Request) -> flask.Response:
     return json_response(registry.list(http.identity(request).subject))
 
 
-@http.route("/<endpoint_id>", "GET")
+@http.route("/<endpoint_id>", "GET", scope="webhooks")
 def show(request: flask.Request, endpoint_id: str) -> flask.Response:
     return json_response(registry.show(http.identity(request).subject, endpoint_id))
 
 
-@http.route("/<endpoint_id>", "DELETE")
+@http.route("/<endpoint_id>", "DELETE", scope="webhooks")
 def delete(request: flask.Request, endpoint_id: str) -> flask.Response:
     registry.delete(http.identity(request).subject, endpoint_id)
     return flask.Response(status=204)
 
 
-@http.route("/<endpoint_id>/rotate-secret", "POST")
+@http.route("/<endpoint_id>/rotate-secret", "POST", scope="webhooks")
 def rotate_secret(request: flask.Request, endpoint_id: str) -> flask.Response:
     return json_response(registry.rotate_secret(http.identity(request).subject, endpoint_id))

@@ -22,20 +22,23 @@ from mutagen.id3 import ID3
 
 from stack.config import ROOT
 from tests.stack.test_conversion_options import packets_md5
+from tests.stack.test_url_import import VideoServer
 from tests.support import TEST_PASSWORD, make_clip, make_two_tracks, probe
 
 pytestmark = pytest.mark.stack
 VID2MP3 = shutil.which("vid2mp3", path=str(ROOT / ".local/venv/bin")) or "vid2mp3"
 
 
-def run(config: Path, *arguments: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(config: Path, *arguments: str, password: str | None = None,
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "XDG_CONFIG_HOME": str(config)}
     env.pop("VID2MP3_PASSWORD", None)
     if password is not None:
         env["VID2MP3_PASSWORD"] = password
     # --endpoints names nothing: the command must work from its login alone, as on any other machine.
     return subprocess.run([VID2MP3, *arguments, "--endpoints", str(config / "no-local-stack.env")], env=env,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=300,
+                          **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}))
 
 
 def test_the_command_on_a_deployment_from_an_empty_config(endpoints: dict[str, str], tmp_path: Path) -> None:
@@ -88,6 +91,32 @@ def test_the_command_on_a_deployment_from_an_empty_config(endpoints: dict[str, s
 
     assert run(config, "logout").returncode == 0 and not login_file.exists()
     assert run(config, "jobs").returncode == 2
+
+
+def test_keys_made_listed_logged_in_with_from_standard_input_and_revoked(endpoints: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    owner, script = tmp_path / "owner", tmp_path / "script"
+    email = f"cli-keys-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
+    assert run(owner, "login", "--server", endpoints["WEB_URL"], "--email", email, "--sign-up",
+               password=TEST_PASSWORD).returncode == 0
+    made = run(owner, "keys", "create", "nightly", "--scope", "read")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert re.fullmatch(r"v2m_[0-9a-f]{80}", key) and "shown only this once" in made.stderr
+    key_id = key[4:20]
+    assert run(script, "login", "--key", "--server", endpoints["WEB_URL"], stdin="v2m_" + "0" * 80 + "\n") \
+        .stderr.count("does not accept this API key") == 1
+    logged_in = run(script, "login", "--key", "--server", endpoints["WEB_URL"], stdin=key + "\n")
+    assert logged_in.returncode == 0, logged_in.stderr
+    assert run(script, "jobs").stdout.strip() == "no jobs"
+    refused = run(script, "convert", "--sample")
+    assert refused.returncode == 1 and "lacks the scope `convert`" in refused.stdout, refused.stdout
+    [row] = run(owner, "keys", "list").stdout.splitlines()
+    assert row.startswith(key_id) and "read" in row and "nightly" in row and "used never" not in row
+    assert key not in row
+    revoked = run(owner, "keys", "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert run(owner, "keys", "list").stdout.strip() == "no API keys"
 
 
 def test_a_server_that_is_not_there_or_not_vid2mp3_is_named(endpoints: dict[str, str], tmp_path: Path) -> None:
@@ -238,3 +267,15 @@ def test_what_no_extract_helps_goes_whole_and_the_command_says_why(logged_in: Pa
     refused = run(logged_in, "convert", str(notes), "-o", str(tmp_path / "notes.mp3"))
     assert refused.returncode == 1 and "HTTP 415" in refused.stdout, refused.stdout + refused.stderr
     assert "upload: the whole file: 4 kB (PyAV cannot read or copy it: " in refused.stdout
+
+
+def test_a_video_at_a_url_is_converted_by_the_server_fetching_it(logged_in: Path, tmp_path: Path) -> None:
+    server = VideoServer(make_clip(tmp_path / "talk.mp4", seconds=2))
+    try:
+        done = run(logged_in, "convert", f"{server.url}/video.mp4", "-o", str(tmp_path), "--channels", "1")
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fetched by the server from the URL" in done.stdout and server.videos_served() == 1
+    [audio] = [stream for stream in probe(tmp_path / "video.mp3")["streams"] if stream["codec_type"] == "audio"]
+    assert (audio["codec_name"], audio["channels"]) == ("mp3", 1)

@@ -24,6 +24,7 @@ from cloudevents.conversion import to_binary, to_structured
 from flask.testing import FlaskClient
 from functions_framework import create_app
 
+from accounts.credentials import CredentialGenerations
 from events import (
     AUDIO_CONVERTED,
     CONVERSION_FAILED,
@@ -41,7 +42,7 @@ from jobs.links import DownloadLinks
 from jobs.records import Jobs
 from stack.config import ALLOCATOR_TUNING, FUNCTION_PORTS, LOCAL, LOCAL_STACK_QUOTAS, ROOT, RUN
 from storage.media import AUDIO, COVERS, SOURCES, VIDEOS, WRITES_UNDER_WAY, MediaStore
-from tests.support import Sink, download_link_keys, make_clip, new_user, probe, stage_job, wait_for
+from tests.support import Sink, download_link_keys, make_clip, new_user, probe, stage_job, trusted_in, wait_for
 from transcoding.fanout import FanOutRecord
 
 pytestmark = pytest.mark.stack
@@ -82,9 +83,9 @@ def app(function_env: dict[str, str]) -> Callable[[str], FlaskClient]:
 
 
 @pytest.fixture
-def bearer(endpoints: dict[str, str]) -> tuple[dict[str, str], str]:
-    client, _ = new_user(endpoints)
-    return {"Authorization": f"Bearer {client.token}"}, client.token
+def bearer(endpoints: dict[str, str], database: Any) -> tuple[dict[str, str], str]:
+    token = trusted_in(database, new_user(endpoints)[0].token)
+    return {"Authorization": f"Bearer {token}"}, token
 
 
 def owner_of(token: str) -> str:
@@ -622,7 +623,8 @@ def test_notify_keeps_one_email_when_the_store_drops_its_sent_record(
     notifier = Notifier(jobs=jobs, mailer=Mailer(api_key="local-standin-key", api_host=endpoints["SENDGRID_API_HOST"],
                                                  sender="vid2mp3@test.vid2mp3.dev"),
                         emitter=EventEmitter(sink.url, "notify"), mysql_url=endpoints["MYSQL_URL"],
-                        links=DownloadLinks(function_env["DOWNLOAD_LINK_KEYS"], function_env["PUBLIC_DOWNLOAD_URL"]),
+                        links=DownloadLinks(function_env["DOWNLOAD_LINK_KEYS"], function_env["PUBLIC_DOWNLOAD_URL"],
+                                            generation_of=CredentialGenerations(database).current),
                         public_web_url=function_env["PUBLIC_WEB_URL"])
     notifier.handle(converted)
     notifier.handle(converted)  # a redelivery
@@ -652,7 +654,7 @@ def test_status_and_download_for_the_owner_only(app: Callable[[str], FlaskClient
     assert download.get(f"/{event.job_id}", headers={**headers, "Range": "bytes=99999999-"}).status_code == 416
     cached = download.get(f"/{event.job_id}", headers={**headers, "If-None-Match": full.headers["ETag"]})
     assert cached.status_code == 304
-    stranger = {"Authorization": f"Bearer {new_user(endpoints)[0].token}"}
+    stranger = {"Authorization": f"Bearer {trusted_in(database, new_user(endpoints)[0].token)}"}
     for client in (status, download):
         for job_id in (event.job_id, uuid.uuid4().hex, "../../etc/passwd", "x" * 500):
             answer = client.get(f"/{job_id}", headers=stranger)

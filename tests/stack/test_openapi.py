@@ -149,8 +149,33 @@ def test_the_functions_answers_match_the_document(endpoints: dict[str, str], doc
                                   timeout=10), "/webhooks/{endpoint_id}/rotate-secret", "post")
     check(document, requests.post(urls["webhooks"] + "/webhooks/", headers=headers, json={"url": "ftp://x"},
                                   timeout=10), "/webhooks/", "post")
+    refused_import = check(document, requests.post(urls["upload"] + "/upload/", headers=headers, timeout=30,
+                                                   json={"url": "http://10.0.0.1/video.mp4"}), "/upload/", "post")
+    assert (refused_import.status_code, refused_import.json()["error"]) == (422, "url_refused")
+    made = check(document, requests.post(urls["auth"] + "/auth/keys", headers=headers, timeout=30,
+                                         json={"name": "reader", "scopes": ["read"]}), "/auth/keys", "post")
+    assert made.status_code == 201
+    reader = {"Authorization": f"Bearer {made.json()['key']}"}
+    # The key's scope as the document names it: what it may call answers, the rest 403 (documented).
+    for operation_id, method, path, url in (
+            ("listJobs", "get", "/status/", urls["status"] + "/status/"),
+            ("uploadVideo", "post", "/upload/", urls["upload"] + "/upload/"),
+            ("listWebhookEndpoints", "get", "/webhooks/", urls["webhooks"] + "/webhooks/"),
+            ("listKeys", "get", "/auth/keys", urls["auth"] + "/auth/keys")):
+        operation = document["paths"][path][method]
+        assert operation["operationId"] == operation_id
+        allowed = {"apiKey": ["read"]} in operation["security"]
+        answer = check(document, requests.request(method, url, headers=reader, timeout=30), path, method)
+        assert (answer.status_code == 403) != allowed, (operation_id, answer.status_code)
+    check(document, requests.get(urls["auth"] + "/auth/keys", headers=headers, timeout=30), "/auth/keys", "get")
+    check(document, requests.delete(urls["auth"] + f"/auth/keys/{made.json()['id']}", headers=headers, timeout=30),
+          "/auth/keys/{key_id}", "delete")
+    changed = check(document, requests.post(urls["auth"] + "/auth/account/password", headers=headers, timeout=30,
+                                            json={"password": TEST_PASSWORD, "new_password": TEST_PASSWORD + "2"}),
+                    "/auth/account/password", "post")
+    headers = {"Authorization": f"Bearer {changed.json()['access_token']}"}
     check(document, requests.delete(urls["auth"] + "/auth/account", headers=headers,
-                                    json={"password": TEST_PASSWORD}, timeout=60), "/auth/account", "delete")
+                                    json={"password": TEST_PASSWORD + "2"}, timeout=60), "/auth/account", "delete")
 
 
 @pytest.mark.stack

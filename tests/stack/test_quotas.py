@@ -19,7 +19,7 @@ from functions_framework import create_app
 from accounts.signup_limits import client_address
 from jobs.quotas import OverQuota, QuotaLimits, Quotas
 from stack.config import LOCAL, LOCAL_STACK_QUOTAS, ROOT
-from tests.support import Sink, download_link_keys, make_clip, new_user
+from tests.support import Sink, download_link_keys, make_clip, new_user, trusted_in
 
 pytestmark = pytest.mark.stack
 
@@ -52,11 +52,10 @@ def app(endpoints: dict[str, str], database_name: str, tmp_path: Path,
 
 
 @pytest.fixture
-def user(endpoints: dict[str, str]) -> tuple[dict[str, str], str]:
-    client, _ = new_user(endpoints)
+def user(endpoints: dict[str, str], database: Any) -> tuple[dict[str, str], str]:
+    token = trusted_in(database, new_user(endpoints)[0].token)
     import jwt
-    return {"Authorization": f"Bearer {client.token}"}, str(jwt.decode(client.token,
-                                                                       options={"verify_signature": False})["sub"])
+    return {"Authorization": f"Bearer {token}"}, str(jwt.decode(token, options={"verify_signature": False})["sub"])
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from accounts.credentials import CredentialGenerations
 from accounts.tokens import TokenIssuer
 from events import AudioConverted, ConversionFailed, FailureReason, VideoUploaded
 from stack.config import LOGS, ROOT
@@ -232,13 +233,16 @@ CLAIM_FORGERIES = {
     "empty_sub": {"sub": ""},
     "sub_not_a_string": {"sub": 12345},
     "exp_not_a_number": {"exp": "tomorrow"},
+    "missing_gen": {"gen": None},
+    "gen_not_a_number": {"gen": "1"},
+    "gen_of_another_generation": {"gen": 10**9},
 }
 
 
-def claims_with(change: dict[str, Any]) -> dict[str, Any]:
+def claims_with(change: dict[str, Any], generation: int) -> dict[str, Any]:
     moment = int(time.time())
     claims: dict[str, Any] = {"sub": "999999", "email": "x@example.com", "iss": "vid2mp3-auth", "aud": "vid2mp3",
-                              "iat": moment, "nbf": moment, "exp": moment + 600}
+                              "iat": moment, "nbf": moment, "exp": moment + 600, "gen": generation}
     for name, value in change.items():
         if value is None:
             claims.pop(name, None)
@@ -279,10 +283,13 @@ def in_process_attempts(clients: dict[str, Any], token: str) -> dict[str, int]:
 
 
 def test_validly_signed_tokens_with_bad_claims_are_refused(test_issuer: Any, in_process_functions: dict[str, Any],
-                                                          figures: Figures) -> None:
+                                                          stack: Stack, figures: Figures) -> None:
     issuer, key, _ = test_issuer
-    control = in_process_attempts(in_process_functions, issuer.issue("999999", "x@example.com"))
-    results = {label: in_process_attempts(in_process_functions, signed(key, issuer.key_id, claims_with(change)))
+    # The control account's credentials, current: the forgeries are refused for their claims alone.
+    generation = CredentialGenerations(stack.db).begin("999999")
+    control = in_process_attempts(in_process_functions, issuer.issue("999999", "x@example.com", generation))
+    results = {label: in_process_attempts(in_process_functions,
+                                          signed(key, issuer.key_id, claims_with(change, generation)))
                for label, change in CLAIM_FORGERIES.items()}
     accepted = {label: codes for label, codes in results.items() if any(code != 401 for code in codes.values())}
     figures["forged_claims_in_process"] = {"tokens": len(results), "requests": 3 * len(results),

@@ -17,9 +17,9 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from events.catalog import AUDIO_CONVERTED, JOB_EVENT_TYPES, NOTIFICATION_SENT, VIDEO_UPLOADED
 from functions.delivery.deliverer import JITTER, next_attempt_time
+from runtime.addresses import RefusedAddress, resolve
 from runtime.settings import DeliverySettings
 from tests.support import Sink, make_clip, new_user, tick_ping_source, wait_for
-from webhooks.addresses import RefusedAddress, resolve
 
 pytestmark = pytest.mark.stack
 

@@ -59,7 +59,7 @@ def test_a_key_id_given_is_used() -> None:
     issuer = TokenIssuer(pem(Ed25519PrivateKey.generate()), issuer=ISSUER, audience=AUDIENCE, ttl_seconds=60,
                          key_id="2026-05")
     assert issuer.key_id == "2026-05" and issuer.jwks()["keys"][0]["kid"] == "2026-05"
-    assert jwt.get_unverified_header(issuer.issue("1", "a@b.test"))["kid"] == "2026-05"
+    assert jwt.get_unverified_header(issuer.issue("1", "a@b.test", 1))["kid"] == "2026-05"
 
 
 def test_only_an_ed25519_key_issues() -> None:
@@ -71,13 +71,13 @@ def test_a_token_carries_every_claim_signed_with_the_key() -> None:
     key = Ed25519PrivateKey.generate()
     issuer = TokenIssuer(pem(key), issuer=ISSUER, audience=AUDIENCE, ttl_seconds=900)
     before = int(time.time())
-    token = issuer.issue("42", "someone@example.test")
+    token = issuer.issue("42", "someone@example.test", 1)
     claims = jwt.decode(token, key.public_key(), algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER)
-    assert (claims["sub"], claims["email"]) == ("42", "someone@example.test")
+    assert (claims["sub"], claims["email"], claims["gen"]) == ("42", "someone@example.test", 1)
     assert before <= claims["iat"] == claims["nbf"] <= int(time.time())
     assert claims["exp"] == claims["iat"] + 900
     assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": issuer.key_id, "typ": "JWT"}
-    assert claims["jti"] != jwt.decode(issuer.issue("42", "someone@example.test"), key.public_key(),
+    assert claims["jti"] != jwt.decode(issuer.issue("42", "someone@example.test", 1), key.public_key(),
                                        algorithms=["EdDSA"], audience=AUDIENCE)["jti"]
 
 
@@ -125,7 +125,7 @@ class Auth:
     def claims(self, **changes: Any) -> dict[str, Any]:
         moment = int(time.time())
         claims = {"sub": "42", "email": "someone@example.test", "iss": ISSUER, "aud": AUDIENCE, "iat": moment,
-                  "nbf": moment, "exp": moment + 600}
+                  "nbf": moment, "exp": moment + 600, "gen": 3}
         claims.update(changes)
         return {name: value for name, value in claims.items() if value is not None}
 
@@ -149,13 +149,13 @@ def refusal(auth: Auth, token: str) -> str:
 
 def test_the_issuers_tokens_are_accepted_and_the_key_set_is_fetched_once(auth: Auth) -> None:
     for subject in ("1", "2", "3"):
-        assert auth.verifier.verify(auth.issuer.issue(subject, f"{subject}@example.test")) == \
-            Identity(subject=subject, email=f"{subject}@example.test")
+        assert auth.verifier.verify(auth.issuer.issue(subject, f"{subject}@example.test", 1)) == \
+            Identity(subject=subject, email=f"{subject}@example.test", generation=1)
     assert auth.key_set.fetches == 1
 
 
 def test_a_token_without_an_email_gives_an_empty_one(auth: Auth) -> None:
-    assert auth.verifier.verify(auth.sign(auth.claims(email=None))) == Identity(subject="42", email="")
+    assert auth.verifier.verify(auth.sign(auth.claims(email=None))) == Identity(subject="42", email="", generation=3)
 
 
 @pytest.mark.parametrize(("changes", "words"), [
@@ -164,6 +164,8 @@ def test_a_token_without_an_email_gives_an_empty_one(auth: Auth) -> None:
     ({"exp": int(time.time()) - LEEWAY_SECONDS - 30}, "ExpiredSignatureError"),
     ({"nbf": int(time.time()) + LEEWAY_SECONDS + 300}, "ImmatureSignatureError"),
     ({"sub": ""}, "names no subject"),
+    ({"gen": "3"}, "generation is not a number"),
+    ({"gen": True}, "generation is not a number"),
     *[({claim: None}, "MissingRequiredClaimError") for claim in REQUIRED_CLAIMS],
 ])
 def test_tokens_with_wrong_or_missing_claims_are_refused(auth: Auth, changes: dict[str, Any], words: str) -> None:
@@ -180,10 +182,10 @@ def test_a_token_signed_by_another_key_under_the_issuers_key_id_is_refused(auth:
 
 
 def test_tokens_of_unknown_keys_are_refused_without_a_fetch_each(auth: Auth) -> None:
-    auth.verifier.verify(auth.issuer.issue("1", "a@b.test"))
+    auth.verifier.verify(auth.issuer.issue("1", "a@b.test", 1))
     for _ in range(5):
         stranger = TokenIssuer(pem(Ed25519PrivateKey.generate()), issuer=ISSUER, audience=AUDIENCE, ttl_seconds=60)
-        refusal(auth, stranger.issue("1", "a@b.test"))
+        refusal(auth, stranger.issue("1", "a@b.test", 1))
     # At most one fetch more (PyJWKClient refreshes the set for an unknown key id, then not again for 30 s):
     # made-up key ids do not turn the verifier into a flood of requests at auth.
     assert auth.key_set.fetches <= 2

@@ -103,7 +103,7 @@ def job_records() -> list[dict[str, Any]]:
 class Links:
     base_url = "https://download.example.com"
 
-    def link(self, job_id: str, audio_id: str, expires_at: datetime) -> str:
+    def link(self, job_id: str, audio_id: str, expires_at: datetime, owner_id: str) -> str:
         return f"{self.base_url}/{job_id}?expires=1&key=k&signature=s"
 
 

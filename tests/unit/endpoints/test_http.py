@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from accounts.tokens import TokenIssuer, TokenVerifier
-from endpoints.http import HttpFunction, SetUpOnce, allow_cross_origin, read_json
+from accounts.tokens import Identity, TokenIssuer, TokenVerifier
+from endpoints.http import HttpFunction, SetUpOnce, allow_cross_origin, check_scope, read_json
 from runtime.answers import HttpError, json_response
 
 JOB = "0123456789abcdef" * 2
@@ -172,7 +172,7 @@ def unreachable_jwks() -> Iterator[str]:
 def a_token() -> str:
     pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                      serialization.NoEncryption()).decode()
-    return TokenIssuer(pem, issuer="vid2mp3-auth", audience="vid2mp3", ttl_seconds=60).issue("user-1", "a@b.test")
+    return TokenIssuer(pem, issuer="vid2mp3-auth", audience="vid2mp3", ttl_seconds=60).issue("user-1", "a@b.test", 1)
 
 
 def verifier_at(url: str) -> TokenVerifier:
@@ -366,3 +366,21 @@ def test_a_body_that_is_not_json_reads_as_none() -> None:
 def test_a_204_has_no_content_type(origins: set[str] | None) -> None:
     answer = serve(body_function(origins)).delete("/gone")
     assert answer.status_code == 204 and "Content-Type" not in answer.headers
+
+
+# --- Scopes -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("scopes", "scope", "refused"), [
+    (None, "convert", False), (None, None, False),  # a login's token may do everything
+    (frozenset({"read"}), "read", False), (frozenset({"read"}), "convert", True),
+    (frozenset({"convert", "read", "delete", "webhooks"}), None, True),  # the account: never a key
+])
+def test_a_key_acts_only_in_its_scopes(scopes: frozenset[str] | None, scope: str | None, refused: bool) -> None:
+    identity = Identity(subject="1", email="", generation=1, scopes=scopes, key_id="k" if scopes else "")
+    if not refused:
+        check_scope(identity, scope)
+        return
+    with pytest.raises(HttpError) as error:
+        check_scope(identity, scope)
+    assert (error.value.status, error.value.code) == (403, "insufficient_scope")
+    assert (f"`{scope}`" in error.value.message) if scope else "log in" in error.value.message

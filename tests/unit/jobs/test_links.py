@@ -12,13 +12,19 @@ from jobs.links import DownloadLinks, InvalidKeys, chapters_path, parse_keys
 from runtime.answers import HttpError
 from tests.support import download_link_keys
 
-JOB, AUDIO = "a" * 32, "b" * 24
+JOB, AUDIO, OWNER = "a" * 32, "b" * 24, "7"
+# The owner's credential generation (accounts/credentials.py).
+GENERATIONS: dict[str, int | None] = {OWNER: 2}
+
+
+def links_with(keys: str, url: str = "http://d/") -> DownloadLinks:
+    return DownloadLinks(keys, url, generation_of=GENERATIONS.get)
 
 
 def refusal(links: DownloadLinks, link: str, job_id: str = JOB, audio_id: str = AUDIO) -> int | None:
     arguments = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
     try:
-        links.check(job_id, audio_id, arguments)
+        links.check(job_id, audio_id, OWNER, arguments)
     except HttpError as error:
         return error.status
     return None
@@ -31,9 +37,9 @@ def with_argument(link: str, name: str, value: str) -> str:
 
 
 def test_a_link_opens_its_mp3_only_and_only_until_it_expires() -> None:
-    links = DownloadLinks(download_link_keys(), "http://download.test/")
+    links = links_with(download_link_keys(), "http://download.test/")
     future = datetime.now(UTC) + timedelta(hours=1)
-    link = links.link(JOB, AUDIO, future)
+    link = links.link(JOB, AUDIO, future, OWNER)
     assert link.startswith(f"http://download.test/{JOB}?") and refusal(links, link) is None
     assert refusal(links, link, job_id="c" * 32) == 403  # another job
     assert refusal(links, link, audio_id="d" * 24) == 403  # the job's MP3 was made again
@@ -44,9 +50,21 @@ def test_a_link_opens_its_mp3_only_and_only_until_it_expires() -> None:
     for name, value in (("expires", later), ("signature", flipped), ("key", "other"), ("expires", "-1"),
                         ("expires", "\u00b2"), ("signature", "")):
         assert refusal(links, with_argument(link, name, value)) == 403, name
-    past = links.link(JOB, AUDIO, datetime.now(UTC) - timedelta(seconds=1))
+    past = links.link(JOB, AUDIO, datetime.now(UTC) - timedelta(seconds=1), OWNER)
     assert refusal(links, past) == 410
-    assert refusal(DownloadLinks(download_link_keys(), "http://download.test/"), link) == 403  # another key
+    assert refusal(links_with(download_link_keys(), "http://download.test/"), link) == 403  # another key
+
+
+def test_a_link_stops_when_its_owner_changes_the_password_or_ends_the_account() -> None:
+    generations: dict[str, int | None] = {OWNER: 2}
+    links = DownloadLinks(download_link_keys(), "http://d/", generation_of=generations.get)
+    link = links.link(JOB, AUDIO, datetime.now(UTC) + timedelta(hours=1), OWNER)
+    assert link is not None and refusal(links, link) is None
+    generations[OWNER] = 3
+    assert refusal(links, link) == 403
+    generations[OWNER] = None
+    assert refusal(links, link) == 404
+    assert links.link(JOB, AUDIO, datetime.now(UTC) + timedelta(hours=1), OWNER) is None
 
 
 def test_a_link_to_the_chapters_opens_them_only() -> None:
@@ -63,11 +81,11 @@ def test_a_rotation_keeps_old_links_working_until_the_old_key_goes() -> None:
     old = download_link_keys().replace("test:", "old:")
     new = download_link_keys().replace("test:", "new:")
     future = datetime.now(UTC) + timedelta(hours=1)
-    link = DownloadLinks(old, "http://d/").link(JOB, AUDIO, future)
-    rotated = DownloadLinks(f"{new},{old}", "http://d/")
+    link = links_with(old).link(JOB, AUDIO, future, OWNER)
+    rotated = links_with(f"{new},{old}")
     assert refusal(rotated, link) is None
-    assert "key=new" in rotated.link(JOB, AUDIO, future)
-    assert refusal(DownloadLinks(new, "http://d/"), link) == 403
+    assert "key=new" in rotated.link(JOB, AUDIO, future, OWNER)
+    assert refusal(links_with(new), link) == 403
 
 
 @pytest.mark.parametrize("keys", ["", "k1", "k1:c2hvcnQ", "k-1:" + "A" * 43, "k1:" + "A" * 43 + ",k1:" + "B" * 43])

@@ -19,7 +19,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from functions.delivery.sender import USER_AGENT, host_header, post, signed_headers
-from webhooks.addresses import Target
+from runtime.addresses import Target
 
 BODY = '{"type":"io.vid2mp3.audio.converted.v1","timestamp":"2026-05-01T12:00:00Z","data":{"job_id":"j"}}'
 

@@ -1,15 +1,16 @@
-"""Which webhook URLs vid2mp3 may call: the guard against server-side request forgery.
+"""Which URLs a user may have vid2mp3 call (a webhook receiver, a video to import): the guard against server-side
+request forgery, for both.
 
-A webhook URL is chosen by a user, and the function that calls it runs inside the cluster, next to the data stores
-and the cloud's metadata service. So a URL must be `https`, and its host is resolved ONCE, every address it resolves
-to is checked, and the request goes to that checked address (with the URL's host name for TLS and `Host`): a DNS
-answer that changes between the check and the connection (DNS rebinding) cannot send it elsewhere. Loopback,
-private, link-local (169.254.169.254, the metadata service, among them), multicast, reserved and unspecified
-addresses are refused, IPv4 and IPv6 alike (an IPv4 address mapped into IPv6 is checked as IPv4). Redirects are never
-followed (the caller sends without them).
+Such a URL is chosen by a user, and the function that calls it runs inside the cluster, next to the data stores and
+the cloud's metadata service. So its host is resolved ONCE, every address it resolves to is checked, and the request
+goes to that checked address (`connection_pool`, with the URL's host name for TLS and `Host`): a DNS answer that
+changes between the check and the connection (DNS rebinding) cannot send it elsewhere. Loopback, private, link-local
+(169.254.169.254, the metadata service, among them), multicast, reserved and unspecified addresses are refused, IPv4
+and IPv6 alike (an IPv4 address mapped into IPv6 is checked as IPv4). Redirects are never followed here: a caller
+that follows them checks each one again. Webhooks must use `https`; an import may use `http` too (`allow_http`).
 
-The local stack's receivers listen on 127.0.0.1 over plain HTTP: `WEBHOOK_ALLOW_LOOPBACK` lets exactly that through,
-and nothing else.
+The local stack's receivers and test servers listen on 127.0.0.1 over plain HTTP: `allow_loopback`
+(`WEBHOOK_ALLOW_LOOPBACK`, `URL_IMPORT_ALLOW_LOOPBACK`) lets exactly that through, and nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import ipaddress
 import socket
 import urllib.parse
 from dataclasses import dataclass
+
+import certifi
+import urllib3
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_URL_LENGTH = 2048
@@ -51,7 +55,7 @@ def forbidden_reason(address: IpAddress) -> str | None:
     return None if address.is_global else "not a public"
 
 
-def parse(url: str, *, allow_loopback: bool) -> tuple[str, str, int, str]:
+def parse(url: str, *, allow_loopback: bool, allow_http: bool = False) -> tuple[str, str, int, str]:
     """Checks the URL's form; answers (scheme, host, port, path with query)."""
     if len(url) > MAX_URL_LENGTH:
         raise RefusedAddress(f"the URL is longer than {MAX_URL_LENGTH} characters")
@@ -60,7 +64,7 @@ def parse(url: str, *, allow_loopback: bool) -> tuple[str, str, int, str]:
     except ValueError:  # an unbalanced `[` of an IPv6 host (found by schemathesis: it was a 500)
         raise RefusedAddress("the URL is malformed") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise RefusedAddress("the URL must be an absolute https:// URL")
+        raise RefusedAddress(f"the URL must be an absolute {'http(s)' if allow_http else 'https'}:// URL")
     if parts.username or parts.password:
         raise RefusedAddress("the URL must not carry credentials")
     if parts.fragment:
@@ -72,15 +76,15 @@ def parse(url: str, *, allow_loopback: bool) -> tuple[str, str, int, str]:
     if port == 0:
         raise RefusedAddress("the URL's port is not a number from 1 to 65535")
     port = port or (443 if parts.scheme == "https" else 80)
-    if parts.scheme == "http" and not allow_loopback:
+    if parts.scheme == "http" and not (allow_loopback or allow_http):
         raise RefusedAddress("the URL must use https")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, parts.hostname, port, path
 
 
-def resolve(url: str, *, allow_loopback: bool) -> Target:
+def resolve(url: str, *, allow_loopback: bool, allow_http: bool = False) -> Target:
     """The checked target of `url`, or RefusedAddress. Resolves the host name (a blocking DNS lookup)."""
-    scheme, host, port, path = parse(url, allow_loopback=allow_loopback)
+    scheme, host, port, path = parse(url, allow_loopback=allow_loopback, allow_http=allow_http)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
@@ -92,8 +96,23 @@ def resolve(url: str, *, allow_loopback: bool) -> Target:
         if reason == "loopback" and allow_loopback:
             continue
         if reason is not None:
-            raise RefusedAddress(f"the host {host!r} resolves to a {reason} address, which webhooks may not call")
-    if scheme == "http" and not all(address.is_loopback for address in addresses):
+            raise RefusedAddress(f"the host {host!r} resolves to a {reason} address, which vid2mp3 may not call")
+    if scheme == "http" and not allow_http and not all(address.is_loopback for address in addresses):
         raise RefusedAddress("only a loopback receiver may use http; the URL must use https")
     # Every address passed; connect to one of them, the same one for the whole request.
     return Target(url=url, scheme=scheme, host=host, port=port, address=sorted(addresses, key=str)[0], path=path)
+
+
+def host_header(target: Target) -> str:
+    default_port = 443 if target.scheme == "https" else 80
+    return target.host if target.port == default_port else f"{target.host}:{target.port}"
+
+
+def connection_pool(target: Target, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
+    """A pool of one connection to the checked address, presenting the URL's host name (TLS verified against it).
+    Send with `redirect=False, retries=False` and `Host: host_header(target)`."""
+    if target.scheme == "https":
+        return urllib3.HTTPSConnectionPool(str(target.address), target.port, timeout=timeout, retries=False,
+                                           maxsize=1, server_hostname=target.host, assert_hostname=target.host,
+                                           cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+    return urllib3.HTTPConnectionPool(str(target.address), target.port, timeout=timeout, retries=False, maxsize=1)

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from webhooks.addresses import MAX_URL_LENGTH, RefusedAddress, forbidden_reason, resolve
+from runtime.addresses import MAX_URL_LENGTH, RefusedAddress, forbidden_reason, resolve
 
 
 @pytest.mark.parametrize(("address", "reason"), [
@@ -79,7 +79,7 @@ def test_urls_the_guard_refuses(url: str, words: str) -> None:
 def test_the_refusal_names_the_host_and_the_kind_of_address() -> None:
     with pytest.raises(RefusedAddress) as refused:
         resolve("https://192.168.0.10/", allow_loopback=False)
-    assert str(refused.value) == "the host '192.168.0.10' resolves to a private address, which webhooks may not call"
+    assert str(refused.value) == "the host '192.168.0.10' resolves to a private address, which vid2mp3 may not call"
 
 
 @pytest.mark.parametrize(("url", "address", "port"), [
@@ -104,3 +104,17 @@ def test_the_local_setting_lets_loopback_through(url: str, address: str, port: i
 def test_the_local_setting_lets_nothing_else_through(url: str, words: str) -> None:
     with pytest.raises(RefusedAddress, match=words):
         resolve(url, allow_loopback=True)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/v.mp4", "http://[::1]/v.mp4", "http://0x7f000001/v.mp4",
+                                 "http://localhost/v.mp4", "http://[::ffff:127.0.0.1]/v.mp4", "http://10.1.2.3/"])
+def test_an_import_may_use_http_but_reaches_no_internal_address(url: str) -> None:
+    with pytest.raises(RefusedAddress, match="may not call"):
+        resolve(url, allow_loopback=False, allow_http=True)
+
+
+def test_an_import_may_use_http_to_a_public_address() -> None:
+    target = resolve("http://8.8.8.8/video.mp4?x=1", allow_loopback=False, allow_http=True)
+    assert (target.scheme, str(target.address), target.port, target.path) == ("http", "8.8.8.8", 80, "/video.mp4?x=1")
+    with pytest.raises(RefusedAddress, match="https"):
+        resolve("http://8.8.8.8/", allow_loopback=False)
