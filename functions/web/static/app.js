@@ -67,10 +67,13 @@ function showSignedIn() {
   byId("who-email").textContent = email || "";
   byId("history").hidden = !token;
   byId("close-account").hidden = !token;
+  byId("change-password").hidden = !token;
+  byId("api-keys").hidden = !token;
   if (!token) byId("job").hidden = true;
   if (token) {
     showResumableUploads();
     refreshHistory();
+    refreshKeys();
   }
 }
 
@@ -117,7 +120,8 @@ async function call(method, url, { json, headers } = {}) {
     cache: "no-store",
   });
   const body = await response.json().catch(() => null);
-  if (response.status === 401 && headers && headers.Authorization) {
+  // A 401 for a token a password change has since replaced (a request under way meanwhile) ends nothing.
+  if (response.status === 401 && headers && headers.Authorization === authorization().Authorization) {
     signOut("Your session has ended: log in again.");
   }
   if (!response.ok) throw new ApiError(response.status, body);
@@ -227,26 +231,137 @@ function accountAction(action) {
   };
 }
 
+// A form of the account area sent: checked, busy while `action` runs (busy, not disabled: a disabled button would drop
+// the keyboard's focus on the body), a refusal said in `messageId` in the server's words, then `onRefused`.
+function accountForm(formId, messageId, action, onRefused = () => {}) {
+  return async (event) => {
+    event.preventDefault();
+    const form = byId(formId);
+    if (!form.reportValidity() || form.getAttribute("aria-busy") === "true") return;
+    form.setAttribute("aria-busy", "true");
+    try {
+      await action(form);
+    } catch (error) {
+      say(messageId, error.message);
+      onRefused();
+    } finally {
+      form.setAttribute("aria-busy", "false");
+    }
+  };
+}
+
 // Deleting the account (auth's DELETE /account) asks for its password and a tick that says yes, in a form.
-async function closeAccount(event) {
-  event.preventDefault();
-  const form = byId("close-account-form");
-  if (!form.reportValidity() || form.getAttribute("aria-busy") === "true") return;
+const closeAccount = accountForm("close-account-form", "close-account-message", async (form) => {
   say("close-account-message", "Deleting your account and its jobs…", true);
-  form.setAttribute("aria-busy", "true");
+  await call("DELETE", `${api.auth_url}/account`, {
+    json: { password: byId("close-password").value }, headers: authorization() });
+  form.reset();
+  say("close-account-message", "");
+  signOut("Your account is deleted, with all its jobs and their MP3s.");
+  focusOn(byId("account-title"));
+}, () => focusOn(byId("close-password")));
+
+// Auth's POST /account/password answers a token of the new password: this tab goes on with it, while every token,
+// key and link from before stops.
+const changePassword = accountForm("change-password-form", "change-password-message", async (form) => {
+  say("change-password-message", "Changing your password…", true);
+  const answer = await call("POST", `${api.auth_url}/account/password`, {
+    json: { password: byId("current-password").value, new_password: byId("new-password").value },
+    headers: authorization() });
+  sessionStorage.setItem("vid2mp3.token", answer.access_token);
+  form.reset();
+  say("change-password-message", "Your password is changed. Other sessions, your API keys and the links emailed "
+    + "before no longer work; this page goes on.", true);
+  refreshKeys();
+}, () => focusOn(byId("current-password")));
+
+// --- API keys (auth's /keys) ----------------------------------------------------------------------------------
+
+let keysAsked = 0;  // the last list asked for: an older answer arriving late is not shown
+
+async function refreshKeys() {
+  const asked = ++keysAsked;
   try {
-    await call("DELETE", `${api.auth_url}/account`, {
-      json: { password: byId("close-password").value }, headers: authorization() });
-    form.reset();
-    say("close-account-message", "");
-    signOut("Your account is deleted, with all its jobs and their MP3s.");
-    focusOn(byId("account-title"));
+    const { keys } = await call("GET", `${api.auth_url}/keys`, { headers: authorization() });
+    if (asked === keysAsked) renderKeys(keys);
   } catch (error) {
-    say("close-account-message", error.message);
-    focusOn(byId("close-password"));
-  } finally {
-    form.setAttribute("aria-busy", "false");
+    if (asked === keysAsked) say("key-message", `The keys could not be loaded: ${error.message}`);
   }
+}
+
+function keyWords(key) {
+  return `${key.name}: ${key.scopes.join(", ")}; created ${when(key.created_at)}; `
+    + `last used ${key.last_used_at ? when(key.last_used_at) : "never"}; `
+    + (key.expires_at ? `expires ${when(key.expires_at)}` : "never expires");
+}
+
+// The list is redrawn: focus on a Revoke button (its key revoked) moves to the section's title, not the page's top.
+function renderKeys(keys) {
+  const items = keys.map((key) => {
+    const item = document.createElement("li");
+    item.dataset.keyId = key.id;
+    const revoke = actionButton("revoke", key.name);
+    revoke.dataset.keyName = key.name;
+    item.append(keyWords(key), revoke);
+    return item;
+  });
+  const hadFocus = byId("keys").contains(document.activeElement);
+  byId("keys").replaceChildren(...items);
+  byId("no-keys").hidden = keys.length > 0;
+  if (hadFocus) focusOn(byId("api-keys-title"));
+}
+
+const createKey = accountForm("key-form", "key-message", async (form) => {
+  const scopes = [...form.querySelectorAll("input[name=scope]:checked")].map((box) => box.value);
+  if (!scopes.length) {
+    say("key-message", "Tick at least one scope: what the key may do.");
+    focusOn(form.querySelector("input[name=scope]"));
+    return;
+  }
+  const days = byId("key-days").value;
+  const created = await call("POST", `${api.auth_url}/keys`, { headers: authorization(), json: {
+    name: byId("key-name").value.trim(), scopes, expires_in_days: days ? Number(days) : null } });
+  form.reset();
+  say("key-message", `The key ${created.name} is made.`, true);
+  byId("new-key").hidden = false;
+  byId("new-key-value").value = created.key;
+  byId("copy-status").textContent = "";
+  focusOn(byId("new-key-value"));
+  byId("new-key-value").select();
+  refreshKeys();
+});
+
+async function copyKey() {
+  const field = byId("new-key-value");
+  try {
+    await navigator.clipboard.writeText(field.value);
+    byId("copy-status").textContent = "Copied";
+  } catch {
+    // No clipboard here (a browser's setting, or a page not served over https): the key is selected to copy by hand.
+    field.focus();
+    field.select();
+    byId("copy-status").textContent = "Copy it by hand: the key is selected.";
+  }
+}
+
+async function revokeKey(event) {
+  const button = event.target.closest("button[data-action=revoke]");
+  if (!button) return;
+  const name = button.dataset.keyName;
+  if (!window.confirm(`Revoke the key ${name}? Scripts using it stop working.`)) return;
+  try {
+    await whileBusy(button, () => call("DELETE", `${api.auth_url}/keys/${button.closest("li").dataset.keyId}`, {
+      headers: authorization() }));
+    say("key-message", `The key ${name} is revoked.`, true);
+    // The key shown once, if it is this one, goes with it.
+    if (byId("new-key-value").value.startsWith(`v2m_${button.closest("li").dataset.keyId}`)) {
+      byId("new-key").hidden = true;
+      byId("new-key-value").value = "";
+    }
+  } catch (error) {
+    say("key-message", error.message);
+  }
+  await refreshKeys();
 }
 
 // --- Upload ---------------------------------------------------------------------------------------------------
@@ -416,35 +531,68 @@ async function sendMedia(file, options, onProgress, onWords, onRequest = () => {
   }
 }
 
-async function start(file) {
+function start(file) {
   if (!file) return;
+  startJob(file.name, "uploading", (options) => sendMedia(
+    file, options, showUploadProgress, (words) => say("sending", words, true), (request) => { upload = request; }));
+}
+
+// The server fetches the video (upload's `{"url": ...}`) before it answers with the job: the view says "fetching",
+// with no Cancel (the fetch would go on without this request). A URL refused goes back to the form with why.
+function startFromUrl(event) {
+  event.preventDefault();
+  const form = byId("url-form");
+  if (!form.reportValidity()) return;
+  const url = byId("video-url").value.trim();
+  say("url-message", "");
+  const name = new URL(url).pathname.split("/").pop() || url;
+  startJob(name, "fetching", async (options) => {
+    say("sending", "The server is fetching the video from its URL…", true);
+    const accepted = await call("POST", api.upload_url, { json: { url, ...options }, headers: authorization() });
+    byId("video-url").value = "";
+    return accepted;
+  }, byId("video-url"));
+}
+
+// Bad options, or a URL refused: back to the form, the field marked and why said; nothing was stored.
+function backToForm(fields, focusTarget) {
+  byId("job").hidden = true;
+  byId("convert").hidden = false;
+  showOptionErrors(fields);
+  focusOn(byId("convert").querySelector("[aria-invalid=true]") || focusTarget);
+}
+
+// The job view of a video being sent (`send(options)` resolves with the accepted job), then its job followed.
+// `urlField` is the URL field of an import: a refusal of the URL is said beside it.
+async function startJob(name, firstState, send, urlField = null) {
   stopFollowing();
   currentJob = null;
   announcedQuarter = "";
   byId("job").hidden = false;
   byId("convert").hidden = true;
-  byId("job-title").textContent = file.name;
+  byId("job-title").textContent = name;
   // A new video starts from nothing: no bar, state or message of the one before.
   showUploadProgress(0);
   showConversionProgress(0);
   say("job-message", "");
-  showJob({ state: "uploading" });
+  showJob({ state: firstState });
   focusOn(byId("job-title"));
-  announce(`Uploading ${file.name}`);
+  announce(`${firstState === "fetching" ? "Fetching" : "Uploading"} ${name}`);
   say("sending", "", true);
   let accepted;
   showOptionErrors({});
   try {
-    accepted = await sendMedia(file, conversionOptions(), showUploadProgress, (words) => say("sending", words, true),
-                               (request) => { upload = request; });
+    accepted = await send(conversionOptions());
   } catch (error) {
     upload = null;
+    if (!session().token) return;  // the session ended (a 401): the page asks to log in
     if (error.status === 422 && Object.keys(error.fields).length) {
-      // Bad options: back to the form, each bad field marked, nothing was stored.
-      byId("job").hidden = true;
-      byId("convert").hidden = false;
-      showOptionErrors(error.fields);
-      focusOn(byId("convert").querySelector("[aria-invalid=true]") || byId("choose"));
+      backToForm(error.fields, byId("choose"));
+      return;
+    }
+    if (urlField && error.status) {
+      backToForm({}, urlField);
+      say("url-message", `The video was not imported: ${error.message}`);
       return;
     }
     showJob({ state: error.aborted ? "cancelled" : "upload failed" });
@@ -456,7 +604,7 @@ async function start(file) {
   resetOptions();
   showResumableUploads();
   showUploadProgress(100);
-  showJob({ job_id: accepted.job_id, filename: file.name, state: accepted.state || "uploaded" });
+  showJob({ job_id: accepted.job_id, filename: accepted.filename || name, state: accepted.state || "uploaded" });
   refreshHistory();
   follow(accepted.job_id);
 }
@@ -803,7 +951,7 @@ function uploadRowContent([key, upload]) {
   };
 }
 
-const ACTION_WORDS = { download: "Download", cancel: "Cancel", delete: "Delete", dismiss: "Dismiss" };
+const ACTION_WORDS = { download: "Download", cancel: "Cancel", delete: "Delete", dismiss: "Dismiss", revoke: "Revoke" };
 
 function actionButton(action, name) {
   const button = document.createElement("button");
@@ -935,6 +1083,11 @@ async function main() {
   byId("signup").addEventListener("click", accountAction(signUp));
   byId("logout").addEventListener("click", () => signOut(""));
   byId("close-account-form").addEventListener("submit", closeAccount);
+  byId("change-password-form").addEventListener("submit", changePassword);
+  byId("key-form").addEventListener("submit", createKey);
+  byId("copy-key").addEventListener("click", copyKey);
+  byId("keys").addEventListener("click", revokeKey);
+  byId("url-form").addEventListener("submit", startFromUrl);
   byId("cancel").addEventListener("click", cancel);
   byId("download").addEventListener("click", () => {
     if (currentJob) download(currentJob.job_id, byId("download"), "job-message");
