@@ -102,7 +102,7 @@ def test_a_read_key_made_in_the_page_reads_but_cannot_upload_and_stops_once_revo
         tab: Tab, axe_source: str, endpoints: dict[str, str]) -> None:
     page = tab.page
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=endpoints["WEB_URL"])
-    sign_up(tab)
+    email = sign_up(tab)
     page.fill("#key-name", "backups")
     page.click("#key-create")
     expect(page.locator("#key-message")).to_have_text("Tick at least one scope: what the key may do.")
@@ -119,6 +119,14 @@ def test_a_read_key_made_in_the_page_reads_but_cannot_upload_and_stops_once_revo
     expect(listed).to_contain_text("backups: read; created ")
     expect(listed).to_contain_text("last used never")
     check_view(tab, axe_source, "a key made, shown once")
+    # Logging out forgets the secret: the next log-in in this tab does not see it.
+    page.click("#logout")
+    page.fill("#email", email)
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login")
+    expect(listed).to_contain_text("backups: read")
+    expect(page.locator("#new-key")).to_be_hidden()
+    assert page.input_value("#new-key-value") == ""
 
     bearer = {"Authorization": f"Bearer {key}"}
     assert status_answer(endpoints, key) == 200

@@ -83,6 +83,10 @@ function signOut(message) {
   sessionStorage.removeItem("vid2mp3.email");
   shownJobs = [];
   renderHistory();
+  // The next account to log in in this tab sees nothing of this one's keys, nor the secret shown once.
+  byId("new-key").hidden = true;
+  byId("new-key-value").value = "";
+  renderKeys([]);
   showSignedIn();
   say("account-message", message || "", true);
   keepFocus(byId("email"));
