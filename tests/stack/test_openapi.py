@@ -232,6 +232,9 @@ ALSO_ACCEPTABLE = {
     "registerWebhookEndpoint": [422],
     # A range of the right form may still lie past the MP3's end.
     "downloadMp3": [416],
+    # Job ids of the right form may name no finished job of the caller's: the ZIP is all or nothing, each named in a
+    # 422.
+    "downloadMp3sZip": [422],
     # tus: a body longer than `Upload-Length` says (413), bytes that are not media (415), a body whose sha1 is not
     # the checksum's (460), options that conflict (422), a creation's body smaller than a PATCH's least that does
     # not bring the whole upload (400 `patch_too_small`) — each a relation between parts no schema can state.
