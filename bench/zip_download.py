@@ -101,10 +101,10 @@ def main() -> int:
     from stack.config import ENDPOINTS_FILE, ROOT
 
     points = dict(line.split("=", 1) for line in ENDPOINTS_FILE.read_text().splitlines() if "=" in line)
-    make_inputs()
+    clip = CLIPS["360p-60s"]
+    make_inputs([clip])
     report = Report()
-    scratch = ROOT / ".local" / "bench"
-    measure(report, stack_client(points), CLIPS["360p-60s"].path, scratch)
+    measure(report, stack_client(points), clip.path, ROOT / ".local" / "bench")
     judge(report)
     print_table(report)
     report.print_targets("Targets:")
