@@ -541,6 +541,15 @@ def status_paths() -> dict[str, Any]:
     }
 
 
+# functions/download/main.py `dead_links_to_the_page`: a browser shown the page that says why, not this JSON.
+DEAD_LINK_TO_THE_PAGE = error(
+    "A signed link that no longer works (changed, expired, its MP3 gone), opened in a browser (`Sec-Fetch-Mode: "
+    "navigate` or `Accept: text/html`): sent to the web page, which says why; the body is the JSON error the link "
+    "would otherwise get.",
+    extra_headers={"Location": header("The web page: `<web page>/#link=invalid` (a changed link) or "
+                                      "`#link=gone` (one that worked and no longer does).")})
+
+
 def download_paths() -> dict[str, Any]:
     link_parameter = {"in": "query", "required": False, "description": "A signed link's (from the job's "
                                                                        "`audio.download_link`, or `chapters_link` for "
@@ -573,6 +582,7 @@ def download_paths() -> dict[str, Any]:
             "200": mp3,
             "206": {**mp3, "description": "The range asked for.",
                     "headers": {**mp3_headers, "Content-Range": header("`bytes <first>-<last>/<length>`")}},
+            "303": DEAD_LINK_TO_THE_PAGE,
             "304": {"description": "Not modified (`If-None-Match`, or `If-Modified-Since`), whatever `Range` says.",
                     "headers": {"ETag": mp3_headers["ETag"]}},
             "401": UNAUTHORIZED,
@@ -622,6 +632,7 @@ def download_paths() -> dict[str, Any]:
                                        "\"title\"}, …]}`, times in seconds.",
                         "headers": {"ETag": header("The document's SHA-256.")},
                         "content": {"application/json+chapters": {"schema": PODCAST_CHAPTERS}}},
+                "303": DEAD_LINK_TO_THE_PAGE,
                 "304": {"description": "Not modified (`If-None-Match`).", "headers": {"ETag": header("As for 200.")}},
                 "401": UNAUTHORIZED,
                 "403": error("The signed link was changed, is incomplete or was made for another path."),

@@ -51,6 +51,7 @@ from bench import options as bench_options
 from bench import real_media as bench_real_media
 from bench import segments as bench_segments
 from bench import tracing as bench_tracing
+from bench import zip_download as bench_zip
 from events import EventEmitter, VideoUploaded
 from events.catalog import AUDIO_CONVERTED, CONVERSION_FAILED
 from functions.convert.conversion import Converter
@@ -899,6 +900,7 @@ def judge(report: Report) -> None:
                       steps.get(name, {}).get("ratio"), 1.10, "lower")
     bench_segments.judge(report)
     bench_real_media.judge(report)
+    bench_zip.judge(report)
     report.target("convert step added time, 360p-10s (s)", "convert_step.360p-10s.added_s",
                   steps.get("360p-10s", {}).get("added_s"), 0.100, "lower")
     mp3 = steps.get("360p-60s-mp3", {})
@@ -986,6 +988,7 @@ def print_table(report: Report) -> None:
               f"(sampled {row['sampled_peak_rss_mib']:.0f})")
     bench_segments.print_table(report)
     bench_real_media.print_table(report)
+    bench_zip.print_table(report)
     report.print_targets("Targets (issues 6, 12, 17 and 23):")
     print(f"\nBench took {figures.get('bench_seconds', 0):.0f} s.")
 
@@ -1028,6 +1031,8 @@ def main() -> int:
             bench_segments.pipeline_vs_moviepy(report, CLIPS["360p-600s"].path, scratch)
             print("Real-bitrate media beside moviepy (the command, an uplink, the web page, raw POSTs):")
             bench_real_media.measure(report, points, database, stack_client(points), scratch)
+            print("A ZIP of many jobs' MP3s beside one MP3 at a time:")
+            bench_zip.measure(report, stack_client(points), CLIPS["360p-60s"].path, scratch)
             ffmpeg_overheads(report, scratch)
             print("GridFS lookups:")
             lookup_cost(report, database)

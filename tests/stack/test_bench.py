@@ -10,7 +10,7 @@ from typing import Any
 import pymongo
 import pytest
 
-from bench import real_media
+from bench import real_media, zip_download
 from bench import segments as bench_segments
 from bench.conversion import ConvertBench, Report, judge, token_subject
 from bench.real_media import RealClip
@@ -139,3 +139,24 @@ def test_the_real_media_bench_measures_every_part_beside_moviepy(endpoints: dict
     assert "(c) web page: time to the download / moviepy" in capsys.readouterr().out
     # Every job it made is deleted, and its media with it.
     assert set(real_media.gridfs_files(database)) <= set(before)
+
+
+def test_the_zip_bench_fetches_the_same_mp3s_as_one_zip_and_one_by_one(endpoints: dict[str, str], tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """bench.zip_download on 2 jobs of a 3 s clip, one round: both ways measured, judged, and the jobs deleted."""
+    client, _ = new_user(endpoints)
+    report = Report()
+
+    zip_download.measure(report, client, make_clip(tmp_path / "clip.mp4", seconds=3), tmp_path, jobs=2, rounds=1)
+    zip_download.judge(report)
+    zip_download.print_table(report)
+
+    assert report.errors == []
+    row = report.figures["zip_download"]
+    # Stored entries: the ZIP is the MP3s' bytes and, per entry, its headers and name (well under 1 kB).
+    assert row["mp3_bytes"] < row["zip_bytes"] < row["mp3_bytes"] + 2 * 1000
+    assert row["single_mb_per_s"] > 0 and row["zip_mb_per_s"] > 0 and row["worker_idle_rss_mib"] > 0
+    judged = [target for target in report.targets if target["figure"].startswith("zip_download.")]
+    assert len(judged) == 2 and all(target["value"] is not None for target in judged)
+    assert "A ZIP of many" in capsys.readouterr().out
+    assert client.jobs() == []

@@ -133,6 +133,15 @@ def test_the_functions_answers_match_the_document(endpoints: dict[str, str], doc
         assert whole.status_code == 200 and "Content-Range" not in whole.headers
     check(document, requests.get(urls["download"] + f"/download/{job_id}", timeout=30,
                                  headers={**headers, "If-Match": '"not-it"'}), "/download/{job_id}", "get")
+    # A browser opening a changed signed link, to the MP3 or to its chapters: the documented 303 to the page.
+    link = requests.get(urls["status"] + f"/status/{job_id}", headers=headers, timeout=10).json()["audio"][
+        "download_link"]
+    changed = link.replace("signature=", "signature=x")
+    for url, path in ((changed, "/download/{job_id}"),
+                      (changed.replace("?", "/chapters.json?"), "/download/{job_id}/chapters.json")):
+        to_the_page = check(document, requests.get(url, headers={"Accept": "text/html"}, allow_redirects=False,
+                                                   timeout=30), path, "get")
+        assert to_the_page.status_code == 303 and to_the_page.headers["Location"].endswith("/#link=invalid")
     check(document, requests.get(urls["auth"] + "/auth/account", headers=headers, timeout=10), "/auth/account", "get")
     check(document, requests.get(urls["status"] + f"/status/{uuid.uuid4().hex}", headers=headers, timeout=10),
           "/status/{job_id}", "get")
@@ -257,6 +266,9 @@ ALSO_ACCEPTABLE = {
     "registerWebhookEndpoint": [422],
     # A range of the right form may still lie past the MP3's end.
     "downloadMp3": [416],
+    # Job ids of the right form may name no finished job of the caller's: the ZIP is all or nothing, each named in a
+    # 422.
+    "downloadMp3sZip": [422],
     # tus: a body longer than `Upload-Length` says (413), bytes that are not media (415), a body whose sha1 is not
     # the checksum's (460), options that conflict (422), a creation's body smaller than a PATCH's least that does
     # not bring the whole upload (400 `patch_too_small`) — each a relation between parts no schema can state.

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import re
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 
 import pytest
 import requests
+from mutagen.id3 import ID3
 from mutagen.mp3 import MP3, BitrateMode
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from stack.config import LOCAL
+from tests.stack.test_conversion_options import ffmpeg, seconds_decoded
 from tests.stack.test_download_links import emailed_links
 from tests.support import TEST_PASSWORD, audio_duration, make_clip, new_user, probe, wait_for
 
@@ -206,6 +209,68 @@ def test_conversion_options_from_the_page(tab: Tab, tmp_path: Path) -> None:
     assert tab.problems == []
 
 
+def quiet_ends_with_chapters(target: Path) -> Path:
+    """1 s of silence, 2 s of tone, 1 s of silence, in two chapters (0-2 s "First", 2-4 s "Second")."""
+    metadata = target.with_suffix(".txt")
+    metadata.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=2000\ntitle=First\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=2000\nEND=4000\ntitle=Second\n")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=4",
+           "-f", "lavfi", "-i", "aevalsrc=0.2*sin(2*PI*440*t)*between(t\\,1\\,3):s=44100:d=4",
+           "-i", str(metadata), "-map", "0:v", "-map", "1:a", "-map_chapters", "2",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(target))
+    return target
+
+
+def job_of_the_view(tab: Tab, endpoints: dict[str, str]) -> dict[str, Any]:
+    """The job the page's view follows, as the status function gives it to the page's user."""
+    job_id, token = tab.page.evaluate("[currentJob.job_id, sessionStorage.getItem('vid2mp3.token')]")
+    return requests.get(f"{endpoints['STATUS_URL']}/{job_id}", timeout=10,
+                        headers={"Authorization": f"Bearer {token}"}).json()
+
+
+def download_from_the_view(tab: Tab, target: Path) -> Path:
+    with tab.page.expect_download() as download:
+        tab.page.click("#download")
+    download.value.save_as(str(target))
+    return target
+
+
+@pytest.mark.stack
+def test_chapters_and_trim_silence_from_the_page(tab: Tab, endpoints: dict[str, str], tmp_path: Path) -> None:
+    """Trim silence (its fields shown only when ticked) gives the tone alone, its chapters listed in the job view
+    with the JSON document's link; then chapters=none gives an MP3 without CHAP frames and lists none."""
+    video = quiet_ends_with_chapters(tmp_path / "quiet ends.mp4")
+    sign_up(tab)
+    tab.page.click("#options summary")
+    expect(tab.page.locator("#option-silence-threshold")).to_be_hidden()
+    tab.page.get_by_label("Trim silence at the start and end").check()
+    expect(tab.page.locator("#option-silence-threshold")).to_be_visible()
+    assert tab.page.get_attribute("#option-silence-threshold", "placeholder") == "-50"
+    tab.page.get_by_label("Silence below").fill("-40")
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=90_000)
+    job = job_of_the_view(tab, endpoints)
+    assert job["options"] == {"trim_silence": True, "silence_threshold_db": -40.0}
+    assert seconds_decoded(download_from_the_view(tab, tmp_path / "trimmed.mp3")) == pytest.approx(2.0, abs=0.05)
+    expect(tab.page.locator("#chapter-list li")).to_have_text(["First (from 0 s)", "Second (from 1 s)"])
+    assert tab.page.get_attribute("#chapters-link", "href") == job["audio"]["chapters_link"]
+    document = requests.get(job["audio"]["chapters_link"], timeout=10).json()
+    assert [chapter["title"] for chapter in document["chapters"]] == ["First", "Second"]
+
+    # The next video starts from the defaults: trim_silence unticked, its fields hidden (and not sent).
+    tab.page.click("#again")
+    assert not tab.page.is_checked("#option-trim-silence")
+    expect(tab.page.locator("#option-silence-threshold")).to_be_hidden()
+    tab.page.select_option("#option-chapters", "none")
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=90_000)
+    assert job_of_the_view(tab, endpoints)["options"] == {"chapters": "none"}
+    untrimmed = download_from_the_view(tab, tmp_path / "no chapters.mp3")
+    assert ID3(untrimmed).getall("CHAP") == [] and seconds_decoded(untrimmed) == pytest.approx(4.0, abs=0.05)
+    expect(tab.page.locator("#chapters")).to_be_hidden()
+    assert tab.problems == []
+
+
 @pytest.mark.stack
 def test_a_file_that_is_not_media_shows_why(tab: Tab) -> None:
     sign_up(tab)
@@ -334,6 +399,38 @@ def test_several_videos_dropped_at_once_become_jobs_in_the_history(tab: Tab, end
     gone = requests.get(f"{endpoints['STATUS_URL']}/{gone_id}", timeout=10,
                         headers={"Authorization": f"Bearer {token}"})
     assert gone.status_code == 404
+    assert tab.problems == []
+
+
+@pytest.mark.stack
+def test_finished_jobs_selected_in_the_list_download_as_one_zip(tab: Tab, endpoints: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    """Two finished jobs ticked in the list: one ZIP, which Python's zipfile opens, each entry the job's MP3 byte
+    for byte (as the download function serves it); the page says why when nothing is ticked."""
+    sign_up(tab)
+    videos = [make_clip(tmp_path / f"{name}.mp4", seconds=2) for name in ("talk", "q and a")]
+    tab.page.set_input_files("#file", [str(video) for video in videos])
+    for video in videos:
+        row = tab.page.locator("#jobs tbody tr[data-job-id]", has_text=video.name)
+        expect(row.locator("td").nth(1)).to_have_text("done", timeout=90_000)
+    tab.page.click("#download-zip")
+    expect(tab.page.locator("#history-message")).to_have_text("Select the finished jobs to download first.")
+    for video in videos:
+        tab.page.get_by_label(f"Select {video.name}").check()
+    with tab.page.expect_download() as download:
+        tab.page.click("#download-zip")
+    target = tmp_path / "selected.zip"
+    download.value.save_as(str(target))
+    token = tab.page.evaluate("sessionStorage.getItem('vid2mp3.token')")
+    with zipfile.ZipFile(target) as archive:
+        assert archive.testzip() is None
+        zipped = {name: archive.read(name) for name in archive.namelist()}
+    assert sorted(zipped) == sorted(video.with_suffix(".mp3").name for video in videos)
+    for video in videos:
+        job_id = tab.page.locator("#jobs tbody tr[data-job-id]", has_text=video.name).get_attribute("data-job-id")
+        served = requests.get(f"{endpoints['DOWNLOAD_URL']}/{job_id}", timeout=30,
+                              headers={"Authorization": f"Bearer {token}"})
+        assert served.status_code == 200 and zipped[video.with_suffix(".mp3").name] == served.content
     assert tab.problems == []
 
 

@@ -158,6 +158,10 @@ def test_every_view_passes_axe_at_both_sizes_and_never_scrolls_sideways(
 
     page.click("#again")
     assert page.input_value("#option-title") == "Kept for the next one", "kept, as the user chose"
+    page.check("#option-trim-silence")
+    expect(page.get_by_label("lasting at least")).to_be_visible()
+    check_view(tab, axe_source, "the silence fields shown")
+    page.uncheck("#option-trim-silence")
     page.uncheck("#keep-options")
     page.fill("#option-title", "")
     page.set_input_files("#file", str(long_audio))

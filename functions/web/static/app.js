@@ -396,6 +396,8 @@ function announceQuarter(what, percent) {
 function conversionOptions() {
   const fields = { quality: byId("quality").value };
   for (const input of byId("options").querySelectorAll("input, select")) {
+    // The server refuses the silence fields without trim_silence: with it unticked they are hidden and not sent.
+    if (byId("silence-fields").contains(input) && !byId("option-trim-silence").checked) continue;
     const value = input.type === "checkbox" ? (input.checked ? input.value : "") : input.value.trim();
     if (value) fields[input.name] = value;
   }
@@ -410,6 +412,12 @@ function resetOptions() {
     else if (input.tagName === "SELECT") for (const option of input.options) option.selected = option.defaultSelected;
     else input.value = input.defaultValue;
   }
+  showSilenceFields();
+}
+
+// The silence fields only mean something with trim_silence: shown (and sent) only with it ticked.
+function showSilenceFields() {
+  byId("silence-fields").hidden = !byId("option-trim-silence").checked;
 }
 
 function showOptionErrors(fields) {
@@ -754,6 +762,7 @@ function showJob(job) {
   }
   byId("applied").hidden = !applied.length;
   byId("applied").textContent = applied.join(" · ");
+  showChapters(job.chapters && audio && !audio.expired ? job.chapters : [], audio);
   if (job.job_id) renderHistory();  // the list's row says what the view says, at once
   if (FINAL_STATES.has(job.state)) refreshHistory();
   if (job.state === "failed" && job.failure) {
@@ -763,6 +772,19 @@ function showJob(job) {
   } else if (FINAL_STATES.has(job.state) || CANCELLABLE_STATES.has(job.state)) {
     say("job-message", "");
   }
+}
+
+// The MP3's chapter markers, each with its start on the MP3's timeline, and the JSON chapters document's link.
+function showChapters(chapters, audio) {
+  byId("chapters").hidden = !chapters.length;
+  byId("chapter-list").replaceChildren(...chapters.map((chapter) => {
+    const item = document.createElement("li");
+    item.textContent = `${chapter.title} (from ${formatSeconds(chapter.start_seconds)})`;
+    return item;
+  }));
+  const link = audio && audio.chapters_link;
+  byId("chapters-link").hidden = !link;
+  if (link) byId("chapters-link").href = link;
 }
 
 // Buttons stay enabled while their action runs (a disabled button drops the keyboard's focus on the body): busy
@@ -797,17 +819,18 @@ function fileNameOf(disposition, fallback) {
 }
 
 async function download(jobId, button, messageId) {
-  await whileBusy(button, () => downloadNow(jobId, messageId));
+  await whileBusy(button, () => save(`${api.download_url}/${jobId}`, "audio.mp3", messageId));
 }
 
-async function downloadNow(jobId, messageId) {
+// Fetches what the download function serves (with the token) and saves it under the name it gives.
+async function save(url, fallbackName, messageId) {
   try {
-    const response = await fetch(`${api.download_url}/${jobId}`, { headers: authorization() });
+    const response = await fetch(url, { headers: authorization() });
     if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
     const blob = await response.blob();
     const link = document.createElement("a");
     link.href = URL.createObjectURL(blob);
-    link.download = fileNameOf(response.headers.get("Content-Disposition"), "audio.mp3");
+    link.download = fileNameOf(response.headers.get("Content-Disposition"), fallbackName);
     document.body.append(link);
     link.click();
     link.remove();
@@ -836,6 +859,7 @@ const queuedUploads = [];       // {key, file, options} not started yet
 const pendingUploads = new Map();  // key → {name, state, percent, error, words, request}: rows before the job exists
 let uploadsRunning = 0;
 let shownJobs = [];
+const selectedJobs = new Set();  // the job ids ticked for the ZIP of several
 let historyTimer = null;
 let historyAsked = 0;           // the last list asked for: an older answer arriving late is not shown
 let listUnloaded = false;       // the list message says the list could not be loaded
@@ -936,7 +960,7 @@ function jobRowContent(listed) {
   if (job.state === "converting" && job.progress) state = `converting ${Math.floor(job.progress.percent)} %`;
   if (job.state === "failed" && job.failure) state = `failed: ${job.failure.message}`;
   const actions = [];
-  if (audio && !audio.expired) actions.push("download");
+  if (audio && !audio.expired) actions.push("select", "download");
   if (CANCELLABLE_STATES.has(job.state)) actions.push("cancel");
   actions.push("delete");
   return {
@@ -958,6 +982,7 @@ function uploadRowContent([key, upload]) {
 const ACTION_WORDS = { download: "Download", cancel: "Cancel", delete: "Delete", dismiss: "Dismiss", revoke: "Revoke" };
 
 function actionButton(action, name) {
+  if (action === "select") return selectBox(name);
   const button = document.createElement("button");
   button.type = "button";
   button.dataset.action = action;
@@ -966,6 +991,18 @@ function actionButton(action, name) {
   button.setAttribute("aria-label", `${ACTION_WORDS[action]} ${name}`);
   if (action !== "download") button.className = "secondary";
   return button;
+}
+
+// A finished job's box for the ZIP of several, heard as "Select talk.mp4"; ticked again if the row is redrawn.
+function selectBox(name) {
+  const label = document.createElement("label");
+  label.className = "select";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.dataset.action = "select";
+  box.setAttribute("aria-label", `Select ${name}`);
+  label.append(box, "Select");
+  return label;
 }
 
 function newRow() {
@@ -992,6 +1029,8 @@ function updateRow(row, content) {
   const actions = row.cells[5];
   const focused = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
   actions.replaceChildren(...content.actions.map((action) => actionButton(action, content.name)));
+  const box = actions.querySelector("[data-action=select]");
+  if (box) box.checked = selectedJobs.has(content.data.jobId);
   if (focused) focusOn(actions.querySelector(`[data-action=${focused}]`) || actions.querySelector("button"));
 }
 
@@ -1020,9 +1059,32 @@ function renderHistory() {
     updateRow(row, content);
   });
   byId("no-jobs").hidden = contents.length > 0;
+  // Only the jobs still listed with an MP3 stay selected; the ZIP button is there when there is something to zip.
+  const zippable = new Set(contents.filter((content) => content.actions.includes("select")).map((c) => c.data.jobId));
+  for (const jobId of selectedJobs) if (!zippable.has(jobId)) selectedJobs.delete(jobId);
+  byId("download-zip").hidden = zippable.size === 0;
   if (focusedRow && !focusedRow.isConnected) {
     focusOn((successor && successor.isConnected && successor.querySelector("button")) || byId("history-title"));
   }
+}
+
+function onSelect(event) {
+  const box = event.target.closest("input[data-action=select]");
+  if (!box) return;
+  const jobId = box.closest("tr").dataset.jobId;
+  if (box.checked) selectedJobs.add(jobId);
+  else selectedJobs.delete(jobId);
+}
+
+async function downloadSelected() {
+  if (!selectedJobs.size) {
+    say("history-message", "Select the finished jobs to download first.");
+    return;
+  }
+  say("history-message", "");
+  const jobs = [...selectedJobs].map(encodeURIComponent).join(",");
+  await whileBusy(byId("download-zip"),
+    () => save(`${api.download_url}/zip?jobs=${jobs}`, "vid2mp3-mp3s.zip", "history-message"));
 }
 
 async function onHistoryAction(event) {
@@ -1098,6 +1160,9 @@ async function main() {
   });
   byId("again").addEventListener("click", again);
   byId("jobs").addEventListener("click", onHistoryAction);
+  byId("jobs").addEventListener("change", onSelect);
+  byId("download-zip").addEventListener("click", downloadSelected);
+  byId("option-trim-silence").addEventListener("change", showSilenceFields);
   wireDropZone();
   showSignedIn();
   openLinkedJob();

@@ -68,9 +68,10 @@ def test_a_link_stops_when_its_owner_changes_the_password_or_ends_the_account() 
 
 
 def test_a_link_to_the_chapters_opens_them_only() -> None:
-    links = DownloadLinks(download_link_keys(), "http://download.test/")
+    links = links_with(download_link_keys(), "http://download.test/")
     future = datetime.now(UTC) + timedelta(hours=1)
-    chapters, mp3 = links.link(chapters_path(JOB), AUDIO, future), links.link(JOB, AUDIO, future)
+    chapters, mp3 = links.link(chapters_path(JOB), AUDIO, future, OWNER), links.link(JOB, AUDIO, future, OWNER)
+    assert chapters is not None and mp3 is not None
     assert chapters.startswith(f"http://download.test/{JOB}/chapters.json?")
     assert refusal(links, chapters, job_id=chapters_path(JOB)) is None
     assert refusal(links, chapters) == 403  # the MP3's path with the chapters' signature
