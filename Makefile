@@ -13,7 +13,7 @@ OUT ?=
 help:
 	@echo "make run [VIDEO=clip.mp4] [OUT=clip.mp3]  convert a video end to end (a generated sample without VIDEO)"
 	@echo "make test                                  install, start the local stack, run the whole test suite"
-	@echo "make test-unit                             the unit tests alone: no server needed, under a minute"
+	@echo "make test-unit                             the unit tests alone: no server needed, about 2 minutes"
 	@echo "make setup (everything) | up | down | status | logs | bench | load | fuzz | lint | go-test | test-quick (no slow tests) | test-faults (only them)"
 
 # Everything: what the stack needs, and what the tests and benchmarks need besides (Chromium, Jaeger, skaffold and the
