@@ -578,26 +578,31 @@ class FillerBody:
         return b"".join(parts)
 
 
-class RssSampler:
-    """Samples a process's VmRSS every 20 ms (a cross-check of VmHWM)."""
+class PeakSampler:
+    """The most that `measure()` (KiB) gave while the block ran, sampled every `interval` seconds in a thread."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak_kib, self.stopping = pid, 0, False
+    def __init__(self, measure: Callable[[], int], interval: float) -> None:
+        self.measure, self.interval, self.peak_kib, self.stopping = measure, interval, 0, False
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self.stopping:
             with contextlib.suppress(OSError, KeyError):
-                self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmRSS"))
-            time.sleep(0.02)
+                self.peak_kib = max(self.peak_kib, self.measure())
+            time.sleep(self.interval)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> PeakSampler:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stopping = True
         self.thread.join()
+
+
+def rss_sampler(pid: int) -> PeakSampler:
+    """A process's VmRSS every 20 ms (a cross-check of VmHWM)."""
+    return PeakSampler(lambda: status_kib(pid, "VmRSS"), 0.02)
 
 
 # --- The run -----------------------------------------------------------------------------------------------------
@@ -802,7 +807,7 @@ def upload_memory_and_speed(report: Report, e2e: EndToEnd) -> None:
         worker = function_worker("upload")
         idle = status_kib(worker, "VmRSS")
         reset_peak_rss(worker)
-        with RssSampler(worker) as sampler:
+        with rss_sampler(worker) as sampler:
             started = time.monotonic()
             response = session.post(e2e.client.upload_url, data=FillerBody(size), timeout=(30, 1800), headers={
                 "Authorization": f"Bearer {e2e.client.token}", "Content-Type": "application/octet-stream"})

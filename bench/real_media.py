@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymongo
 import requests
@@ -37,6 +37,9 @@ from vid2mp3_client.api import FINAL_STATES, Vid2mp3
 from bench.seed_method import moviepy_seconds
 from bench.shaping_proxy import Counts, ShapingProxy
 from stack.config import ENDPOINTS_FILE, ROOT
+
+if TYPE_CHECKING:
+    from bench.conversion import PeakSampler
 
 BENCH_DIR = ROOT / ".local" / "bench"  # as bench/conversion.py: inputs and results stay in the work tree
 INPUTS_DIR = BENCH_DIR / "inputs"
@@ -483,27 +486,13 @@ def uplink(lab: Lab, shares: dict[str, Shares]) -> None:
           f"{row['sent_bytes'] / MB:.1f} MB", flush=True)
 
 
-class BrowserMemory:
+def browser_memory() -> PeakSampler:
     """The most memory the browser held at once while the page worked: the proportional set size (PSS) of every
     Chromium process under this one, summed, sampled every 100 ms. Chromium is a tree of processes sharing pages,
     so their RSS summed would count the shared pages once per process."""
+    from bench.conversion import PeakSampler  # bench/conversion.py runs this module's parts
 
-    def __init__(self) -> None:
-        self.peak_kib, self.stopping = 0, False
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self.stopping:
-            self.peak_kib = max(self.peak_kib, sum(pss_kib(pid) for pid in browser_processes(os.getpid())))
-            time.sleep(0.1)
-
-    def __enter__(self) -> BrowserMemory:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping = True
-        self.thread.join()
+    return PeakSampler(lambda: sum(pss_kib(pid) for pid in browser_processes(os.getpid())), 0.1)
 
 
 def browser_processes(root: int) -> list[int]:
@@ -563,7 +552,7 @@ def web_page(lab: Lab, shares: dict[str, Shares]) -> None:
                 page.wait_for_selector("#convert", state="visible")
                 before = proxy.reset_counts()
                 started = time.perf_counter()
-                with BrowserMemory() as memory:
+                with browser_memory() as memory:
                     page.set_input_files("#file", str(video))
                     expect(page.locator("#state")).to_have_text("done", timeout=timeout_ms)
                     with page.expect_download(timeout=timeout_ms) as download:
