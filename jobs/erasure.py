@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.cancellation import Cancellation
+from jobs.cancellation import Cancellation, NotCancellable
 from jobs.records import FINAL_STATES, Jobs
 from storage.media import remove_job_media
 from storage.unfinished_uploads import remove_unfinished
@@ -32,7 +32,11 @@ class Erasure:
             return remove_unfinished(self.database, owner_id, job_id) > 0
         if job["state"] not in FINAL_STATES:
             # Through the cancel path: its event goes out, and the converter stops at its next lease renewal.
-            job = self.cancellation.cancel(job_id, owner_id)
+            try:
+                job = self.cancellation.cancel(job_id, owner_id)
+            except NotCancellable:
+                # It ended between the read and the cancel: erased as it ended, its MP3 with it.
+                job = self.jobs.get_owned(job_id, owner_id) or job
         remove_job_media(self.database, job)
         self.jobs.delete(job_id)
         log.info("job %s deleted by its owner", job_id)
