@@ -1,14 +1,12 @@
-"""Erasing a job at its owner's request (jobs/erasure.py), on the stack's FerretDB: a job that ends while it is being
-erased is erased all the same, with the MP3 it ended with."""
+"""Erasing a job at its owner's request (jobs/erasure.py), in a database of the test's own on the stack's FerretDB:
+a job that ends while it is being erased is erased all the same, with the MP3 it ended with."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 
 from events import EventEmitter
@@ -19,13 +17,6 @@ from storage.media import AUDIO, MediaStore
 from tests.support import make_clip, stage_job
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def database(endpoints: dict[str, str]) -> Iterator[Any]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(endpoints["MONGO_URI"], tz_aware=True)
-    yield client["vid2mp3"]
-    client.close()
 
 
 class FinishingFirst(Cancellation):
