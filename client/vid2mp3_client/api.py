@@ -286,7 +286,11 @@ class Vid2mp3:
         return list(answer(self._send("GET", f"{self.status_url}/", timeout=self.timeout))["jobs"])
 
     def delete(self, job_id: str) -> None:
-        response = self._send("DELETE", f"{self.status_url}/{job_id}", timeout=self.timeout)
+        self._delete(f"{self.status_url}/{job_id}")
+
+    def _delete(self, url: str) -> None:
+        """DELETE answered 204 with no body; anything else is raised as its error."""
+        response = self._send("DELETE", url, timeout=self.timeout)
         if response.status_code != 204:
             answer(response)
 
@@ -299,9 +303,7 @@ class Vid2mp3:
         return list(answer(self._send("GET", f"{self.auth_url}/keys", timeout=self.timeout))["keys"])
 
     def revoke_key(self, key_id: str) -> None:
-        response = self._send("DELETE", f"{self.auth_url}/keys/{key_id}", timeout=self.timeout)
-        if response.status_code != 204:
-            answer(response)
+        self._delete(f"{self.auth_url}/keys/{key_id}")
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(answer(self._send("POST", f"{self.status_url}/{job_id}/cancel", timeout=self.timeout)))
