@@ -42,7 +42,7 @@ logs:
 # checks), then Python's (the unit tests, then the manifests' and the stack's); the fault-injection and life-cycle
 # tests (marked slow) run last.
 test: setup up lint go-test
-	@$(PY) -m pytest --run-slow --durations=15
+	@$(PY) -m pytest --run-slow --durations=30
 
 # tests/unit mirrors the packages and client/tests the command: no server is started or needed.
 test-unit: setup
@@ -58,7 +58,7 @@ go-test: setup
 	@cd stack/validation && PATH="$$PATH:/usr/local/go/bin" GOFLAGS=-mod=readonly go test ./...
 
 test-faults: setup up
-	@$(PY) -m pytest -m slow --run-slow
+	@VID2MP3_CONVERTER_KILLS=10 $(PY) -m pytest -m slow --run-slow
 
 run: up
 	@VID2MP3_LOCAL_DIR=$(CURDIR)/.local $(VENV)/bin/vid2mp3 convert --local $(if $(VIDEO),"$(VIDEO)",--sample) $(if $(OUT),-o "$(OUT)")

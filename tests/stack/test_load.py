@@ -1,7 +1,7 @@
-"""A short version of `make load` (bench/load.py), so the load run cannot rot: 50 uploads by 10 users at once,
-then a 1-minute soak at 0.5 uploads/s, on the running stack. Every verdict of the long run must hold: nothing
+"""A short version of `make load` (bench/load.py), so the load run cannot rot: 20 uploads by 5 users at once,
+then a 30-second soak at 0.5 uploads/s, on the running stack. Every verdict of the long run must hold: nothing
 refused, lost or duplicated, each function's RSS within 10 % of its warm size, queues and outboxes empty, no
-tracebacks in any log. About 2 minutes; the figures go to .local/figures/load.json (`test_load`)."""
+tracebacks in any log. About a minute; the figures go to .local/figures/load.json (`test_load`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.stack, pytest.mark.timeout(900)]
 
 
 def test_short_load_run_loses_duplicates_and_leaks_nothing(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
-    report = run(stack, LoadPlan(uploads=50, users=10, soak_seconds=60, soak_rate_per_second=0.5,
+    report = run(stack, LoadPlan(uploads=20, users=5, soak_seconds=30, soak_rate_per_second=0.5,
                                  settle_seconds=300))
     publish(report, "test_load")
     with capsys.disabled():
@@ -24,6 +24,6 @@ def test_short_load_run_loses_duplicates_and_leaks_nothing(stack: Stack, capsys:
             "uploads", "done", "lost", "duplicated_mp3", "duplicated_emails", "upload_accepted_seconds",
             "upload_to_done_seconds", "rss_end_over_warm", "queued_messages_at_end", "crashes_in_logs")},
             sort_keys=True))
-    assert report["uploads"] == 80
+    assert report["uploads"] == 20 + 15
     failed = [name for name, passed in report["verdicts"].items() if not passed]
     assert failed == [], {key: value for key, value in report.items() if key != "rss_mib"}
