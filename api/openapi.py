@@ -287,6 +287,8 @@ def auth_paths() -> dict[str, Any]:
             }}},
         "/auth/keys": {"get": {
             "operationId": "listKeys", "tags": ["auth"], "summary": "Your API keys (never their secrets).",
+            "description": "Only the keys that work: those a password change ended are gone from the list (and no "
+                           "longer count against the limit of 20).",
             "responses": {"200": {"description": "The keys.", "content": json_content(ref("KeyList"))},
                           "401": UNAUTHORIZED, "503": UNAVAILABLE}}, "post": {
             "operationId": "createKey", "tags": ["auth"], "summary": "Make an API key, for a script.",
