@@ -107,7 +107,8 @@ class ApiKeys:
         return cls(mongo.database(settings), cache_seconds=settings.credentials_cache_seconds)
 
     def create(self, owner_id: str, generation: int, request: KeyRequest) -> NewKey:
-        if self._collection.count_documents({"owner_id": owner_id}) >= MAX_KEYS_PER_ACCOUNT:
+        if self._collection.count_documents({"owner_id": owner_id, "generation": generation}) \
+                >= MAX_KEYS_PER_ACCOUNT:
             raise TooManyKeys(f"an account may have {MAX_KEYS_PER_ACCOUNT} keys")
         key_id, secret = secrets.token_hex(8), secrets.token_hex(32)
         created = datetime.now(UTC).replace(microsecond=0)
@@ -119,9 +120,16 @@ class ApiKeys:
         self._collection.insert_one(document)
         return NewKey(**view_of(document).model_dump(), key=f"{PREFIX}{key_id}{secret}")
 
-    def list(self, owner_id: str) -> list[KeyView]:
+    def list(self, owner_id: str, generation: int) -> list[KeyView]:
+        """The keys of the account's current credential `generation`: those a password change ended are not
+        listed (nor counted against the limit), since they work no more."""
         return [view_of(document) for document in
-                sorted(self._collection.find({"owner_id": owner_id}), key=lambda document: document["created_at"])]
+                sorted(self._collection.find({"owner_id": owner_id, "generation": generation}),
+                       key=lambda document: document["created_at"])]
+
+    def delete_ended(self, owner_id: str, generation: int) -> None:
+        """Removes the keys of generations before `generation` (a password change ended them)."""
+        self._collection.delete_many({"owner_id": owner_id, "generation": {"$lt": generation}})
 
     def revoke(self, owner_id: str, key_id: str) -> bool:
         revoked = self._collection.delete_one({"_id": key_id, "owner_id": owner_id}).deleted_count == 1

@@ -28,6 +28,19 @@ class UploadAccepted(BaseModel):
         = Field(description="The conversion options given (none: `{}`).")
 
 
+class ImportAccepted(BaseModel):
+    """An import by URL, accepted: its job fetches the video in the background (`importing`, the bytes fetched in
+    its view's `import_progress`), then converts as an upload's."""
+
+    job_id: str = Field(description="The job's id; the status function's `/<job_id>` follows it.")
+    state: Literal[JobState.IMPORTING]
+    status_url: str = Field(description="Where to follow the job (also the answer's `Location`).")
+    filename: str = Field(description="The name in the URL's path, kept only as a label.")
+    total_bytes: int | None = Field(description="The size the URL's server announced (`Content-Length`), if any.")
+    options: Annotated[dict[str, Any], WithJsonSchema(ConversionOptions.model_json_schema(mode="serialization"))] \
+        = Field(description="The conversion options given (none: `{}`).")
+
+
 class UsageOfLimit(BaseModel):
     used: int = Field(ge=0)
     limit: int = Field(ge=0)

@@ -23,7 +23,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from accounts.keys import KeyList, KeyRequest, NewKey
 from accounts.store import AccessToken, AccountView, Credentials, PasswordChange, PasswordConfirmation, SignedUp
-from api.answers import JobList, UploadAccepted
+from api.answers import ImportAccepted, JobList, UploadAccepted
 from api.limits import (
     MAX_CHAPTERS_BYTES,
     MAX_COVER_BYTES,
@@ -74,7 +74,7 @@ MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (AccountView, "serialization"),
     (Credentials, "validation"), (PasswordConfirmation, "validation"), (PasswordChange, "validation"),
     (KeyRequest, "validation"), (NewKey, "serialization"), (KeyList, "serialization"),
-    (UploadAccepted, "serialization"),
+    (UploadAccepted, "serialization"), (ImportAccepted, "serialization"),
     (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
     (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
     (EndpointWithDeliveries, "serialization"), (RotatedEndpoint, "serialization"),
@@ -287,6 +287,8 @@ def auth_paths() -> dict[str, Any]:
             }}},
         "/auth/keys": {"get": {
             "operationId": "listKeys", "tags": ["auth"], "summary": "Your API keys (never their secrets).",
+            "description": "Only the keys that work: those a password change ended are gone from the list (and no "
+                           "longer count against the limit of 20).",
             "responses": {"200": {"description": "The keys.", "content": json_content(ref("KeyList"))},
                           "401": UNAUTHORIZED, "503": UNAVAILABLE}}, "post": {
             "operationId": "createKey", "tags": ["auth"], "summary": "Make an API key, for a script.",
@@ -353,9 +355,13 @@ def upload_paths() -> dict[str, Any]:
                 "properties": {"url": {"type": "string", "maxLength": 2048}, **option_field_schemas()}}},
         }},
         "responses": {
-            "202": {"description": "Accepted: the job is recorded and converts next.",
+            "202": {"description": "Accepted: the job is recorded and converts next. An import is accepted once "
+                                   "the URL's answer has begun (every refusal above is known by then): its job is "
+                                   "`importing` while the server fetches the video (`ImportAccepted`; the job view "
+                                   "shows the bytes fetched, a cancel stops the fetch), then `uploaded`, or `failed` "
+                                   "with the reason (`import_failed`, or the conversion's own, such as `not_media`).",
                     "headers": {"Location": header("The job's status URL.")},
-                    "content": json_content(ref("UploadAccepted")),
+                    "content": json_content({"oneOf": [ref("UploadAccepted"), ref("ImportAccepted")]}),
                     "links": links_from_job("$response.body#/job_id")},
             "400": error("Not an upload that can be read (an empty body, a malformed form, two files, more than "
                          f"{MAX_PARTS} parts, a field over {MAX_FIELD_BYTES} bytes), or a body that ended before its "
@@ -368,7 +374,7 @@ def upload_paths() -> dict[str, Any]:
                          "`invalid_options`; `fields` names each with its problem), or a file the server cannot "
                          f"convert: `error` is the reason ({', '.join(EXTRACTION_REFUSALS)}); for an import, a URL "
                          "that may not or could not be fetched (`url_required`, `url_refused`, `too_many_redirects`, "
-                         "`url_not_fetched`, `url_unreachable`, `url_too_slow`)."),
+                         "`url_not_fetched`, `url_unreachable`)."),
             "429": OVER_QUOTA,
             "503": UNAVAILABLE,
         }}}, **tus_paths()}
@@ -535,8 +541,8 @@ def status_paths() -> dict[str, Any]:
                      "responses": {"200": {**job_answer, "description": "The cancelled job (also when it was "
                                                                          "cancelled before)."},
                                    **owned_resource_errors(JOB_NOT_FOUND),
-                                   "409": error("The job ended otherwise (done or failed): only an uploaded or "
-                                                "converting job can be cancelled.")}},
+                                   "409": error("The job ended otherwise (done or failed): only an importing, "
+                                                "uploaded or converting job can be cancelled.")}},
         },
     }
 

@@ -58,6 +58,8 @@ class FailureReason(StrEnum):
     SOURCE_MISSING = "source_missing"
     # An option the probe showed cannot apply to this video (a trim past its end, a track it does not have).
     INVALID_OPTIONS = "invalid_options"
+    # An import by URL that could not be fetched to the end (too large, too slow, its server gone, interrupted).
+    IMPORT_FAILED = "import_failed"
 
 
 class EventPayload(BaseModel):

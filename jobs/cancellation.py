@@ -1,9 +1,10 @@
-"""Cancels a job for its owner: `uploaded` or `converting` becomes `cancelled` (with io.vid2mp3.job.cancelled.v1 in
-the job's outbox), then the job's media are deleted and the event is emitted.
+"""Cancels a job for its owner: `importing`, `uploaded` or `converting` becomes `cancelled` (with
+io.vid2mp3.job.cancelled.v1 in the job's outbox), then the job's media are deleted and the event is emitted.
 
 A converter working on the job finds its lease gone at its next heartbeat (within a second), ends ffmpeg and drops
-its partial output; a video-uploaded event that arrives later finds a final job and does nothing. Cancelling again
-repeats the clean-up and answers the same; a job that ended otherwise cannot be cancelled.
+its partial output; an import's fetch likewise closes its connection and keeps nothing; a video-uploaded event
+that arrives later finds a final job and does nothing. Cancelling again repeats the clean-up and answers the same; a
+job that ended otherwise cannot be cancelled.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class JobNotFound(Exception):
 
 class NotCancellable(Exception):
     def __init__(self, state: str) -> None:
-        super().__init__(f"the job is already {state}; only a job that is uploaded or converting can be cancelled")
+        super().__init__(f"the job is already {state}; only a job that is importing, uploaded or converting can be "
+                         "cancelled")
         self.state = state
 
 

@@ -24,6 +24,8 @@ Job = dict[str, Any]
 
 
 class JobState(StrEnum):
+    # The server fetches the video from a URL (functions/upload/url_import.py); `uploaded` once it is kept.
+    IMPORTING = "importing"
     UPLOADED = "uploaded"
     CONVERTING = "converting"
     DONE = "done"
@@ -32,6 +34,7 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+CANCELLABLE_STATES = frozenset({JobState.IMPORTING, JobState.UPLOADED, JobState.CONVERTING})
 
 
 
@@ -71,6 +74,28 @@ class Jobs:
             # The upload's trace: what reconcile does for the job later (sending it round again) joins it.
             **({"trace": kept} if (kept := telemetry.trace_context()) else {}),
         })
+
+    def create_importing(self, job: Job, attempt_id: str, lease: timedelta) -> None:
+        """A job whose video the server is fetching: held by `attempt_id` while it renews its lease."""
+        moment = now()
+        self.collection.insert_one({
+            **job, "state": JobState.IMPORTING, "created_at": moment, "updated_at": moment,
+            "history": [{"state": JobState.IMPORTING, "at": moment}], "attempts": 0, "redrives": 0,
+            "attempt_id": attempt_id, "lease_until": moment + lease,
+            **({"trace": kept} if (kept := telemetry.trace_context()) else {}),
+        })
+
+    def imported(self, job_id: str, attempt_id: str, job: Job, event: EventPayload) -> Job | None:
+        """The import's video is kept: its job waits for conversion as an upload's does. None when the import no
+        longer holds the job (cancelled, or failed as interrupted)."""
+        return self._transition({"_id": job_id, "state": JobState.IMPORTING, "attempt_id": attempt_id},
+                                JobState.UPLOADED, {name: value for name, value in job.items() if name != "_id"},
+                                event, unset=("progress", "lease_until", "attempt_id"))
+
+    def interrupted_imports(self, age: timedelta, limit: int = 200) -> list[Job]:
+        """Imports whose fetch stopped renewing its lease `age` ago: the process that fetched them is gone."""
+        return list(self.collection.find({"state": JobState.IMPORTING,
+                                          "lease_until": {"$lt": now() - age}}).limit(limit))
 
     def delete(self, job_id: str) -> bool:
         """Removes the job's record, live or finished, and its place in its owner's list (its media are
@@ -150,20 +175,22 @@ class Jobs:
             increment={"attempts": 1},
         )
 
-    def renew_lease(self, job_id: str, attempt_id: str, lease: timedelta, progress: dict[str, Any]) -> bool:
-        """False when the attempt no longer owns the job (cancelled, or taken over): the caller must stop.
+    def renew_lease(self, job_id: str, attempt_id: str, lease: timedelta, progress: dict[str, Any],
+                    state: JobState = JobState.CONVERTING) -> bool:
+        """False when the attempt no longer owns the job in `state` (cancelled, or taken over): the caller must
+        stop.
 
         A read comes first, by `_id` alone: a cancel is learnt at once, not after a turn among the writes queued
         behind the cancel's own deletions (the local FerretDB lets one write command through at a time). The lease
         and the progress are written at most once per RENEWAL_SECONDS, however often the holder asks."""
         current = self.collection.find_one({"_id": job_id}, {"state": 1, "attempt_id": 1, "lease_until": 1}) or {}
-        if current.get("state") != JobState.CONVERTING or current.get("attempt_id") != attempt_id:
+        if current.get("state") != state or current.get("attempt_id") != attempt_id:
             return False
         if current.get("lease_until") is not None \
                 and current["lease_until"] > now() + lease - timedelta(seconds=RENEWAL_SECONDS):
             return True
         result = self.collection.update_one(
-            {"_id": job_id, "state": JobState.CONVERTING, "attempt_id": attempt_id},
+            {"_id": job_id, "state": state, "attempt_id": attempt_id},
             {"$set": {"lease_until": now() + lease, "progress": progress, "updated_at": now()}},
         )
         return result.matched_count == 1
@@ -191,7 +218,7 @@ class Jobs:
 
     def cancel(self, job_id: str, owner_id: str, event: EventPayload) -> Job | None:
         return self._transition(
-            {"_id": job_id, "owner_id": owner_id, "state": {"$in": [JobState.UPLOADED, JobState.CONVERTING]}},
+            {"_id": job_id, "owner_id": owner_id, "state": {"$in": list(CANCELLABLE_STATES)}},
             JobState.CANCELLED, {"finished_at": now()}, event, unset=("progress", "lease_until"),
         )
 

@@ -44,6 +44,13 @@ class Progress(BaseModel):
     eta_seconds: float | None = Field(description="Seconds left, estimated; null until ffmpeg can tell.")
 
 
+class ImportProgress(BaseModel):
+    """How far the server has fetched an import's video (while the job is `importing`)."""
+
+    fetched_bytes: int = Field(ge=0)
+    total_bytes: int | None = Field(description="What the URL's server announced; null when it did not say.")
+
+
 class Encoding(BaseModel):
     """How the MP3 is (or was) made: one pass, segments at once on one instance, or fanned out to many."""
 
@@ -108,6 +115,9 @@ class JobView(BaseModel):
                                                "`chapters=none`).")
     encoding: Encoding | None = None
     progress: Progress | None = None
+    import_progress: ImportProgress | None = Field(default=None, description="While the job is `importing`: the "
+                                                   "bytes fetched so far (`progress` gives the percentage when the "
+                                                   "size is known).")
     audio: AudioView | None = Field(default=None, description="The MP3, once the job is done.")
     failure: dict[str, Any] | None = Field(default=None, description="Why the job failed.")
     notification: Notification | None = None
@@ -148,6 +158,11 @@ def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
             view.encoding.segments_encoded_after_seconds = encoding["encoded_after_seconds"]
     if job["state"] == JobState.CONVERTING and job.get("progress"):
         view.progress = Progress.model_validate(job["progress"])
+    if job["state"] == JobState.IMPORTING and job.get("progress"):
+        fetch = view.import_progress = ImportProgress.model_validate(job["progress"])
+        if fetch.total_bytes:
+            view.progress = Progress(percent=min(100.0, 100 * fetch.fetched_bytes / fetch.total_bytes),
+                                     eta_seconds=None)
     if job["state"] == JobState.DONE:
         # ffmpeg's last progress report may come just short of the end; a finished job is all done.
         view.progress = Progress(percent=100.0, eta_seconds=0.0)

@@ -445,7 +445,8 @@ def parser() -> argparse.ArgumentParser:
     key_actions.add_parser("list", help="your keys: scopes, last use, expiry (never the secrets)")
     revoke_parser = key_actions.add_parser("revoke", help="revoke a key")
     revoke_parser.add_argument("key_id", help="the key's id (`vid2mp3 keys list`)")
-    for name, what in (("download", "download a job's MP3"), ("cancel", "cancel a job still uploaded or converting"),
+    for name, what in (("download", "download a job's MP3"),
+                       ("cancel", "cancel a job still importing, uploaded or converting"),
                        ("delete", "delete a job and its media")):
         job_parser = commands.add_parser(name, help=what)
         if name == "download":

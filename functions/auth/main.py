@@ -163,6 +163,7 @@ def change_password(request: flask.Request) -> flask.Response:
     schema()
     confirm_password(request, identity, change.password)
     generation = generations.advance(identity.subject)
+    keys.delete_ended(identity.subject, generation)
     accounts.change_password(identity.subject, change.new_password)
     log.info("account %s changed its password", identity.subject)
     return access_token(identity.subject, identity.email, generation)
@@ -217,7 +218,8 @@ def create_key(request: flask.Request) -> flask.Response:
 
 @http.route("/keys", "GET")
 def list_keys(request: flask.Request) -> flask.Response:
-    return json_response(KeyList(keys=keys.list(http.identity(request).subject)).model_dump(mode="json"))
+    identity = http.identity(request)
+    return json_response(KeyList(keys=keys.list(identity.subject, identity.generation)).model_dump(mode="json"))
 
 
 @http.route("/keys/<key_id>", "DELETE")

@@ -1,6 +1,6 @@
 """reconcile (CloudEvent, driven every minute by a PingSource): finds what the event flow left behind and mends it:
-pending events re-emitted, stalled jobs re-driven or failed, expired MP3s, expired unfinished resumable uploads and
-orphan GridFS chunks deleted, and records past their lifetime purged."""
+pending events re-emitted, stalled jobs re-driven or failed, imports whose process died failed, expired MP3s,
+expired unfinished resumable uploads and orphan GridFS chunks deleted, and records past their lifetime purged."""
 
 from __future__ import annotations
 

@@ -47,6 +47,10 @@ CANCELLED_RECHECK = SETTLE_AFTER
 # A source or cover is stored a moment before its job is recorded: one this old without a job was left by an upload
 # that died in between (or failed to record it).
 UNOWNED_GRACE = timedelta(hours=1)
+# An import's fetch renews its lease every second (functions/upload/imports.py): one lapsed this long ended with its
+# process (scale-to-zero, a restart), and its bytes went with it.
+IMPORT_INTERRUPTED_AFTER = timedelta(minutes=2)
+IMPORT_INTERRUPTED = "the import stopped before the video was fetched (the server restarted); import it again"
 # A write of a stored file takes seconds; one still recorded under way after this long was killed.
 ABANDONED_AFTER = timedelta(hours=1)
 
@@ -56,6 +60,7 @@ class SweepReport:
     reemitted: int = 0
     redriven: int = 0
     failed: int = 0
+    imports_interrupted: int = 0
     expired: int = 0
     sources_deleted: int = 0
     cancelled_cleaned: int = 0
@@ -95,6 +100,7 @@ class Reconciler:
                 report.redriven += 1
             else:
                 report.failed += 1
+        report.imports_interrupted = self.fail_interrupted_imports()
         report.expired = self.delete_expired_audio()
         report.sources_deleted = self.delete_expired_sources()
         report.cancelled_cleaned = self.delete_cancelled_media()
@@ -131,6 +137,22 @@ class Reconciler:
         if failed is not None:
             self.jobs.flush_pending(failed, self.emitter)
         return False
+
+    def fail_interrupted_imports(self) -> int:
+        """Imports whose process died mid-fetch: failed with why, and what they had stored removed."""
+        count = 0
+        for job in self.jobs.interrupted_imports(IMPORT_INTERRUPTED_AFTER):
+            failed = self.jobs.fail(
+                job["_id"], (JobState.IMPORTING,),
+                {"reason": FailureReason.IMPORT_FAILED, "message": IMPORT_INTERRUPTED, "error": "import_interrupted"},
+                ConversionFailed(job_id=job["_id"], owner_id=job["owner_id"], reason=FailureReason.IMPORT_FAILED,
+                                 message=IMPORT_INTERRUPTED, failed_at=now()),
+                attempt_id=job.get("attempt_id"))
+            if failed is not None:
+                remove_job_media(self.database, failed)
+                self.jobs.flush_pending(failed, self.emitter)
+                count += 1
+        return count
 
     def emit_uploaded_again(self, job: Job) -> None:
         self.emitter.emit(VideoUploaded(

@@ -4,7 +4,8 @@ file, or a raw body; optional conversion options as query parameters or form fie
 job id and its status URL, 422 naming every bad option, or 422 with the reason the file cannot be converted. Only the
 audio tracks and covers are kept (uploads.py). Under `/files/` it speaks tus 1.0.0, resumable uploads
 (resumable.py). `POST /` with JSON `{"url": ..., options}` fetches the video from the URL instead (url_import.py: the
-address rules against SSRF, every redirect checked) and takes it the same way."""
+address rules against SSRF, every redirect checked) and takes it the same way: answered 202 once the URL's answer
+has begun, its job `importing` while the body is fetched in the background (imports.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import functions_framework
 from api.limits import TUS_VERSION
 from endpoints.http import HttpFunction, read_json
 from events import EventEmitter
+from functions.upload.imports import Imports
 from functions.upload.pending_events import PendingEventRetry
 from functions.upload.resumable import ResumableUploads, VideoRemoval
 from functions.upload.uploads import SCRATCH_PREFIX, Uploads
@@ -51,8 +53,8 @@ uploads = Uploads(
     work_dir=work_dir, scratch=ScratchBudget(settings.scratch_limit_bytes), max_streams=settings.max_streams,
     max_duration_seconds=settings.max_duration_seconds,
 )
-url_imports = UrlImports(allow_loopback=settings.url_import_allow_loopback,
-                         timeout_seconds=settings.url_import_timeout_seconds)
+imports = Imports(uploads, UrlImports(allow_loopback=settings.url_import_allow_loopback,
+                                     timeout_seconds=settings.url_import_timeout_seconds))
 resumable_uploads = ResumableUploads(
     uploads, MediaStore(database, VIDEOS), public_upload_url=str(settings.public_upload_url or ""),
     lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds),
@@ -87,7 +89,7 @@ def upload(request: flask.Request) -> flask.Response:
 @http.route("/", "POST", scope="convert")
 def one_shot(request: flask.Request) -> flask.Response:
     if request.is_json:
-        return uploads.accept_url(read_json(request), http.identity(request), url_imports)
+        return imports.accept(read_json(request), http.identity(request))
     return uploads.accept(request, http.identity(request))
 
 

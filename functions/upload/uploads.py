@@ -28,7 +28,7 @@ from events import EmitError, EventEmitter, VideoUploaded
 from events.options import ConversionOptions, InvalidOptions, parse_options
 from functions.upload.intake import BadUpload, Readable, open_upload
 from functions.upload.pending_events import PendingEventRetry
-from functions.upload.url_import import UrlImports
+from functions.upload.url_import import STOPPED
 from jobs.quotas import QUOTA_BUSY, OverQuota, QuotaBusy, Quotas
 from jobs.records import Jobs, JobState
 from runtime.answers import HttpError, json_response
@@ -127,14 +127,6 @@ class Uploads:
         return self.accept_body(request.stream, request.content_type or "", filename, request.content_length,
                                 query_fields, identity)
 
-    def accept_url(self, body: Any, identity: Identity, imports: UrlImports) -> flask.Response:
-        """`{"url": ..., options}`: the video fetched from the URL, taken as an upload of it."""
-        url, fields = url_and_options(body)
-        options_of(fields)  # before anything is fetched
-        with imports.open(url) as fetched:
-            return self.accept_body(fetched, "application/octet-stream", fetched.filename, fetched.length, fields,
-                                    identity)
-
     def accept_body(self, body: Readable, content_type: str, filename: str | None, declared_bytes: int | None,
                     query_fields: dict[str, str], identity: Identity) -> flask.Response:
         if declared_bytes is not None and declared_bytes > self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
@@ -170,7 +162,10 @@ class Uploads:
             log.warning("job %s: its quota reservation stays until it lapses: %s", job_id, error)
 
     def take(self, body: Readable, content_type: str, filename: str | None, declared_bytes: int,
-             identity: Identity, job_id: str, query_fields: dict[str, str], room: int) -> flask.Response:
+             identity: Identity, job_id: str, query_fields: dict[str, str], room: int,
+             import_attempt: str | None = None) -> flask.Response:
+        """The body spooled, extracted and kept, and its job recorded; `import_attempt`: the import (imports.py)
+        whose `importing` job it completes."""
         try:
             upload = open_upload(body, content_type, filename)
         except BadUpload as error:
@@ -195,7 +190,7 @@ class Uploads:
             cover, chapters = side_parts(upload.parts)
             extracted = self.extract(folder / "upload", folder, cover=cover, chapters=chapters)
             accepted = self.keep(identity.subject, job_id, extracted, received, upload.filename, upload.container,
-                                 options, undo=self.undo)
+                                 options, undo=self.undo, import_attempt=import_attempt)
         return json_response(accepted.model_dump(mode="json"), 202, {"Location": accepted.status_url})
 
     def work_folder(self, job_id: str) -> Any:
@@ -235,7 +230,8 @@ class Uploads:
             raise refusal(rejected) from None
 
     def keep(self, owner_id: str, job_id: str, extracted: Extracted, received: Received, filename: str,
-             container: str, options: ConversionOptions, undo: Callable[[str], None]) -> UploadAccepted:
+             container: str, options: ConversionOptions, undo: Callable[[str], None],
+             import_attempt: str | None = None) -> UploadAccepted:
         """Stores the source and the covers, then records the job and emits its event (`accept_stored`)."""
         try:
             kept = self.store(owner_id, job_id, extracted, received, filename, container)
@@ -244,7 +240,8 @@ class Uploads:
             self.remove_kept(job_id)
             raise HttpError(503, "storage_unavailable", "the upload could not be stored; try again",
                             {"Retry-After": "5"}) from None
-        return self.accept_stored(owner_id, job_id, received, kept, filename, container, options, undo)
+        return self.accept_stored(owner_id, job_id, received, kept, filename, container, options, undo,
+                                  import_attempt)
 
     def store(self, owner_id: str, job_id: str, extracted: Extracted, received: Received, filename: str,
               container: str) -> Kept:
@@ -264,7 +261,8 @@ class Uploads:
             log.error("could not remove the source of job %s: %s", job_id, error)
 
     def accept_stored(self, owner_id: str, job_id: str, received: Received, kept: Kept, filename: str,
-                      container: str, options: ConversionOptions, undo: Callable[[str], None]) -> UploadAccepted:
+                      container: str, options: ConversionOptions, undo: Callable[[str], None],
+                      import_attempt: str | None = None) -> UploadAccepted:
         """The one way a stored source becomes a job, for the one-shot and the resumable upload alike: records the
         job with its event in the outbox, emits it, and answers what the client is told (the 202's body).
         `undo(job_id)` clears what is left should the job not be recorded."""
@@ -274,7 +272,7 @@ class Uploads:
             size_bytes=received.size_bytes, sha256=received.sha256, bitrate_kbps=bitrate,  # type: ignore[arg-type]
             uploaded_at=now(), options=options.for_event(), stored_bytes=kept.stored_bytes,
         )
-        self.record_and_emit(event, container, kept, undo)
+        self.record_and_emit(event, container, kept, undo, import_attempt)
         return UploadAccepted(job_id=event.job_id, state=JobState.UPLOADED, status_url=self.status_url(event.job_id),
                               filename=filename, size_bytes=received.size_bytes, received_bytes=received.size_bytes,
                               stored_bytes=kept.stored_bytes, sha256=received.sha256, bitrate_kbps=bitrate,
@@ -283,7 +281,8 @@ class Uploads:
     def status_url(self, job_id: str) -> str:
         return f"{self.public_status_url.rstrip('/')}/{job_id}"
 
-    def record_and_emit(self, event: VideoUploaded, container: str, kept: Kept, undo: Callable[[str], None]) -> None:
+    def record_and_emit(self, event: VideoUploaded, container: str, kept: Kept, undo: Callable[[str], None],
+                        import_attempt: str | None = None) -> None:
         job: dict[str, Any] = {
             "_id": event.job_id, "owner_id": event.owner_id, "video_id": event.video_id,
             "filename": event.filename, "size_bytes": event.size_bytes, "sha256": event.sha256,
@@ -293,7 +292,12 @@ class Uploads:
             **({"options": event.options.given()} if event.options else {}),
         }
         try:
-            self.jobs.create(job, event)  # with the event pending: the reconcile sweep emits it should we die
+            # With the event pending: the reconcile sweep emits it should we die.
+            if import_attempt is None:
+                self.jobs.create(job, event)
+            elif self.jobs.imported(event.job_id, import_attempt, job, event) is None:
+                self.remove_kept(event.job_id)  # the import was cancelled meanwhile: its job keeps nothing
+                raise STOPPED
         except pymongo.errors.PyMongoError as error:
             log.error("job %s could not be recorded, removing it: %s", event.job_id, error)
             undo(event.job_id)

@@ -101,6 +101,17 @@ def test_a_password_change_ends_the_old_tokens_and_links_everywhere(stack: Stack
     challenge = stack.session.get(stack.points["STATUS_URL"], headers=user.headers, timeout=30)
     assert 'error="invalid_token"' in challenge.headers["WWW-Authenticate"]
 
+    # The keys the change ended are gone from the list, even one a token of the old password made as it changed
+    # (written here as that request would have: with the old generation); a key of the new password is listed.
+    keys_url, new_headers = f"{stack.points['AUTH_URL']}/keys", {"Authorization": f"Bearer {new_token}"}
+    assert stack.db["api_keys"].count_documents({"owner_id": user.account_id}) == 0
+    generation = stack.db["credentials"].find_one({"_id": user.account_id})["generation"]
+    stack.db["api_keys"].insert_one({"_id": "0" * 16, "owner_id": user.account_id, "generation": generation - 1,
+                                     "name": "made as it changed", "scopes": ["read"], "secret_sha256": "0" * 64,
+                                     "created_at": datetime.now(UTC), "last_used_at": None, "expires_at": None})
+    kept = stack.session.post(keys_url, headers=new_headers, json={"name": "after", "scopes": ["read"]}, timeout=30)
+    listed = stack.session.get(keys_url, headers=new_headers, timeout=30).json()["keys"]
+    assert [shown["id"] for shown in listed] == [kept.json()["id"]]
     renewed = stack.job(User(user.email, new_password, user.account_id, new_token), job["job_id"])
     assert renewed["audio"]["download_link"] != job["audio"]["download_link"]
     assert answers(stack, new_token, renewed) == WORKING

@@ -2,7 +2,8 @@
 the password changed in the page (the old token refused by the API, the page going on with the new one, a log-in
 with the new password); an API key made in the page (shown once, copied with the clipboard), used from Python with
 its scope enforced, revoked in the page and refused; a video converted from a URL a loopback server serves, and a
-refused URL said with the server's words. Every view checked with axe-core at both sizes."""
+refused URL said with the server's words; an import trickled slowly shown in the upload bar and cancelled. Every
+view checked with axe-core at both sizes."""
 
 from __future__ import annotations
 
@@ -192,4 +193,21 @@ def test_a_video_is_converted_from_a_url_with_the_options_and_a_refused_url_says
                                  headers={"Authorization": f"Bearer {page_token(tab)}"}).content)
     [audio] = [stream for stream in probe(mp3)["streams"] if stream["codec_type"] == "audio"]
     assert (audio["codec_name"], audio["channels"], audio["bit_rate"]) == ("mp3", 1, "128000")
+    assert tab.problems == []
+
+
+def test_an_import_shows_its_fetch_in_the_upload_bar_and_cancel_stops_it(
+        tab: Tab, axe_source: str, video_server: VideoServer) -> None:
+    page = tab.page
+    sign_up(tab)
+    page.fill("#video-url", f"{video_server.url}/slow.mp4")
+    page.click("#convert-url")
+    expect(page.locator("#state")).to_have_text("importing", timeout=60_000)
+    # The server's fetch is this job's upload: its bar rises as the bytes arrive.
+    wait_for(lambda: 0 < page.evaluate("document.getElementById('upload-progress').value") < 100, timeout=30,
+             what="the upload bar to show the fetch under way")
+    check_view(tab, axe_source, "a job importing")
+    page.click("#cancel")
+    expect(page.locator("#state")).to_have_text("cancelled", timeout=60_000)
+    assert video_server.slow_closed.wait(timeout=10), "the fetch went on after the cancel"
     assert tab.problems == []

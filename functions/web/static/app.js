@@ -6,7 +6,7 @@
 "use strict";
 
 const FINAL_STATES = new Set(["done", "failed", "cancelled"]);
-const CANCELLABLE_STATES = new Set(["uploaded", "converting"]);
+const CANCELLABLE_STATES = new Set(["importing", "uploaded", "converting"]);
 const POLL_MILLISECONDS = 1000;
 const byId = (id) => document.getElementById(id);
 
@@ -549,8 +549,9 @@ function start(file) {
     file, options, showUploadProgress, (words) => say("sending", words, true), (request) => { upload = request; }));
 }
 
-// The server fetches the video (upload's `{"url": ...}`) before it answers with the job: the view says "fetching",
-// with no Cancel (the fetch would go on without this request). A URL refused goes back to the form with why.
+// The server checks the URL and begins the fetch (upload's `{"url": ...}`) before it answers with the job: the view
+// says "fetching" until then, with no Cancel; then the job is "importing" (the fetch in the upload bar, Cancel
+// stops it) and converts. A URL refused goes back to the form with why.
 function startFromUrl(event) {
   event.preventDefault();
   const form = byId("url-form");
@@ -711,6 +712,11 @@ function showJobProgress(job) {
   byId("upload-bar").hidden = noJob;
   byId("convert-bar").hidden = noJob;
   if (!job.job_id) return;
+  if (job.state === "importing") {  // the server's fetch is this job's upload
+    showUploadProgress(job.progress ? job.progress.percent : 0);
+    showConversionProgress(0);
+    return;
+  }
   showUploadProgress(100);
   if (job.progress) showConversionProgress(job.progress.percent);
   else if (job.state === "done") showConversionProgress(100);
@@ -957,7 +963,9 @@ function jobRowContent(listed) {
     ? { ...listed, ...currentJob } : listed;
   const audio = job.state === "done" ? job.audio : null;
   let state = job.state;
-  if (job.state === "converting" && job.progress) state = `converting ${Math.floor(job.progress.percent)} %`;
+  if (["importing", "converting"].includes(job.state) && job.progress) {
+    state = `${job.state} ${Math.floor(job.progress.percent)} %`;
+  }
   if (job.state === "failed" && job.failure) state = `failed: ${job.failure.message}`;
   const actions = [];
   if (audio && !audio.expired) actions.push("select", "download");

@@ -88,6 +88,8 @@ def job_records() -> list[dict[str, Any]]:
     audio = {"audio_id": "a1", "size_bytes": 5, "sha256": "f" * 64, "duration_seconds": 1.0, "stream_copied": False,
              "expires_at": moment + timedelta(hours=1)}
     return [
+        {**base, "state": "importing", "progress": {"fetched_bytes": 250, "total_bytes": 1000}},
+        {**base, "state": "importing", "progress": {"fetched_bytes": 250, "total_bytes": None}},
         {**base, "state": "uploaded"},
         {**base, "state": "converting", "progress": {"percent": 41.5, "eta_seconds": None}, "encoding": encoding,
          "audio_tracks": [{"index": 0, "codec": "aac", "channels": 2, "language": None, "title": None,
