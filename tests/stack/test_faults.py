@@ -56,7 +56,7 @@ CONVERT_DISPATCHER = "dispatcher-convert-on-video-uploaded"
 DISPATCH_TIMEOUT_SECONDS = 6
 FINAL_TIMEOUT_SECONDS = 90
 MAIL_TIMEOUT_SECONDS = 300
-# Each kill costs a conversion and a restart (about 15 s): `make test` keeps the suite short, `make test-faults` asks 10.
+# Each kill costs a conversion and a restart (about 15 s): `make test` keeps it short, `make test-faults` asks 10.
 CONVERTER_KILLS = int(os.environ.get("VID2MP3_CONVERTER_KILLS", "3"))
 
 
