@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from accounts.feeds import FeedView
 from accounts.keys import KeyList, KeyRequest, NewKey
 from accounts.store import AccessToken, AccountView, Credentials, PasswordChange, PasswordConfirmation, SignedUp
 from api.answers import JobList, UploadAccepted
@@ -73,7 +74,7 @@ MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorBody, "serialization"), (SignedUp, "serialization"), (AccessToken, "serialization"),
     (AccountView, "serialization"),
     (Credentials, "validation"), (PasswordConfirmation, "validation"), (PasswordChange, "validation"),
-    (KeyRequest, "validation"), (NewKey, "serialization"), (KeyList, "serialization"),
+    (KeyRequest, "validation"), (NewKey, "serialization"), (KeyList, "serialization"), (FeedView, "serialization"),
     (UploadAccepted, "serialization"),
     (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
     (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
@@ -195,6 +196,9 @@ def option_field_schemas() -> dict[str, dict[str, Any]]:
                                          "maximum": SILENCE_MIN_RANGE_SECONDS[1],
                                          "description": "The shortest silence trimmed; with `trim_silence`; "
                                                         f"{DEFAULT_SILENCE_MIN_SECONDS:g} s when absent."}),
+        "feed": {**spelled(caseless("true"), caseless("false")),
+                 "description": "`false`: this MP3 stays out of the owner's private podcast feed (`GET /feed` on "
+                                "the download function); listed by default."},
     }
 
 
@@ -642,7 +646,46 @@ def download_paths() -> dict[str, Any]:
                 "410": error("The MP3 (or the link) has expired."),
                 "412": error("`If-Match` names another ETag."),
                 "503": UNAVAILABLE,
-            }}}}
+            }}},
+        **feed_paths()}
+
+
+def feed_paths() -> dict[str, Any]:
+    """The private podcast feed (functions/download/feed.py, accounts/feeds.py)."""
+    shown = {"200": {"description": "The feed's address.", "content": json_content(ref("FeedView"))},
+             "401": UNAUTHORIZED, "503": UNAVAILABLE}
+    return {
+        "/download/feed": {"get": {
+            "operationId": "getFeed", "tags": ["download"], "summary": "Your private podcast feed's address.",
+            "description": "Made on demand, and shown again whenever asked. It ends with the account and with a "
+                           "password change (ask again for the new one); a login's token only.",
+            "responses": shown}},
+        "/download/feed/rotate": {"post": {
+            "operationId": "rotateFeed", "tags": ["download"], "summary": "A new feed address.",
+            "description": "The old address answers 404 from this moment on.", "responses": shown}},
+        "/download/feed/{address}": {"get": {
+            "operationId": "getPodcastFeed", "tags": ["download"], "security": [],
+            "summary": "The private podcast feed: RSS 2.0 with the iTunes and Podcasting 2.0 namespaces.",
+            "description": "One item per finished job whose MP3 is kept (unless uploaded with `feed=false`), newest "
+                           "first: its enclosure a signed link valid as long as the MP3, its chapters "
+                           "(`podcast:chapters`) where it has some. The address is the credential: no token.",
+            "parameters": [
+                {"name": "address", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9a-f]{80}$"}},
+                {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                {"name": "If-Modified-Since", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The feed.",
+                        "headers": {"ETag": header("The document's SHA-256."),
+                                    "Last-Modified": header("The newest MP3's finishing time, or the address's.")},
+                        "content": {"application/rss+xml": {"schema": {"type": "string"}}}},
+                "304": {"description": "Not modified (`If-None-Match`, or `If-Modified-Since`).",
+                        "headers": {"ETag": header("As for 200.")}},
+                "404": error("No such feed: never made, rotated away, or its account deleted or its password "
+                             "changed."),
+                "412": error("`If-Match` names another ETag."),
+                "503": UNAVAILABLE}}},
+    }
 
 
 # The Podcasting 2.0 JSON chapters document (podcast-namespace `chapters/jsonChapters.md`), as far as vid2mp3 fills
