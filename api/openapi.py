@@ -647,6 +647,26 @@ def download_paths() -> dict[str, Any]:
                 "412": error("`If-Match` names another ETag."),
                 "503": UNAVAILABLE,
             }}},
+        "/download/{job_id}/cover.jpg": {"get": {
+            "operationId": "downloadCover", "tags": ["download"],
+            "summary": "The cover in a finished job's MP3 (its ID3 tag's picture): the feed's episode image.",
+            "security": [{"bearer": []}, {}],
+            "parameters": [*download["parameters"][:4],
+                           {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The picture (a JPEG).", "headers": {"ETag": header("The picture's SHA-256.")},
+                        "content": {"image/jpeg": {"schema": {"contentMediaType": "image/jpeg"}}}},
+                "303": DEAD_LINK_TO_THE_PAGE,
+                "304": {"description": "Not modified (`If-None-Match`).", "headers": {"ETag": header("As for 200.")}},
+                "401": UNAUTHORIZED,
+                "403": error("The signed link was changed, is incomplete or was made for another path."),
+                "404": error("No such job (someone else's job answers the same), or its MP3 has no cover "
+                             "(`no_cover`)."),
+                "409": error("The job has not finished: no MP3 yet."),
+                "410": error("The MP3 (or the link) has expired."),
+                "412": error("`If-Match` names another ETag."),
+                "503": UNAVAILABLE,
+            }}},
         **feed_paths()}
 
 
@@ -668,7 +688,8 @@ def feed_paths() -> dict[str, Any]:
             "summary": "The private podcast feed: RSS 2.0 with the iTunes and Podcasting 2.0 namespaces.",
             "description": "One item per finished job whose MP3 is kept (unless uploaded with `feed=false`), newest "
                            "first: its enclosure a signed link valid as long as the MP3, its chapters "
-                           "(`podcast:chapters`) where it has some. The address is the credential: no token.",
+                           "(`podcast:chapters`) and its cover (`itunes:image`) where it has them. The address "
+                           "is the credential: no token.",
             "parameters": [
                 {"name": "address", "in": "path", "required": True,
                  "schema": {"type": "string", "pattern": "^[0-9a-f]{80}$"}},
@@ -752,6 +773,7 @@ OPERATION_SCOPES = {
     "uploadVideo": "convert", "tusCreate": "convert", "tusOffset": "convert", "tusAppend": "convert",
     "tusTerminate": "convert", "cancelJob": "convert", "listJobs": "read", "getJob": "read",
     "followJobEvents": "read", "downloadMp3": "read", "downloadMp3sZip": "read", "downloadChapters": "read",
+    "downloadCover": "read",
     "deleteJob": "delete", "listWebhookEndpoints": "webhooks",
     "registerWebhookEndpoint": "webhooks", "getWebhookEndpoint": "webhooks", "deleteWebhookEndpoint": "webhooks",
     "rotateWebhookSecret": "webhooks",

@@ -4,9 +4,10 @@ JSON chapters document). Someone else's job answers exactly like a missing one. 
 (`?expires=&key=&signature=`, jobs/links.py, made for the one path) no token is needed; a browser opening one that
 no longer works (its job deleted, its MP3 expired, the link altered) is sent to the web page, which says why in words
 (`#link=gone` or `#link=invalid`), rather than shown this function's JSON error. `GET /zip?jobs=…`: several of the
-owner's MP3s as one ZIP, streamed as it is built (zipping.py). `GET /feed` shows the owner's private podcast feed
-address (made on demand), `POST /feed/rotate` replaces it; `GET /feed/<address>` is that feed, needing no token
-(feed.py, accounts/feeds.py)."""
+owner's MP3s as one ZIP, streamed as it is built (zipping.py).
+`GET /<job id>/cover.jpg`: the cover in its MP3's tag. `GET /feed` shows the owner's private podcast feed address
+(made on demand), `POST /feed/rotate` replaces it; `GET /feed/<address>` is that feed, needing no token (feed.py,
+accounts/feeds.py)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ from api.limits import MAX_ZIP_JOBS
 from endpoints.http import HttpFunction, SetUpOnce
 from events.catalog import is_job_id
 from functions.download.chapters import chapters_response
+from functions.download.cover import cover_of, cover_response
 from functions.download.feed import Episode, feed_document, feed_response
 from functions.download.streaming import content_disposition, download_name, episode_title, mp3_response
 from functions.download.zipping import ZipEntry, unique_names, zip_stream
-from jobs.links import TAMPERED, DownloadLinks, chapters_path
+from jobs.links import TAMPERED, DownloadLinks, chapters_path, cover_path
 from jobs.records import Job, Jobs, JobState
 from jobs.view import is_expired
 from runtime.answers import NOT_FOUND, HttpError, json_response
@@ -135,6 +137,25 @@ def chapters(request: flask.Request, job_id: str) -> flask.Response:
     return chapters_response(request, job["chapters"])
 
 
+@http.route("/<job_id>/cover.jpg", "GET", scope="read")
+@dead_links_to_the_page
+def cover(request: flask.Request, job_id: str) -> flask.Response:
+    job = finished_job(request, job_id, cover_path(job_id))
+    stored = audio.open(job["audio"]["audio_id"])
+    if stored is None:
+        raise GONE
+    with stored:
+        picture = cover_of(stored)
+    if picture is None:
+        raise HttpError(404, "no_cover", "this MP3 has no cover (cover=none, or the video gave none)")
+    return cover_response(request, *picture)
+
+
+def has_cover(job: Job) -> bool:
+    """Whether convert put a cover in the MP3 (what `applied.tags.cover` says it got)."""
+    return ((job.get("applied") or {}).get("tags") or {}).get("cover") in ("frame", "attached")
+
+
 def finished_job(request: flask.Request, job_id: str, path: str) -> Job:
     """The caller's finished job, its MP3 not past retention, or the answer why not. `path`: what a signed link
     must have been made for."""
@@ -213,4 +234,5 @@ def episode_of(job: Job) -> Episode | None:
         published=job.get("finished_at") or job["created_at"], duration_seconds=audio_record["duration_seconds"],
         size_bytes=audio_record["size_bytes"], enclosure_url=enclosure,
         chapters_url=links.link(chapters_path(job["_id"]), audio_id, expires_at, owner_id)
-        if job.get("chapters") else None)
+        if job.get("chapters") else None,
+        image_url=links.link(cover_path(job["_id"]), audio_id, expires_at, owner_id) if has_cover(job) else None)

@@ -1,7 +1,7 @@
 """The private podcast feed on the real local stack (functions/download/feed.py, accounts/feeds.py): read by
-feedparser and gPodder's podcastparser as podcast apps read it, its enclosures the MP3s with no token, chapters where
-the MP3 has them, `feed=false` left out, 304s, httplint; a rotation ends the old address at once, a password change
-and the account's deletion end it within a minute."""
+feedparser and gPodder's podcastparser as podcast apps read it, its enclosures the MP3s with no token, chapters and
+the cover where the MP3 has them, `feed=false` left out, 304s, httplint; a rotation ends the old address at once, a
+password change and the account's deletion end it within a minute."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import feedparser
 import podcastparser
 import pytest
 import requests
+from mutagen.id3 import ID3
 
 from tests.reliability_support import Stack, User, clip
 from tests.stack.test_chapters import CHAPTERS, chaptered_video  # noqa: F401 - the fixture, shared
@@ -56,7 +57,7 @@ def test_the_feed_lists_each_kept_mp3_for_podcast_apps(stack: Stack, chaptered_v
     assert empty.status_code == 200 and feedparser.parse(empty.content).entries == []
 
     plain = finished(stack, user, clip(2), "plain.mp4", title="A <talk> & more")
-    chaptered = finished(stack, user, chaptered_video, "Three parts.mp4")
+    chaptered = finished(stack, user, chaptered_video, "Three parts.mp4", cover="none")
     hidden = finished(stack, user, clip(2), "private.mp4", feed="false")
     answer = requests.get(url, timeout=30)  # no token
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("application/rss+xml")
@@ -78,6 +79,13 @@ def test_the_feed_lists_each_kept_mp3_for_podcast_apps(stack: Stack, chaptered_v
         mp3 = requests.get(enclosure.href, timeout=30)  # a signed link: no token
         assert mp3.status_code == 200 and mp3.content == stack.download(user, job["job_id"]).content
 
+    # The cover in the MP3's tag is the episode's image, through a signed link; an MP3 without one has none.
+    cover = requests.get(entries[plain["job_id"]].image.href, timeout=30)
+    (picture,) = ID3(io.BytesIO(stack.download(user, plain["job_id"]).content)).getall("APIC")
+    assert cover.status_code == 200 and cover.headers["Content-Type"] == "image/jpeg"
+    assert cover.content == picture.data
+    assert "image" not in entries[chaptered["job_id"]]
+
     gpodder = podcastparser.parse(url, io.BytesIO(answer.content))
     episodes = {episode["guid"]: episode for episode in gpodder["episodes"]}
     assert set(episodes) == {plain["job_id"], chaptered["job_id"]}
@@ -87,6 +95,7 @@ def test_the_feed_lists_each_kept_mp3_for_podcast_apps(stack: Stack, chaptered_v
         (enclosure,) = episode["enclosures"]
         assert enclosure["mime_type"] == "audio/mpeg" and enclosure["file_size"] == job["audio"]["size_bytes"]
         assert requests.get(enclosure["url"], timeout=30).content == stack.download(user, job["job_id"]).content
+    assert episodes[plain["job_id"]]["episode_art_url"] == entries[plain["job_id"]].image.href
     assert episodes[chaptered["job_id"]]["published"] >= episodes[plain["job_id"]]["published"]
 
     # The Podcasting 2.0 chapters, through the signed link the feed names.
