@@ -683,7 +683,7 @@ def feed_paths() -> dict[str, Any]:
         "/download/feed/rotate": {"post": {
             "operationId": "rotateFeed", "tags": ["download"], "summary": "A new feed address.",
             "description": "The old address answers 404 from this moment on.", "responses": shown}},
-        "/download/feed/{address}": {"get": {
+        "/download/feeds/{address}": {"get": {
             "operationId": "getPodcastFeed", "tags": ["download"], "security": [],
             "summary": "The private podcast feed: RSS 2.0 with the iTunes and Podcasting 2.0 namespaces.",
             "description": "One item per finished job whose MP3 is kept (unless uploaded with `feed=false`), newest "

@@ -5,7 +5,6 @@ podcast apps poll it."""
 
 from __future__ import annotations
 
-import hashlib
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,9 +12,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import flask
-from werkzeug.http import http_date, quote_etag
 
-from endpoints.conditional import Validators, precondition, precondition_failed
+from endpoints.conditional import cacheable
 from functions.download.chapters import MEDIA_TYPE as CHAPTERS_MEDIA_TYPE
 
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
@@ -82,14 +80,7 @@ def feed_document(episodes: Iterable[Episode], last_modified: datetime, web_url:
 def feed_response(request: flask.Request, body: bytes, last_modified: datetime) -> flask.Response:
     """The feed, or 304 when the app's copy is current. The document holds nothing that changes between two polls
     unless an MP3 came or went (its links are fixed by each MP3's expiry), so its digest is its ETag."""
-    validators = Validators(hashlib.sha256(body).hexdigest(), last_modified)
-    headers = {"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff",
-               "ETag": quote_etag(validators.etag), "Last-Modified": http_date(last_modified),
-               # The address is a secret: no page that links here learns it from a Referer, and no index lists it.
-               "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
-    decided = precondition(request, validators)
-    if decided == 412:
-        raise precondition_failed(validators)
-    if decided == 304:
-        return flask.Response(status=304, headers=headers)
-    return flask.Response(body, mimetype=MEDIA_TYPE, headers=headers)
+    return cacheable(request, body, MEDIA_TYPE, cache_control="private, no-cache", last_modified=last_modified,
+                     # The address is a secret: no page that links here learns it from a Referer, no index lists it.
+                     headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                              "X-Robots-Tag": "noindex"})

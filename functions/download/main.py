@@ -6,7 +6,7 @@ no longer works (its job deleted, its MP3 expired, the link altered) is sent to 
 (`#link=gone` or `#link=invalid`), rather than shown this function's JSON error. `GET /zip?jobs=…`: several of the
 owner's MP3s as one ZIP, streamed as it is built (zipping.py).
 `GET /<job id>/cover.jpg`: the cover in its MP3's tag. `GET /feed` shows the owner's private podcast feed address
-(made on demand), `POST /feed/rotate` replaces it; `GET /feed/<address>` is that feed, needing no token (feed.py,
+(made on demand), `POST /feed/rotate` replaces it; `GET /feeds/<address>` is that feed, needing no token (feed.py,
 accounts/feeds.py)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ feeds = Feeds(database)
 feed_indexes = SetUpOnce("the feeds index", feeds.ensure_indexes).at_start()
 # A signed link and a feed need no token; anything else does, checked before the path is.
 http = HttpFunction.public("download", settings, generations=generations, authenticate_first=lambda request: not (
-    links.is_link(request.args.to_dict()) or request.path.startswith("/feed/")))
+    links.is_link(request.args.to_dict()) or request.path.startswith("/feeds/")))
 
 
 @functions_framework.http
@@ -198,11 +198,11 @@ def rotate_feed(request: flask.Request) -> flask.Response:
 
 
 def feed_answer(address: str, created_at: datetime) -> flask.Response:
-    return json_response(FeedView(url=f"{links.base_url}/feed/{address}", created_at=created_at).model_dump(
+    return json_response(FeedView(url=f"{links.base_url}/feeds/{address}", created_at=created_at).model_dump(
         mode="json"))
 
 
-@http.route("/feed/<address>", "GET")
+@http.route("/feeds/<address>", "GET")
 def podcast_feed(request: flask.Request, address: str) -> flask.Response:
     """The feed: 404 alike for an address that never was, one rotated away, and one whose account has ended or
     changed its password."""

@@ -290,7 +290,7 @@ def test_the_feed_address_shown_and_rotated(endpoints: dict[str, str], tmp_path:
     shown = run(tmp_path, "feed")
     assert shown.returncode == 0 and "keep it like a password" in shown.stderr, shown.stderr
     address = shown.stdout.strip()
-    assert re.fullmatch(re.escape(endpoints["DOWNLOAD_URL"]) + r"/feed/[0-9a-f]{80}", address)
+    assert re.fullmatch(re.escape(endpoints["DOWNLOAD_URL"]) + r"/feeds/[0-9a-f]{80}", address)
     assert run(tmp_path, "feed", "show").stdout.strip() == address
     feed = requests.get(address, timeout=30)
     assert feed.status_code == 200 and "<item>" not in feed.text  # the sample went with --no-feed

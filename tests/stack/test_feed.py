@@ -52,7 +52,7 @@ def ends_within(url: str, seconds: float) -> None:
 def test_the_feed_lists_each_kept_mp3_for_podcast_apps(stack: Stack, chaptered_video: Path) -> None:  # noqa: F811
     user = stack.new_user("feed")
     url = feed_address(stack, user)
-    assert url.startswith(f"{stack.points['DOWNLOAD_URL']}/feed/") and feed_address(stack, user) == url
+    assert url.startswith(f"{stack.points['DOWNLOAD_URL']}/feeds/") and feed_address(stack, user) == url
     empty = requests.get(url, timeout=30)
     assert empty.status_code == 200 and feedparser.parse(empty.content).entries == []
 
@@ -134,7 +134,7 @@ def test_a_rotated_address_ends_at_once_and_the_new_one_works(stack: Stack) -> N
     assert feed_address(stack, user) == new
     # An address that never was, and one a character off, answer as a rotated one does.
     assert requests.get(new[:-1] + ("0" if new[-1] != "0" else "1"), timeout=30).status_code == 404
-    assert requests.get(f"{stack.points['DOWNLOAD_URL']}/feed/nothing", timeout=30).status_code == 404
+    assert requests.get(f"{stack.points['DOWNLOAD_URL']}/feeds/nothing", timeout=30).status_code == 404
 
 
 def test_an_api_key_cannot_read_the_feed_address(stack: Stack) -> None:

@@ -162,7 +162,7 @@ def test_the_feed_address_is_shown_copied_and_rotated_in_the_page(tab: Tab, axe_
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=endpoints["WEB_URL"])
     sign_up(tab)
     field = page.get_by_label("Your feed address")
-    expect(field).to_have_value(re.compile(re.escape(endpoints["DOWNLOAD_URL"]) + r"/feed/[0-9a-f]{80}$"))
+    expect(field).to_have_value(re.compile(re.escape(endpoints["DOWNLOAD_URL"]) + r"/feeds/[0-9a-f]{80}$"))
     assert field.get_attribute("readonly") is not None
     address = field.input_value()
     page.click("#copy-feed")
