@@ -156,13 +156,14 @@ def test_a_password_change_ends_the_feed_and_its_links_and_a_new_address_follows
     changed = stack.session.post(f"{stack.points['AUTH_URL']}/account/password", headers=user.headers, timeout=30,
                                  json={"password": user.password, "new_password": user.password + "-new"})
     assert changed.status_code == 200, changed.text
+    # The new password's token works at once, though the download function read the generation a moment ago.
+    user.token = changed.json()["access_token"]
+    new = feed_address(stack, user)
+    assert new != old
     started = time.monotonic()
     ends_within(old, ENDS_WITHIN_SECONDS)
     assert time.monotonic() - started < ENDS_WITHIN_SECONDS
     assert requests.get(enclosure, timeout=30).status_code in (403, 404)
-    user.token = changed.json()["access_token"]
-    new = feed_address(stack, user)
-    assert new != old
     (entry,) = feedparser.parse(requests.get(new, timeout=30).content).entries
     assert entry.id == job["job_id"] and requests.get(entry.enclosures[0].href, timeout=30).status_code == 200
 
