@@ -33,9 +33,15 @@ class CredentialGenerations:
             raise TypeError("a function that verifies tokens reads the credential generations: it needs MongoDB")
         return cls(mongo.database(settings), cache_seconds=settings.credentials_cache_seconds)
 
-    def current(self, account_id: str) -> int | None:
-        """The account's generation, None once it has ended (or never began); read at most `cache_seconds` ago."""
-        return self._recent.get(account_id, self._read)
+    def current(self, account_id: str, *, at_least: int | None = None) -> int | None:
+        """The account's generation, None once it has ended (or never began); read at most `cache_seconds` ago, or
+        now when the one kept is older than `at_least` (a verified credential of a newer generation: the password
+        just changed, and the token it gave must work at once on every function)."""
+        generation = self._recent.get(account_id, self._read)
+        if at_least is not None and generation is not None and generation < at_least:
+            generation = self._read(account_id)
+            self._remember(account_id, generation)
+        return generation
 
     def _read(self, account_id: str) -> int | None:
         document = self._collection.find_one({"_id": account_id})

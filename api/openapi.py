@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from accounts.feeds import FeedView
 from accounts.keys import KeyList, KeyRequest, NewKey
 from accounts.store import AccessToken, AccountView, Credentials, PasswordChange, PasswordConfirmation, SignedUp
 from api.answers import ImportAccepted, JobList, UploadAccepted
@@ -73,7 +74,7 @@ MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorBody, "serialization"), (SignedUp, "serialization"), (AccessToken, "serialization"),
     (AccountView, "serialization"),
     (Credentials, "validation"), (PasswordConfirmation, "validation"), (PasswordChange, "validation"),
-    (KeyRequest, "validation"), (NewKey, "serialization"), (KeyList, "serialization"),
+    (KeyRequest, "validation"), (NewKey, "serialization"), (KeyList, "serialization"), (FeedView, "serialization"),
     (UploadAccepted, "serialization"), (ImportAccepted, "serialization"),
     (JobView, "serialization"), (JobList, "serialization"), (EndpointRequest, "validation"),
     (EndpointList, "serialization"), (EndpointWithSecret, "serialization"),
@@ -195,6 +196,9 @@ def option_field_schemas() -> dict[str, dict[str, Any]]:
                                          "maximum": SILENCE_MIN_RANGE_SECONDS[1],
                                          "description": "The shortest silence trimmed; with `trim_silence`; "
                                                         f"{DEFAULT_SILENCE_MIN_SECONDS:g} s when absent."}),
+        "feed": {**spelled(caseless("true"), caseless("false")),
+                 "description": "`false`: this MP3 stays out of the owner's private podcast feed (`GET /feed` on "
+                                "the download function); listed by default."},
     }
 
 
@@ -648,7 +652,67 @@ def download_paths() -> dict[str, Any]:
                 "410": error("The MP3 (or the link) has expired."),
                 "412": error("`If-Match` names another ETag."),
                 "503": UNAVAILABLE,
-            }}}}
+            }}},
+        "/download/{job_id}/cover.jpg": {"get": {
+            "operationId": "downloadCover", "tags": ["download"],
+            "summary": "The cover in a finished job's MP3 (its ID3 tag's picture): the feed's episode image.",
+            "security": [{"bearer": []}, {}],
+            "parameters": [*download["parameters"][:4],
+                           {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The picture (a JPEG).", "headers": {"ETag": header("The picture's SHA-256.")},
+                        "content": {"image/jpeg": {"schema": {"contentMediaType": "image/jpeg"}}}},
+                "303": DEAD_LINK_TO_THE_PAGE,
+                "304": {"description": "Not modified (`If-None-Match`).", "headers": {"ETag": header("As for 200.")}},
+                "401": UNAUTHORIZED,
+                "403": error("The signed link was changed, is incomplete or was made for another path."),
+                "404": error("No such job (someone else's job answers the same), or its MP3 has no cover "
+                             "(`no_cover`)."),
+                "409": error("The job has not finished: no MP3 yet."),
+                "410": error("The MP3 (or the link) has expired."),
+                "412": error("`If-Match` names another ETag."),
+                "503": UNAVAILABLE,
+            }}},
+        **feed_paths()}
+
+
+def feed_paths() -> dict[str, Any]:
+    """The private podcast feed (functions/download/feed.py, accounts/feeds.py)."""
+    shown = {"200": {"description": "The feed's address.", "content": json_content(ref("FeedView"))},
+             "401": UNAUTHORIZED, "503": UNAVAILABLE}
+    return {
+        "/download/feed": {"get": {
+            "operationId": "getFeed", "tags": ["download"], "summary": "Your private podcast feed's address.",
+            "description": "Made on demand, and shown again whenever asked. It ends with the account and with a "
+                           "password change (ask again for the new one); a login's token only.",
+            "responses": shown}},
+        "/download/feed/rotate": {"post": {
+            "operationId": "rotateFeed", "tags": ["download"], "summary": "A new feed address.",
+            "description": "The old address answers 404 from this moment on.", "responses": shown}},
+        "/download/feeds/{address}": {"get": {
+            "operationId": "getPodcastFeed", "tags": ["download"], "security": [],
+            "summary": "The private podcast feed: RSS 2.0 with the iTunes and Podcasting 2.0 namespaces.",
+            "description": "One item per finished job whose MP3 is kept (unless uploaded with `feed=false`), newest "
+                           "first: its enclosure a signed link valid as long as the MP3, its chapters "
+                           "(`podcast:chapters`) and its cover (`itunes:image`) where it has them. The address "
+                           "is the credential: no token.",
+            "parameters": [
+                {"name": "address", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9a-f]{80}$"}},
+                {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                {"name": "If-Modified-Since", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The feed.",
+                        "headers": {"ETag": header("The document's SHA-256."),
+                                    "Last-Modified": header("The newest MP3's finishing time, or the address's.")},
+                        "content": {"application/rss+xml": {"schema": {"type": "string"}}}},
+                "304": {"description": "Not modified (`If-None-Match`, or `If-Modified-Since`).",
+                        "headers": {"ETag": header("As for 200.")}},
+                "404": error("No such feed: never made, rotated away, or its account deleted or its password "
+                             "changed."),
+                "412": error("`If-Match` names another ETag."),
+                "503": UNAVAILABLE}}},
+    }
 
 
 # The Podcasting 2.0 JSON chapters document (podcast-namespace `chapters/jsonChapters.md`), as far as vid2mp3 fills
@@ -715,6 +779,7 @@ OPERATION_SCOPES = {
     "uploadVideo": "convert", "tusCreate": "convert", "tusOffset": "convert", "tusAppend": "convert",
     "tusTerminate": "convert", "cancelJob": "convert", "listJobs": "read", "getJob": "read",
     "followJobEvents": "read", "downloadMp3": "read", "downloadMp3sZip": "read", "downloadChapters": "read",
+    "downloadCover": "read",
     "deleteJob": "delete", "listWebhookEndpoints": "webhooks",
     "registerWebhookEndpoint": "webhooks", "getWebhookEndpoint": "webhooks", "deleteWebhookEndpoint": "webhooks",
     "rotateWebhookSecret": "webhooks",

@@ -131,17 +131,21 @@ class Document:
 
 
 def cacheable(request: flask.Request, document: Document | bytes, mimetype: str = "application/json", *,
-              cache_control: str = "no-cache", headers: dict[str, str] | None = None) -> flask.Response:
-    """`document`'s answer: its ETag from its content (one per encoding), 304 on a matching `If-None-Match`, gzip
-    when `Accept-Encoding` takes it and it pays, `Vary: Accept-Encoding` when it may. `no-cache` (the default) lets
-    a browser keep it and ask each time whether it changed, a 304 of a few hundred bytes while it has not."""
+              cache_control: str = "no-cache", headers: dict[str, str] | None = None,
+              last_modified: datetime | None = None) -> flask.Response:
+    """`document`'s answer: its ETag from its content (one per encoding), 304 on a matching `If-None-Match` (or,
+    with `last_modified`, `If-Modified-Since`), gzip when `Accept-Encoding` takes it and it pays, `Vary:
+    Accept-Encoding` when it may. `no-cache` (the default) lets a browser keep it and ask each time whether it
+    changed, a 304 of a few hundred bytes while it has not."""
     if isinstance(document, bytes):
         document = Document.of(document, mimetype)
     compressed = document.gzipped is not None and accepts_gzip(request)
-    validators = Validators(document.etag + ("-gzip" if compressed else ""))
+    validators = Validators(document.etag + ("-gzip" if compressed else ""), last_modified)
     response = flask.Response(status=200, headers=headers or {})
     response.headers["Cache-Control"] = cache_control
     response.set_etag(validators.etag)
+    if last_modified is not None:
+        response.last_modified = last_modified
     if document.gzipped is not None:
         response.vary.add("Accept-Encoding")
     decided = precondition(request, validators)

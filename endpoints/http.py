@@ -58,7 +58,8 @@ def authenticate(request: flask.Request, verifier: TokenVerifier,
                                 key_id=key.id)
         else:
             identity = verifier.verify(credential)
-        if generations is not None and generations.current(identity.subject) != identity.generation:
+        if generations is not None and \
+                generations.current(identity.subject, at_least=identity.generation) != identity.generation:
             raise InvalidToken("the account was deleted or its password changed since the credential was issued")
         return identity
     except InvalidToken as error:

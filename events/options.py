@@ -37,7 +37,8 @@ DEFAULT_SILENCE_MIN_SECONDS = 0.5
 SILENCE_MIN_RANGE_SECONDS = (0.05, 60.0)
 # The form fields (and query parameters) that are options; `bitrate` is the older spelling of a CBR `quality`.
 FIELDS = ("start", "end", "quality", "bitrate", "normalize", "loudness", "track", "channels", "title", "artist",
-          "album", "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds")
+          "album", "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds",
+          "feed")
 
 Quality = Literal["128", "192", "256", "320", "V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"]
 
@@ -88,6 +89,8 @@ class ConversionOptions(BaseModel):
         ge=SILENCE_MIN_RANGE_SECONDS[0], le=SILENCE_MIN_RANGE_SECONDS[1],
         description=f"With `trim_silence`: the shortest silence trimmed; {DEFAULT_SILENCE_MIN_SECONDS:g} s when "
                     "absent.")] = None
+    feed: Annotated[bool | None, optional(description="false: leave this MP3 out of the owner's private podcast "
+                                                   "feed (it is listed by default).")] = None
 
     @property
     def is_vbr(self) -> bool:
@@ -247,6 +250,7 @@ PARSERS: dict[str, tuple[Any, str]] = {
     "trim_silence": (parse_switch, "trim_silence"),
     "silence_threshold_db": (parse_number_in(SILENCE_THRESHOLD_RANGE_DB, "dBFS"), "silence_threshold_db"),
     "silence_min_seconds": (parse_number_in(SILENCE_MIN_RANGE_SECONDS, "s"), "silence_min_seconds"),
+    "feed": (parse_switch, "feed"),
 }
 
 
@@ -255,6 +259,10 @@ def unknown_option(name: str) -> str:
     likely = difflib.get_close_matches(name.lower(), FIELDS, n=1, cutoff=0.6)
     return (f"not an option; did you mean {likely[0]!r}?" if likely
             else f"not an option; the options are {', '.join(FIELDS)}")
+
+
+# A switch given as its default changes nothing, so it is left out (the job and the event name only what changes).
+SWITCH_DEFAULTS = {"trim_silence": False, "feed": True}
 
 
 def parse_options(fields: Mapping[str, str]) -> ConversionOptions:
@@ -274,8 +282,8 @@ def parse_options(fields: Mapping[str, str]) -> ConversionOptions:
         except ValueError as error:
             errors[name] = str(error)
             continue
-        if (name == "bitrate" and "quality" in values | errors) or value == "" or value is False:
-            continue  # `quality` is the newer spelling and wins; an empty tag is no tag; false is the default
+        if (name == "bitrate" and "quality" in values | errors) or value == "" or value is SWITCH_DEFAULTS.get(name):
+            continue  # `quality` is the newer spelling and wins; an empty tag is no tag; a switch's default is none
         values[target] = value
     start, end = values.get("start_seconds"), values.get("end_seconds")
     if start is not None and end is not None and end <= start:

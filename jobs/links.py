@@ -9,6 +9,7 @@ key (the Secret's `download-link-keys`). A link opens the one document it was si
 retention (410), dies with the job (deleted or cancelled: 404) and with the account (deleted: 404), and stops when
 the owner changes their password (another generation, a changed message: 403). Links are never logged: the
 functions log no request lines (functions-framework's server writes no access log), and no code here logs one.
+The cover in an MP3's tag is signed likewise, for `<job id>/cover.jpg`.
 
 Keys: `DOWNLOAD_LINK_KEYS` is `<id>:<base64url key>[,<id>:<key>...]`; the first signs, every one verifies. To
 rotate: put a new key first, keep the old one after it until the last link it signed has expired (the MP3
@@ -58,6 +59,11 @@ def signature(key: bytes, path: str, audio_id: str, expires: int, generation: in
 def chapters_path(job_id: str) -> str:
     """Where the download function serves a job's chapters (the Podcasting 2.0 JSON chapters document)."""
     return f"{job_id}/chapters.json"
+
+
+def cover_path(job_id: str) -> str:
+    """Where the download function serves the cover in a job's MP3 (the podcast feed's episode image)."""
+    return f"{job_id}/cover.jpg"
 
 
 class DownloadLinks:

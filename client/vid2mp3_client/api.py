@@ -305,6 +305,12 @@ class Vid2mp3:
     def revoke_key(self, key_id: str) -> None:
         self._delete(f"{self.auth_url}/keys/{key_id}")
 
+    def feed(self, rotate: bool = False) -> dict[str, Any]:
+        """The private podcast feed's address (`url`), made on demand; with `rotate`, a new one in its place."""
+        if rotate:
+            return dict(answer(self._send("POST", f"{self.download_url}/feed/rotate", timeout=self.timeout)))
+        return dict(answer(self._send("GET", f"{self.download_url}/feed", timeout=self.timeout)))
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(answer(self._send("POST", f"{self.status_url}/{job_id}/cancel", timeout=self.timeout)))
 

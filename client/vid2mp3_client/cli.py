@@ -129,6 +129,18 @@ def keys(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def feed(arguments: argparse.Namespace) -> int:
+    """The private podcast feed's address on standard output (for a podcast app); `rotate`: a new one."""
+    shown = client_factory(arguments)().feed(rotate=arguments.action == "rotate")
+    print(shown["url"])
+    if arguments.action == "rotate":
+        print("the old feed address no longer works: give this one to your podcast apps", file=sys.stderr)
+    else:
+        print("whoever has this address can listen to your MP3s: keep it like a password (`vid2mp3 feed rotate` "
+              "replaces it)", file=sys.stderr)
+    return 0
+
+
 def log_out(arguments: argparse.Namespace) -> int:
     print("logged out" if session.log_out() else "not logged in")
     return 0
@@ -176,7 +188,7 @@ def delete(arguments: argparse.Namespace) -> int:
 
 # The conversion options `convert` takes, as the upload function names its fields (events/options.py).
 OPTION_FLAGS = ("start", "end", "quality", "normalize", "loudness", "track", "channels", "title", "artist", "album",
-                "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds")
+                "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds", "feed")
 
 
 def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
@@ -385,7 +397,7 @@ def convert(arguments: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "login": log_in, "logout": log_out, "convert": convert, "jobs": list_jobs, "download": download,
-    "cancel": cancel, "delete": delete, "keys": keys,
+    "cancel": cancel, "delete": delete, "keys": keys, "feed": feed,
 }
 
 
@@ -433,6 +445,8 @@ def parser() -> argparse.ArgumentParser:
                          help="with --trim-silence: quieter than this is silence, in dBFS (-90 … -20; -50)")
     options.add_argument("--silence-min-seconds", dest="silence_min_seconds",
                          help="with --trim-silence: the shortest silence trimmed, in seconds (0.05 … 60; 0.5)")
+    options.add_argument("--no-feed", dest="feed", action="store_const", const="false",
+                         help="keep this MP3 out of your private podcast feed (`vid2mp3 feed`)")
     commands.add_parser("jobs", help="list your jobs")
     keys_parser = commands.add_parser("keys", help="API keys for scripts: create, list, revoke")
     key_actions = keys_parser.add_subparsers(dest="action", required=True)
@@ -445,6 +459,9 @@ def parser() -> argparse.ArgumentParser:
     key_actions.add_parser("list", help="your keys: scopes, last use, expiry (never the secrets)")
     revoke_parser = key_actions.add_parser("revoke", help="revoke a key")
     revoke_parser.add_argument("key_id", help="the key's id (`vid2mp3 keys list`)")
+    feed_parser = commands.add_parser("feed", help="your private podcast feed's address, for a podcast app")
+    feed_parser.add_argument("action", nargs="?", choices=("show", "rotate"), default="show",
+                             help="show it (the default), or rotate: a new address, the old one ends at once")
     for name, what in (("download", "download a job's MP3"),
                        ("cancel", "cancel a job still importing, uploaded or converting"),
                        ("delete", "delete a job and its media")):

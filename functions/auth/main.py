@@ -7,7 +7,7 @@ token issued before stops on every function within a cache's time (accounts/cred
 `POST /keys` `{"name", "scopes", "expires_in_days"}` makes an API key (201, shown once), `GET /keys` lists them,
 `DELETE /keys/<id>` revokes one (accounts/keys.py); a login's token only, never a key, manages them.
 `DELETE /account` with the account's token and `{"password"}` deletes the account, all its jobs and their media,
-its webhook endpoints and their deliveries, and its quota usage; its tokens, keys and links stop likewise."""
+its webhook endpoints and their deliveries, and its quota usage; its tokens, keys, feed and links stop likewise."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import functions_framework
 from pydantic import BaseModel, ValidationError
 
 from accounts.credentials import CredentialGenerations
+from accounts.feeds import Feeds
 from accounts.keys import ApiKeys, KeyList, KeyRequest, TooManyKeys
 from accounts.signup_limits import SignupLimits, SignupsThrottled, client_address
 from accounts.store import (
@@ -197,6 +198,7 @@ def delete_account(request: flask.Request) -> flask.Response:
     forget_usage(database, identity.subject)
     generations.end(identity.subject)
     keys.delete_owned(identity.subject)
+    Feeds(database).delete_owned(identity.subject)
     accounts.delete(identity.subject, identity.email)
     log.info("account %s deleted with its %d jobs", identity.subject, jobs_deleted)
     return flask.Response(status=204)

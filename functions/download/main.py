@@ -4,24 +4,31 @@ JSON chapters document). Someone else's job answers exactly like a missing one. 
 (`?expires=&key=&signature=`, jobs/links.py, made for the one path) no token is needed; a browser opening one that
 no longer works (its job deleted, its MP3 expired, the link altered) is sent to the web page, which says why in words
 (`#link=gone` or `#link=invalid`), rather than shown this function's JSON error. `GET /zip?jobs=…`: several of the
-owner's MP3s as one ZIP, streamed as it is built (zipping.py)."""
+owner's MP3s as one ZIP, streamed as it is built (zipping.py).
+`GET /<job id>/cover.jpg`: the cover in its MP3's tag. `GET /feed` shows the owner's private podcast feed address
+(made on demand), `POST /feed/rotate` replaces it; `GET /feeds/<address>` is that feed, needing no token (feed.py,
+accounts/feeds.py)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 
 import flask
 import functions_framework
 
 from accounts.credentials import CredentialGenerations
+from accounts.feeds import Feeds, FeedView
 from api.limits import MAX_ZIP_JOBS
-from endpoints.http import HttpFunction
+from endpoints.http import HttpFunction, SetUpOnce
 from events.catalog import is_job_id
 from functions.download.chapters import chapters_response
-from functions.download.streaming import content_disposition, download_name, mp3_response
+from functions.download.cover import cover_of, cover_response
+from functions.download.feed import Episode, feed_document, feed_response
+from functions.download.streaming import content_disposition, download_name, episode_title, mp3_response
 from functions.download.zipping import ZipEntry, unique_names, zip_stream
-from jobs.links import TAMPERED, DownloadLinks, chapters_path
+from jobs.links import TAMPERED, DownloadLinks, chapters_path, cover_path
 from jobs.records import Job, Jobs, JobState
 from jobs.view import is_expired
 from runtime.answers import NOT_FOUND, HttpError, json_response
@@ -37,9 +44,11 @@ audio = MediaStore(database, AUDIO)
 generations = CredentialGenerations.from_settings(settings)
 links = DownloadLinks(settings.download_link_keys.get_secret_value(), str(settings.public_download_url),
                       generation_of=generations.current)
-# A signed link needs no token; anything else does, checked before the path is.
-http = HttpFunction.public("download", settings, generations=generations,
-                           authenticate_first=lambda request: not links.is_link(request.args.to_dict()))
+feeds = Feeds(database)
+feed_indexes = SetUpOnce("the feeds index", feeds.ensure_indexes).at_start()
+# A signed link and a feed need no token; anything else does, checked before the path is.
+http = HttpFunction.public("download", settings, generations=generations, authenticate_first=lambda request: not (
+    links.is_link(request.args.to_dict()) or request.path.startswith("/feeds/")))
 
 
 @functions_framework.http
@@ -128,6 +137,25 @@ def chapters(request: flask.Request, job_id: str) -> flask.Response:
     return chapters_response(request, job["chapters"])
 
 
+@http.route("/<job_id>/cover.jpg", "GET", scope="read")
+@dead_links_to_the_page
+def cover(request: flask.Request, job_id: str) -> flask.Response:
+    job = finished_job(request, job_id, cover_path(job_id))
+    stored = audio.open(job["audio"]["audio_id"])
+    if stored is None:
+        raise GONE
+    with stored:
+        picture = cover_of(stored)
+    if picture is None:
+        raise HttpError(404, "no_cover", "this MP3 has no cover (cover=none, or the video gave none)")
+    return cover_response(request, *picture)
+
+
+def has_cover(job: Job) -> bool:
+    """Whether convert put a cover in the MP3 (what `applied.tags.cover` says it got)."""
+    return ((job.get("applied") or {}).get("tags") or {}).get("cover") in ("frame", "attached")
+
+
 def finished_job(request: flask.Request, job_id: str, path: str) -> Job:
     """The caller's finished job, its MP3 not past retention, or the answer why not. `path`: what a signed link
     must have been made for."""
@@ -148,3 +176,63 @@ def finished_job(request: flask.Request, job_id: str, path: str) -> Job:
     if is_expired(job["audio"]):
         raise GONE
     return job
+
+
+# The newest MP3s a feed lists: podcast apps poll it, so it stays small.
+MAX_FEED_EPISODES = 100
+
+
+@http.route("/feed", "GET")
+def show_feed(request: flask.Request) -> flask.Response:
+    """The caller's feed address (a login's token only: an API key cannot hand out a credential)."""
+    identity = http.identity(request)
+    feed_indexes()
+    return feed_answer(*feeds.address_of(identity.subject, identity.generation))
+
+
+@http.route("/feed/rotate", "POST")
+def rotate_feed(request: flask.Request) -> flask.Response:
+    identity = http.identity(request)
+    feed_indexes()
+    return feed_answer(*feeds.rotate(identity.subject, identity.generation))
+
+
+def feed_answer(address: str, created_at: datetime) -> flask.Response:
+    return json_response(FeedView(url=f"{links.base_url}/feeds/{address}", created_at=created_at).model_dump(
+        mode="json"))
+
+
+@http.route("/feeds/<address>", "GET")
+def podcast_feed(request: flask.Request, address: str) -> flask.Response:
+    """The feed: 404 alike for an address that never was, one rotated away, and one whose account has ended or
+    changed its password."""
+    feed = feeds.find(address)
+    if feed is None or generations.current(feed.owner_id) != feed.generation:
+        raise HttpError(404, "not_found", "no such feed")
+    episodes, last_modified = [], feed.created_at
+    for job in jobs.list_owned(feed.owner_id, limit=MAX_FEED_EPISODES):
+        kept = job["state"] == JobState.DONE and job.get("audio") and not is_expired(job["audio"])
+        if not kept or (job.get("options") or {}).get("feed") is False:
+            continue
+        episode = episode_of(job)
+        if episode is not None:
+            episodes.append(episode)
+            last_modified = max(last_modified, episode.published)
+    web_url = str(settings.public_web_url) if settings.public_web_url else None
+    return feed_response(request, feed_document(episodes, last_modified, web_url), last_modified)
+
+
+def episode_of(job: Job) -> Episode | None:
+    """A finished job's MP3 as an episode, its links signed until the MP3 expires."""
+    audio_record = job["audio"]
+    owner_id, audio_id, expires_at = job["owner_id"], audio_record["audio_id"], audio_record["expires_at"]
+    enclosure = links.link(job["_id"], audio_id, expires_at, owner_id)
+    if enclosure is None:
+        return None
+    return Episode(
+        guid=job["_id"], title=(job.get("options") or {}).get("title") or episode_title(job.get("filename")),
+        published=job.get("finished_at") or job["created_at"], duration_seconds=audio_record["duration_seconds"],
+        size_bytes=audio_record["size_bytes"], enclosure_url=enclosure,
+        chapters_url=links.link(chapters_path(job["_id"]), audio_id, expires_at, owner_id)
+        if job.get("chapters") else None,
+        image_url=links.link(cover_path(job["_id"]), audio_id, expires_at, owner_id) if has_cover(job) else None)

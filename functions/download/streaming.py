@@ -20,9 +20,13 @@ from storage.media import StoredMedia
 CHUNK_BYTES = 256 * 1024
 
 
+def episode_title(original: str | None) -> str:
+    """What an MP3 is called when nothing better is known: its video's file name without the extension."""
+    return PurePosixPath(original or "").stem or "audio"
+
+
 def download_name(original: str) -> str:
-    stem = PurePosixPath(original).stem or "audio"
-    return f"{stem}.mp3"
+    return f"{episode_title(original)}.mp3"
 
 
 def content_disposition(name: str) -> str:

@@ -279,3 +279,23 @@ def test_a_video_at_a_url_is_converted_by_the_server_fetching_it(logged_in: Path
     assert "fetched by the server from the URL" in done.stdout and server.videos_served() == 1
     [audio] = [stream for stream in probe(tmp_path / "video.mp3")["streams"] if stream["codec_type"] == "audio"]
     assert (audio["codec_name"], audio["channels"]) == ("mp3", 1)
+
+
+def test_the_feed_address_shown_and_rotated(endpoints: dict[str, str], tmp_path: Path) -> None:
+    email = f"cli-feed-{uuid.uuid4().hex[:12]}@test.vid2mp3.dev"
+    assert run(tmp_path, "login", "--server", endpoints["WEB_URL"], "--email", email, "--sign-up",
+               password=TEST_PASSWORD).returncode == 0
+    converted = run(tmp_path, "convert", "--sample", "--no-feed", "-o", str(tmp_path / "sample.mp3"))
+    assert converted.returncode == 0, converted.stdout + converted.stderr
+    shown = run(tmp_path, "feed")
+    assert shown.returncode == 0 and "keep it like a password" in shown.stderr, shown.stderr
+    address = shown.stdout.strip()
+    assert re.fullmatch(re.escape(endpoints["DOWNLOAD_URL"]) + r"/feeds/[0-9a-f]{80}", address)
+    assert run(tmp_path, "feed", "show").stdout.strip() == address
+    feed = requests.get(address, timeout=30)
+    assert feed.status_code == 200 and "<item>" not in feed.text  # the sample went with --no-feed
+    rotated = run(tmp_path, "feed", "rotate")
+    assert rotated.returncode == 0 and "old feed address no longer works" in rotated.stderr
+    assert rotated.stdout.strip() != address
+    assert requests.get(address, timeout=30).status_code == 404
+    assert requests.get(rotated.stdout.strip(), timeout=30).status_code == 200

@@ -1,12 +1,13 @@
 """The web page's account area and import from a URL (issue 25), in a real headless Chromium against the real stack:
 the password changed in the page (the old token refused by the API, the page going on with the new one, a log-in
 with the new password); an API key made in the page (shown once, copied with the clipboard), used from Python with
-its scope enforced, revoked in the page and refused; a video converted from a URL a loopback server serves, and a
-refused URL said with the server's words; an import trickled slowly shown in the upload bar and cancelled. Every
-view checked with axe-core at both sizes."""
+its scope enforced, revoked in the page and refused; the podcast feed's address shown, copied and rotated (with a
+confirmation); a video converted from a URL a loopback server serves, and a refused URL said with the server's words;
+an import trickled slowly shown in the upload bar and cancelled. Every view checked with axe-core at both sizes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,53 @@ def test_a_read_key_made_in_the_page_reads_but_cannot_upload_and_stops_once_revo
     assert dialogs == ["Revoke the key backups? Scripts using it stop working."]
     refused_within(endpoints, key, "the revoked key to be refused")
     check_view(tab, axe_source, "a key revoked")
+    assert tab.problems == []
+
+
+def test_the_feed_address_is_shown_copied_and_rotated_in_the_page(tab: Tab, axe_source: str,
+                                                                   endpoints: dict[str, str]) -> None:
+    page = tab.page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=endpoints["WEB_URL"])
+    sign_up(tab)
+    field = page.get_by_label("Your feed address")
+    expect(field).to_have_value(re.compile(re.escape(endpoints["DOWNLOAD_URL"]) + r"/feeds/[0-9a-f]{80}$"))
+    assert field.get_attribute("readonly") is not None
+    address = field.input_value()
+    page.click("#copy-feed")
+    expect(page.locator("#feed-copy-status")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == address
+    assert requests.get(address, timeout=30).status_code == 200
+    check_view(tab, axe_source, "the feed's address shown")
+
+    # Rotation asks first: dismissed, nothing changes; accepted, the old address ends at once.
+    dialogs: list[str] = []
+    page.once("dialog", lambda dialog: dialogs.append(dialog.message) or dialog.dismiss())
+    page.click("#rotate-feed")
+    wait_for(lambda: dialogs or None, 10, "the confirmation")
+    expect(field).to_have_value(address)
+    page.once("dialog", lambda dialog: dialogs.append(dialog.message) or dialog.accept())
+    page.get_by_role("button", name="New feed address").click()
+    expect(page.locator("#feed-message")).to_have_text("Your feed has a new address: the old one no longer works.")
+    rotated = field.input_value()
+    assert rotated != address and dialogs[0] == dialogs[1] and dialogs[0].startswith("Make a new feed address?")
+    expect(field).to_be_focused()
+    assert requests.get(address, timeout=30).status_code == 404
+    assert requests.get(rotated, timeout=30).status_code == 200
+    check_view(tab, axe_source, "a feed's address rotated")
+    # A reload shows the same address again.
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]", state="attached")
+    expect(field).to_have_value(rotated)
+
+    # A video sent with "Leave it out of my podcast feed" converts, and the feed does not list it.
+    page.click("#options summary")
+    page.check("#option-no-feed")
+    page.set_input_files("#file", str(clip(2)))
+    expect(page.locator("#state")).to_have_text("done", timeout=60_000)
+    job_id = page.evaluate("currentJob.job_id")
+    assert page.evaluate("currentJob.options") == {"feed": False}
+    feed = requests.get(rotated, timeout=30)
+    assert feed.status_code == 200 and job_id not in feed.text and "<item>" not in feed.text
     assert tab.problems == []
 
 

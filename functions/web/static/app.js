@@ -69,11 +69,13 @@ function showSignedIn() {
   byId("close-account").hidden = !token;
   byId("change-password").hidden = !token;
   byId("api-keys").hidden = !token;
+  byId("podcast-feed").hidden = !token;
   if (!token) byId("job").hidden = true;
   if (token) {
     showResumableUploads();
     refreshHistory();
     refreshKeys();
+    refreshFeed();
   }
 }
 
@@ -87,6 +89,7 @@ function signOut(message) {
   byId("new-key").hidden = true;
   byId("new-key-value").value = "";
   renderKeys([]);
+  byId("feed-url").value = "";
   showSignedIn();
   say("account-message", message || "", true);
   keepFocus(byId("email"));
@@ -274,9 +277,10 @@ const changePassword = accountForm("change-password-form", "change-password-mess
     headers: authorization() });
   sessionStorage.setItem("vid2mp3.token", answer.access_token);
   form.reset();
-  say("change-password-message", "Your password is changed. Other sessions, your API keys and the links emailed "
-    + "before no longer work; this page goes on.", true);
+  say("change-password-message", "Your password is changed. Other sessions, your API keys, your podcast feed's "
+    + "address and the links emailed before no longer work; this page goes on.", true);
   refreshKeys();
+  refreshFeed();
 }, () => focusOn(byId("current-password")));
 
 // --- API keys (auth's /keys) ----------------------------------------------------------------------------------
@@ -335,16 +339,46 @@ const createKey = accountForm("key-form", "key-message", async (form) => {
   refreshKeys();
 });
 
-async function copyKey() {
-  const field = byId("new-key-value");
+// A secret shown in a read-only field (a new key, the feed's address) to the clipboard, or selected to copy by hand.
+async function copyField(fieldId, statusId, what) {
+  const field = byId(fieldId);
   try {
     await navigator.clipboard.writeText(field.value);
-    byId("copy-status").textContent = "Copied";
+    byId(statusId).textContent = "Copied";
   } catch {
-    // No clipboard here (a browser's setting, or a page not served over https): the key is selected to copy by hand.
+    // No clipboard here (a browser's setting, or a page not served over https): the text is selected to copy by hand.
     field.focus();
     field.select();
-    byId("copy-status").textContent = "Copy it by hand: the key is selected.";
+    byId(statusId).textContent = `Copy it by hand: the ${what} is selected.`;
+  }
+}
+
+// --- The private podcast feed (download's /feed) -----------------------------------------------------------------
+
+async function refreshFeed() {
+  try {
+    showFeed(await call("GET", `${api.download_url}/feed`, { headers: authorization() }));
+  } catch (error) {
+    say("feed-message", `The feed's address could not be loaded: ${error.message}`);
+  }
+}
+
+function showFeed(feed) {
+  byId("feed-url").value = feed.url;
+  byId("feed-copy-status").textContent = "";
+}
+
+async function rotateFeed() {
+  if (!window.confirm("Make a new feed address? The podcast apps given the old one stop getting your MP3s until "
+    + "you give them the new one.")) return;
+  try {
+    await whileBusy(byId("rotate-feed"), async () => {
+      showFeed(await call("POST", `${api.download_url}/feed/rotate`, { headers: authorization() }));
+      say("feed-message", "Your feed has a new address: the old one no longer works.", true);
+      focusOn(byId("feed-url"));
+    });
+  } catch (error) {
+    say("feed-message", error.message);
   }
 }
 
@@ -1159,7 +1193,9 @@ async function main() {
   byId("close-account-form").addEventListener("submit", closeAccount);
   byId("change-password-form").addEventListener("submit", changePassword);
   byId("key-form").addEventListener("submit", createKey);
-  byId("copy-key").addEventListener("click", copyKey);
+  byId("copy-key").addEventListener("click", () => copyField("new-key-value", "copy-status", "key"));
+  byId("copy-feed").addEventListener("click", () => copyField("feed-url", "feed-copy-status", "address"));
+  byId("rotate-feed").addEventListener("click", rotateFeed);
   byId("keys").addEventListener("click", revokeKey);
   byId("url-form").addEventListener("submit", startFromUrl);
   byId("cancel").addEventListener("click", cancel);

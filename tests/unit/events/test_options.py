@@ -24,6 +24,8 @@ from events.options import InvalidOptions, as_fields, parse_options
     ({"trim_silence": "TRUE", "silence_threshold_db": "-60", "silence_min_seconds": "1.5"},
      {"trim_silence": True, "silence_threshold_db": -60.0, "silence_min_seconds": 1.5}),
     ({"trim_silence": "false"}, {}),  # the default, said
+    ({"feed": "False"}, {"feed": False}),  # out of the podcast feed
+    ({"feed": "true"}, {}),  # in it: the default, said
     ({"title": "  Ode\tto\njoy ", "artist": "Ana Ñ", "album": "", "date": "2024-05"},
      {"title": "Ode to joy", "artist": "Ana Ñ", "date": "2024-05"}),
     ({"title": "\u200b\x07"}, {}),  # nothing but invisible characters: no tag
@@ -39,10 +41,10 @@ def test_every_bad_option_is_named_at_once() -> None:
         parse_options({"start": "1:75", "end": "soon", "quality": "V10", "bitrate": "100", "normalize": "loud",
                        "loudness": "-5", "track": "-1", "channels": "6", "title": "x" * 256, "date": "2024-13-01",
                        "cover": "poster", "chapters": "split", "trim_silence": "yes", "silence_threshold_db": "0",
-                       "silence_min_seconds": "0"})
+                       "silence_min_seconds": "0", "feed": "no"})
     assert set(raised.value.errors) == {"start", "end", "quality", "bitrate", "normalize", "loudness", "track",
                                         "channels", "title", "date", "cover", "chapters", "trim_silence",
-                                        "silence_threshold_db", "silence_min_seconds"}
+                                        "silence_threshold_db", "silence_min_seconds", "feed"}
     assert all(raised.value.errors.values())
 
 
@@ -66,7 +68,7 @@ def test_options_are_checked_together(fields: dict[str, str], field: str, proble
 @pytest.mark.parametrize(("fields", "field", "problem"), [
     ({"qualty": "V0"}, "qualty", "did you mean 'quality'?"),
     ({"Start": "1"}, "Start", "did you mean 'start'?"),  # names are spelt as given: no case folding
-    ({"speed": "2"}, "speed", "the options are start, end, quality"),
+    ({"tempo": "2"}, "tempo", "the options are start, end, quality"),
     ({"filename": "a.mp4"}, "filename", "not an option"),  # the upload takes it from the query before the options
 ])
 def test_a_name_that_is_no_option_is_refused(fields: dict[str, str], field: str, problem: str) -> None:
