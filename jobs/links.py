@@ -2,7 +2,8 @@
 owner hands it to.
 
 `<download URL>/<job id>?expires=<unix time>&key=<key id>&signature=<base64url HMAC-SHA256>`, the signature over
-the path below the download URL (the job id for the MP3; `<job id>/chapters.json` for its chapters), the id of the
+the path below the download URL (the job id for the MP3; `<job id>/chapters.json` for its chapters,
+`<job id>/chapters/<n>.mp3` and `<job id>/chapters.zip` for its chapter files), the id of the
 MP3 it was made for, the expiry and the owner's credential generation (accounts/credentials.py), with a server-side
 key (the Secret's `download-link-keys`). A link opens the one document it was signed for. So a link is unguessable
 (256 bits), opens that one MP3 only (a changed job, MP3 or expiry is a changed message: 403), ends with the MP3's
@@ -58,6 +59,16 @@ def signature(key: bytes, path: str, audio_id: str, expires: int, generation: in
 def chapters_path(job_id: str) -> str:
     """Where the download function serves a job's chapters (the Podcasting 2.0 JSON chapters document)."""
     return f"{job_id}/chapters.json"
+
+
+def chapter_file_path(job_id: str, number: int) -> str:
+    """Where the download function serves one of a job's chapter files (`split=chapters`), numbered from 1."""
+    return f"{job_id}/chapters/{number}.mp3"
+
+
+def chapter_files_zip_path(job_id: str) -> str:
+    """Where the download function serves all of a job's chapter files as one ZIP."""
+    return f"{job_id}/chapters.zip"
 
 
 class DownloadLinks:
