@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import urllib.parse
 import zipfile
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,17 @@ from functions.reconcile.sweeps import Reconciler
 from jobs.records import Jobs, JobState
 from jobs.view import job_view
 from runtime.clock import now
-from storage.media import AUDIO, MediaStore, remove_job_media
+from storage.media import AUDIO, MediaStore
 from tests.audio_quality import click_ratio, decode
+from tests.stack import test_segmented_conversion
 from tests.stack.test_conversion_options import ffmpeg
 from tests.stack.test_segmented_conversion import OnStack
 from tests.support import event_tap, new_user, wait_for
 from transcoding.plan import FanOutPolicy, Mode
 
 pytestmark = pytest.mark.stack
+# The real Converter in this process on the stack; the fixture removes its jobs after the module.
+on_stack = test_segmented_conversion.on_stack
 
 RATE = 44100
 TONE_HZ = 1000
@@ -190,15 +192,6 @@ def test_a_split_that_cannot_be_made_is_refused_naming_split(
                            files={"file": ("video.mp4", videos[video].read_bytes(), "video/mp4")}, timeout=60)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"] == "invalid_options" and problem in answer.json()["fields"]["split"]
-
-
-@pytest.fixture(scope="module")
-def on_stack(endpoints: dict[str, str]) -> Iterator[OnStack]:
-    stack = OnStack(endpoints)
-    yield stack
-    for job in stack.jobs.collection.find({"owner_id": stack.owner_id}):
-        remove_job_media(stack.database, job)
-        stack.jobs.delete(job["_id"])
 
 
 @pytest.fixture(scope="module")
