@@ -84,8 +84,9 @@ class Outcome:
         try:
             chapters = self.chapter_files(job, target)
         except JoinError as error:
-            if stored.file_id != job_id or self.fail(job, attempt_id, FailureReason.INVALID_OUTPUT,
-                                                     f"the chapter files could not be cut: {error}"):
+            failed = self.fail(job, attempt_id, FailureReason.INVALID_OUTPUT,
+                               f"the chapter files could not be cut: {error}")
+            if failed or stored.file_id != job_id:  # the job's id may be a newer attempt's MP3 by now
                 self.audio.remove(stored.file_id)
             return False
         copied = encoded.stream_copied

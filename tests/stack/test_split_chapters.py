@@ -245,3 +245,4 @@ def test_chapter_files_go_with_their_mp3_at_its_retention(on_stack: OnStack, thr
                stuck_after=timedelta(minutes=30), max_redrives=3).delete_expired_audio()
     assert audio.count_documents({"metadata.job_id": expired.job_id}) == 0
     assert audio.count_documents({"metadata.job_id": kept.job_id}) == 4  # the MP3 and its chapters, not yet due
+
