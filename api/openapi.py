@@ -45,6 +45,7 @@ from events.options import (
     MAX_TAG_CHARS,
     SILENCE_MIN_RANGE_SECONDS,
     SILENCE_THRESHOLD_RANGE_DB,
+    SPLITS,
 )
 from jobs.view import JobView
 from runtime.answers import ErrorBody
@@ -185,6 +186,11 @@ def option_field_schemas() -> dict[str, dict[str, Any]]:
         "chapters": {**spelled(*(caseless(choice) for choice in CHAPTERS)),
                      "description": "`markers` (default): the video's chapters as ID3 chapter markers, listed on the "
                                     "job and served as JSON; `none`: no chapters."},
+        "split": {**spelled(*(caseless(choice) for choice in SPLITS)),
+                  "description": "`chapters`: also one MP3 per chapter, cut from the same encode (gapless: played "
+                                 "back to back they are the whole MP3), tagged with the chapter's title and track "
+                                 "number n/N; the video must have a chapter (within the trim), and not with "
+                                 "`chapters=none`."},
         "trim_silence": {**spelled(caseless("true"), caseless("false")),
                          "description": "`true`: the leading and trailing silence trimmed (measured on the decoded "
                                         "audio; not with `start`/`end`)."},
@@ -671,6 +677,39 @@ def download_paths() -> dict[str, Any]:
                 "409": error("The job has not finished: no MP3 yet."),
                 "410": error("The MP3 (or the link) has expired."),
                 "412": error("`If-Match` names another ETag."),
+                "503": UNAVAILABLE,
+            }}},
+        "/download/{job_id}/chapters/{number}.mp3": {"get": {
+            **download, "operationId": "downloadChapterFile",
+            "summary": "One chapter file of a finished job (`split=chapters`), served as the MP3 is.",
+            "description": "Numbered from 1 as the job's `audio.chapter_files` lists them; the owner's token or a "
+                           "signed link made for this path (the file's `download_link`); kept as long as the MP3.",
+            "parameters": [download["parameters"][0],
+                           {"name": "number", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}},
+                           *download["parameters"][1:]],
+            "responses": {**download["responses"],
+                          "404": error("No such job (someone else's job answers the same), or no chapter file of "
+                                       "that number (`no_chapter_file`).")}}},
+        "/download/{job_id}/chapters.zip": {"get": {
+            "operationId": "downloadChapterFilesZip", "tags": ["download"],
+            "summary": "All the chapter files of a finished job as one ZIP, streamed as it is built.",
+            "description": "Stored (not deflated) entries, each a chapter file byte for byte, named `<video> - <nn> "
+                           "<title>.mp3` in chapter order; the owner's token or a signed link made for this path "
+                           "(`audio.chapter_files_zip_link`).",
+            "security": [{"bearer": []}, {}],
+            "parameters": download["parameters"][:4],
+            "responses": {
+                "200": {"description": "The ZIP.",
+                        "headers": {"Content-Disposition": header("`attachment; filename=\"<video> - chapters.zip\"`")},
+                        "content": {"application/zip": {"schema": {"contentMediaType": "application/zip"}}}},
+                "303": DEAD_LINK_TO_THE_PAGE,
+                "401": UNAUTHORIZED,
+                "403": error("The signed link was changed, is incomplete or was made for another path."),
+                "404": error("No such job (someone else's job answers the same), or it has no chapter files "
+                             "(`no_chapter_files`)."),
+                "409": error("The job has not finished: no MP3 yet."),
+                "410": error("The MP3 (or the link) has expired."),
                 "503": UNAVAILABLE,
             }}},
         **feed_paths()}

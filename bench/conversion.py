@@ -50,6 +50,7 @@ from bench import lifetimes as bench_lifetimes
 from bench import options as bench_options
 from bench import real_media as bench_real_media
 from bench import segments as bench_segments
+from bench import split_chapters as bench_split
 from bench import tracing as bench_tracing
 from bench import zip_download as bench_zip
 from events import EventEmitter, VideoUploaded
@@ -906,6 +907,7 @@ def judge(report: Report) -> None:
     bench_segments.judge(report)
     bench_real_media.judge(report)
     bench_zip.judge(report)
+    bench_split.judge(report)
     report.target("convert step added time, 360p-10s (s)", "convert_step.360p-10s.added_s",
                   steps.get("360p-10s", {}).get("added_s"), 0.100, "lower")
     mp3 = steps.get("360p-60s-mp3", {})
@@ -1038,6 +1040,8 @@ def main() -> int:
             bench_real_media.measure(report, points, database, stack_client(points), scratch)
             print("A ZIP of many jobs' MP3s beside one MP3 at a time:")
             bench_zip.measure(report, stack_client(points), CLIPS["360p-60s"].path, scratch)
+            print("One MP3 per chapter beside the whole MP3 alone (600 s, 8 chapters):")
+            bench_split.measure(report, bench, bench_split.chaptered_video(BENCH_DIR / "chapters-600s-8.mp4"))
             ffmpeg_overheads(report, scratch)
             print("GridFS lookups:")
             lookup_cost(report, database)

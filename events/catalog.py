@@ -125,6 +125,22 @@ class ChapterMarker(BaseModel):
     end_seconds: Annotated[float, Field(gt=0)]
 
 
+class ChapterFile(BaseModel):
+    """One MP3 per chapter (`split=chapters`): cut from the job's MP3 and stored beside it; download it from
+    `<download URL>/<job id>/chapters/<number>.mp3`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: Annotated[int, Field(ge=1, le=MAX_CHAPTERS, description="Its track number, from 1.")]
+    title: Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS)]
+    file_id: MediaId
+    size_bytes: Annotated[int, Field(ge=1)]
+    sha256: Sha256
+    start_seconds: Annotated[float, Field(ge=0, description="Where it starts in the whole MP3 (the first file also "
+                                                            "holds what comes before the first chapter).")]
+    duration_seconds: Annotated[float, Field(gt=0)]
+
+
 class AudioConverted(EventPayload):
     """The MP3 of a job is stored in GridFS and the job is `done`. Emitted by `convert`; consumed by `notify`."""
 
@@ -140,6 +156,9 @@ class AudioConverted(EventPayload):
     converted_at: datetime
     chapters: Annotated[list[ChapterMarker] | None, optional(
         max_length=MAX_CHAPTERS, description="The MP3's chapter markers; absent when it has none.")] = None
+    chapter_files: Annotated[list[ChapterFile] | None, optional(
+        max_length=MAX_CHAPTERS, description="One MP3 per chapter, played back to back the whole MP3 (asked with "
+                                             "`split=chapters`); absent otherwise.")] = None
 
 
 class ConversionFailed(EventPayload):

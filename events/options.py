@@ -26,6 +26,8 @@ LOUDNESS_RANGE_LUFS = (-23.0, -10.0)
 COVERS = ("frame", "attached", "none")
 # What becomes of the video's chapters: ID3 chapter markers in the MP3 (and the job's chapter list), or nothing.
 CHAPTERS = ("markers", "none")
+# What the MP3 is split into besides the whole: one file per chapter.
+SPLITS = ("chapters",)
 MAX_TAG_CHARS = 255
 # Chapter markers in one MP3 at most (its tag, its job and its audio.converted event).
 MAX_CHAPTERS = 1000
@@ -37,7 +39,7 @@ DEFAULT_SILENCE_MIN_SECONDS = 0.5
 SILENCE_MIN_RANGE_SECONDS = (0.05, 60.0)
 # The form fields (and query parameters) that are options; `bitrate` is the older spelling of a CBR `quality`.
 FIELDS = ("start", "end", "quality", "bitrate", "normalize", "loudness", "track", "channels", "title", "artist",
-          "album", "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds",
+          "album", "date", "cover", "chapters", "split", "trim_silence", "silence_threshold_db", "silence_min_seconds",
           "feed")
 
 Quality = Literal["128", "192", "256", "320", "V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"]
@@ -79,6 +81,10 @@ class ConversionOptions(BaseModel):
     chapters: Annotated[Literal["markers", "none"] | None,
                         optional(description="The video's chapters as ID3 chapter markers in the MP3, listed on the "
                                              "job and served as a JSON chapters document (default), or none.")] = None
+    split: Annotated[Literal["chapters"] | None,
+                     optional(description="Also one MP3 per chapter, cut from the same encode (gapless: played back "
+                                          "to back they are the whole MP3), tagged with the chapter's title and "
+                                          "track number n/N.")] = None
     trim_silence: Annotated[bool | None, optional(description="Trim the leading and trailing silence, measured on the "
                                                            "decoded audio.")] = None
     silence_threshold_db: Annotated[float | None, optional(
@@ -247,6 +253,7 @@ PARSERS: dict[str, tuple[Any, str]] = {
     "date": (parse_date, "date"),
     "cover": (parse_choice(COVERS), "cover"),
     "chapters": (parse_choice(CHAPTERS), "chapters"),
+    "split": (parse_choice(SPLITS), "split"),
     "trim_silence": (parse_switch, "trim_silence"),
     "silence_threshold_db": (parse_number_in(SILENCE_THRESHOLD_RANGE_DB, "dBFS"), "silence_threshold_db"),
     "silence_min_seconds": (parse_number_in(SILENCE_MIN_RANGE_SECONDS, "s"), "silence_min_seconds"),
@@ -298,6 +305,8 @@ def parse_options(fields: Mapping[str, str]) -> ConversionOptions:
     if "trim_silence" in values and ("start_seconds" in values or "end_seconds" in values):
         # The silence decides the range: a start or an end given too would be overruled or contradicted.
         errors["trim_silence"] = "give either trim_silence=true or a trim (start, end), not both"
+    if values.get("split") == "chapters" and values.get("chapters") == "none":
+        errors["split"] = "split=chapters cuts the MP3 at its chapters, which chapters=none drops"
     if errors:
         raise InvalidOptions(errors)
     return ConversionOptions(**values)

@@ -2,7 +2,8 @@
 owner hands it to.
 
 `<download URL>/<job id>?expires=<unix time>&key=<key id>&signature=<base64url HMAC-SHA256>`, the signature over
-the path below the download URL (the job id for the MP3; `<job id>/chapters.json` for its chapters), the id of the
+the path below the download URL (the job id for the MP3; `<job id>/chapters.json` for its chapters,
+`<job id>/chapters/<n>.mp3` and `<job id>/chapters.zip` for its chapter files), the id of the
 MP3 it was made for, the expiry and the owner's credential generation (accounts/credentials.py), with a server-side
 key (the Secret's `download-link-keys`). A link opens the one document it was signed for. So a link is unguessable
 (256 bits), opens that one MP3 only (a changed job, MP3 or expiry is a changed message: 403), ends with the MP3's
@@ -64,6 +65,16 @@ def chapters_path(job_id: str) -> str:
 def cover_path(job_id: str) -> str:
     """Where the download function serves the cover in a job's MP3 (the podcast feed's episode image)."""
     return f"{job_id}/cover.jpg"
+
+
+def chapter_file_path(job_id: str, number: int) -> str:
+    """Where the download function serves one of a job's chapter files (`split=chapters`), numbered from 1."""
+    return f"{job_id}/chapters/{number}.mp3"
+
+
+def chapter_files_zip_path(job_id: str) -> str:
+    """Where the download function serves all of a job's chapter files as one ZIP."""
+    return f"{job_id}/chapters.zip"
 
 
 class DownloadLinks:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from events.options import ConversionOptions
-from jobs.links import chapters_path
+from jobs.links import chapter_file_path, chapter_files_zip_path, chapters_path
 from jobs.records import Job, JobState
 from runtime.clock import iso, now
 
@@ -61,6 +61,20 @@ class Encoding(BaseModel):
         default=None, description="Per segment, when it was encoded (seconds after the encoding started).")
 
 
+class ChapterFileView(BaseModel):
+    """One MP3 per chapter (`split=chapters`), cut from the MP3: played back to back they are the whole."""
+
+    number: int = Field(ge=1, description="Its track number, from 1.")
+    title: str
+    size_bytes: int
+    sha256: str
+    start_seconds: float = Field(ge=0, description="Where it starts in the whole MP3.")
+    duration_seconds: float
+    download_url: str | None = Field(default=None, description="GET it with the owner's token.")
+    download_link: str | None = Field(default=None, description="A signed link that needs no token, until the "
+                                                                "MP3's `expires_at`.")
+
+
 class AudioView(BaseModel):
     audio_id: str
     size_bytes: int
@@ -77,6 +91,12 @@ class AudioView(BaseModel):
                                      "document (`application/json+chapters`), with the owner's token; when the MP3 "
                                      "has chapters.")
     chapters_link: str | None = Field(default=None, description="The same with a signed link, until `expires_at`.")
+    chapter_files: list[ChapterFileView] | None = Field(default=None, description="One MP3 per chapter, when "
+                                                        "asked (`split=chapters`).")
+    chapter_files_zip_url: str | None = Field(default=None, description="All the chapter files as one ZIP, with "
+                                              "the owner's token.")
+    chapter_files_zip_link: str | None = Field(default=None, description="The same with a signed link, until "
+                                               "`expires_at`.")
 
 
 class ChapterView(BaseModel):
@@ -173,12 +193,17 @@ def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
             duration_seconds=audio["duration_seconds"], stream_copied=audio["stream_copied"],
             expires_at=iso(audio.get("expires_at")), expired=is_expired(audio),
         )
+        if audio.get("chapter_files"):
+            view.audio.chapter_files = [ChapterFileView.model_validate(chapter_file)
+                                        for chapter_file in audio["chapter_files"]]
         if links is not None and not view.audio.expired:
             # With the owner's token; and a signed link that needs none, to open in a browser or hand on.
             view.audio.download_url = f"{links.base_url}/{job['_id']}"
             if audio.get("expires_at") is not None:
                 view.audio.download_link = links.link(job["_id"], audio["audio_id"], audio["expires_at"],
                                                       job["owner_id"])
+            if audio.get("chapter_files"):
+                add_chapter_links(view.audio, job, links)
             if job.get("chapters"):
                 view.audio.chapters_url = f"{links.base_url}/{chapters_path(job['_id'])}"
                 if audio.get("expires_at") is not None:
@@ -189,3 +214,19 @@ def view_of(job: Job, links: DownloadLinkMaker | None = None) -> JobView:
     if job.get("notification"):
         view.notification = Notification(state=job["notification"].get("state"))
     return view
+
+
+def add_chapter_links(audio_view: AudioView, job: Job, links: DownloadLinkMaker) -> None:
+    """Each chapter file's URL and signed link, and the URL and link of their ZIP."""
+    audio = job["audio"]
+
+    def signed(path: str) -> str | None:
+        if audio.get("expires_at") is None:
+            return None
+        return links.link(path, audio["audio_id"], audio["expires_at"], job["owner_id"])
+
+    for chapter_file in audio_view.chapter_files or []:
+        path = chapter_file_path(job["_id"], chapter_file.number)
+        chapter_file.download_url, chapter_file.download_link = f"{links.base_url}/{path}", signed(path)
+    audio_view.chapter_files_zip_url = f"{links.base_url}/{chapter_files_zip_path(job['_id'])}"
+    audio_view.chapter_files_zip_link = signed(chapter_files_zip_path(job["_id"]))

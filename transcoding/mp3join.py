@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -374,12 +375,15 @@ class Mp3Joiner:
             self._payload_base = keep_from
         return [b"".join(pieces)] if pieces else []
 
-    def tag_frame(self) -> bytes:
+    def tag_frame(self, *, delay: int | None = None, sample_count: int | None = None) -> bytes:
         """The Info/LAME tag frame describing the whole joined stream, to write just before its first audio frame
-        (after close())."""
+        (after close()). `delay` and `sample_count` (the segments' own unless given) set the encoder delay and the
+        padding a gapless decoder removes: a piece cut from a longer stream plays exactly its own samples."""
         if self._tag is None or not self._closed:
             raise RuntimeError("tag_frame() needs at least one add() and then close()")
         tag = self._tag
+        delay = tag.delay if delay is None else delay
+        sample_count = self.sample_count if sample_count is None else sample_count
         frame = bytearray(tag.frame)
         xing, lame = tag.xing_offset, tag.lame_offset
         total_bytes = len(frame) + self._audio_bytes
@@ -393,14 +397,114 @@ class Mp3Joiner:
             position = len(frame) + offsets[entry * frames // 100] if frames else 0
             toc[entry] = min(255, position * 256 // total_bytes)
         frame[xing + 16:xing + 116] = toc
-        padding = frames * SAMPLES_PER_FRAME - self.sample_count - tag.delay
-        if not 0 <= padding < 4096:
-            raise JoinError(f"padding {padding} does not fit the LAME tag")
+        padding = frames * SAMPLES_PER_FRAME - sample_count - delay
+        if not 0 <= padding < 4096 or not 0 <= delay < 4096:
+            raise JoinError(f"delay {delay} or padding {padding} does not fit the LAME tag")
         frame[lame:lame + 9] = _ENCODER_NAME
-        frame[lame + 21:lame + 24] = ((tag.delay << 12) | padding).to_bytes(3, "big")
+        frame[lame + 21:lame + 24] = ((delay << 12) | padding).to_bytes(3, "big")
         frame[lame + 28:lame + 32] = total_bytes.to_bytes(4, "big")
         # The music CRC is optional (no decoder checks it) and a pure-Python CRC of all the audio costs ~0.6 s per
         # 600 s; 0 leaves it unset.
         frame[lame + 32:lame + 34] = b"\0\0"
         frame[lame + 34:lame + 36] = _crc16(bytes(frame[:lame + 34]), 0, 0xA001, reflected=True).to_bytes(2, "big")
         return bytes(frame)
+
+
+# --- Cutting one stream into pieces (one MP3 per chapter) -----------------------------------------------------
+
+# ffmpeg's MP3 decoder outputs a sample this many samples after the frame data that makes it (its synthesis
+# filterbank), and skips that many more than the LAME tag's delay.
+DECODER_DELAY = 529
+# A piece starts this many frames before its first sample's frame: a decoder's first granule lacks the previous
+# one's overlap and its filterbank starts empty (576 + 529 samples), so a piece's first frame only warms it up and
+# the tag's delay skips its output.
+WARM_UP_FRAMES = 1
+# Frames taken in front of a piece so its first frames' main data (up to 511 bytes back: the bit reservoir) is
+# there to be relayed: 511 bytes are at most 6 frames of the smallest MPEG-1 frame this joiner writes (32 kbit/s).
+RESERVOIR_FRAMES = 6
+
+
+@dataclass(frozen=True)
+class PieceCut:
+    """One piece of a stream: audio frames [first_frame, first_frame + frame_count) with the LAME tag's `delay`,
+    decoding to `sample_count` samples: the stream's samples from `start_sample` on."""
+
+    first_frame: int
+    frame_count: int
+    delay: int
+    start_sample: int
+    sample_count: int
+
+
+def plan_cuts(starts: list[int], total_samples: int, total_frames: int, *,
+              delay: int = ENCODER_DELAY) -> list[PieceCut]:
+    """Pieces of a stream of `total_samples` samples in `total_frames` audio frames (its encoder `delay`) that
+    start at the samples `starts` (increasing; the first piece also takes what comes before its start, the last
+    runs to the end), so the pieces played back to back by a gapless decoder are the stream, sample for sample.
+    Each piece's frames start on the frame before its first sample's (WARM_UP_FRAMES) and end on the frame that
+    makes its last sample; its tag's delay and padding trim the rest."""
+    if not starts or any(after <= before for before, after in pairwise(starts)) or starts[0] < 0 \
+            or starts[-1] >= total_samples:
+        raise JoinError(f"piece starts must increase within the stream's {total_samples} samples: {starts}")
+    bounds = [0, *starts[1:], total_samples]
+    cuts = []
+    for index, (start, end) in enumerate(pairwise(bounds)):
+        first = max(0, (start + delay) // SAMPLES_PER_FRAME - WARM_UP_FRAMES)
+        piece_delay = start + delay - first * SAMPLES_PER_FRAME
+        if index == len(bounds) - 2:
+            count = total_frames - first
+        else:
+            count = min(total_frames - first,
+                        -(-(piece_delay + end - start + DECODER_DELAY) // SAMPLES_PER_FRAME))
+        cuts.append(PieceCut(first_frame=first, frame_count=count, delay=piece_delay, start_sample=start,
+                             sample_count=end - start))
+    return cuts
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """Where a whole MP3's Info/LAME tag and audio frames are: its tag, and every audio frame's byte offset (one
+    more at the end)."""
+
+    tag: _Tag
+    frame_offsets: list[int]
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.frame_offsets) - 1
+
+    @property
+    def sample_count(self) -> int:
+        return self.frame_count * SAMPLES_PER_FRAME - self.tag.delay - self.tag.padding
+
+
+def stream_layout(mp3: bytes | mmap.mmap) -> StreamLayout:
+    """Reads an MP3 as ffmpeg (or this joiner) wrote it: an optional ID3v2 tag, the Info/LAME tag frame, CBR or VBR
+    MPEG-1 Layer III frames (an ID3v1 tag or anything else after them is left out)."""
+    start = _audio_start(bytes(mp3[:10]))
+    tag = _read_tag(bytes(mp3[start:start + 4096]), 0)
+    position, end = start + len(tag.frame), len(mp3)
+    offsets = []
+    while position + 4 <= end and mp3[position] == 0xFF:
+        layout = _layout(_header_at(mp3, position)[0])
+        if position + layout.length > end:
+            break
+        offsets.append(position)
+        position += layout.length
+    offsets.append(position)
+    if len(offsets) - 1 != tag.audio_frames:
+        raise JoinError(f"the MP3 holds {len(offsets) - 1} audio frames, its tag says {tag.audio_frames}")
+    return StreamLayout(tag, offsets)
+
+
+def cut_piece(mp3: bytes | mmap.mmap, layout: StreamLayout, cut: PieceCut) -> bytes:
+    """One piece of the MP3 (without an ID3 tag): its own Info/LAME tag frame, then its frames, their main data
+    relayed so none refers to a frame left out."""
+    lead = min(cut.first_frame, RESERVOIR_FRAMES)
+    offsets = layout.frame_offsets
+    # The joiner takes a segment as ffmpeg writes one: the tag frame, then frames (here from `lead` frames early).
+    segment = layout.tag.frame + bytes(mp3[offsets[cut.first_frame - lead]:offsets[cut.first_frame + cut.frame_count]])
+    joiner = Mp3Joiner()
+    pieces = joiner.add(segment, skip_frames=lead, keep_frames=cut.frame_count)
+    pieces.append(joiner.close())
+    return joiner.tag_frame(delay=cut.delay, sample_count=cut.sample_count) + b"".join(pieces)

@@ -11,12 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from events import AudioConverted, ConversionFailed, EventEmitter, FailureReason
+from events import AudioConverted, ChapterFile, ConversionFailed, EventEmitter, FailureReason
 from jobs.records import Job, Jobs, JobState
 from runtime.clock import now
 from storage.media import JobSources, MediaStore, StoredFile
-from transcoding import ffmpeg_tools, segments
-from transcoding.mp3join import SegmentPlan
+from transcoding import chapter_files, ffmpeg_tools, segments
+from transcoding.mp3join import JoinError, SegmentPlan
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +81,26 @@ class Outcome:
             with target.open("rb") as file:
                 stored = self.audio.store_file(job_id, file, filename=f"{job_id}.mp3",
                                                metadata={"owner_id": job["owner_id"], "job_id": job_id})
+        try:
+            chapters = self.chapter_files(job, target)
+        except JoinError as error:
+            failed = self.fail(job, attempt_id, FailureReason.INVALID_OUTPUT,
+                               f"the chapter files could not be cut: {error}")
+            if failed or stored.file_id != job_id:  # the job's id may be a newer attempt's MP3 by now
+                self.audio.remove(stored.file_id)
+            return False
         copied = encoded.stream_copied
         event = AudioConverted(
             job_id=job_id, owner_id=job["owner_id"], audio_id=stored.file_id, size_bytes=stored.size_bytes,
             sha256=stored.sha256, duration_seconds=encoded.duration_seconds,
             bitrate_kbps=None if copied else encoded.average_kbps or job["bitrate_kbps"], stream_copied=copied,
             converted_at=now(), chapters=job.get("chapters"),
+            chapter_files=[ChapterFile.model_validate(chapter) for chapter in chapters] if chapters else None,
         )
         finished = self.jobs.finish(job_id, attempt_id, {
             "audio_id": stored.file_id, "size_bytes": stored.size_bytes, "sha256": stored.sha256,
             "duration_seconds": encoded.duration_seconds, "stream_copied": copied,
-            "expires_at": now() + self.audio_retention,
+            "expires_at": now() + self.audio_retention, **({"chapter_files": chapters} if chapters else {}),
         }, event, {"video_expires_at": now() + self.source_retention, "encoding": encoded.plan}, guard=guard)
         if finished is None:
             current = self.jobs.get(job_id)
@@ -100,6 +109,7 @@ class Outcome:
             if stored.file_id != job_id or current is None \
                     or current["state"] in (JobState.CANCELLED, JobState.FAILED):
                 self.audio.remove(stored.file_id)
+            chapter_files.remove_chapter_files(self.audio, chapters)  # this attempt's own ids, whoever won
             log.info("job %s changed hands before it finished; this attempt's result is dropped", job_id)
             return False
         self.jobs.flush_pending(finished, self.emitter)
@@ -108,6 +118,13 @@ class Outcome:
             self.sources.remove(job)
             self.jobs.update(job_id, {"state": JobState.DONE}, {"video_deleted_at": now()})
         return True
+
+    def chapter_files(self, job: Job, target: Path) -> list[dict[str, Any]]:
+        """One MP3 per chapter, cut from the finished MP3 and stored, when the job asked (`split=chapters`)."""
+        if (job.get("options") or {}).get("split") != "chapters" or not job.get("chapters"):
+            return []
+        return chapter_files.store_chapter_files(target, job["chapters"], self.audio, job_id=job["_id"],
+                                                 owner_id=job["owner_id"])
 
     def fail(self, job: Job, attempt_id: str, reason: FailureReason, message: str) -> bool:
         """True when this attempt failed the job (False: it had changed hands or ended)."""

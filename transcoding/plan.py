@@ -131,13 +131,19 @@ def recipe(probed: Probe, options: ConversionOptions) -> AudioRecipe:
     if channels is not None and channels == probed.audio_channels:
         channels = None  # already so: nothing to change, and an MP3 stays copied
     resampled = [reason for reason, wanted in (("normalize", options.normalize), ("channels", channels)) if wanted]
-    copy = probed.audio_codec == "mp3" and not resampled
+    # Chapter files are cut from frames whose encoder delay the cutter knows: its own encode's, not a copied MP3's.
+    copy = probed.audio_codec == "mp3" and not resampled and options.split is None
     if probed.audio_codec == "mp3":
         if copy:
             forced.append("the audio is MP3 already: its frames are copied, not re-encoded"
                           + (" (a quality applies to re-encodes only)" if options.quality else ""))
-        else:
+        elif resampled:
             forced.append(f"the MP3 audio is re-encoded: {' and '.join(resampled)} change its samples")
+        else:
+            forced.append("the MP3 audio is re-encoded: split=chapters cuts the frames of its own encode")
+    if options.split is not None and probed.audio_sample_rate not in SEGMENTABLE_SAMPLE_RATES:
+        raise Rejected(FailureReason.INVALID_OPTIONS, f"split=chapters cuts MPEG-1 MP3s (32, 44.1 or 48 kHz audio); "
+                                                      f"this audio is {probed.audio_sample_rate} Hz")
     start, end = options.start_seconds or None, options.end_seconds
     duration = probed.audio_duration
     audio_end = None if duration is None else probed.audio_seek_offset + duration
@@ -183,7 +189,7 @@ def guess(options: ConversionOptions, *, mp3_container: bool) -> AudioRecipe | N
         return None
     vbr = int(options.quality[1]) if options.quality is not None and options.is_vbr else None
     start, end = options.start_seconds or None, options.end_seconds
-    return AudioRecipe(copy=mp3_container and options.channels is None,
+    return AudioRecipe(copy=mp3_container and options.channels is None and options.split is None,
                        shape=AudioShape(track=options.track or 0, vbr_level=vbr, channels=options.channels),
                        start_seconds=start, duration_seconds=None if end is None else end - (start or 0.0))
 

@@ -368,6 +368,10 @@ class Vid2mp3:
         """The jobs' MP3s as one ZIP (stored entries, each MP3 byte for byte); a 422 names each job without one."""
         return self._download_to(f"{self.download_url}/zip?jobs={','.join(job_ids)}", target)
 
+    def download_chapters_zip(self, job_id: str, target: Path) -> int:
+        """The job's chapter files (`split=chapters`) as one ZIP, in chapter order; 404 when it has none."""
+        return self._download_to(f"{self.download_url}/{job_id}/chapters.zip", target)
+
     def _download_to(self, url: str, target: Path, on_bytes: Callable[[int], object] = lambda _: None) -> int:
         """Streams `url` into `target` (through `<target>.part`, so a broken download leaves no target)."""
         with self._send("GET", url, stream=True, timeout=self.timeout) as response:

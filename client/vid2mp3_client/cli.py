@@ -157,8 +157,22 @@ def list_jobs(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def chapters_zip_beside(mp3: Path) -> Path:
+    return mp3.with_name(f"{mp3.stem} - chapters.zip")
+
+
 def download(arguments: argparse.Namespace) -> int:
     client = client_factory(arguments)()
+    if arguments.chapters:
+        if len(arguments.job_ids) > 1:
+            print("vid2mp3: --chapters takes one job", file=sys.stderr)
+            return 2
+        job = client.job(arguments.job_ids[0])
+        target = Path(arguments.output or chapters_zip_beside(Path(f"{Path(job.get('filename') or 'audio').stem}.mp3")))
+        size = client.download_chapters_zip(arguments.job_ids[0], target)
+        print(f"ZIP of {len((job.get('audio') or {}).get('chapter_files') or [])} chapter files written to {target} "
+              f"({size} bytes)")
+        return 0
     if arguments.zip:
         target = Path(arguments.output or f"vid2mp3-{len(arguments.job_ids)}-mp3s.zip")
         size = client.download_zip(arguments.job_ids, target)
@@ -188,7 +202,8 @@ def delete(arguments: argparse.Namespace) -> int:
 
 # The conversion options `convert` takes, as the upload function names its fields (events/options.py).
 OPTION_FLAGS = ("start", "end", "quality", "normalize", "loudness", "track", "channels", "title", "artist", "album",
-                "date", "cover", "chapters", "trim_silence", "silence_threshold_db", "silence_min_seconds", "feed")
+                "date", "cover", "chapters", "split", "trim_silence", "silence_threshold_db", "silence_min_seconds",
+                "feed")
 
 
 def conversion_fields(arguments: argparse.Namespace) -> dict[str, str]:
@@ -331,6 +346,8 @@ def convert_one(new_client: Callable[[], Vid2mp3], video: Path | str, target: Pa
                 at(100 * received[0] / total, "downloading")
 
             client.download(job_id, target, downloaded)
+            if job["audio"].get("chapter_files"):
+                client.download_chapters_zip(job_id, chapters_zip_beside(target))
             at(100, f"-> {target}")
         else:
             at(bar.n, job["state"])
@@ -439,6 +456,9 @@ def parser() -> argparse.ArgumentParser:
                                           "attached picture) or none")
     options.add_argument("--chapters", help="the video's chapters: markers (ID3 chapter markers in the MP3, the "
                                              "default) or none")
+    options.add_argument("--split-chapters", dest="split", action="store_const", const="chapters",
+                         help="also one MP3 per chapter, cut from the same encode (gapless back to back), written "
+                              "beside the MP3 as '<name> - chapters.zip'")
     options.add_argument("--trim-silence", dest="trim_silence", action="store_const", const="true",
                          help="trim the leading and trailing silence (not with --start/--end)")
     options.add_argument("--silence-threshold-db", dest="silence_threshold_db",
@@ -471,6 +491,9 @@ def parser() -> argparse.ArgumentParser:
                                     help="the job id (`vid2mp3 jobs` lists them); several with --zip")
             job_parser.add_argument("--zip", action="store_true",
                                     help="the jobs' MP3s as one ZIP, streamed by the server as it builds it")
+            job_parser.add_argument("--chapters", action="store_true",
+                                    help="the job's chapter files (converted with --split-chapters) as one ZIP "
+                                         "(default: ./<video name> - chapters.zip)")
             job_parser.add_argument("-o", "--output", help="where to write the MP3 (default: ./<video name>.mp3) "
                                                            "or the ZIP (default: ./vid2mp3-<count>-mp3s.zip)")
         else:

@@ -25,7 +25,7 @@ from jobs.records import FINAL_STATES, Job, Jobs, JobState
 from runtime.clock import now
 from storage.media import JobSources, MediaStore
 from storage.scratch import work_folder
-from transcoding import fanout, ffmpeg_tools, loudness, plan, segments, silence, tagging
+from transcoding import chapter_files, fanout, ffmpeg_tools, loudness, plan, segments, silence, tagging
 from transcoding.fanout import FanOutRecord
 from transcoding.ffmpeg_tools import AudioShape, Probe, Progress, Rejected, Stopped, TrackMissing
 from transcoding.mp3join import JoinError
@@ -199,6 +199,9 @@ class Converter:
                 audio = replace(audio, forced=(silence_note, *audio.forced))
             # The cover frame is cut while the guessed encode runs.
             tags = tagging.tags_for(options, probed, job["filename"], source, target.parent, covers)
+            refusal = chapter_files.split_refusal(options, probed.chapters)
+            if refusal is not None:  # a URL import, or a silence trim, is checked only here
+                raise Rejected(FailureReason.INVALID_OPTIONS, refusal)
             if tags.chapters:
                 job["chapters"] = tags.chapter_list()  # as recorded: the finished job's event carries them
             record({"audio_tracks": tracks, "applied": {**audio.as_record(), "tags": tags.as_record()},

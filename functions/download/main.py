@@ -4,7 +4,8 @@ JSON chapters document). Someone else's job answers exactly like a missing one. 
 (`?expires=&key=&signature=`, jobs/links.py, made for the one path) no token is needed; a browser opening one that
 no longer works (its job deleted, its MP3 expired, the link altered) is sent to the web page, which says why in words
 (`#link=gone` or `#link=invalid`), rather than shown this function's JSON error. `GET /zip?jobs=…`: several of the
-owner's MP3s as one ZIP, streamed as it is built (zipping.py).
+owner's MP3s as one ZIP, streamed as it is built (zipping.py). `GET /<job id>/chapters/<n>.mp3`: one of its chapter
+files (`split=chapters`), as the MP3 is; `GET /<job id>/chapters.zip`: all of them as one ZIP.
 `GET /<job id>/cover.jpg`: the cover in its MP3's tag. `GET /feed` shows the owner's private podcast feed address
 (made on demand), `POST /feed/rotate` replaces it; `GET /feeds/<address>` is that feed, needing no token (feed.py,
 accounts/feeds.py)."""
@@ -12,8 +13,11 @@ accounts/feeds.py)."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
 
 import flask
 import functions_framework
@@ -28,7 +32,14 @@ from functions.download.cover import cover_of, cover_response
 from functions.download.feed import Episode, feed_document, feed_response
 from functions.download.streaming import content_disposition, download_name, episode_title, mp3_response
 from functions.download.zipping import ZipEntry, unique_names, zip_stream
-from jobs.links import TAMPERED, DownloadLinks, chapters_path, cover_path
+from jobs.links import (
+    TAMPERED,
+    DownloadLinks,
+    chapter_file_path,
+    chapter_files_zip_path,
+    chapters_path,
+    cover_path,
+)
 from jobs.records import Job, Jobs, JobState
 from jobs.view import is_expired
 from runtime.answers import NOT_FOUND, HttpError, json_response
@@ -83,9 +94,13 @@ def mp3s_zip(request: flask.Request) -> flask.Response:
     entries = [ZipEntry(name, job["audio"]["size_bytes"], job.get("finished_at") or now(),
                         functools.partial(audio.open, job["audio"]["audio_id"]))
                for name, job in zip(names, found, strict=True)]
+    return zip_response(entries, f"vid2mp3-{len(entries)}-mp3s.zip")
+
+
+def zip_response(entries: list[ZipEntry], name: str) -> flask.Response:
     return flask.Response(zip_stream(entries), mimetype="application/zip", direct_passthrough=True, headers={
-        "Content-Disposition": content_disposition(f"vid2mp3-{len(entries)}-mp3s.zip"),
-        "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+        "Content-Disposition": content_disposition(name), "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff"})
 
 
 # Past its retention the MP3 is gone, whether or not the reconcile step has deleted its bytes yet; its chapters too.
@@ -97,13 +112,12 @@ def opened_in_a_browser(request: flask.Request) -> bool:
     return request.headers.get("Sec-Fetch-Mode") == "navigate" or "text/html" in request.headers.get("Accept", "")
 
 
-def dead_links_to_the_page(
-        answer: Callable[[flask.Request, str], flask.Response]) -> Callable[[flask.Request, str], flask.Response]:
+def dead_links_to_the_page(answer: Callable[..., flask.Response]) -> Callable[..., flask.Response]:
     """A signed link that no longer works, opened in a browser: a 303 to the web page that says why."""
     @functools.wraps(answer)
-    def answered(request: flask.Request, job_id: str) -> flask.Response:
+    def answered(request: flask.Request, job_id: str, **path: Any) -> flask.Response:
         try:
-            return answer(request, job_id)
+            return answer(request, job_id, **path)
         except HttpError as error:
             if not (links.is_link(request.args.to_dict()) and settings.public_web_url
                     and opened_in_a_browser(request)):
@@ -154,6 +168,47 @@ def cover(request: flask.Request, job_id: str) -> flask.Response:
 def has_cover(job: Job) -> bool:
     """Whether convert put a cover in the MP3 (what `applied.tags.cover` says it got)."""
     return ((job.get("applied") or {}).get("tags") or {}).get("cover") in ("frame", "attached")
+
+
+@http.route("/<job_id>/chapters/<int:number>.mp3", "GET", scope="read")
+@dead_links_to_the_page
+def chapter_file(request: flask.Request, job_id: str, number: int) -> flask.Response:
+    """One of the job's chapter files (`split=chapters`), numbered from 1, answered as its MP3 is."""
+    job = finished_job(request, job_id, chapter_file_path(job_id, number))
+    files = job["audio"].get("chapter_files") or []
+    if not 1 <= number <= len(files):
+        raise HttpError(404, "no_chapter_file", f"this job has {len(files)} chapter files (split=chapters makes "
+                                                "them), numbered from 1")
+    stored = audio.open(files[number - 1]["file_id"])
+    if stored is None:
+        raise GONE
+    return mp3_response(request, stored, files[number - 1]["sha256"], chapter_file_name(job, files[number - 1]))
+
+
+@http.route("/<job_id>/chapters.zip", "GET", scope="read")
+@dead_links_to_the_page
+def chapter_files_zip(request: flask.Request, job_id: str) -> flask.Response:
+    """All of the job's chapter files as one ZIP, streamed as it is built (stored entries, in chapter order)."""
+    job = finished_job(request, job_id, chapter_files_zip_path(job_id))
+    files = job["audio"].get("chapter_files") or []
+    if not files:
+        raise HttpError(404, "no_chapter_files", "this job has no chapter files (ask for them with split=chapters)")
+    if not audio.exists(files[0]["file_id"]):
+        raise GONE
+    made_at = job.get("finished_at") or now()
+    entries = [ZipEntry(chapter_file_name(job, chapter), chapter["size_bytes"], made_at,
+                        functools.partial(audio.open, chapter["file_id"])) for chapter in files]
+    return zip_response(entries, f"{video_stem(job)} - chapters.zip")
+
+
+def chapter_file_name(job: Job, chapter: dict[str, Any]) -> str:
+    """`<video's name> - 01 <chapter title>.mp3`: sorts in chapter order; no path separator from a title."""
+    title = re.sub(r"[/\\\x00-\x1f]", "-", chapter["title"])
+    return f"{video_stem(job)} - {chapter['number']:02d} {title}.mp3"
+
+
+def video_stem(job: Job) -> str:
+    return PurePosixPath(job.get("filename") or "audio").stem or "audio"
 
 
 def finished_job(request: flask.Request, job_id: str, path: str) -> Job:

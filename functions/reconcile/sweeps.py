@@ -169,6 +169,8 @@ class Reconciler:
         count = 0
         for job in self.pacing.each(list(expired)):
             audio.remove(job["audio"]["audio_id"], pace=self.pacing.breathe)
+            for chapter_file in job["audio"].get("chapter_files") or []:  # split=chapters: they expire with it
+                audio.remove(chapter_file["file_id"], pace=self.pacing.breathe)
             self.jobs.collection.update_one({"_id": job["_id"]}, {"$set": {"audio.deleted_at": now()}})
             count += 1
         return count

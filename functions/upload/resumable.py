@@ -47,7 +47,7 @@ import werkzeug.exceptions
 from accounts.tokens import Identity
 from api.limits import TUS_EXTENSIONS, TUS_VERSION
 from functions.upload.intake import read_stream, safe_filename
-from functions.upload.uploads import Uploads, options_of, too_large
+from functions.upload.uploads import Uploads, check_split, options_of, too_large
 from runtime.answers import HttpError, method_not_allowed
 from runtime.clock import now
 from storage.media import MediaStore
@@ -451,6 +451,7 @@ class ResumableUploads:
                 received = uploads.spool(heartbeat.along(video.prefetched(2)), folder / "upload", holding)
             try:
                 extracted = uploads.extract(folder / "upload", folder, heartbeat=heartbeat)
+                check_split(options, extracted)
             except Stopped:
                 raise LostLease(upload_id) from None
             except HttpError as refused:

@@ -35,7 +35,7 @@ from runtime.answers import HttpError, json_response
 from runtime.clock import now
 from storage.media import JobSources, TooLarge
 from storage.scratch import ScratchBudget, ScratchFull, ScratchHolding, work_folder
-from transcoding import extraction
+from transcoding import chapter_files, extraction
 from transcoding.extraction import Chapter, Extracted, InvalidPart
 from transcoding.ffmpeg_tools import Rejected
 from transcoding.media_formats import NOT_MEDIA_MESSAGE
@@ -82,6 +82,14 @@ def side_parts(parts: dict[str, bytes]) -> tuple[bytes | None, list[Chapter] | N
                                                                               for name, problem in problems.items()),
                         extra={"fields": problems})
     return cover, chapters
+
+
+def check_split(options: ConversionOptions, extracted: Extracted) -> None:
+    """A 422 naming `split` when the file has no chapter to split at (within the trim); known once it is probed."""
+    refusal = chapter_files.split_refusal(options, extracted.probe.chapters)
+    if refusal is not None:
+        raise HttpError(422, "invalid_options", f"invalid conversion options: {refusal}",
+                        extra={"fields": {"split": refusal}})
 
 
 def refusal(rejected: Rejected) -> HttpError:
@@ -189,6 +197,7 @@ class Uploads:
             options = options_of({**query_fields, **upload.fields})
             cover, chapters = side_parts(upload.parts)
             extracted = self.extract(folder / "upload", folder, cover=cover, chapters=chapters)
+            check_split(options, extracted)
             accepted = self.keep(identity.subject, job_id, extracted, received, upload.filename, upload.container,
                                  options, undo=self.undo, import_attempt=import_attempt)
         return json_response(accepted.model_dump(mode="json"), 202, {"Location": accepted.status_url})

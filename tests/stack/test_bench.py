@@ -10,7 +10,7 @@ from typing import Any
 import pymongo
 import pytest
 
-from bench import real_media, zip_download
+from bench import real_media, split_chapters, zip_download
 from bench import segments as bench_segments
 from bench.conversion import ConvertBench, Report, judge, token_subject
 from bench.real_media import RealClip
@@ -160,3 +160,22 @@ def test_the_zip_bench_fetches_the_same_mp3s_as_one_zip_and_one_by_one(endpoints
     assert len(judged) == 2 and all(target["value"] is not None for target in judged)
     assert "A ZIP of many" in capsys.readouterr().out
     assert client.jobs() == []
+
+
+def test_the_split_bench_times_the_whole_alone_and_with_its_chapter_files(endpoints: dict[str, str], database: Any,
+                                                                          tmp_path: Path) -> None:
+    """bench.split_chapters on a 20 s video of 3 chapters, one round each way: both timed, judged, nothing left."""
+    client, _ = new_user(endpoints)
+    owner_id = token_subject(client.token)
+    bench = ConvertBench(database, endpoints["BROKER_INGRESS_URL"], owner_id)
+    report = Report()
+
+    split_chapters.measure(report, bench, split_chapters.chaptered_video(tmp_path / "chapters.mp4", 20, 3), rounds=1)
+    split_chapters.judge(report)
+
+    assert report.errors == []
+    row = report.figures["split_chapters"]
+    assert row["chapter_files"] == 3 and row["whole_alone_s"] > 0 and row["split_and_whole_s"] > 0
+    (judged,) = [target for target in report.targets if target["figure"] == "split_chapters.ratio"]
+    assert judged["value"] == pytest.approx(row["split_and_whole_s"] / row["whole_alone_s"])
+    assert database[f"{AUDIO}.files"].count_documents({"metadata.owner_id": owner_id}) == 0

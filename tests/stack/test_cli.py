@@ -5,6 +5,7 @@ command sends its extract (with the cover frame, or by tus without) or the whole
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,22 @@ def test_chapters_none_and_trim_silence_go_through_the_command(logged_in: Path, 
     job = job_view(logged_in, job_id)
     assert job["options"] == {"trim_silence": True, "silence_min_seconds": 0.2}
     assert "no leading or trailing silence to trim" in job["applied"]["forced"]
+
+
+def test_split_chapters_goes_through_the_command_and_download_fetches_the_chapter_files(
+        logged_in: Path, two_tracks: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "lecture.mp3"
+    job_id, _ = converted(logged_in, two_tracks, whole, "--split-chapters")
+    assert job_view(logged_in, job_id)["options"] == {"split": "chapters"}
+    beside = tmp_path / "lecture - chapters.zip"
+    with zipfile.ZipFile(beside) as archive:
+        names = archive.namelist()
+        assert [str(ID3(io.BytesIO(archive.read(name)))["TIT2"]) for name in names] == ["Opening", "Closing"]
+        assert [str(ID3(io.BytesIO(archive.read(name)))["TRCK"]) for name in names] == ["1/2", "2/2"]
+    fetched = tmp_path / "again.zip"
+    done = run(logged_in, "download", job_id, "--chapters", "-o", str(fetched))
+    assert done.returncode == 0 and "ZIP of 2 chapter files written" in done.stdout, done.stdout + done.stderr
+    assert fetched.read_bytes() == beside.read_bytes()
 
 
 def test_what_no_extract_helps_goes_whole_and_the_command_says_why(logged_in: Path, tmp_path: Path) -> None:

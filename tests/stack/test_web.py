@@ -272,6 +272,40 @@ def test_chapters_and_trim_silence_from_the_page(tab: Tab, endpoints: dict[str, 
 
 
 @pytest.mark.stack
+def test_one_mp3_per_chapter_from_the_page(tab: Tab, endpoints: dict[str, str], tmp_path: Path) -> None:
+    """"One MP3 per chapter" ticked: the job view lists each chapter file with its link, and "Download chapters as
+    ZIP" gives a ZIP that zipfile opens, each entry the chapter file the link downloads, byte for byte."""
+    video = quiet_ends_with_chapters(tmp_path / "two parts.mp4")
+    sign_up(tab)
+    tab.page.click("#options summary")
+    tab.page.get_by_label("One MP3 per chapter, besides the whole MP3").check()
+    tab.page.set_input_files("#file", str(video))
+    expect(tab.page.locator("#state")).to_have_text("done", timeout=90_000)
+    job = job_of_the_view(tab, endpoints)
+    assert job["options"] == {"split": "chapters"}
+    expect(tab.page.locator("#chapter-file-list li")).to_have_text(["First (2 s)", "Second (2 s)"])
+    files = []
+    for number, chapter_file in enumerate(job["audio"]["chapter_files"], start=1):
+        with tab.page.expect_download() as download:
+            tab.page.locator("#chapter-file-list a").nth(number - 1).click()
+        target = tmp_path / f"chapter {number}.mp3"
+        download.value.save_as(str(target))
+        assert str(ID3(target)["TIT2"]) == chapter_file["title"] and str(ID3(target)["TRCK"]) == f"{number}/2"
+        files.append(target.read_bytes())
+    with tab.page.expect_download() as download:
+        tab.page.get_by_text("Download chapters as ZIP").click()
+    zipped = tmp_path / "chapters.zip"
+    download.value.save_as(str(zipped))
+    with zipfile.ZipFile(zipped) as archive:
+        assert archive.testzip() is None
+        assert [archive.read(name) for name in archive.namelist()] == files
+    # The next video starts from the defaults: one MP3, no chapter files.
+    tab.page.click("#again")
+    assert not tab.page.is_checked("#option-split")
+    assert tab.problems == []
+
+
+@pytest.mark.stack
 def test_a_file_that_is_not_media_shows_why(tab: Tab) -> None:
     sign_up(tab)
     # Dropped on the drop zone, as a person would drag it there: a text file wearing a video's name.

@@ -803,6 +803,7 @@ function showJob(job) {
   byId("applied").hidden = !applied.length;
   byId("applied").textContent = applied.join(" · ");
   showChapters(job.chapters && audio && !audio.expired ? job.chapters : [], audio);
+  showChapterFiles(audio && !audio.expired ? audio.chapter_files || [] : [], audio);
   if (job.job_id) renderHistory();  // the list's row says what the view says, at once
   if (FINAL_STATES.has(job.state)) refreshHistory();
   if (job.state === "failed" && job.failure) {
@@ -825,6 +826,22 @@ function showChapters(chapters, audio) {
   const link = audio && audio.chapters_link;
   byId("chapters-link").hidden = !link;
   if (link) byId("chapters-link").href = link;
+}
+
+// The chapter files (split=chapters), each a download by its signed link, and all of them as one ZIP.
+function showChapterFiles(files, audio) {
+  byId("chapter-files").hidden = !files.length;
+  byId("chapter-file-list").replaceChildren(...files.map((file) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = file.download_link || "";
+    link.textContent = `${file.title} (${formatSeconds(file.duration_seconds)})`;
+    item.append(link);
+    return item;
+  }));
+  const zip = audio && audio.chapter_files_zip_link;
+  byId("chapter-files-zip").hidden = !zip;
+  if (zip) byId("chapter-files-zip").href = zip;
 }
 
 // Buttons stay enabled while their action runs (a disabled button drops the keyboard's focus on the body): busy

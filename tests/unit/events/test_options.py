@@ -26,6 +26,7 @@ from events.options import InvalidOptions, as_fields, parse_options
     ({"trim_silence": "false"}, {}),  # the default, said
     ({"feed": "False"}, {"feed": False}),  # out of the podcast feed
     ({"feed": "true"}, {}),  # in it: the default, said
+    ({"split": "Chapters", "chapters": "markers"}, {"split": "chapters", "chapters": "markers"}),
     ({"title": "  Ode\tto\njoy ", "artist": "Ana Ñ", "album": "", "date": "2024-05"},
      {"title": "Ode to joy", "artist": "Ana Ñ", "date": "2024-05"}),
     ({"title": "\u200b\x07"}, {}),  # nothing but invisible characters: no tag
@@ -41,9 +42,9 @@ def test_every_bad_option_is_named_at_once() -> None:
         parse_options({"start": "1:75", "end": "soon", "quality": "V10", "bitrate": "100", "normalize": "loud",
                        "loudness": "-5", "track": "-1", "channels": "6", "title": "x" * 256, "date": "2024-13-01",
                        "cover": "poster", "chapters": "split", "trim_silence": "yes", "silence_threshold_db": "0",
-                       "silence_min_seconds": "0", "feed": "no"})
+                       "silence_min_seconds": "0", "split": "scenes", "feed": "no"})
     assert set(raised.value.errors) == {"start", "end", "quality", "bitrate", "normalize", "loudness", "track",
-                                        "channels", "title", "date", "cover", "chapters", "trim_silence",
+                                        "channels", "title", "date", "cover", "chapters", "split", "trim_silence",
                                         "silence_threshold_db", "silence_min_seconds", "feed"}
     assert all(raised.value.errors.values())
 
@@ -56,6 +57,7 @@ def test_every_bad_option_is_named_at_once() -> None:
     ({"trim_silence": "false", "silence_min_seconds": "2"}, "silence_min_seconds", "trim_silence=true"),
     ({"trim_silence": "true", "start": "0"}, "trim_silence", "not both"),
     ({"trim_silence": "true", "end": "10"}, "trim_silence", "not both"),
+    ({"split": "chapters", "chapters": "none"}, "split", "which chapters=none drops"),
 ])
 def test_options_are_checked_together(fields: dict[str, str], field: str, problem: str) -> None:
     with pytest.raises(InvalidOptions) as raised:
