@@ -10,7 +10,9 @@ and IPv6 alike (an IPv4 address mapped into IPv6 is checked as IPv4). Redirects 
 that follows them checks each one again. Webhooks must use `https`; an import may use `http` too (`allow_http`).
 
 The local stack's receivers and test servers listen on 127.0.0.1 over plain HTTP: `allow_loopback`
-(`WEBHOOK_ALLOW_LOOPBACK`, `URL_IMPORT_ALLOW_LOOPBACK`) lets exactly that through, and nothing else.
+(`WEBHOOK_ALLOW_LOOPBACK`, `URL_IMPORT_ALLOW_LOOPBACK`) lets exactly that through, and nothing else. An operator may
+let imports reach named internal networks (`URL_IMPORT_ALLOW_NETWORKS`, e.g. an object store at 10.0.5.0/24):
+`allowed_networks` lets exactly those through.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import certifi
 import urllib3
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_URL_LENGTH = 2048
 
 
@@ -55,6 +58,11 @@ def forbidden_reason(address: IpAddress) -> str | None:
     return None if address.is_global else "not a public"
 
 
+def networks(text: str) -> tuple[IpNetwork, ...]:
+    """`10.0.5.0/24, 192.0.2.7` (a single address is its own /32 or /128); ValueError names what is not one."""
+    return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+
+
 def parse(url: str, *, allow_loopback: bool, allow_http: bool = False) -> tuple[str, str, int, str]:
     """Checks the URL's form; answers (scheme, host, port, path with query)."""
     if len(url) > MAX_URL_LENGTH:
@@ -82,7 +90,8 @@ def parse(url: str, *, allow_loopback: bool, allow_http: bool = False) -> tuple[
     return parts.scheme, parts.hostname, port, path
 
 
-def resolve(url: str, *, allow_loopback: bool, allow_http: bool = False) -> Target:
+def resolve(url: str, *, allow_loopback: bool, allow_http: bool = False,
+            allowed_networks: tuple[IpNetwork, ...] = ()) -> Target:
     """The checked target of `url`, or RefusedAddress. Resolves the host name (a blocking DNS lookup)."""
     scheme, host, port, path = parse(url, allow_loopback=allow_loopback, allow_http=allow_http)
     try:
@@ -93,7 +102,7 @@ def resolve(url: str, *, allow_loopback: bool, allow_http: bool = False) -> Targ
     addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
     for address in addresses:
         reason = forbidden_reason(address)
-        if reason == "loopback" and allow_loopback:
+        if (reason == "loopback" and allow_loopback) or any(address in network for network in allowed_networks):
             continue
         if reason is not None:
             raise RefusedAddress(f"the host {host!r} resolves to a {reason} address, which vid2mp3 may not call")

@@ -11,7 +11,7 @@ from typing import TypeVar
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime import telemetry
+from runtime import addresses, telemetry
 
 
 class FunctionSettings(BaseSettings):
@@ -138,6 +138,9 @@ class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     # test servers only, loopback addresses allowed (runtime/addresses.py).
     url_import_timeout_seconds: float = Field(default=600, gt=0)
     url_import_allow_loopback: bool = False
+    # Internal networks imports may reach besides the internet (comma-separated, e.g. an object store's
+    # `10.0.5.0/24`); none by default.
+    url_import_allow_networks: str = ""
     # The scratch disk: each upload is spooled here, and its audio and covers extracted, in a private folder
     # removed afterwards (and all of them when the function starts: no other process uses them).
     work_dir: str = "/tmp"  # noqa: S108 - a per-upload private directory is made inside it
@@ -155,6 +158,12 @@ class UploadSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, Cors
     # The least a resumable upload's PATCH (or creation body) may bring, but for the one that ends the upload: a
     # smaller one is refused (functions/upload/resumable.py). The web page and the command send 8 MiB.
     resumable_min_patch_bytes: int = Field(default=256 * 1024, ge=1)
+
+    @field_validator("url_import_allow_networks")
+    @classmethod
+    def comma_separated_networks(cls, value: str) -> str:
+        addresses.networks(value)  # its ValueError names the part that is not a network
+        return value
 
 
 class StatusSettings(MongoSettings, EmitterSettings, TokenVerifierSettings, CorsSettings, DownloadLinkSettings,

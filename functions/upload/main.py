@@ -26,6 +26,7 @@ from functions.upload.uploads import SCRATCH_PREFIX, Uploads
 from functions.upload.url_import import UrlImports
 from jobs.quotas import QuotaLimits, Quotas
 from jobs.records import Jobs
+from runtime.addresses import networks
 from runtime.answers import HttpError
 from runtime.settings import UploadSettings, load_settings
 from storage import mongo
@@ -54,7 +55,8 @@ uploads = Uploads(
     max_duration_seconds=settings.max_duration_seconds,
 )
 imports = Imports(uploads, UrlImports(allow_loopback=settings.url_import_allow_loopback,
-                                     timeout_seconds=settings.url_import_timeout_seconds))
+                                     timeout_seconds=settings.url_import_timeout_seconds,
+                                     allowed_networks=networks(settings.url_import_allow_networks)))
 resumable_uploads = ResumableUploads(
     uploads, MediaStore(database, VIDEOS), public_upload_url=str(settings.public_upload_url or ""),
     lifetime=timedelta(seconds=settings.resumable_upload_lifetime_seconds),

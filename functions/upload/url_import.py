@@ -20,7 +20,7 @@ from typing import Any
 import urllib3
 
 from functions.upload.intake import safe_filename
-from runtime.addresses import RefusedAddress, connection_pool, host_header, resolve
+from runtime.addresses import IpNetwork, RefusedAddress, connection_pool, host_header, resolve
 from runtime.answers import HttpError
 
 MAX_REDIRECTS = 5
@@ -93,6 +93,7 @@ def declared_length(headers: Any) -> int | None:
 class UrlImports:
     allow_loopback: bool
     timeout_seconds: float
+    allowed_networks: tuple[IpNetwork, ...] = ()
 
     def connect(self, url: str) -> Fetched:
         """The video at `url`, its redirects followed and each checked, its headers read; 422 for what may not be
@@ -101,7 +102,8 @@ class UrlImports:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                target = resolve(current, allow_loopback=self.allow_loopback, allow_http=True)
+                target = resolve(current, allow_loopback=self.allow_loopback, allow_http=True,
+                                 allowed_networks=self.allowed_networks)
             except RefusedAddress as refusal:
                 where = "the URL" if current == url else f"the redirect to {current[:200]}"
                 raise refused("url_refused", f"{where}: {refusal}") from None

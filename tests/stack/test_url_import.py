@@ -9,6 +9,7 @@ kept; a body cut short or not media fails the job with why; an import whose proc
 from __future__ import annotations
 
 import http.server
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -39,11 +40,11 @@ TRICKLE_STEPS = 300
 
 
 class VideoServer:
-    """Serves one video at /video.mp4 on 127.0.0.1 (and slowly at /slow.mp4, noting when the client closes the
-    connection; cut off half way at /cut.mp4), text at /notes.txt, redirects at /to?location=..., and counts each
-    path asked."""
+    """Serves one video at /video.mp4 on 127.0.0.1 or another address of this host (and slowly at /slow.mp4,
+    noting when the client closes the connection; cut off half way at /cut.mp4), text at /notes.txt, redirects at
+    /to?location=..., and counts each path asked."""
 
-    def __init__(self, video: Path) -> None:
+    def __init__(self, video: Path, host: str = "127.0.0.1") -> None:
         self.requests: list[str] = []
         self.slow_closed = threading.Event()
         body, served = video.read_bytes(), self
@@ -92,10 +93,10 @@ class VideoServer:
             def log_message(self, *arguments: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def redirect(self, location: str, times: int = 1) -> str:
@@ -178,17 +179,33 @@ def test_too_many_redirects_a_missing_video_and_bad_bodies_are_refused(stack: St
     assert stack.db["jobs"].count_documents({"owner_id": user.account_id}) == 0
 
 
-@pytest.fixture
-def strict_upload(endpoints: dict[str, str], database_name: str, tmp_path: Path,
-                  monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
+def host_address() -> str:
+    """An IPv4 address of this host other than loopback (its first global one), or a skip where it has none."""
+    listed = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True,
+                            check=False).stdout.split()
+    if "inet" not in listed:
+        pytest.skip("this host has no IPv4 address but loopback to serve a redirect from")
+    return listed[listed.index("inet") + 1].split("/")[0]
+
+
+def upload_built_in_process(monkeypatch: pytest.MonkeyPatch, settings: dict[str, str]) -> FlaskClient:
     """The upload function built in-process as a deployment runs it: URL_IMPORT_ALLOW_LOOPBACK left off."""
-    env = {"MONGO_URI": endpoints["MONGO_URI"], "MONGO_DATABASE": database_name,
-           "K_SINK": endpoints["BROKER_INGRESS_URL"], "JWKS_URL": endpoints["JWKS_URL"],
-           "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "WORK_DIR": str(tmp_path), **LOCAL_STACK_QUOTAS}
-    for name, value in env.items():
+    for name, value in settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("URL_IMPORT_ALLOW_LOOPBACK", raising=False)
     return create_app(target="upload", source=str(ROOT / "functions" / "upload" / "main.py")).test_client()
+
+
+@pytest.fixture
+def deployment_settings(endpoints: dict[str, str], database_name: str, tmp_path: Path) -> dict[str, str]:
+    return {"MONGO_URI": endpoints["MONGO_URI"], "MONGO_DATABASE": database_name,
+            "K_SINK": endpoints["BROKER_INGRESS_URL"], "JWKS_URL": endpoints["JWKS_URL"],
+            "PUBLIC_STATUS_URL": endpoints["STATUS_URL"], "WORK_DIR": str(tmp_path), **LOCAL_STACK_QUOTAS}
+
+
+@pytest.fixture
+def strict_upload(deployment_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
+    return upload_built_in_process(monkeypatch, deployment_settings)
 
 
 def test_with_the_setting_off_every_loopback_form_is_refused_before_anything_is_fetched(
@@ -203,6 +220,34 @@ def test_with_the_setting_off_every_loopback_form_is_refused_before_anything_is_
         answer = strict_upload.post("/", json={"url": url}, headers=headers)
         assert answer.status_code == 422 and answer.json is not None, (url, answer.status_code)
         assert answer.json["error"] == "url_refused" and "may not call" in answer.json["message"], answer.json
+    assert video_server.requests == []
+    assert database["jobs"].count_documents({}) == 0
+
+
+def test_with_the_setting_off_a_redirect_to_any_loopback_form_is_refused_and_nothing_fetched(
+        stack: Stack, deployment_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        video_server: VideoServer, database: Any) -> None:
+    """The first hop is a server on this host's own address, which URL_IMPORT_ALLOW_NETWORKS lets through (as an
+    operator would an internal object store); each redirect from it to the loopback is refused all the same."""
+    gateway = VideoServer(clip(3), host=host_address())
+    try:
+        upload = upload_built_in_process(monkeypatch, {**deployment_settings,
+                                                       "URL_IMPORT_ALLOW_NETWORKS": f"{host_address()}/32"})
+        user = stack.new_user("redirected-home")
+        headers = {"Authorization": f"Bearer {trusted_in(database, user.token)}"}
+        reached = upload.post("/", json={"url": f"{gateway.url}/nothing.mp4"}, headers=headers)
+        assert reached.json is not None and (reached.status_code, reached.json["error"]) == (422, "url_not_fetched")
+        port = video_server.port
+        for target in (f"http://127.0.0.1:{port}/video.mp4", f"http://[::1]:{port}/video.mp4",
+                       f"http://0x7f000001:{port}/video.mp4", f"http://localhost:{port}/video.mp4",
+                       f"http://[::ffff:127.0.0.1]:{port}/video.mp4"):
+            answer = upload.post("/", json={"url": gateway.redirect(target)}, headers=headers)
+            assert answer.status_code == 422 and answer.json is not None, (target, answer.status_code)
+            assert answer.json["error"] == "url_refused", answer.json
+            assert "the redirect to" in answer.json["message"] and "may not call" in answer.json["message"]
+        assert gateway.requests.count("/nothing.mp4") == 1 and len(gateway.requests) == 6
+    finally:
+        gateway.close()
     assert video_server.requests == []
     assert database["jobs"].count_documents({}) == 0
 

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from runtime.addresses import MAX_URL_LENGTH, RefusedAddress, forbidden_reason, resolve
+from runtime.addresses import MAX_URL_LENGTH, RefusedAddress, forbidden_reason, networks, resolve
 
 
 @pytest.mark.parametrize(("address", "reason"), [
@@ -118,3 +118,20 @@ def test_an_import_may_use_http_to_a_public_address() -> None:
     assert (target.scheme, str(target.address), target.port, target.path) == ("http", "8.8.8.8", 80, "/video.mp4?x=1")
     with pytest.raises(RefusedAddress, match="https"):
         resolve("http://8.8.8.8/", allow_loopback=False)
+
+
+def test_an_allowed_network_lets_its_addresses_through_and_nothing_beside_them() -> None:
+    allowed = networks("10.0.5.0/24, 192.0.2.7")
+    assert str(resolve("http://10.0.5.9:9000/bucket/v.mp4", allow_loopback=False, allow_http=True,
+                       allowed_networks=allowed).address) == "10.0.5.9"
+    assert str(resolve("http://192.0.2.7/", allow_loopback=False, allow_http=True,
+                       allowed_networks=allowed).address) == "192.0.2.7"
+    for refused in ("http://10.0.6.1/", "http://192.0.2.8/", "http://127.0.0.1/", "http://169.254.169.254/"):
+        with pytest.raises(RefusedAddress, match="may not call"):
+            resolve(refused, allow_loopback=False, allow_http=True, allowed_networks=allowed)
+
+
+@pytest.mark.parametrize("text", ["10.0.5.0/33", "ten.0.0.0/8", "10.0.5.1/24"])
+def test_a_setting_that_is_not_a_list_of_networks_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=text.split("/")[0]):
+        networks(text)

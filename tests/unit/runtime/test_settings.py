@@ -68,6 +68,7 @@ def test_missing_settings_stop_the_process() -> None:
     ({"QUOTA_JOBS_IN_FLIGHT": "0"}, "QUOTA_JOBS_IN_FLIGHT"),
     ({"MAX_UPLOAD_BYTES": "lots"}, "MAX_UPLOAD_BYTES"),
     ({"RESUMABLE_UPLOAD_LIFETIME_SECONDS": "60"}, "RESUMABLE_UPLOAD_LIFETIME_SECONDS"),  # under the hour
+    ({"URL_IMPORT_ALLOW_NETWORKS": "10.0.5.0/24, the office"}, "URL_IMPORT_ALLOW_NETWORKS"),
 ])
 def test_an_invalid_value_is_named(environment: Environment, variables: dict[str, str], named: str) -> None:
     required = {"MONGO_URI": "mongodb://db/", "K_SINK": "http://broker/", "JWKS_URL": "http://auth/jwks",
