@@ -3,7 +3,7 @@ once; one `go install` builds the broker's three programs; a new or changed main
 the set-up with the end of its log.
 
 The script's orchestration is what is tested here, so go, npm and Python are stand-ins on PATH that note when they
-start and end (a real cold run takes many minutes: README's first run has its figures)."""
+start and end (a real cold run takes many minutes: docs/PERFORMANCE.md's first run has its figures)."""
 
 from __future__ import annotations
 
