@@ -212,7 +212,8 @@ def test_cancel_of_a_finished_job_is_refused_and_owner_only(endpoints: dict[str,
     refused = status_request(user, "POST", f"{job['job_id']}/cancel")
     assert refused.status_code == 409
     assert refused.json() == {"error": "not_cancellable", "message": "the job is already done; only a job that is "
-                                                                    "uploaded or converting can be cancelled"}
+                                                                    "importing, uploaded or converting can be "
+                                                                    "cancelled"}
     assert user.job(job["job_id"])["state"] == "done"
 
     stranger = new_user(endpoints)[0]
