@@ -41,10 +41,14 @@ def app(endpoints: dict[str, str], database_name: str, tmp_path: Path,
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     apps: dict[str, Any] = {}
+    # One build per function even when threads ask at once: werkzeug compiles routes with `ast`, which CPython 3.11.7
+    # does not allow from two threads at a time (a CI run's SystemError "AST constructor recursion depth mismatch").
+    building = threading.Lock()
 
     def make(name: str) -> FlaskClient:
-        if name not in apps:
-            apps[name] = create_app(target=name, source=str(ROOT / "functions" / name / "main.py"))
+        with building:
+            if name not in apps:
+                apps[name] = create_app(target=name, source=str(ROOT / "functions" / name / "main.py"))
         return apps[name].test_client()
 
     yield make
