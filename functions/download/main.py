@@ -16,7 +16,6 @@ import functools
 import re
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 import flask
@@ -198,17 +197,14 @@ def chapter_files_zip(request: flask.Request, job_id: str) -> flask.Response:
     made_at = job.get("finished_at") or now()
     entries = [ZipEntry(chapter_file_name(job, chapter), chapter["size_bytes"], made_at,
                         functools.partial(audio.open, chapter["file_id"])) for chapter in files]
-    return zip_response(entries, f"{video_stem(job)} - chapters.zip")
+    return zip_response(entries, f"{episode_title(job.get('filename'))} - chapters.zip")
 
 
 def chapter_file_name(job: Job, chapter: dict[str, Any]) -> str:
     """`<video's name> - 01 <chapter title>.mp3`: sorts in chapter order; no path separator from a title."""
     title = re.sub(r"[/\\\x00-\x1f]", "-", chapter["title"])
-    return f"{video_stem(job)} - {chapter['number']:02d} {title}.mp3"
+    return f"{episode_title(job.get('filename'))} - {chapter['number']:02d} {title}.mp3"
 
-
-def video_stem(job: Job) -> str:
-    return PurePosixPath(job.get("filename") or "audio").stem or "audio"
 
 
 def finished_job(request: flask.Request, job_id: str, path: str) -> Job:
